@@ -1,0 +1,170 @@
+//! Consuming another service's event log, effectively once.
+//!
+//! The consumer subscribes from the offset its own database last stored, hands events to an
+//! [`EventSink`] in batches, and the sink writes its effects, the new offset and the ids of
+//! the events it applied in ONE transaction (helpers below). A crash between two batches
+//! replays from the stored offset; a duplicate id is dropped. Disconnects reconnect with
+//! exponential backoff.
+
+use std::time::Duration;
+
+use referral_proto::events::v1::{Event, SubscribeRequest, event_log_client::EventLogClient};
+use sqlx::{PgConnection, SqliteConnection};
+use tokio::sync::watch;
+use tonic::{codegen::InterceptedService, transport::Channel};
+
+use crate::auth::ServiceCredentials;
+
+/// Where a consumer's effects go.
+pub trait EventSink: Send + Sync + 'static {
+    /// The offset of the last event applied from `source` (0 if none).
+    fn last_offset(&self, source: &str) -> impl Future<Output = anyhow::Result<i64>> + Send;
+    /// Applies a batch and stores the new offset in the same transaction.
+    fn apply(&self, source: &str, events: Vec<Event>) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// How to reach and read one source log.
+#[derive(Clone)]
+pub struct ConsumerConfig {
+    /// Name of the source log (invite, fraud, incentive), the key of the stored offset.
+    pub source: String,
+    /// Who reads, for the producer's logs.
+    pub consumer: String,
+    pub channel: Channel,
+    pub credentials: ServiceCredentials,
+    pub max_batch: usize,
+    pub max_backoff: Duration,
+}
+
+/// Runs until `shutdown` turns true: subscribe, apply in batches, reconnect on failure.
+pub async fn run<S: EventSink>(config: ConsumerConfig, sink: S, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let result = tokio::select! {
+            r = consume_once(&config, &sink) => r,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(source = %config.source, error = %format!("{e:#}"), ?backoff, "event consumer disconnected; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+async fn consume_once<S: EventSink>(config: &ConsumerConfig, sink: &S) -> anyhow::Result<()> {
+    let after = sink.last_offset(&config.source).await?;
+    let mut client = EventLogClient::new(InterceptedService::new(
+        config.channel.clone(),
+        config.credentials.clone(),
+    ));
+    let mut stream = client
+        .subscribe(SubscribeRequest {
+            after_offset: after,
+            consumer: config.consumer.clone(),
+        })
+        .await?
+        .into_inner();
+    let mut batch = Vec::with_capacity(config.max_batch);
+    loop {
+        // Take what is ready now (up to max_batch) so one transaction covers a burst.
+        let first = stream.message().await?;
+        let Some(first) = first else { return Ok(()) };
+        if let Some(e) = crate::outbox::event_of(first) {
+            batch.push(e);
+        }
+        while batch.len() < config.max_batch {
+            match tokio::time::timeout(Duration::from_millis(5), stream.message()).await {
+                Ok(Ok(Some(item))) => {
+                    if let Some(e) = crate::outbox::event_of(item) {
+                        batch.push(e);
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            sink.apply(&config.source, std::mem::take(&mut batch)).await?;
+        }
+    }
+}
+
+const SAVE_OFFSET: &str = "INSERT INTO consumer_offsets (source, last_offset) VALUES ($1, $2)
+ON CONFLICT (source) DO UPDATE SET last_offset = excluded.last_offset WHERE consumer_offsets.last_offset < excluded.last_offset";
+const LOAD_OFFSET: &str = "SELECT last_offset FROM consumer_offsets WHERE source = $1";
+const MARK: &str =
+    "INSERT INTO processed_events (event_id, processed_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING";
+
+/// Helpers for sinks on Postgres (tables `consumer_offsets`, `processed_events`).
+pub mod pg {
+    use super::*;
+
+    pub async fn load_offset(conn: &mut PgConnection, source: &str) -> sqlx::Result<i64> {
+        Ok(sqlx::query_scalar(LOAD_OFFSET)
+            .bind(source)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or(0))
+    }
+
+    pub async fn save_offset(conn: &mut PgConnection, source: &str, offset: i64) -> sqlx::Result<()> {
+        sqlx::query(SAVE_OFFSET)
+            .bind(source)
+            .bind(offset)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// True the first time an event id is seen; false for a duplicate.
+    pub async fn first_time(conn: &mut PgConnection, event_id: &str) -> sqlx::Result<bool> {
+        let r = sqlx::query(MARK)
+            .bind(event_id)
+            .bind(crate::ids::now())
+            .execute(conn)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+/// Helpers for sinks on SQLite (tables `consumer_offsets`, `processed_events`).
+pub mod sqlite {
+    use super::*;
+
+    pub async fn load_offset(conn: &mut SqliteConnection, source: &str) -> sqlx::Result<i64> {
+        Ok(sqlx::query_scalar(LOAD_OFFSET)
+            .bind(source)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or(0))
+    }
+
+    pub async fn save_offset(conn: &mut SqliteConnection, source: &str, offset: i64) -> sqlx::Result<()> {
+        sqlx::query(SAVE_OFFSET)
+            .bind(source)
+            .bind(offset)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn first_time(conn: &mut SqliteConnection, event_id: &str) -> sqlx::Result<bool> {
+        let r = sqlx::query(MARK)
+            .bind(event_id)
+            .bind(crate::ids::now())
+            .execute(conn)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,129 @@
+//! gRPC server bootstrap shared by every service: health (`""` for liveness and a
+//! `readiness` service that turns SERVING after migrations and dependencies), reflection
+//! over the embedded descriptor set, graceful shutdown on SIGTERM/Ctrl-C that drains
+//! in-flight calls.
+
+use std::net::SocketAddr;
+
+use tokio::{net::TcpListener, sync::watch};
+use tonic_health::{ServingStatus, pb::health_server::HealthServer, server::HealthReporter};
+
+/// The health service name that turns SERVING once a service can take traffic.
+pub const READINESS: &str = "readiness";
+
+/// Health reporter and server: liveness SERVING now, readiness NOT_SERVING until told.
+pub async fn health() -> (
+    HealthReporter,
+    HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (reporter, server) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(READINESS, ServingStatus::NotServing)
+        .await;
+    (reporter, server)
+}
+
+/// Server reflection (v1 and v1alpha) for every referral service and health.
+pub fn reflection() -> anyhow::Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(referral_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(referral_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    Ok((v1, v1alpha))
+}
+
+/// Binds a listener and reports the address actually bound (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// A shutdown signal that many tasks can wait on.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// The trigger side of [`Shutdown`].
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(tx), Shutdown(rx))
+}
+
+impl Shutdown {
+    /// A shutdown that never comes (tests that run until the runtime ends).
+    pub fn never() -> Shutdown {
+        let (tx, rx) = watch::channel(false);
+        std::mem::forget(tx);
+        Shutdown(rx)
+    }
+
+    pub async fn wait(mut self) {
+        while !*self.0.borrow() {
+            if self.0.changed().await.is_err() {
+                // The trigger is gone without firing: nothing will ever stop us.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    pub fn receiver(&self) -> watch::Receiver<bool> {
+        self.0.clone()
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// Resolves on SIGTERM (k8s) or Ctrl-C.
+pub async fn os_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received; draining"),
+        _ = term => tracing::info!("SIGTERM received; draining"),
+    }
+}
+
+/// A lazily connecting channel to a peer service (`http://host:port`).
+pub fn channel(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(tonic::transport::Endpoint::from_shared(uri)?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+        .connect_lazy())
+}
