@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     tonic_prost_build::configure()
         .compile_well_known_types(true)
+        .generate_default_stubs(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
 

@@ -81,22 +81,22 @@ impl Principal {
     }
 
     /// The rule "a member acts only as itself", as a `Status` naming the field.
-    pub fn require_self(&self, id: &str, field: &str) -> Result<(), Status> {
+    pub fn require_self(&self, id: &str, field: &str) -> Result<(), crate::ApiError> {
         if self.may_act_as(id) {
             Ok(())
         } else {
-            Err(
-                crate::ApiError::PermissionDenied(format!("{field} must be your own id ({})", self.sub))
-                    .into(),
-            )
+            Err(crate::ApiError::PermissionDenied(format!(
+                "{field} must be your own id ({})",
+                self.sub
+            )))
         }
     }
 
-    pub fn require_admin(&self) -> Result<(), Status> {
+    pub fn require_admin(&self) -> Result<(), crate::ApiError> {
         if self.is_privileged() {
             Ok(())
         } else {
-            Err(crate::ApiError::PermissionDenied("admin role required".into()).into())
+            Err(crate::ApiError::PermissionDenied("admin role required".into()))
         }
     }
 

@@ -1,0 +1,1167 @@
+//! The tonic InviteService: decode, authorize, validate, call domain + store, map errors.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::{DateTime, Duration, Utc};
+use referral_common::{
+    ApiError, ApiResult, Violations,
+    auth::{self, Principal},
+    error::{error_info_of, violations_of},
+    idempotency::Idempotency,
+    ids::{self, from_ts},
+    paging,
+};
+use referral_proto::{
+    common::v1::{PartyKind as PbPartyKind, Risk, VendorType},
+    fraud::v1::AssessInvitationRequest,
+    invite::v1::{
+        self as pb, Attribution, BatchCreateInvitationsRequest, BatchCreateInvitationsResponse, BatchResult,
+        CancelInvitationRequest, Click, ConversionResult, CreateInvitationRequest, CreateReferralCodeRequest,
+        EmailWebhookRequest, EmailWebhookResponse, GetInvitationRequest, GetReferralCodeRequest,
+        GetReferrerRequest, Invitation, ItemError, ListInvitationsRequest, ListInvitationsResponse,
+        RecordClickRequest, RecordClicksRequest, RecordClicksResponse, RecordConversionRequest,
+        RecordSignupRequest, ReferralCode, Referrer, ResolveReferralCodeRequest, ResolveReferralCodeResponse,
+        SetReferrerTierRequest, invite_service_server::InviteService,
+    },
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    convert,
+    domain::{
+        attribution::{self, Candidates, Decision, SignupFacts, Touch, TouchKind},
+        codes, contact,
+        party::{self, PartyKind},
+        quota::{self, QuotaConfig},
+        status::{self, Channel, InvitationStatus},
+        timing::{self, SendRules},
+    },
+    fraud::{self, FraudGate},
+    store::{
+        ClickRow, CodeRow, CreateOutcome, InvitationRow, NewConversion, NewInvitation, SignupRow, Store,
+        TransitionOutcome,
+    },
+};
+
+/// Batch creates take at most this many items.
+pub const MAX_BATCH: usize = 100;
+/// The same referrer inviting the same recipient within this window is a duplicate.
+const DUPLICATE_WINDOW_HOURS: i64 = 24;
+const MAX_CODE_ATTEMPTS: usize = 5;
+
+/// What the service needs besides its store.
+pub struct Settings {
+    pub public_url: String,
+    pub default_landing_url: String,
+    pub quotas: QuotaConfig,
+    pub send_rules: SendRules,
+    pub attribution_window_days: i64,
+    pub default_timezone: chrono_tz::Tz,
+}
+
+pub struct InviteApi<S> {
+    store: S,
+    settings: Arc<Settings>,
+    fraud: FraudGate,
+    idempotency: Idempotency,
+}
+
+impl<S: Store> InviteApi<S> {
+    pub fn new(store: S, settings: Settings, fraud: FraudGate, idempotency: Idempotency) -> Self {
+        Self {
+            store,
+            settings: Arc::new(settings),
+            fraud,
+            idempotency,
+        }
+    }
+
+    fn qr_svg(&self, code: &str) -> String {
+        let url = convert::code_url(&self.settings.public_url, code);
+        match qrcode::QrCode::new(url.as_bytes()) {
+            Ok(qr) => qr
+                .render::<qrcode::render::svg::Color>()
+                .min_dimensions(200, 200)
+                .build(),
+            Err(_) => String::new(),
+        }
+    }
+
+    async fn code_response(&self, row: &CodeRow) -> ReferralCode {
+        convert::referral_code(row, &self.settings.public_url, self.qr_svg(&row.code))
+    }
+
+    // ---- referral codes ------------------------------------------------------------
+
+    async fn create_code(&self, p: &Principal, req: CreateReferralCodeRequest) -> ApiResult<ReferralCode> {
+        let mut v = Violations::default();
+        check_id(&mut v, &req.referrer_id, "referrerId");
+        let kind = party_kind(&mut v, req.referrer_kind, "referrerKind");
+        let vendor = vendor_type(&mut v, req.vendor_type, kind, "vendorType");
+        if !req.landing_url.is_empty() {
+            check_url(&mut v, &req.landing_url, "landingUrl");
+        }
+        check_len(&mut v, &req.campaign_id, 128, "campaignId");
+        v.into_result()?;
+        p.require_self(&req.referrer_id, "referrerId")?;
+        let kind = kind.ok_or_else(|| ApiError::invalid("referrerKind", "is required"))?;
+        for _ in 0..MAX_CODE_ATTEMPTS {
+            let row = CodeRow {
+                code: codes::generate_code(kind, &mut rand::rng()),
+                referrer_id: req.referrer_id.clone(),
+                referrer_kind: kind.as_str().to_string(),
+                vendor_type: vendor.clone(),
+                campaign_id: req.campaign_id.clone(),
+                landing_url: req.landing_url.clone(),
+                invitation_id: None,
+                clicks: 0,
+                signups: 0,
+                conversions: 0,
+                created_at: ids::now(),
+            };
+            if self
+                .store
+                .insert_code(&row, &crate::events::code_created(&row))
+                .await?
+            {
+                return Ok(self.code_response(&row).await);
+            }
+        }
+        Err(ApiError::Unavailable(
+            "could not find a free referral code; try again".into(),
+        ))
+    }
+
+    async fn find_code(&self, raw: &str) -> ApiResult<CodeRow> {
+        let code = codes::normalize_code(raw).map_err(|e| ApiError::invalid("code", e.to_string()))?;
+        self.store
+            .get_code(&code)
+            .await?
+            .ok_or_else(|| ApiError::not_found("referral code", &code))
+    }
+
+    // ---- invitations ---------------------------------------------------------------
+
+    /// Creates one invitation, judged alone (the batch calls this per item).
+    async fn create_one(
+        &self,
+        p: &Principal,
+        req: CreateInvitationRequest,
+        client: &ClientContext,
+    ) -> ApiResult<Invitation> {
+        let valid = self.validate_invitation(&req)?;
+        p.require_self(&req.referrer_id, "referrerId")?;
+        let now = ids::now();
+        let (screening, risk) = self
+            .fraud
+            .assess_invitation(AssessInvitationRequest {
+                invitation_id: String::new(),
+                referrer_id: req.referrer_id.clone(),
+                referrer_kind: req.referrer_kind,
+                recipient_email: valid.email.clone(),
+                recipient_phone: valid.phone.clone(),
+                ip: client.ip.clone(),
+                device_id: client.device_id.clone(),
+                occurred_at: fraud::occurred_at(now),
+            })
+            .await;
+        let initial = status::initial_status(screening, valid.channel);
+        let tier = self.store.get_referrer(&req.referrer_id).await?.tier;
+        let limits = self
+            .settings
+            .quotas
+            .limits(quota::ReferrerTier::parse(&tier).unwrap_or(quota::ReferrerTier::Regular));
+        let candidate = valid.send_at.filter(|t| *t > now).unwrap_or(now);
+        let (tz, wedding, rules) = (valid.tz, valid.wedding, self.settings.send_rules.clone());
+        let place = move |usage: &crate::store::SlotUsage| {
+            let allowed = |t: DateTime<Utc>| timing::first_allowed_instant(t, tz, wedding, &rules);
+            quota::place(candidate, limits, usage, allowed)
+        };
+        let utm = req.utm.clone().unwrap_or_default();
+        let recipient = req.recipient.clone().unwrap_or_default();
+        for _ in 0..MAX_CODE_ATTEMPTS {
+            let id = ids::new_id();
+            let sent_now = initial == InvitationStatus::Sent;
+            let row = InvitationRow {
+                id: id.clone(),
+                code: codes::generate_code(valid.referrer_kind, &mut rand::rng()),
+                referrer_id: req.referrer_id.clone(),
+                referrer_kind: valid.referrer_kind.as_str().into(),
+                referee_kind: valid.referee_kind.as_str().into(),
+                vendor_type: valid.vendor_type.clone(),
+                flow: party::flow(valid.referrer_kind, valid.referee_kind)
+                    .as_str()
+                    .into(),
+                channel: valid.channel.as_str().into(),
+                recipient_email: recipient.email.trim().to_string(),
+                recipient_phone: recipient.phone.trim().to_string(),
+                recipient_name: recipient.name.trim().to_string(),
+                recipient_timezone: tz.name().to_string(),
+                recipient_key: valid.recipient_key.clone(),
+                status: initial.as_str().into(),
+                status_reason: blocked_reason(initial, &risk),
+                risk_json: serde_json::to_string(&risk).unwrap_or_default(),
+                template_id: req.template_id.clone(),
+                template_variant: String::new(),
+                message: req.message.clone(),
+                campaign_id: req.campaign_id.clone(),
+                utm_source: utm.source.clone(),
+                utm_medium: utm.medium.clone(),
+                utm_campaign: utm.campaign.clone(),
+                wedding_date: valid.wedding.map(|d| d.to_string()).unwrap_or_default(),
+                scheduled_for: None,
+                sent_at: sent_now.then_some(now),
+                expires_at: sent_now.then(|| now + Duration::days(self.settings.attribution_window_days)),
+                ip: client.ip.clone(),
+                device_id: client.device_id.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            let new = NewInvitation {
+                row,
+                paced: valid.channel.is_sent_by_us() && initial != InvitationStatus::Blocked,
+                duplicate_since: now - Duration::hours(DUPLICATE_WINDOW_HOURS),
+                max_queued: i64::from(self.settings.quotas.max_queued),
+                landing_url: String::new(),
+            };
+            match self.store.create_invitation(new, &place).await? {
+                CreateOutcome::Created(row) if initial == InvitationStatus::Blocked => {
+                    return Err(refused(&row.id, &risk));
+                }
+                CreateOutcome::Created(row) => {
+                    return Ok(convert::invitation(&row, &self.settings.public_url));
+                }
+                CreateOutcome::Duplicate { existing_id } => {
+                    return Err(ApiError::AlreadyExists {
+                        message: format!(
+                            "this recipient was already invited by this referrer in the last 24 hours (invitation {existing_id})"
+                        ),
+                        reason: "DUPLICATE_INVITATION",
+                        metadata: HashMap::from([("existingInvitationId".to_string(), existing_id)]),
+                    });
+                }
+                CreateOutcome::QueueFull { queued } => {
+                    return Err(ApiError::ResourceExhausted {
+                        message: format!(
+                            "referrer {} already has {queued} unsent invitations queued (limit {})",
+                            req.referrer_id, self.settings.quotas.max_queued
+                        ),
+                        retry_after: std::time::Duration::from_secs(3600),
+                    });
+                }
+                CreateOutcome::CodeTaken => continue,
+            }
+        }
+        Err(ApiError::Unavailable(
+            "could not find a free referral code; try again".into(),
+        ))
+    }
+
+    fn validate_invitation(&self, req: &CreateInvitationRequest) -> ApiResult<ValidInvitation> {
+        let mut v = Violations::default();
+        check_id(&mut v, &req.referrer_id, "referrerId");
+        let referrer_kind = party_kind(&mut v, req.referrer_kind, "referrerKind");
+        let referee_kind = party_kind(&mut v, req.referee_kind, "refereeKind");
+        let vendor = vendor_type(&mut v, req.vendor_type, referrer_kind, "vendorType");
+        let channel = match pb::Channel::try_from(req.channel) {
+            Ok(pb::Channel::Unspecified) | Err(_) => {
+                v.add("channel", "is required: one of EMAIL, SMS, LINK, QR, SOCIAL");
+                None
+            }
+            Ok(c) => Channel::parse(c.as_str_name()).ok(),
+        };
+        let recipient = req.recipient.clone().unwrap_or_default();
+        let email = if recipient.email.trim().is_empty() {
+            if channel == Some(Channel::Email) {
+                v.add("recipient.email", "is required for channel EMAIL");
+            }
+            String::new()
+        } else {
+            match contact::normalize_email(&recipient.email) {
+                Ok(e) => e,
+                Err(e) => {
+                    v.add("recipient.email", e.to_string());
+                    String::new()
+                }
+            }
+        };
+        let phone = if recipient.phone.trim().is_empty() {
+            if channel == Some(Channel::Sms) {
+                v.add("recipient.phone", "is required for channel SMS");
+            }
+            String::new()
+        } else {
+            match contact::normalize_phone(&recipient.phone) {
+                Ok(p) => p,
+                Err(e) => {
+                    v.add("recipient.phone", e.to_string());
+                    String::new()
+                }
+            }
+        };
+        check_len(&mut v, &recipient.name, 200, "recipient.name");
+        let tz = if recipient.timezone.trim().is_empty() {
+            Some(self.settings.default_timezone)
+        } else {
+            timing::parse_timezone(recipient.timezone.trim())
+                .map_err(|e| v.add("recipient.timezone", e.to_string()))
+                .ok()
+        };
+        let wedding = timing::parse_wedding_date(req.wedding_date.trim())
+            .map_err(|e| v.add("weddingDate", e.to_string()))
+            .ok()
+            .flatten();
+        let send_at = match &req.send_at {
+            Some(ts) => from_ts(ts).or_else(|| {
+                v.add("sendAt", "is not a valid timestamp");
+                None
+            }),
+            None => None,
+        };
+        check_len(&mut v, &req.message, 2000, "message");
+        check_len(&mut v, &req.template_id, 100, "templateId");
+        check_len(&mut v, &req.campaign_id, 128, "campaignId");
+        if let Some(u) = &req.utm {
+            check_len(&mut v, &u.source, 200, "utm.source");
+            check_len(&mut v, &u.medium, 200, "utm.medium");
+            check_len(&mut v, &u.campaign, 200, "utm.campaign");
+        }
+        v.into_result()?;
+        let (Some(referrer_kind), Some(referee_kind), Some(channel), Some(tz)) =
+            (referrer_kind, referee_kind, channel, tz)
+        else {
+            return Err(ApiError::invalid("channel", "is required"));
+        };
+        let recipient_key = if !email.is_empty() {
+            email.clone()
+        } else {
+            phone.clone()
+        };
+        Ok(ValidInvitation {
+            referrer_kind,
+            referee_kind,
+            vendor_type: vendor,
+            channel,
+            email,
+            phone,
+            recipient_key,
+            tz,
+            wedding,
+            send_at,
+        })
+    }
+
+    async fn get_owned_invitation(&self, p: &Principal, id: &str) -> ApiResult<InvitationRow> {
+        let row = self.store.get_invitation(id).await?;
+        // Another member's invitation is "not found": existence is not revealed.
+        row.filter(|r| p.may_act_as(&r.referrer_id))
+            .ok_or_else(|| ApiError::not_found("invitation", id))
+    }
+
+    // ---- signups and conversions ---------------------------------------------------
+
+    async fn signup(
+        &self,
+        p: &Principal,
+        req: RecordSignupRequest,
+        client: &ClientContext,
+    ) -> ApiResult<Attribution> {
+        let mut v = Violations::default();
+        check_id(&mut v, &req.user_id, "userId");
+        let user_kind = party_kind(&mut v, req.user_kind, "userKind");
+        let vendor = vendor_type(&mut v, req.vendor_type, user_kind, "vendorType");
+        let email = if req.email.trim().is_empty() {
+            None
+        } else {
+            contact::normalize_email(&req.email)
+                .map_err(|e| v.add("email", e.to_string()))
+                .ok()
+        };
+        let code = if req.code.trim().is_empty() {
+            None
+        } else {
+            codes::normalize_code(&req.code)
+                .map_err(|e| v.add("code", e.to_string()))
+                .ok()
+        };
+        check_len(&mut v, &req.click_id, 64, "clickId");
+        check_len(&mut v, &req.invitation_id, 64, "invitationId");
+        check_len(&mut v, &req.name, 200, "name");
+        v.into_result()?;
+        p.require_self(&req.user_id, "userId")?;
+        let Some(user_kind) = user_kind else {
+            return Err(ApiError::invalid("userKind", "is required"));
+        };
+        if let Some(existing) = self.store.find_signup(&req.user_id).await? {
+            return Ok(convert::attribution(&existing));
+        }
+        let now = ids::now();
+        let window = Duration::days(self.settings.attribution_window_days);
+        let mut candidates = Candidates {
+            invitation: None,
+            code: None,
+            click: None,
+            email: None,
+        };
+        if !req.invitation_id.is_empty() {
+            if let Some(inv) = self.store.get_invitation(&req.invitation_id).await? {
+                candidates.invitation = Some(invitation_touch(&inv, TouchKind::Invitation));
+            }
+        } else if let Some(code) = &code
+            && let Some(row) = self.store.get_code(code).await?
+        {
+            candidates.code = Some(match &row.invitation_id {
+                Some(inv_id) => match self.store.get_invitation(inv_id).await? {
+                    Some(inv) => invitation_touch(&inv, TouchKind::Code),
+                    None => code_touch(&row, now),
+                },
+                None => code_touch(&row, now),
+            });
+        }
+        let mut click_at = None;
+        if !req.click_id.is_empty()
+            && let Some(click) = self.store.get_click(&req.click_id).await?
+        {
+            click_at = Some(click.occurred_at);
+            candidates.click = Some(Touch {
+                kind: TouchKind::Click,
+                id: click.click_id.clone(),
+                referrer_id: click.referrer_id.clone(),
+                invitation_id: click.invitation_id.clone(),
+                code: Some(click.code.clone()),
+                at: click.occurred_at,
+            });
+        }
+        if let Some(e) = &email
+            && let Some(inv) = self.store.open_invitation_for(e, now - window).await?
+        {
+            candidates.email = Some(invitation_touch(&inv, TouchKind::Email));
+        }
+        let referrer_ids: Vec<String> = [
+            &candidates.invitation,
+            &candidates.code,
+            &candidates.click,
+            &candidates.email,
+        ]
+        .iter()
+        .filter_map(|t| t.as_ref().map(|t| t.referrer_id.clone()))
+        .collect();
+        let mut referrer_emails: HashMap<String, String> = HashMap::new();
+        for r in referrer_ids {
+            if let Some(e) = self.store.referrer_email(&r).await? {
+                referrer_emails.insert(r, e);
+            }
+        }
+        let facts = SignupFacts {
+            user_id: req.user_id.clone(),
+            email_normalized: email.clone(),
+            at: now,
+        };
+        let decision = attribution::resolve_with_window(
+            &facts,
+            &candidates,
+            |r: &str| referrer_emails.get(r).cloned(),
+            self.settings.attribution_window_days,
+        );
+        let (winner, touchpoints, reason) = match decision {
+            Decision::Attributed { winner, touchpoints } => (Some(winner), touchpoints, String::new()),
+            Decision::NotAttributed { reason, touchpoints } => {
+                (None, touchpoints, reason.as_str().to_string())
+            }
+        };
+        // The winner's referrer kind comes from its code or invitation.
+        let mut referrer_kind = None;
+        if let Some(w) = &winner {
+            if let Some(inv) = &w.invitation_id
+                && let Some(row) = self.store.get_invitation(inv).await?
+            {
+                referrer_kind = PartyKind::parse(&row.referrer_kind).ok();
+            } else if let Some(c) = &w.code
+                && let Some(row) = self.store.get_code(c).await?
+            {
+                referrer_kind = PartyKind::parse(&row.referrer_kind).ok();
+            }
+        }
+        let flow = referrer_kind.map(|rk| party::flow(rk, user_kind).as_str().to_string());
+        let row = SignupRow {
+            id: ids::new_id(),
+            user_id: req.user_id.clone(),
+            user_kind: user_kind.as_str().into(),
+            vendor_type: vendor,
+            email: req.email.trim().to_string(),
+            email_norm: email.unwrap_or_default(),
+            name: req.name.trim().to_string(),
+            attributed: winner.is_some(),
+            invitation_id: winner.as_ref().and_then(|w| w.invitation_id.clone()),
+            code: winner.as_ref().and_then(|w| w.code.clone()),
+            referrer_id: winner.as_ref().map(|w| w.referrer_id.clone()),
+            referrer_kind: referrer_kind.map(|k| k.as_str().to_string()),
+            flow,
+            reason,
+            touchpoints_json: serde_json::to_string(&touchpoints.iter().map(touchpoint).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into()),
+            risk_json: String::new(),
+            click_at,
+            ip: client.ip.clone(),
+            device_id: client.device_id.clone(),
+            created_at: now,
+        };
+        let stored = self.store.insert_signup(&row).await?;
+        Ok(convert::attribution(&stored))
+    }
+
+    async fn conversion(&self, p: &Principal, req: RecordConversionRequest) -> ApiResult<ConversionResult> {
+        let mut v = Violations::default();
+        check_id(&mut v, &req.user_id, "userId");
+        let value = req.value.clone().unwrap_or_default();
+        if req.value.is_none() {
+            v.add("value", "is required: {amountMinor, currency}");
+        } else {
+            v.check(
+                value.amount_minor < 0,
+                "value.amountMinor",
+                "must not be negative",
+            );
+            v.check(
+                !is_currency(&value.currency),
+                "value.currency",
+                "must be an ISO 4217 code like GBP",
+            );
+        }
+        let plan = match pb::Plan::try_from(req.plan) {
+            Ok(pb::Plan::Unspecified) | Err(_) => {
+                v.add(
+                    "plan",
+                    "is required: one of FREE, STARTER, PROFESSIONAL, SCALE, ENTERPRISE",
+                );
+                None
+            }
+            Ok(p) => Some(p.as_str_name().to_string()),
+        };
+        let occurred_at = match &req.occurred_at {
+            Some(ts) => from_ts(ts).or_else(|| {
+                v.add("occurredAt", "is not a valid timestamp");
+                None
+            }),
+            None => None,
+        };
+        v.into_result()?;
+        p.require_self(&req.user_id, "userId")?;
+        let row = self
+            .store
+            .record_conversion(NewConversion {
+                id: ids::new_id(),
+                user_id: req.user_id.clone(),
+                amount_minor: value.amount_minor,
+                currency: value.currency.clone(),
+                plan: plan.unwrap_or_default(),
+                annual: req.annual,
+                occurred_at: occurred_at.unwrap_or_else(ids::now),
+            })
+            .await?;
+        Ok(convert::conversion(&row))
+    }
+
+    fn click_row(&self, req: &RecordClickRequest, code: String, client: &ClientContext) -> ClickRow {
+        let at = req
+            .occurred_at
+            .as_ref()
+            .and_then(from_ts)
+            .unwrap_or_else(ids::now);
+        let utm = req.utm.clone().unwrap_or_default();
+        ClickRow {
+            click_id: if req.click_id.is_empty() {
+                ids::new_id()
+            } else {
+                req.click_id.clone()
+            },
+            code,
+            referrer_id: String::new(),
+            invitation_id: None,
+            visitor_id: req.visitor_id.clone(),
+            user_agent: req.user_agent.chars().take(512).collect(),
+            ip: if client.ip.is_empty() {
+                req.ip.clone()
+            } else {
+                client.ip.clone()
+            },
+            device_id: if client.device_id.is_empty() {
+                req.device_id.clone()
+            } else {
+                client.device_id.clone()
+            },
+            utm_source: utm.source,
+            utm_medium: utm.medium,
+            utm_campaign: utm.campaign,
+            occurred_at: at,
+            expires_at: at + Duration::days(self.settings.attribution_window_days),
+        }
+    }
+}
+
+struct ValidInvitation {
+    referrer_kind: PartyKind,
+    referee_kind: PartyKind,
+    vendor_type: Option<String>,
+    channel: Channel,
+    email: String,
+    phone: String,
+    recipient_key: String,
+    tz: chrono_tz::Tz,
+    wedding: Option<chrono::NaiveDate>,
+    send_at: Option<DateTime<Utc>>,
+}
+
+/// Where a web call came from, as the gateway saw it.
+#[derive(Default, Clone)]
+struct ClientContext {
+    ip: String,
+    device_id: String,
+}
+
+impl ClientContext {
+    fn of<T>(req: &Request<T>) -> Self {
+        let md = req.metadata();
+        ClientContext {
+            ip: auth::metadata_text(md, auth::CLIENT_IP).unwrap_or_default(),
+            device_id: auth::metadata_text(md, auth::DEVICE_ID)
+                .unwrap_or_default()
+                .chars()
+                .take(128)
+                .collect(),
+        }
+    }
+}
+
+fn invitation_touch(inv: &InvitationRow, kind: TouchKind) -> Touch {
+    Touch {
+        kind,
+        id: inv.id.clone(),
+        referrer_id: inv.referrer_id.clone(),
+        invitation_id: Some(inv.id.clone()),
+        code: Some(inv.code.clone()),
+        at: inv.sent_at.unwrap_or(inv.created_at),
+    }
+}
+
+/// A referrer's own code typed at signup: the touch is now.
+fn code_touch(row: &CodeRow, now: DateTime<Utc>) -> Touch {
+    Touch {
+        kind: TouchKind::Code,
+        id: row.code.clone(),
+        referrer_id: row.referrer_id.clone(),
+        invitation_id: None,
+        code: Some(row.code.clone()),
+        at: now,
+    }
+}
+
+fn touchpoint(t: &Touch) -> pb::Touchpoint {
+    pb::Touchpoint {
+        kind: match t.kind {
+            TouchKind::Invitation => "INVITATION",
+            TouchKind::Code => "CODE",
+            TouchKind::Click => "CLICK",
+            TouchKind::Email => "EMAIL",
+        }
+        .into(),
+        id: t.id.clone(),
+        code: t.code.clone().unwrap_or_default(),
+        invitation_id: t.invitation_id.clone().unwrap_or_default(),
+        referrer_id: t.referrer_id.clone(),
+        channel: 0,
+        at: Some(ids::to_ts(t.at)),
+    }
+}
+
+fn blocked_reason(status: InvitationStatus, risk: &Risk) -> String {
+    if status != InvitationStatus::Blocked {
+        return String::new();
+    }
+    let names: Vec<&str> = risk.rules.iter().map(|r| r.name.as_str()).collect();
+    format!("blocked by fraud rules: {}", names.join(", "))
+}
+
+fn refused(invitation_id: &str, risk: &Risk) -> ApiError {
+    let rules: Vec<String> = risk
+        .rules
+        .iter()
+        .map(|r| format!("{}: {}", r.name, r.detail))
+        .collect();
+    ApiError::Refused {
+        message: format!("invitation refused: {}", rules.join("; ")),
+        reason: "FRAUD_REJECTED",
+        metadata: HashMap::from([
+            ("invitationId".to_string(), invitation_id.to_string()),
+            (
+                "rules".to_string(),
+                risk.rules
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ]),
+    }
+}
+
+fn check_id(v: &mut Violations, value: &str, field: &str) {
+    if value.trim().is_empty() {
+        v.add(field, "is required");
+    } else if value.len() > 128 {
+        v.add(field, "must be at most 128 characters");
+    }
+}
+
+fn check_len(v: &mut Violations, value: &str, max: usize, field: &str) {
+    if value.chars().count() > max {
+        v.add(field, format!("must be at most {max} characters"));
+    }
+}
+
+fn check_url(v: &mut Violations, value: &str, field: &str) {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => v.add(field, "must be an absolute http(s) URL"),
+    }
+}
+
+fn is_currency(s: &str) -> bool {
+    s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase())
+}
+
+fn party_kind(v: &mut Violations, value: i32, field: &str) -> Option<PartyKind> {
+    match PbPartyKind::try_from(value) {
+        Ok(PbPartyKind::Supplier) => Some(PartyKind::Supplier),
+        Ok(PbPartyKind::Couple) => Some(PartyKind::Couple),
+        _ => {
+            v.add(field, "is required: SUPPLIER or COUPLE");
+            None
+        }
+    }
+}
+
+fn vendor_type(
+    v: &mut Violations,
+    value: Option<i32>,
+    kind: Option<PartyKind>,
+    field: &str,
+) -> Option<String> {
+    let value = value?;
+    match VendorType::try_from(value) {
+        Ok(VendorType::Unspecified) | Err(_) => {
+            v.add(
+                field,
+                "must be one of PHOTOGRAPHER, VENUE, FLORIST, PLANNER, CATERER, MUSIC, OTHER",
+            );
+            None
+        }
+        Ok(_) if kind == Some(PartyKind::Couple) => {
+            v.add(field, "applies to suppliers only");
+            None
+        }
+        Ok(t) => Some(t.as_str_name().to_string()),
+    }
+}
+
+fn item_error(e: ApiError) -> ItemError {
+    let status: Status = e.into();
+    let (existing, rules) = match error_info_of(&status) {
+        Some((_, md)) => (
+            md.get("existingInvitationId").cloned().unwrap_or_default(),
+            md.get("rules")
+                .map(|r| {
+                    r.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|n| referral_proto::common::v1::Rule {
+                            name: n.into(),
+                            detail: String::new(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        None => (String::new(), Vec::new()),
+    };
+    ItemError {
+        code: status.code() as i32,
+        message: status.message().to_string(),
+        field_violations: violations_of(&status)
+            .into_iter()
+            .map(|(field, description)| pb::FieldViolation { field, description })
+            .collect(),
+        existing_invitation_id: existing,
+        rules,
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> InviteService for InviteApi<S> {
+    async fn create_referral_code(
+        &self,
+        req: Request<CreateReferralCodeRequest>,
+    ) -> Result<Response<ReferralCode>, Status> {
+        let p = Principal::of(&req)?;
+        let md = req.metadata().clone();
+        let body = req.into_inner();
+        let out = self
+            .idempotency
+            .run(&md, &p.sub, "CreateReferralCode", &body, async {
+                Ok(self.create_code(&p, body.clone()).await?)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn get_referral_code(
+        &self,
+        req: Request<GetReferralCodeRequest>,
+    ) -> Result<Response<ReferralCode>, Status> {
+        let p = Principal::of(&req)?;
+        let row = self.find_code(&req.get_ref().code).await?;
+        if !p.may_act_as(&row.referrer_id) {
+            // Another member's code is "not found": existence is not revealed.
+            return Err(ApiError::not_found("referral code", &row.code).into());
+        }
+        Ok(Response::new(self.code_response(&row).await))
+    }
+
+    async fn resolve_referral_code(
+        &self,
+        req: Request<ResolveReferralCodeRequest>,
+    ) -> Result<Response<ResolveReferralCodeResponse>, Status> {
+        Principal::of(&req)?.require_admin()?;
+        let row = self.find_code(&req.get_ref().code).await?;
+        let landing = if row.landing_url.is_empty() {
+            self.settings.default_landing_url.clone()
+        } else {
+            row.landing_url
+        };
+        Ok(Response::new(ResolveReferralCodeResponse {
+            code: row.code,
+            landing_url: landing,
+            referrer_id: row.referrer_id,
+        }))
+    }
+
+    async fn create_invitation(
+        &self,
+        req: Request<CreateInvitationRequest>,
+    ) -> Result<Response<Invitation>, Status> {
+        let p = Principal::of(&req)?;
+        let client = ClientContext::of(&req);
+        let md = req.metadata().clone();
+        let body = req.into_inner();
+        let out = self
+            .idempotency
+            .run(&md, &p.sub, "CreateInvitation", &body, async {
+                Ok(self.create_one(&p, body.clone(), &client).await?)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn batch_create_invitations(
+        &self,
+        req: Request<BatchCreateInvitationsRequest>,
+    ) -> Result<Response<BatchCreateInvitationsResponse>, Status> {
+        let p = Principal::of(&req)?;
+        let client = ClientContext::of(&req);
+        let md = req.metadata().clone();
+        let body = req.into_inner();
+        let mut v = Violations::default();
+        check_id(&mut v, &body.referrer_id, "referrerId");
+        v.check(
+            body.invitations.is_empty(),
+            "invitations",
+            "must hold at least one invitation",
+        );
+        v.check(
+            body.invitations.len() > MAX_BATCH,
+            "invitations",
+            format!(
+                "must hold at most {MAX_BATCH} invitations (got {})",
+                body.invitations.len()
+            ),
+        );
+        v.into_result()?;
+        p.require_self(&body.referrer_id, "referrerId")?;
+        let work = async {
+            let mut results = Vec::with_capacity(body.invitations.len());
+            let (mut accepted, mut rejected) = (0, 0);
+            for (index, mut item) in body.invitations.clone().into_iter().enumerate() {
+                let prefix = format!("invitations[{index}]");
+                // Items inherit the batch's referrer; naming another one is an error.
+                let result = if !item.referrer_id.is_empty() && item.referrer_id != body.referrer_id {
+                    Err(ApiError::invalid(
+                        &format!("{prefix}.referrerId"),
+                        "must match the batch's referrerId",
+                    ))
+                } else {
+                    item.referrer_id = body.referrer_id.clone();
+                    if item.referrer_kind == 0 {
+                        item.referrer_kind = body.referrer_kind;
+                    }
+                    if item.vendor_type.is_none() {
+                        item.vendor_type = body.vendor_type;
+                    }
+                    self.create_one(&p, item, &client).await.map_err(|e| match e {
+                        ApiError::Invalid(v) => ApiError::Invalid(v.prefixed(&prefix)),
+                        other => other,
+                    })
+                };
+                match result {
+                    Ok(inv) => {
+                        accepted += 1;
+                        results.push(BatchResult {
+                            index: index as i32,
+                            invitation: Some(inv),
+                            error: None,
+                        });
+                    }
+                    Err(ApiError::Internal(e)) => return Err(Status::from(ApiError::Internal(e))),
+                    Err(e) => {
+                        rejected += 1;
+                        results.push(BatchResult {
+                            index: index as i32,
+                            invitation: None,
+                            error: Some(item_error(e)),
+                        });
+                    }
+                }
+            }
+            Ok(BatchCreateInvitationsResponse {
+                results,
+                accepted,
+                rejected,
+            })
+        };
+        let out = self
+            .idempotency
+            .run(&md, &p.sub, "BatchCreateInvitations", &body, work)
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn get_invitation(
+        &self,
+        req: Request<GetInvitationRequest>,
+    ) -> Result<Response<Invitation>, Status> {
+        let p = Principal::of(&req)?;
+        let row = self.get_owned_invitation(&p, &req.get_ref().id).await?;
+        Ok(Response::new(convert::invitation(
+            &row,
+            &self.settings.public_url,
+        )))
+    }
+
+    async fn list_invitations(
+        &self,
+        req: Request<ListInvitationsRequest>,
+    ) -> Result<Response<ListInvitationsResponse>, Status> {
+        let p = Principal::of(&req)?;
+        let body = req.into_inner();
+        let referrer = if body.referrer_id.is_empty() && !p.is_privileged() {
+            p.sub.clone()
+        } else {
+            body.referrer_id.clone()
+        };
+        let mut v = Violations::default();
+        check_id(&mut v, &referrer, "referrerId");
+        let status = match body.status {
+            None => None,
+            Some(s) => match pb::InvitationStatus::try_from(s) {
+                Ok(pb::InvitationStatus::Unspecified) | Err(_) => {
+                    v.add("status", "is not an invitation status");
+                    None
+                }
+                Ok(s) => Some(s.as_str_name().to_string()),
+            },
+        };
+        v.into_result()?;
+        p.require_self(&referrer, "referrerId")?;
+        let size = paging::page_size(body.page_size)?;
+        let after = paging::decode_token(&body.page_token)?;
+        let mut rows = self
+            .store
+            .list_invitations(
+                &referrer,
+                status.as_deref(),
+                after.as_deref(),
+                i64::from(size) + 1,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        let next = if rows.len() > size as usize {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|r| paging::encode_token(&r.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListInvitationsResponse {
+            invitations: rows
+                .iter()
+                .map(|r| convert::invitation(r, &self.settings.public_url))
+                .collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn cancel_invitation(
+        &self,
+        req: Request<CancelInvitationRequest>,
+    ) -> Result<Response<Invitation>, Status> {
+        let p = Principal::of(&req)?;
+        let row = self.get_owned_invitation(&p, &req.get_ref().id).await?;
+        let reason = format!("cancelled by {}", p.sub);
+        match self
+            .store
+            .transition(&row.id, InvitationStatus::Cancelled.as_str(), &reason, ids::now())
+            .await
+            .map_err(ApiError::from)?
+        {
+            TransitionOutcome::Applied(r) | TransitionOutcome::Ignored(r) => {
+                Ok(Response::new(convert::invitation(&r, &self.settings.public_url)))
+            }
+            TransitionOutcome::Rejected { reason, .. } => Err(ApiError::FailedPrecondition {
+                message: reason,
+                reason: "INVITATION_ALREADY_SENT",
+            }
+            .into()),
+            TransitionOutcome::NotFound => Err(ApiError::not_found("invitation", &row.id).into()),
+        }
+    }
+
+    async fn set_referrer_tier(
+        &self,
+        req: Request<SetReferrerTierRequest>,
+    ) -> Result<Response<Referrer>, Status> {
+        Principal::of(&req)?.require_admin()?;
+        let body = req.into_inner();
+        let mut v = Violations::default();
+        check_id(&mut v, &body.referrer_id, "referrerId");
+        let tier = match pb::ReferrerTier::try_from(body.tier) {
+            Ok(pb::ReferrerTier::Unspecified) | Err(_) => {
+                v.add("tier", "is required: REGULAR, PREMIUM or SUPER_CONNECTOR");
+                None
+            }
+            Ok(t) => Some(t.as_str_name()),
+        };
+        v.into_result()?;
+        let row = self
+            .store
+            .set_tier(&body.referrer_id, tier.unwrap_or("REGULAR"))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(convert::referrer(&row)))
+    }
+
+    async fn get_referrer(&self, req: Request<GetReferrerRequest>) -> Result<Response<Referrer>, Status> {
+        let p = Principal::of(&req)?;
+        p.require_self(&req.get_ref().referrer_id, "referrerId")?;
+        let row = self
+            .store
+            .get_referrer(&req.get_ref().referrer_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(convert::referrer(&row)))
+    }
+
+    async fn record_click(&self, req: Request<RecordClickRequest>) -> Result<Response<Click>, Status> {
+        Principal::of(&req)?;
+        let client = ClientContext::of(&req);
+        let body = req.into_inner();
+        let mut v = Violations::default();
+        v.require(&body.code, "code");
+        check_len(&mut v, &body.click_id, 64, "clickId");
+        check_len(&mut v, &body.visitor_id, 128, "visitorId");
+        v.into_result()?;
+        let code = self.find_code(&body.code).await?;
+        let row = self.click_row(&body, code.code.clone(), &client);
+        self.store
+            .record_clicks(std::slice::from_ref(&row))
+            .await
+            .map_err(ApiError::from)?;
+        let stored = self
+            .store
+            .get_click(&row.click_id)
+            .await
+            .map_err(ApiError::from)?
+            .unwrap_or(row);
+        Ok(Response::new(convert::click(&stored)))
+    }
+
+    async fn record_clicks(
+        &self,
+        req: Request<RecordClicksRequest>,
+    ) -> Result<Response<RecordClicksResponse>, Status> {
+        Principal::of(&req)?.require_admin()?;
+        let body = req.into_inner();
+        let none = ClientContext::default();
+        let mut unknown = 0;
+        let rows: Vec<ClickRow> = body
+            .clicks
+            .iter()
+            .filter_map(|c| match codes::normalize_code(&c.code) {
+                Ok(code) => Some(self.click_row(c, code, &none)),
+                Err(_) => {
+                    unknown += 1;
+                    None
+                }
+            })
+            .collect();
+        let out = self.store.record_clicks(&rows).await.map_err(ApiError::from)?;
+        Ok(Response::new(RecordClicksResponse {
+            recorded: out.recorded as i32,
+            unknown_codes: (out.unknown_codes + unknown) as i32,
+        }))
+    }
+
+    async fn record_signup(
+        &self,
+        req: Request<RecordSignupRequest>,
+    ) -> Result<Response<Attribution>, Status> {
+        let p = Principal::of(&req)?;
+        let client = ClientContext::of(&req);
+        let md = req.metadata().clone();
+        let body = req.into_inner();
+        let out = self
+            .idempotency
+            .run(&md, &p.sub, "RecordSignup", &body, async {
+                Ok(self.signup(&p, body.clone(), &client).await?)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn record_conversion(
+        &self,
+        req: Request<RecordConversionRequest>,
+    ) -> Result<Response<ConversionResult>, Status> {
+        let p = Principal::of(&req)?;
+        let md = req.metadata().clone();
+        let body = req.into_inner();
+        let out = self
+            .idempotency
+            .run(&md, &p.sub, "RecordConversion", &body, async {
+                Ok(self.conversion(&p, body.clone()).await?)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn handle_email_webhook(
+        &self,
+        req: Request<EmailWebhookRequest>,
+    ) -> Result<Response<EmailWebhookResponse>, Status> {
+        let provider = req.get_ref().provider.clone();
+        // Provider verification arrives with the delivery work; until a provider is
+        // configured its endpoint does not exist, as the contract says.
+        Err(ApiError::NotFound(format!(
+            "no webhook secret is configured for provider {provider:?}"
+        ))
+        .into())
+    }
+}

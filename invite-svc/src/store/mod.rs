@@ -1,0 +1,282 @@
+//! invite-svc storage: one trait, a Postgres and a SQLite implementation chosen by the
+//! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use referral_common::outbox::Outbox;
+use referral_proto::events::v1::Event;
+use sqlx::FromRow;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::domain::quota::{self, QuotaUsage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error("event encoding: {0}")]
+    Encoding(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<StoreError> for referral_common::ApiError {
+    fn from(e: StoreError) -> Self {
+        referral_common::ApiError::Internal(e.into())
+    }
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct CodeRow {
+    pub code: String,
+    pub referrer_id: String,
+    pub referrer_kind: String,
+    pub vendor_type: Option<String>,
+    pub campaign_id: String,
+    pub landing_url: String,
+    pub invitation_id: Option<String>,
+    pub clicks: i64,
+    pub signups: i64,
+    pub conversions: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct ReferrerRow {
+    pub id: String,
+    pub tier: String,
+    pub queued: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct InvitationRow {
+    pub id: String,
+    pub code: String,
+    pub referrer_id: String,
+    pub referrer_kind: String,
+    pub referee_kind: String,
+    pub vendor_type: Option<String>,
+    pub flow: String,
+    pub channel: String,
+    pub recipient_email: String,
+    pub recipient_phone: String,
+    pub recipient_name: String,
+    pub recipient_timezone: String,
+    pub recipient_key: String,
+    pub status: String,
+    pub status_reason: String,
+    pub risk_json: String,
+    pub template_id: String,
+    pub template_variant: String,
+    pub message: String,
+    pub campaign_id: String,
+    pub utm_source: String,
+    pub utm_medium: String,
+    pub utm_campaign: String,
+    pub wedding_date: String,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ip: String,
+    pub device_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct ClickRow {
+    pub click_id: String,
+    pub code: String,
+    pub referrer_id: String,
+    pub invitation_id: Option<String>,
+    pub visitor_id: String,
+    pub user_agent: String,
+    pub ip: String,
+    pub device_id: String,
+    pub utm_source: String,
+    pub utm_medium: String,
+    pub utm_campaign: String,
+    pub occurred_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct SignupRow {
+    pub id: String,
+    pub user_id: String,
+    pub user_kind: String,
+    pub vendor_type: Option<String>,
+    pub email: String,
+    pub email_norm: String,
+    pub name: String,
+    pub attributed: bool,
+    pub invitation_id: Option<String>,
+    pub code: Option<String>,
+    pub referrer_id: Option<String>,
+    pub referrer_kind: Option<String>,
+    pub flow: Option<String>,
+    pub reason: String,
+    pub touchpoints_json: String,
+    pub risk_json: String,
+    pub click_at: Option<DateTime<Utc>>,
+    pub ip: String,
+    pub device_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct ConversionRow {
+    pub id: String,
+    pub user_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub plan: String,
+    pub annual: bool,
+    pub first_paid: bool,
+    pub attributed: bool,
+    pub referrer_id: Option<String>,
+    pub invitation_id: Option<String>,
+    pub flow: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A referrer's sending slots already used, per UTC hour and day bucket.
+#[derive(Debug, Default, Clone)]
+pub struct SlotUsage {
+    pub hours: HashMap<DateTime<Utc>, u32>,
+    pub days: HashMap<DateTime<Utc>, u32>,
+}
+
+impl QuotaUsage for SlotUsage {
+    fn hour_count(&self, hour_start: DateTime<Utc>) -> u32 {
+        self.hours.get(&hour_start).copied().unwrap_or(0)
+    }
+
+    fn day_count(&self, day_start: DateTime<Utc>) -> u32 {
+        self.days.get(&day_start).copied().unwrap_or(0)
+    }
+}
+
+/// Picks `scheduledFor` from the referrer's current usage (the pacing rule, pure).
+pub type Placer<'a> = &'a (dyn Fn(&SlotUsage) -> DateTime<Utc> + Send + Sync);
+
+/// An invitation ready to store; `scheduled_for` is decided inside the transaction.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub row: InvitationRow,
+    /// Takes a sending slot (we send it: EMAIL/SMS, not blocked).
+    pub paced: bool,
+    /// Same referrer + recipient since this instant is a duplicate.
+    pub duplicate_since: DateTime<Utc>,
+    pub max_queued: i64,
+    pub landing_url: String,
+}
+
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(Box<InvitationRow>),
+    Duplicate { existing_id: String },
+    QueueFull { queued: i64 },
+    CodeTaken,
+}
+
+#[derive(Debug)]
+pub enum TransitionOutcome {
+    Applied(Box<InvitationRow>),
+    Ignored(Box<InvitationRow>),
+    Rejected { row: Box<InvitationRow>, reason: String },
+    NotFound,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ClicksOutcome {
+    pub recorded: u32,
+    pub unknown_codes: u32,
+}
+
+/// A conversion to record; first-paid and attribution are decided in the transaction.
+#[derive(Debug, Clone)]
+pub struct NewConversion {
+    pub id: String,
+    pub user_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub plan: String,
+    pub annual: bool,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Everything invite-svc keeps. Every method that changes state writes its outbox events in
+/// the same transaction and wakes the relay after commit.
+pub trait Store: Clone + Send + Sync + 'static {
+    fn outbox(&self) -> &Outbox;
+
+    /// Inserts a referral code; `false` if the code is already taken.
+    fn insert_code(&self, row: &CodeRow, event: &Event) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn get_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<CodeRow>>> + Send;
+
+    fn get_referrer(&self, id: &str) -> impl Future<Output = StoreResult<ReferrerRow>> + Send;
+    fn set_tier(&self, id: &str, tier: &str) -> impl Future<Output = StoreResult<ReferrerRow>> + Send;
+
+    fn create_invitation(
+        &self,
+        new: NewInvitation,
+        place: Placer<'_>,
+    ) -> impl Future<Output = StoreResult<CreateOutcome>> + Send;
+    fn get_invitation(&self, id: &str) -> impl Future<Output = StoreResult<Option<InvitationRow>>> + Send;
+    /// A referrer's invitations by id (time order), after the `after` id.
+    fn list_invitations(
+        &self,
+        referrer_id: &str,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<InvitationRow>>> + Send;
+    /// Moves an invitation along the forward-only status machine.
+    fn transition(
+        &self,
+        id: &str,
+        to: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<TransitionOutcome>> + Send;
+    /// Marks sent invitations whose attribution window has closed as EXPIRED.
+    fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    fn record_clicks(&self, clicks: &[ClickRow]) -> impl Future<Output = StoreResult<ClicksOutcome>> + Send;
+    fn get_click(&self, click_id: &str) -> impl Future<Output = StoreResult<Option<ClickRow>>> + Send;
+
+    fn find_signup(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<SignupRow>>> + Send;
+    /// The newest invitation sent to this recipient key since `since` and still open.
+    fn open_invitation_for(
+        &self,
+        recipient_key: &str,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Option<InvitationRow>>> + Send;
+    /// The normalised e-mail a referrer signed up with, if they did through us.
+    fn referrer_email(&self, referrer_id: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Records a signup once per user; returns the stored one (the first) either way.
+    fn insert_signup(&self, row: &SignupRow) -> impl Future<Output = StoreResult<SignupRow>> + Send;
+
+    fn record_conversion(
+        &self,
+        new: NewConversion,
+    ) -> impl Future<Output = StoreResult<ConversionRow>> + Send;
+}
+
+/// The UTC hour and day buckets a placed invitation uses.
+pub(crate) fn buckets(at: DateTime<Utc>) -> [(&'static str, DateTime<Utc>); 2] {
+    [("H", quota::hour_bucket(at)), ("D", quota::day_bucket(at))]
+}
+
+#[cfg(test)]
+mod conformance;

@@ -1,0 +1,46 @@
+//! invite-svc on Postgres (schema `invite` by default, its own search_path).
+
+use referral_common::outbox::{self, Outbox};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::sql::{signup_cols, sql_store};
+
+type Tx = Transaction<'static, Postgres>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    outbox: Outbox,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, schema: &str) -> anyhow::Result<Self> {
+        let pool = referral_common::db::connect_postgres(url, schema, 16).await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        let outbox = Outbox::start(pool.clone(), std::time::Duration::from_millis(200));
+        Self { pool, outbox }
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        referral_common::db::migrate_postgres(&self.pool, &MIGRATOR).await
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> sqlx::Result<Tx> {
+        self.pool.begin().await
+    }
+
+    async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
+        outbox::insert_pg(tx, event).await
+    }
+}
+
+sql_store!(PgStore, " FOR UPDATE");

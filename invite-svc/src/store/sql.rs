@@ -1,0 +1,579 @@
+//! The SQL of invite-svc, written once and instantiated for Postgres and SQLite by
+//! `sql_store!`. Each backend supplies `begin_write()` (Postgres: a plain transaction;
+//! SQLite: BEGIN IMMEDIATE, its one-writer lock), `stage()` (outbox insert) and the
+//! row-lock suffix (`FOR UPDATE` in Postgres, nothing in SQLite).
+
+macro_rules! sql_store {
+    ($store:ty, $for_update:literal) => {
+        use chrono::{DateTime, Duration, Utc};
+        use referral_proto::events::v1::Event;
+
+        use crate::{
+            domain::status::{self, InvitationStatus, Transition},
+            events,
+            store::{
+                ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, InvitationRow, NewConversion,
+                NewInvitation, Placer, ReferrerRow, SignupRow, SlotUsage, Store, StoreResult, TransitionOutcome,
+                buckets,
+            },
+        };
+
+        const INVITATION_COLS: &str = "id, code, referrer_id, referrer_kind, referee_kind, vendor_type, flow, channel, recipient_email, recipient_phone, recipient_name, recipient_timezone, recipient_key, status, status_reason, risk_json, template_id, template_variant, message, campaign_id, utm_source, utm_medium, utm_campaign, wedding_date, scheduled_for, sent_at, expires_at, ip, device_id, created_at, updated_at";
+
+        impl Store for $store {
+            fn outbox(&self) -> &Outbox {
+                &self.outbox
+            }
+
+            async fn insert_code(&self, row: &CodeRow, event: &Event) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO referral_codes (code, referrer_id, referrer_kind, vendor_type, campaign_id, landing_url, invitation_id, clicks, signups, conversions, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, $8) ON CONFLICT (code) DO NOTHING",
+                )
+                .bind(&row.code)
+                .bind(&row.referrer_id)
+                .bind(&row.referrer_kind)
+                .bind(&row.vendor_type)
+                .bind(&row.campaign_id)
+                .bind(&row.landing_url)
+                .bind(&row.invitation_id)
+                .bind(row.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    return Ok(false);
+                }
+                Self::stage(&mut tx, event).await?;
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(true)
+            }
+
+            async fn get_code(&self, code: &str) -> StoreResult<Option<CodeRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT code, referrer_id, referrer_kind, vendor_type, campaign_id, landing_url, invitation_id, clicks, signups, conversions, created_at FROM referral_codes WHERE code = $1",
+                )
+                .bind(code)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn get_referrer(&self, id: &str) -> StoreResult<ReferrerRow> {
+                let row: Option<ReferrerRow> =
+                    sqlx::query_as("SELECT id, tier, queued, updated_at FROM referrers WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.unwrap_or_else(|| ReferrerRow {
+                    id: id.to_string(),
+                    tier: "REGULAR".into(),
+                    queued: 0,
+                    updated_at: referral_common::ids::now(),
+                }))
+            }
+
+            async fn set_tier(&self, id: &str, tier: &str) -> StoreResult<ReferrerRow> {
+                let now = referral_common::ids::now();
+                let mut tx = self.begin_write().await?;
+                let row: ReferrerRow = sqlx::query_as(
+                    "INSERT INTO referrers (id, tier, queued, updated_at) VALUES ($1, $2, 0, $3)
+                     ON CONFLICT (id) DO UPDATE SET tier = excluded.tier, updated_at = excluded.updated_at
+                     RETURNING id, tier, queued, updated_at",
+                )
+                .bind(id)
+                .bind(tier)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                Self::stage(&mut tx, &events::tier_changed(&row)).await?;
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(row)
+            }
+
+            async fn create_invitation(&self, new: NewInvitation, place: Placer<'_>) -> StoreResult<CreateOutcome> {
+                let mut row = new.row;
+                let mut tx = self.begin_write().await?;
+                // Serialise one referrer's creations: duplicates and pacing are decided here.
+                sqlx::query("INSERT INTO referrers (id, tier, queued, updated_at) VALUES ($1, 'REGULAR', 0, $2) ON CONFLICT (id) DO NOTHING")
+                    .bind(&row.referrer_id)
+                    .bind(row.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                let queued: i64 = sqlx::query_scalar(concat!("SELECT queued FROM referrers WHERE id = $1", $for_update))
+                    .bind(&row.referrer_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !row.recipient_key.is_empty() {
+                    let existing: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM invitations WHERE referrer_id = $1 AND recipient_key = $2 AND created_at > $3
+                         AND status NOT IN ('CANCELLED', 'BLOCKED') ORDER BY created_at LIMIT 1",
+                    )
+                    .bind(&row.referrer_id)
+                    .bind(&row.recipient_key)
+                    .bind(new.duplicate_since)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(existing_id) = existing {
+                        return Ok(CreateOutcome::Duplicate { existing_id });
+                    }
+                }
+                if new.paced {
+                    if queued >= new.max_queued {
+                        return Ok(CreateOutcome::QueueFull { queued });
+                    }
+                    let since = crate::domain::quota::day_bucket(row.created_at);
+                    let used: Vec<(String, DateTime<Utc>, i64)> = sqlx::query_as(
+                        "SELECT bucket_kind, bucket_start, used FROM send_slots WHERE referrer_id = $1 AND bucket_start >= $2",
+                    )
+                    .bind(&row.referrer_id)
+                    .bind(since)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut usage = SlotUsage::default();
+                    for (kind, start, n) in used {
+                        let n = u32::try_from(n).unwrap_or(u32::MAX);
+                        if kind == "H" {
+                            usage.hours.insert(start, n);
+                        } else {
+                            usage.days.insert(start, n);
+                        }
+                    }
+                    let at = place(&usage);
+                    row.scheduled_for = Some(at);
+                    for (kind, start) in buckets(at) {
+                        sqlx::query(
+                            "INSERT INTO send_slots (referrer_id, bucket_kind, bucket_start, used) VALUES ($1, $2, $3, 1)
+                             ON CONFLICT (referrer_id, bucket_kind, bucket_start) DO UPDATE SET used = send_slots.used + 1",
+                        )
+                        .bind(&row.referrer_id)
+                        .bind(kind)
+                        .bind(start)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    sqlx::query("UPDATE referrers SET queued = queued + 1 WHERE id = $1")
+                        .bind(&row.referrer_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let code_taken = sqlx::query(
+                    "INSERT INTO referral_codes (code, referrer_id, referrer_kind, vendor_type, campaign_id, landing_url, invitation_id, clicks, signups, conversions, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, $8) ON CONFLICT (code) DO NOTHING",
+                )
+                .bind(&row.code)
+                .bind(&row.referrer_id)
+                .bind(&row.referrer_kind)
+                .bind(&row.vendor_type)
+                .bind(&row.campaign_id)
+                .bind(&new.landing_url)
+                .bind(&row.id)
+                .bind(row.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 0;
+                if code_taken {
+                    return Ok(CreateOutcome::CodeTaken);
+                }
+                sqlx::query(
+                    "INSERT INTO invitations (id, code, referrer_id, referrer_kind, referee_kind, vendor_type, flow, channel, recipient_email, recipient_phone, recipient_name, recipient_timezone, recipient_key, status, status_reason, risk_json, template_id, template_variant, message, campaign_id, utm_source, utm_medium, utm_campaign, wedding_date, scheduled_for, sent_at, expires_at, ip, device_id, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
+                )
+                .bind(&row.id)
+                .bind(&row.code)
+                .bind(&row.referrer_id)
+                .bind(&row.referrer_kind)
+                .bind(&row.referee_kind)
+                .bind(&row.vendor_type)
+                .bind(&row.flow)
+                .bind(&row.channel)
+                .bind(&row.recipient_email)
+                .bind(&row.recipient_phone)
+                .bind(&row.recipient_name)
+                .bind(&row.recipient_timezone)
+                .bind(&row.recipient_key)
+                .bind(&row.status)
+                .bind(&row.status_reason)
+                .bind(&row.risk_json)
+                .bind(&row.template_id)
+                .bind(&row.template_variant)
+                .bind(&row.message)
+                .bind(&row.campaign_id)
+                .bind(&row.utm_source)
+                .bind(&row.utm_medium)
+                .bind(&row.utm_campaign)
+                .bind(&row.wedding_date)
+                .bind(row.scheduled_for)
+                .bind(row.sent_at)
+                .bind(row.expires_at)
+                .bind(&row.ip)
+                .bind(&row.device_id)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                for event in events::invitation_created(&row) {
+                    Self::stage(&mut tx, &event).await?;
+                }
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(CreateOutcome::Created(Box::new(row)))
+            }
+
+            async fn get_invitation(&self, id: &str) -> StoreResult<Option<InvitationRow>> {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVITATION_COLS} FROM invitations WHERE id = $1")))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_invitations(
+                &self,
+                referrer_id: &str,
+                status: Option<&str>,
+                after: Option<&str>,
+                limit: i64,
+            ) -> StoreResult<Vec<InvitationRow>> {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {INVITATION_COLS} FROM invitations WHERE referrer_id = $1 AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4"
+                )))
+                .bind(referrer_id)
+                .bind(status.unwrap_or(""))
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn transition(&self, id: &str, to: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<TransitionOutcome> {
+                let mut tx = self.begin_write().await?;
+                let outcome = Self::transition_in(&mut tx, id, to, reason, at).await?;
+                tx.commit().await?;
+                if matches!(outcome, TransitionOutcome::Applied(_)) {
+                    self.outbox.wake();
+                }
+                Ok(outcome)
+            }
+
+            async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+                let due: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM invitations WHERE status IN ('SENT', 'DELIVERED', 'OPENED', 'CLICKED') AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut expired = 0;
+                for id in due {
+                    if let TransitionOutcome::Applied(_) = self.transition(&id, "EXPIRED", "attribution window closed", now).await? {
+                        expired += 1;
+                    }
+                }
+                Ok(expired)
+            }
+
+            async fn record_clicks(&self, clicks: &[ClickRow]) -> StoreResult<ClicksOutcome> {
+                let mut out = ClicksOutcome::default();
+                let mut tx = self.begin_write().await?;
+                let mut woke = false;
+                for click in clicks {
+                    let code: Option<(String, Option<String>)> =
+                        sqlx::query_as("SELECT referrer_id, invitation_id FROM referral_codes WHERE code = $1")
+                            .bind(&click.code)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let Some((referrer_id, invitation_id)) = code else {
+                        out.unknown_codes += 1;
+                        continue;
+                    };
+                    let mut click = click.clone();
+                    click.referrer_id = referrer_id;
+                    click.invitation_id = click.invitation_id.clone().or(invitation_id);
+                    let inserted = sqlx::query(
+                        "INSERT INTO clicks (click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (click_id) DO NOTHING",
+                    )
+                    .bind(&click.click_id)
+                    .bind(&click.code)
+                    .bind(&click.referrer_id)
+                    .bind(&click.invitation_id)
+                    .bind(&click.visitor_id)
+                    .bind(&click.user_agent)
+                    .bind(&click.ip)
+                    .bind(&click.device_id)
+                    .bind(&click.utm_source)
+                    .bind(&click.utm_medium)
+                    .bind(&click.utm_campaign)
+                    .bind(click.occurred_at)
+                    .bind(click.expires_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !inserted {
+                        continue;
+                    }
+                    out.recorded += 1;
+                    sqlx::query("UPDATE referral_codes SET clicks = clicks + 1 WHERE code = $1")
+                        .bind(&click.code)
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::stage(&mut tx, &events::click(&click)).await?;
+                    woke = true;
+                    if let Some(inv) = &click.invitation_id {
+                        Self::transition_in(&mut tx, inv, "CLICKED", "", click.occurred_at).await?;
+                    }
+                }
+                tx.commit().await?;
+                if woke {
+                    self.outbox.wake();
+                }
+                Ok(out)
+            }
+
+            async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at FROM clicks WHERE click_id = $1",
+                )
+                .bind(click_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn find_signup(&self, user_id: &str) -> StoreResult<Option<SignupRow>> {
+                Ok(sqlx::query_as(concat!("SELECT ", signup_cols!(), " FROM signups WHERE user_id = $1"))
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn open_invitation_for(&self, recipient_key: &str, since: DateTime<Utc>) -> StoreResult<Option<InvitationRow>> {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {INVITATION_COLS} FROM invitations WHERE recipient_key = $1 AND created_at > $2
+                     AND status IN ('SCHEDULED', 'SENT', 'DELIVERED', 'OPENED', 'CLICKED') ORDER BY created_at DESC LIMIT 1"
+                )))
+                .bind(recipient_key)
+                .bind(since)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn referrer_email(&self, referrer_id: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT email_norm FROM signups WHERE user_id = $1 AND email_norm <> ''")
+                    .bind(referrer_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn insert_signup(&self, row: &SignupRow) -> StoreResult<SignupRow> {
+                let mut tx = self.begin_write().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO signups (id, user_id, user_kind, vendor_type, email, email_norm, name, attributed, invitation_id, code, referrer_id, referrer_kind, flow, reason, touchpoints_json, risk_json, click_at, ip, device_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind(&row.id)
+                .bind(&row.user_id)
+                .bind(&row.user_kind)
+                .bind(&row.vendor_type)
+                .bind(&row.email)
+                .bind(&row.email_norm)
+                .bind(&row.name)
+                .bind(row.attributed)
+                .bind(&row.invitation_id)
+                .bind(&row.code)
+                .bind(&row.referrer_id)
+                .bind(&row.referrer_kind)
+                .bind(&row.flow)
+                .bind(&row.reason)
+                .bind(&row.touchpoints_json)
+                .bind(&row.risk_json)
+                .bind(row.click_at)
+                .bind(&row.ip)
+                .bind(&row.device_id)
+                .bind(row.created_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    // Someone signed this user up first: theirs is the answer.
+                    let first: SignupRow = sqlx::query_as(concat!("SELECT ", signup_cols!(), " FROM signups WHERE user_id = $1"))
+                        .bind(&row.user_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    return Ok(first);
+                }
+                let mut invitation_created_at = None;
+                let mut channel = String::new();
+                if row.attributed {
+                    if let Some(code) = &row.code {
+                        sqlx::query("UPDATE referral_codes SET signups = signups + 1 WHERE code = $1")
+                            .bind(code)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some(inv) = &row.invitation_id {
+                        let facts: Option<(DateTime<Utc>, String)> =
+                            sqlx::query_as("SELECT created_at, channel FROM invitations WHERE id = $1")
+                                .bind(inv)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        if let Some((created, ch)) = facts {
+                            invitation_created_at = Some(created);
+                            channel = ch;
+                        }
+                        Self::transition_in(&mut tx, inv, "SIGNED_UP", "", row.created_at).await?;
+                    }
+                }
+                Self::stage(&mut tx, &events::signup(row, invitation_created_at, &channel)).await?;
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(row.clone())
+            }
+
+            async fn record_conversion(&self, new: NewConversion) -> StoreResult<ConversionRow> {
+                let mut tx = self.begin_write().await?;
+                let signup: Option<SignupRow> = sqlx::query_as(concat!("SELECT ", signup_cols!(), " FROM signups WHERE user_id = $1"))
+                    .bind(&new.user_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let paid = new.amount_minor > 0 && new.plan != "FREE";
+                let earlier_paid: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM conversions WHERE user_id = $1 AND first_paid")
+                        .bind(&new.user_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let attributed_signup = signup.as_ref().filter(|s| s.attributed);
+                let row = ConversionRow {
+                    id: new.id,
+                    user_id: new.user_id,
+                    amount_minor: new.amount_minor,
+                    currency: new.currency,
+                    plan: new.plan,
+                    annual: new.annual,
+                    first_paid: paid && earlier_paid == 0,
+                    attributed: attributed_signup.is_some(),
+                    referrer_id: attributed_signup.and_then(|s| s.referrer_id.clone()),
+                    invitation_id: attributed_signup.and_then(|s| s.invitation_id.clone()),
+                    flow: attributed_signup.and_then(|s| s.flow.clone()),
+                    occurred_at: new.occurred_at,
+                    created_at: referral_common::ids::now(),
+                };
+                sqlx::query(
+                    "INSERT INTO conversions (id, user_id, amount_minor, currency, plan, annual, first_paid, attributed, referrer_id, invitation_id, flow, occurred_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&row.id)
+                .bind(&row.user_id)
+                .bind(row.amount_minor)
+                .bind(&row.currency)
+                .bind(&row.plan)
+                .bind(row.annual)
+                .bind(row.first_paid)
+                .bind(row.attributed)
+                .bind(&row.referrer_id)
+                .bind(&row.invitation_id)
+                .bind(&row.flow)
+                .bind(row.occurred_at)
+                .bind(row.created_at)
+                .execute(&mut *tx)
+                .await?;
+                if row.attributed && row.first_paid {
+                    if let Some(code) = signup.as_ref().and_then(|s| s.code.clone()) {
+                        sqlx::query("UPDATE referral_codes SET conversions = conversions + 1 WHERE code = $1")
+                            .bind(code)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if let Some(inv) = &row.invitation_id {
+                        Self::transition_in(&mut tx, inv, "CONVERTED", "", row.occurred_at).await?;
+                    }
+                }
+                Self::stage(&mut tx, &events::conversion(&row, signup.as_ref())).await?;
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(row)
+            }
+        }
+
+        impl $store {
+            /// One forward-only step inside the caller's transaction, with its event.
+            async fn transition_in(
+                tx: &mut Tx,
+                id: &str,
+                to: &str,
+                reason: &str,
+                at: DateTime<Utc>,
+            ) -> StoreResult<TransitionOutcome> {
+                let row: Option<InvitationRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVITATION_COLS} FROM invitations WHERE id = $1{}", $for_update)))
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                let Some(mut row) = row else { return Ok(TransitionOutcome::NotFound) };
+                let (Some(from), Some(target)) = (InvitationStatus::parse(&row.status).ok(), InvitationStatus::parse(to).ok()) else {
+                    return Ok(TransitionOutcome::Rejected { row: Box::new(row), reason: format!("unknown status {to}") });
+                };
+                match status::transition(from, target) {
+                    Transition::Ignore => return Ok(TransitionOutcome::Ignored(Box::new(row))),
+                    Transition::Reject(why) => {
+                        return Ok(TransitionOutcome::Rejected { row: Box::new(row), reason: why.to_string() });
+                    }
+                    Transition::Apply => {}
+                }
+                // Leaving the queue (sent, cancelled, blocked) frees the referrer's queue slot.
+                let was_queued = matches!(from, InvitationStatus::Scheduled | InvitationStatus::PendingReview)
+                    && row.scheduled_for.is_some();
+                let still_queued = matches!(target, InvitationStatus::Scheduled | InvitationStatus::PendingReview);
+                if was_queued && !still_queued {
+                    sqlx::query("UPDATE referrers SET queued = queued - 1 WHERE id = $1 AND queued > 0")
+                        .bind(&row.referrer_id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if matches!(target, InvitationStatus::Cancelled | InvitationStatus::Blocked)
+                    && let Some(at) = row.scheduled_for.filter(|_| was_queued)
+                {
+                    for (kind, start) in buckets(at) {
+                        sqlx::query("UPDATE send_slots SET used = used - 1 WHERE referrer_id = $1 AND bucket_kind = $2 AND bucket_start = $3 AND used > 0")
+                            .bind(&row.referrer_id)
+                            .bind(kind)
+                            .bind(start)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+                if target == InvitationStatus::Sent && row.sent_at.is_none() {
+                    row.sent_at = Some(at);
+                    row.expires_at = Some(at + Duration::days(crate::domain::attribution::ATTRIBUTION_WINDOW_DAYS));
+                }
+                row.status = target.as_str().to_string();
+                row.status_reason = reason.to_string();
+                row.updated_at = referral_common::ids::now();
+                sqlx::query("UPDATE invitations SET status = $2, status_reason = $3, sent_at = $4, expires_at = $5, updated_at = $6 WHERE id = $1")
+                    .bind(&row.id)
+                    .bind(&row.status)
+                    .bind(&row.status_reason)
+                    .bind(row.sent_at)
+                    .bind(row.expires_at)
+                    .bind(row.updated_at)
+                    .execute(&mut **tx)
+                    .await?;
+                Self::stage(tx, &events::transition(&row, from, target, reason, at)).await?;
+                Ok(TransitionOutcome::Applied(Box::new(row)))
+            }
+        }
+    };
+}
+
+macro_rules! signup_cols {
+    () => {
+        "id, user_id, user_kind, vendor_type, email, email_norm, name, attributed, invitation_id, code, referrer_id, referrer_kind, flow, reason, touchpoints_json, risk_json, click_at, ip, device_id, created_at"
+    };
+}
+
+pub(super) use {signup_cols, sql_store};

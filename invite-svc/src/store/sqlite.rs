@@ -1,0 +1,46 @@
+//! invite-svc on SQLite (one file, WAL; writers take BEGIN IMMEDIATE).
+
+use referral_common::outbox::{self, Outbox};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::sql::{signup_cols, sql_store};
+
+type Tx = Transaction<'static, Sqlite>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    outbox: Outbox,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let pool = referral_common::db::connect_sqlite(url).await?;
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        let outbox = Outbox::start(pool.clone(), std::time::Duration::from_millis(200));
+        Self { pool, outbox }
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        referral_common::db::migrate_sqlite(&self.pool, &MIGRATOR).await
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> sqlx::Result<Tx> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
+        outbox::insert_sqlite(tx, event).await
+    }
+}
+
+sql_store!(SqliteStore, "");
