@@ -202,12 +202,7 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Statu
 
 #[tonic::async_trait]
 impl<S: EventLogStore> EventLog for EventLogService<S> {
-    type SubscribeStream = SubscribeStream;
-
-    async fn subscribe(
-        &self,
-        req: Request<SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(&self, req: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         crate::auth::Principal::of(&req)?.require_admin()?;
         let req = req.into_inner();
         if req.after_offset < 0 {

@@ -18,7 +18,7 @@ pub enum FraudGate {
     /// No fraud-svc: approve.
     Off,
     On {
-        client: FraudServiceClient<InterceptedService<Channel, ServiceCredentials>>,
+        client: Box<FraudServiceClient<InterceptedService<Channel, ServiceCredentials>>>,
         deadline: Duration,
     },
 }
@@ -27,7 +27,7 @@ impl FraudGate {
     pub fn connect(addr: &str, credentials: ServiceCredentials, deadline: Duration) -> anyhow::Result<Self> {
         let channel = referral_common::server::channel(addr)?;
         Ok(FraudGate::On {
-            client: FraudServiceClient::with_interceptor(channel, credentials),
+            client: Box::new(FraudServiceClient::with_interceptor(channel, credentials)),
             deadline,
         })
     }
@@ -36,7 +36,7 @@ impl FraudGate {
         let FraudGate::On { client, deadline } = self else {
             return (Screening::Approved, approved());
         };
-        let mut client = client.clone();
+        let mut client = client.as_ref().clone();
         let mut request = tonic::Request::new(req);
         request.set_timeout(*deadline);
         match tokio::time::timeout(*deadline, client.assess_invitation(request)).await {

@@ -151,7 +151,8 @@ impl<S: Store> InviteApi<S> {
     ) -> ApiResult<Invitation> {
         let valid = self.validate_invitation(&req)?;
         p.require_self(&req.referrer_id, "referrerId")?;
-        let now = ids::now();
+        let backfill = backfill_instant(p, valid.occurred_at)?;
+        let now = backfill.unwrap_or_else(ids::now);
         let (screening, risk) = self
             .fraud
             .assess_invitation(AssessInvitationRequest {
@@ -165,7 +166,11 @@ impl<S: Store> InviteApi<S> {
                 occurred_at: fraud::occurred_at(now),
             })
             .await;
-        let initial = status::initial_status(screening, valid.channel);
+        let mut initial = status::initial_status(screening, valid.channel);
+        if backfill.is_some() && initial == InvitationStatus::Scheduled {
+            // Imported invitations were already sent elsewhere.
+            initial = InvitationStatus::Sent;
+        }
         let tier = self.store.get_referrer(&req.referrer_id).await?.tier;
         let limits = self
             .settings
@@ -219,7 +224,7 @@ impl<S: Store> InviteApi<S> {
             };
             let new = NewInvitation {
                 row,
-                paced: valid.channel.is_sent_by_us() && initial != InvitationStatus::Blocked,
+                paced: valid.channel.is_sent_by_us() && initial == InvitationStatus::Scheduled,
                 duplicate_since: now - Duration::hours(DUPLICATE_WINDOW_HOURS),
                 max_queued: i64::from(self.settings.quotas.max_queued),
                 landing_url: String::new(),
@@ -318,6 +323,13 @@ impl<S: Store> InviteApi<S> {
             }),
             None => None,
         };
+        let occurred_at = match &req.occurred_at {
+            Some(ts) => from_ts(ts).or_else(|| {
+                v.add("occurredAt", "is not a valid timestamp");
+                None
+            }),
+            None => None,
+        };
         check_len(&mut v, &req.message, 2000, "message");
         check_len(&mut v, &req.template_id, 100, "templateId");
         check_len(&mut v, &req.campaign_id, 128, "campaignId");
@@ -348,6 +360,7 @@ impl<S: Store> InviteApi<S> {
             tz,
             wedding,
             send_at,
+            occurred_at,
         })
     }
 
@@ -387,15 +400,23 @@ impl<S: Store> InviteApi<S> {
         check_len(&mut v, &req.click_id, 64, "clickId");
         check_len(&mut v, &req.invitation_id, 64, "invitationId");
         check_len(&mut v, &req.name, 200, "name");
+        let occurred_at = match &req.occurred_at {
+            Some(ts) => from_ts(ts).or_else(|| {
+                v.add("occurredAt", "is not a valid timestamp");
+                None
+            }),
+            None => None,
+        };
         v.into_result()?;
         p.require_self(&req.user_id, "userId")?;
+        let backfill = backfill_instant(p, occurred_at)?;
         let Some(user_kind) = user_kind else {
             return Err(ApiError::invalid("userKind", "is required"));
         };
         if let Some(existing) = self.store.find_signup(&req.user_id).await? {
             return Ok(convert::attribution(&existing));
         }
-        let now = ids::now();
+        let now = backfill.unwrap_or_else(ids::now);
         let window = Duration::days(self.settings.attribution_window_days);
         let mut candidates = Candidates {
             invitation: None,
@@ -610,6 +631,21 @@ struct ValidInvitation {
     tz: chrono_tz::Tz,
     wedding: Option<chrono::NaiveDate>,
     send_at: Option<DateTime<Utc>>,
+    occurred_at: Option<DateTime<Utc>>,
+}
+
+/// A backfilled instant: admins and services import history; it must be in the past.
+fn backfill_instant(p: &Principal, at: Option<DateTime<Utc>>) -> ApiResult<Option<DateTime<Utc>>> {
+    let Some(at) = at else { return Ok(None) };
+    if !p.is_privileged() {
+        return Err(ApiError::PermissionDenied(
+            "occurredAt (backfill) needs the admin or service role".into(),
+        ));
+    }
+    if at > ids::now() {
+        return Err(ApiError::invalid("occurredAt", "must not be in the future"));
+    }
+    Ok(Some(at))
 }
 
 /// Where a web call came from, as the gateway saw it.
@@ -658,13 +694,7 @@ fn code_touch(row: &CodeRow, now: DateTime<Utc>) -> Touch {
 
 fn touchpoint(t: &Touch) -> pb::Touchpoint {
     pb::Touchpoint {
-        kind: match t.kind {
-            TouchKind::Invitation => "INVITATION",
-            TouchKind::Code => "CODE",
-            TouchKind::Click => "CLICK",
-            TouchKind::Email => "EMAIL",
-        }
-        .into(),
+        kind: t.kind.as_str().into(),
         id: t.id.clone(),
         code: t.code.clone().unwrap_or_default(),
         invitation_id: t.invitation_id.clone().unwrap_or_default(),
@@ -1070,9 +1100,13 @@ impl<S: Store> InviteService for InviteApi<S> {
     }
 
     async fn record_click(&self, req: Request<RecordClickRequest>) -> Result<Response<Click>, Status> {
-        Principal::of(&req)?;
+        let p = Principal::of(&req)?;
         let client = ClientContext::of(&req);
-        let body = req.into_inner();
+        let mut body = req.into_inner();
+        if !p.is_privileged() {
+            // Only imports (admin, service) may say when a click happened.
+            body.occurred_at = None;
+        }
         let mut v = Violations::default();
         v.require(&body.code, "code");
         check_len(&mut v, &body.click_id, 64, "clickId");

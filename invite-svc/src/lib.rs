@@ -89,13 +89,17 @@ pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdo
     let settings = settings_from(&config)?;
     match config::backend_of("INVITE_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
-            let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
+            let store = PgStore::connect(&config.database_url, &config.db_schema)
+                .await?
+                .with_attribution_window(config.attribution_window_days);
             store.migrate().await?;
             let log = store.pool().clone();
             serve_with(config, settings, store, log, listener, shutdown).await
         }
         Backend::Sqlite => {
-            let store = SqliteStore::connect(&config.database_url).await?;
+            let store = SqliteStore::connect(&config.database_url)
+                .await?
+                .with_attribution_window(config.attribution_window_days);
             store.migrate().await?;
             let log = store.pool().clone();
             serve_with(config, settings, store, log, listener, shutdown).await

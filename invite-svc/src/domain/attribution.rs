@@ -41,14 +41,14 @@ pub struct Touch {
 }
 
 impl Touch {
-    /// What makes two touches the same: an invitation found by email is the same invitation
-    /// as one named explicitly.
+    /// What makes two touches the same: every touch that leads to one invitation (named,
+    /// found by email, or through the invitation's own code) is that invitation; a click is
+    /// an event of its own even when it came through an invitation's link.
     fn identity(&self) -> (TouchKind, &str) {
-        let kind = match self.kind {
-            TouchKind::Email => TouchKind::Invitation,
-            other => other,
-        };
-        (kind, &self.id)
+        match (self.kind, &self.invitation_id) {
+            (TouchKind::Click, _) | (_, None) => (self.kind, &self.id),
+            (_, Some(invitation_id)) => (TouchKind::Invitation, invitation_id),
+        }
     }
 }
 
@@ -469,6 +469,29 @@ mod tests {
             Decision::Attributed {
                 winner: named.clone(),
                 touchpoints: vec![named]
+            }
+        );
+    }
+
+    #[test]
+    fn an_invitation_reached_through_its_code_and_by_email_is_one_touchpoint() {
+        let mut by_code = touch(TouchKind::Code, "LOVE-ABCDEF", "r1", days_before_signup(4));
+        by_code.invitation_id = Some("inv-1".into());
+        let by_email = touch(TouchKind::Email, "inv-1", "r1", days_before_signup(4));
+        let mut click = touch(TouchKind::Click, "clk", "r1", days_before_signup(2));
+        click.invitation_id = Some("inv-1".into());
+        let candidates = Candidates {
+            code: Some(by_code.clone()),
+            click: Some(click.clone()),
+            email: Some(by_email),
+            ..Candidates::default()
+        };
+        let decision = resolve(&signup("u9", None), &candidates, no_emails);
+        assert_eq!(
+            decision,
+            Decision::Attributed {
+                winner: by_code.clone(),
+                touchpoints: vec![by_code, click]
             }
         );
     }

@@ -97,14 +97,15 @@ pub fn transition(from: InvitationStatus, to: InvitationStatus) -> Transition {
     if from.is_terminal() {
         return reject("its status is final");
     }
-    if let (Some(from_rank), Some(to_rank)) = (from.progress_rank(), to.progress_rank()) {
-        return if to_rank > from_rank {
-            Transition::Apply
-        } else {
-            Transition::Ignore
-        };
-    }
     match (to, from) {
+        // Along the progress path (`from` is not terminal here, so it has a rank).
+        (PendingReview | Scheduled | Sent | Delivered | Opened | Clicked | SignedUp | Converted, _) => {
+            if to.progress_rank() > from.progress_rank() {
+                Transition::Apply
+            } else {
+                Transition::Ignore
+            }
+        }
         (Cancelled, _) if from.is_unsent() => Transition::Apply,
         (Cancelled, _) => reject("only an invitation that has not been sent can be cancelled"),
         (Blocked, PendingReview) => Transition::Apply,
@@ -115,8 +116,6 @@ pub fn transition(from: InvitationStatus, to: InvitationStatus) -> Transition {
         (Bounced, Scheduled | Sent | Delivered) => Transition::Apply,
         (Bounced, Opened | Clicked | SignedUp | Converted) => Transition::Ignore,
         (Bounced, _) => reject("an invitation that was never sent cannot bounce"),
-        // Progress targets were handled above.
-        _ => Transition::Ignore,
     }
 }
 

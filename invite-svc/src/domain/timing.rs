@@ -20,6 +20,9 @@ pub const DEFAULT_PREFERRED_SLOT: (Weekday, u32) = (Weekday::Tue, 14);
 /// How far ahead [`best_slot_within`] looks by default: one full week holds every weekday.
 pub const DEFAULT_HORIZON_DAYS: u32 = 7;
 
+/// Longest horizon [`best_slot_within`] honours; it looks at every hour of it.
+const MAX_HORIZON_DAYS: u32 = 31;
+
 /// Bound on the search for an allowed instant. Each step jumps to the end of one blackout,
 /// and a day holds at most three (night, Saturday, night), so this covers well over 400 days;
 /// any valid [`SendRules`] finds a slot within about a week after a wedding blackout.
@@ -175,9 +178,9 @@ pub fn first_allowed_instant(
 /// The allowed slot closest to the recipient's preferred local weekday and hour, looking
 /// from `earliest` up to `horizon_days` ahead. Slots are the starts of local hours (plus the
 /// first allowed instant itself); the target is the first occurrence of the preferred
-/// weekday and hour at or after `earliest`; ties go to the earlier slot. With no allowed
-/// slot in the horizon (say, a wedding blackout covers it) this is
-/// [`first_allowed_instant`].
+/// weekday and hour at or after `earliest`; ties go to the earlier slot. The horizon is
+/// capped at 31 days. With no allowed slot in the horizon (say, a wedding blackout covers
+/// it) this is [`first_allowed_instant`].
 pub fn best_slot_within(
     earliest: DateTime<Utc>,
     tz: Tz,
@@ -187,7 +190,10 @@ pub fn best_slot_within(
     horizon_days: u32,
 ) -> DateTime<Utc> {
     let first = first_allowed_instant(earliest, tz, wedding_date, rules);
-    let horizon_end = earliest + TimeDelta::days(i64::from(horizon_days));
+    let horizon = TimeDelta::days(i64::from(horizon_days.min(MAX_HORIZON_DAYS)));
+    let horizon_end = earliest
+        .checked_add_signed(horizon)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let Some(target) = next_local_occurrence(earliest, tz, preferred) else {
         return first;
     };

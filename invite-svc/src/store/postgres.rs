@@ -13,6 +13,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PgStore {
     pool: PgPool,
     outbox: Outbox,
+    /// Days an invitation attributes after sending (its expiry).
+    window_days: i64,
 }
 
 impl PgStore {
@@ -23,7 +25,17 @@ impl PgStore {
 
     pub fn from_pool(pool: PgPool) -> Self {
         let outbox = Outbox::start(pool.clone(), std::time::Duration::from_millis(200));
-        Self { pool, outbox }
+        Self {
+            pool,
+            outbox,
+            window_days: crate::domain::attribution::ATTRIBUTION_WINDOW_DAYS,
+        }
+    }
+
+    /// Sets the attribution window that SENT invitations expire after.
+    pub fn with_attribution_window(mut self, days: i64) -> Self {
+        self.window_days = days;
+        self
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {

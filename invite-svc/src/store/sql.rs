@@ -5,7 +5,7 @@
 
 macro_rules! sql_store {
     ($store:ty, $for_update:literal) => {
-        use chrono::{DateTime, Duration, Utc};
+        use chrono::{DateTime, Utc};
         use referral_proto::events::v1::Event;
 
         use crate::{
@@ -122,7 +122,8 @@ macro_rules! sql_store {
                     }
                 }
                 if new.paced {
-                    if queued >= new.max_queued {
+                    // "More than max_queued unsent" is refused (API.md): the 1001st is accepted.
+                    if queued > new.max_queued {
                         return Ok(CreateOutcome::QueueFull { queued });
                     }
                     let since = crate::domain::quota::day_bucket(row.created_at);
@@ -251,7 +252,7 @@ macro_rules! sql_store {
 
             async fn transition(&self, id: &str, to: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<TransitionOutcome> {
                 let mut tx = self.begin_write().await?;
-                let outcome = Self::transition_in(&mut tx, id, to, reason, at).await?;
+                let outcome = self.transition_in(&mut tx, id, to, reason, at).await?;
                 tx.commit().await?;
                 if matches!(outcome, TransitionOutcome::Applied(_)) {
                     self.outbox.wake();
@@ -325,7 +326,7 @@ macro_rules! sql_store {
                     Self::stage(&mut tx, &events::click(&click)).await?;
                     woke = true;
                     if let Some(inv) = &click.invitation_id {
-                        Self::transition_in(&mut tx, inv, "CLICKED", "", click.occurred_at).await?;
+                        self.transition_in(&mut tx, inv, "CLICKED", "", click.occurred_at).await?;
                     }
                 }
                 tx.commit().await?;
@@ -426,7 +427,7 @@ macro_rules! sql_store {
                             invitation_created_at = Some(created);
                             channel = ch;
                         }
-                        Self::transition_in(&mut tx, inv, "SIGNED_UP", "", row.created_at).await?;
+                        self.transition_in(&mut tx, inv, "SIGNED_UP", "", row.created_at).await?;
                     }
                 }
                 Self::stage(&mut tx, &events::signup(row, invitation_created_at, &channel)).await?;
@@ -490,7 +491,7 @@ macro_rules! sql_store {
                             .await?;
                     }
                     if let Some(inv) = &row.invitation_id {
-                        Self::transition_in(&mut tx, inv, "CONVERTED", "", row.occurred_at).await?;
+                        self.transition_in(&mut tx, inv, "CONVERTED", "", row.occurred_at).await?;
                     }
                 }
                 Self::stage(&mut tx, &events::conversion(&row, signup.as_ref())).await?;
@@ -503,6 +504,7 @@ macro_rules! sql_store {
         impl $store {
             /// One forward-only step inside the caller's transaction, with its event.
             async fn transition_in(
+                &self,
                 tx: &mut Tx,
                 id: &str,
                 to: &str,
@@ -549,7 +551,7 @@ macro_rules! sql_store {
                 }
                 if target == InvitationStatus::Sent && row.sent_at.is_none() {
                     row.sent_at = Some(at);
-                    row.expires_at = Some(at + Duration::days(crate::domain::attribution::ATTRIBUTION_WINDOW_DAYS));
+                    row.expires_at = Some(crate::domain::attribution::invitation_expires_at(at, self.window_days));
                 }
                 row.status = target.as_str().to_string();
                 row.status_reason = reason.to_string();

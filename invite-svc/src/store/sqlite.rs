@@ -13,6 +13,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     outbox: Outbox,
+    /// Days an invitation attributes after sending (its expiry).
+    window_days: i64,
 }
 
 impl SqliteStore {
@@ -23,7 +25,17 @@ impl SqliteStore {
 
     pub fn from_pool(pool: SqlitePool) -> Self {
         let outbox = Outbox::start(pool.clone(), std::time::Duration::from_millis(200));
-        Self { pool, outbox }
+        Self {
+            pool,
+            outbox,
+            window_days: crate::domain::attribution::ATTRIBUTION_WINDOW_DAYS,
+        }
+    }
+
+    /// Sets the attribution window that SENT invitations expire after.
+    pub fn with_attribution_window(mut self, days: i64) -> Self {
+        self.window_days = days;
+        self
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
