@@ -99,6 +99,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 2h, 7d"))?;
     let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,

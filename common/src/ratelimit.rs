@@ -39,12 +39,9 @@ impl Decision {
 
     /// `RateLimit` header value, e.g. `"requests";r=42;t=17`.
     pub fn header(&self, policy: &Policy) -> String {
-        format!(
-            "\"{}\";r={};t={}",
-            policy.name,
-            self.remaining,
-            self.reset.as_secs()
-        )
+        // Round up: a window that resets in 0.2 s has not reset yet.
+        let reset = self.reset.as_secs_f64().ceil() as u64;
+        format!("\"{}\";r={};t={reset}", policy.name, self.remaining)
     }
 }
 

@@ -424,16 +424,22 @@ impl<S: Store> InviteApi<S> {
             click: None,
             email: None,
         };
+        // Channels of the invitations behind the touches, for the touchpoints.
+        let mut channels: HashMap<String, String> = HashMap::new();
         if !req.invitation_id.is_empty() {
             if let Some(inv) = self.store.get_invitation(&req.invitation_id).await? {
                 candidates.invitation = Some(invitation_touch(&inv, TouchKind::Invitation));
+                channels.insert(inv.id.clone(), inv.channel.clone());
             }
         } else if let Some(code) = &code
             && let Some(row) = self.store.get_code(code).await?
         {
             candidates.code = Some(match &row.invitation_id {
                 Some(inv_id) => match self.store.get_invitation(inv_id).await? {
-                    Some(inv) => invitation_touch(&inv, TouchKind::Code),
+                    Some(inv) => {
+                        channels.insert(inv.id.clone(), inv.channel.clone());
+                        invitation_touch(&inv, TouchKind::Code)
+                    }
                     None => code_touch(&row, now),
                 },
                 None => code_touch(&row, now),
@@ -444,6 +450,12 @@ impl<S: Store> InviteApi<S> {
             && let Some(click) = self.store.get_click(&req.click_id).await?
         {
             click_at = Some(click.occurred_at);
+            if let Some(inv) = &click.invitation_id
+                && !channels.contains_key(inv)
+                && let Some(row) = self.store.get_invitation(inv).await?
+            {
+                channels.insert(row.id.clone(), row.channel.clone());
+            }
             candidates.click = Some(Touch {
                 kind: TouchKind::Click,
                 id: click.click_id.clone(),
@@ -456,6 +468,7 @@ impl<S: Store> InviteApi<S> {
         if let Some(e) = &email
             && let Some(inv) = self.store.open_invitation_for(e, now - window).await?
         {
+            channels.insert(inv.id.clone(), inv.channel.clone());
             candidates.email = Some(invitation_touch(&inv, TouchKind::Email));
         }
         let referrer_ids: Vec<String> = [
@@ -519,7 +532,7 @@ impl<S: Store> InviteApi<S> {
             referrer_kind: referrer_kind.map(|k| k.as_str().to_string()),
             flow,
             reason,
-            touchpoints_json: serde_json::to_string(&touchpoints.iter().map(touchpoint).collect::<Vec<_>>())
+            touchpoints_json: serde_json::to_string(&touchpoints.iter().map(|t| touchpoint(t, &channels)).collect::<Vec<_>>())
                 .unwrap_or_else(|_| "[]".into()),
             risk_json: String::new(),
             click_at,
@@ -692,14 +705,19 @@ fn code_touch(row: &CodeRow, now: DateTime<Utc>) -> Touch {
     }
 }
 
-fn touchpoint(t: &Touch) -> pb::Touchpoint {
+fn touchpoint(t: &Touch, channels: &HashMap<String, String>) -> pb::Touchpoint {
     pb::Touchpoint {
         kind: t.kind.as_str().into(),
         id: t.id.clone(),
         code: t.code.clone().unwrap_or_default(),
         invitation_id: t.invitation_id.clone().unwrap_or_default(),
         referrer_id: t.referrer_id.clone(),
-        channel: 0,
+        channel: t
+            .invitation_id
+            .as_ref()
+            .and_then(|id| channels.get(id))
+            .map(|c| convert::channel(c) as i32)
+            .unwrap_or_default(),
         at: Some(ids::to_ts(t.at)),
     }
 }

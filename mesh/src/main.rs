@@ -1,1 +1,123 @@
-fn main() {}
+//! `referral-mesh`: run the whole mesh on one machine, mint tokens, load demo data.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use referral_common::{auth::JwtKeys, config::parse_duration};
+use referral_mesh::{GrpcPorts, MeshOptions, Storage, parse_role, secret};
+
+#[derive(Parser)]
+#[command(name = "referral-mesh", version, about = "The referral-mesh services and gateway in one process")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service and the gateway (the default).
+    Serve(ServeArgs),
+    /// Print a JWT for this data dir's secret.
+    Token(TokenArgs),
+    /// Load a realistic demo data set through the gateway's public API.
+    Demo(referral_mesh::demo::DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Where the SQLite files and the dev JWT secret live.
+    #[arg(long, env = "MESH_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// The gateway's HTTP address.
+    #[arg(long, env = "MESH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// fixed: services on 127.0.0.1:50051-50054; auto: free ports.
+    #[arg(long, value_enum, default_value_t = GrpcPorts::Fixed)]
+    grpc_ports: GrpcPorts,
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = referral_common::config::LogFormat::Pretty)]
+    log_format: referral_common::config::LogFormat,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[arg(long, env = "MESH_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// The subject: a referrer or user id.
+    #[arg(long)]
+    sub: String,
+    /// member, admin or service.
+    #[arg(long, value_parser = parse_role)]
+    role: referral_common::auth::Role,
+    /// SUPPLIER or COUPLE.
+    #[arg(long, value_parser = ["SUPPLIER", "COUPLE"])]
+    kind: Option<String>,
+    /// Lifetime, e.g. 1h, 30m, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Token(t)) => token(t),
+        Some(Command::Demo(d)) => {
+            referral_common::telemetry::init(referral_common::config::LogFormat::Pretty);
+            referral_mesh::demo::run(d).await
+        }
+        Some(Command::Serve(s)) => serve(s).await,
+        None => serve(cli.serve).await,
+    };
+    if let Err(e) = result {
+        eprintln!("referral-mesh: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn token(t: TokenArgs) -> anyhow::Result<()> {
+    let secret = secret::load(&t.data_dir)?;
+    println!("{}", JwtKeys::new(&secret).mint(&t.sub, t.role, t.kind.as_deref(), t.ttl));
+    Ok(())
+}
+
+async fn serve(s: ServeArgs) -> anyhow::Result<()> {
+    referral_common::telemetry::init(s.log_format);
+    let jwt_secret = secret::load_or_create(&s.data_dir)?;
+    let mut mesh = referral_mesh::start(MeshOptions {
+        data_dir: s.data_dir.clone(),
+        listen: s.listen,
+        grpc_ports: s.grpc_ports,
+        storage: Storage::Sqlite,
+        redis_url: s.redis_url.clone(),
+        jwt_secret,
+        gateway_args: vec![],
+        invite_args: vec![],
+    })
+    .await?;
+    let admin = mesh.token("admin", referral_common::auth::Role::Admin, None);
+    let url = mesh.gateway_url();
+    println!(
+        "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
+        dir = s.data_dir.display(),
+        i = mesh.invite,
+        f = mesh.fraud,
+        n = mesh.incentive,
+        a = mesh.analytics,
+    );
+    tokio::select! {
+        _ = referral_common::server::os_signal() => {}
+        (name, result) = mesh.any_stopped() => {
+            match result {
+                Ok(()) => anyhow::bail!("{name} stopped unexpectedly"),
+                Err(e) => anyhow::bail!("{name} failed: {e:#}"),
+            }
+        }
+    }
+    mesh.stop(Duration::from_secs(25)).await;
+    println!("referral-mesh stopped");
+    Ok(())
+}

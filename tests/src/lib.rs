@@ -1,1 +1,356 @@
+//! `spawn_app` for the integration tests: the whole mesh in-process on free ports, on
+//! SQLite in a temp dir, or on Postgres + Redis when TEST_DATABASE_URL / TEST_REDIS_URL are
+//! set (each app in fresh schemas, so tests never see each other).
 
+use std::{path::PathBuf, time::Duration};
+
+use referral_common::{auth::Role, config::Secret};
+use referral_mesh::{GrpcPorts, Mesh, MeshOptions, Storage};
+
+pub struct TestApp {
+    pub mesh: Mesh,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub data_dir: PathBuf,
+}
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(vec![]).await
+}
+
+/// `gateway_args` tune the gateway (e.g. rate limits) for one test.
+pub async fn spawn_app_with(gateway_args: Vec<String>) -> TestApp {
+    spawn_app_with_args(gateway_args, vec![]).await
+}
+
+/// Extra flags for the gateway and for invite-svc (e.g. `--max-queued 5`).
+pub async fn spawn_app_with_args(gateway_args: Vec<String>, invite_args: Vec<String>) -> TestApp {
+    referral_common::telemetry::init(referral_common::config::LogFormat::Pretty);
+    let data_dir = std::env::temp_dir().join(format!("referral-mesh-test-{}", uuid::Uuid::now_v7()));
+    let storage = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Storage::Postgres {
+            url,
+            schema_suffix: format!("_t{}", uuid::Uuid::now_v7().simple()),
+        },
+        _ => Storage::Sqlite,
+    };
+    let redis_url = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+    let mesh = referral_mesh::start(MeshOptions {
+        data_dir: data_dir.clone(),
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        grpc_ports: GrpcPorts::Auto,
+        storage,
+        redis_url,
+        jwt_secret: Secret::new(SECRET),
+        gateway_args,
+        invite_args,
+    })
+    .await
+    .expect("the mesh starts");
+    let base = mesh.gateway_url();
+    TestApp { mesh, http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"), base, data_dir }
+}
+
+impl TestApp {
+    pub fn member(&self, sub: &str, kind: &str) -> String {
+        self.mesh.token(sub, Role::Member, Some(kind))
+    }
+
+    pub fn admin(&self) -> String {
+        self.mesh.token("admin", Role::Admin, None)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST JSON with a token; returns status and parsed body.
+    pub async fn post(&self, token: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request");
+        Self::read(r).await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        let r = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request");
+        Self::read(r).await
+    }
+
+    pub async fn read(r: reqwest::Response) -> (u16, serde_json::Value) {
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn stop(self) {
+        self.mesh.stop(Duration::from_secs(5)).await;
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+// ---- helpers shared by the integration tests ------------------------------------------
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
+use serde_json::{Value, json};
+
+/// A fresh id, so tests (and runs against a shared Redis) never share a subject.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// One HTTP answer with its headers.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// A token for any subject and role.
+    pub fn token(&self, sub: &str, role: Role, kind: Option<&str>) -> String {
+        self.mesh.token(sub, role, kind)
+    }
+
+    /// An admin token with a subject of its own (rate limits are per subject).
+    pub fn fresh_admin(&self) -> String {
+        self.mesh.token(&unique("admin"), Role::Admin, None)
+    }
+
+    pub fn service_token(&self) -> String {
+        self.mesh.token(&unique("svc"), Role::Service, None)
+    }
+
+    pub async fn put(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self.http.put(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request");
+        Self::read(r).await
+    }
+
+    /// Any request: optional token, optional JSON body, extra headers; keeps the headers.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut rb = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        Self::reply(rb.send().await.expect("request")).await
+    }
+
+    /// A raw body (for malformed JSON and oversized requests).
+    pub async fn post_raw(&self, token: &str, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        Self::reply(r).await
+    }
+
+    pub async fn reply(r: reqwest::Response) -> Reply {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, headers, body }
+    }
+
+    /// Creates one invitation and insists on 200.
+    pub async fn invite_ok(&self, token: &str, body: Value) -> Value {
+        let (status, inv) = self.post(token, "/v1/invitations", body.clone()).await;
+        assert_eq!(status, 200, "POST /v1/invitations {body} -> {inv}");
+        inv
+    }
+
+    /// Creates a referral code and insists on 200.
+    pub async fn code_ok(&self, token: &str, body: Value) -> Value {
+        let (status, code) = self.post(token, "/v1/referral-codes", body.clone()).await;
+        assert_eq!(status, 200, "POST /v1/referral-codes {body} -> {code}");
+        code
+    }
+
+    /// `http://127.0.0.1:port` of a service, for tonic.
+    pub fn grpc_uri(addr: std::net::SocketAddr) -> String {
+        format!("http://{addr}")
+    }
+}
+
+/// A create-invitation body from a supplier to a couple.
+pub fn invitation(referrer: &str, channel: &str, email: &str) -> Value {
+    json!({
+        "referrerId": referrer,
+        "referrerKind": "SUPPLIER",
+        "refereeKind": "COUPLE",
+        "channel": channel,
+        "recipient": {"email": email, "name": "Guest"},
+    })
+}
+
+/// The fields named by the `google.rpc.BadRequest` details of an error body.
+pub fn violated_fields(body: &Value) -> Vec<String> {
+    details_of(body, "BadRequest")
+        .iter()
+        .flat_map(|d| d["fieldViolations"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v["field"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The `google.rpc.ErrorInfo` detail of an error body, if any.
+pub fn error_info(body: &Value) -> Option<Value> {
+    details_of(body, "ErrorInfo").into_iter().next()
+}
+
+fn details_of(body: &Value, kind: &str) -> Vec<Value> {
+    body["details"]
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .filter(|d| d["@type"].as_str().is_some_and(|t| t.ends_with(&format!("google.rpc.{kind}"))))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks the error body shape of API.md: `{code: <grpc code>, message, details: [...]}`.
+pub fn assert_error(body: &Value, grpc_code: i64) {
+    assert_eq!(body["code"].as_i64(), Some(grpc_code), "error code in {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "error message in {body}");
+    assert!(body["details"].is_array(), "error details in {body}");
+}
+
+/// An RFC 3339 timestamp field.
+pub fn ts(v: &Value) -> DateTime<Utc> {
+    let s = v.as_str().unwrap_or_else(|| panic!("expected an RFC 3339 timestamp, got {v}"));
+    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}")).with_timezone(&Utc)
+}
+
+/// An int64 field (a string in proto3 JSON, a number accepted too).
+pub fn int(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("expected an integer, got {v}")),
+        Value::Number(n) => n.as_i64().unwrap_or_else(|| panic!("expected an integer, got {v}")),
+        Value::Null => 0,
+        other => panic!("expected an integer, got {other}"),
+    }
+}
+
+/// The sending rules of API.md: not Saturday 09:00-18:00, not 22:00-08:00, not within
+/// three days of the wedding — all on the recipient's local clock.
+pub fn assert_outside_blackouts(at: DateTime<Utc>, tz: chrono_tz::Tz, wedding: Option<NaiveDate>) {
+    let local = at.with_timezone(&tz);
+    let h = local.hour();
+    assert!(
+        !(local.weekday() == Weekday::Sat && (9..18).contains(&h)),
+        "{at} is {local} in {tz}: Saturday 09:00-18:00 is a blackout"
+    );
+    assert!(!(h >= 22 || h < 8), "{at} is {local} in {tz}: quiet hours 22:00-08:00");
+    if let Some(w) = wedding {
+        let days = (local.date_naive() - w).num_days().abs();
+        assert!(days > 3, "{at} is {local} in {tz}: within 3 days of the wedding on {w}");
+    }
+}
+
+/// `PREFIX-XXXXXX` with the prefixes of `kind` and six characters without look-alikes.
+pub fn assert_code_shape(code: &str, kind: &str) {
+    let prefixes: &[&str] = match kind {
+        "SUPPLIER" => &["LOVE", "WED", "DREAM", "BLISS", "CHARM"],
+        _ => &["COUPLE", "UNITY", "FOREVER", "HEARTS", "VOWS"],
+    };
+    let (prefix, rest) = code.split_once('-').unwrap_or_else(|| panic!("{code:?} has no PREFIX-"));
+    assert!(prefixes.contains(&prefix), "{code:?}: prefix {prefix:?} is not one of {prefixes:?} ({kind})");
+    assert_eq!(rest.chars().count(), 6, "{code:?}: six characters after the prefix");
+    for c in rest.chars() {
+        let ok = matches!(c, 'A'..='H' | 'J'..='K' | 'M'..='N' | 'P'..='Z' | '2'..='9');
+        assert!(ok, "{code:?}: {c:?} is not in the alphabet without look-alikes (no 0 O 1 I L)");
+    }
+}
+
+/// Polls `check` every 50 ms until it returns Some, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// gRPC metadata `authorization: Bearer <token>` on a request.
+pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
+    req
+}
+
+/// Reads invite-svc's event log from offset 0 until every id in `ids` has had its
+/// `invitation_created` and the log has been quiet for a second; returns every event read.
+pub async fn read_event_log(
+    addr: std::net::SocketAddr,
+    token: &str,
+    ids: &std::collections::HashSet<String>,
+    limit: Duration,
+) -> Vec<referral_proto::events::v1::Event> {
+    use referral_proto::events::v1::{
+        SubscribeRequest, event, event_log_client::EventLogClient, subscribe_response::Item,
+    };
+    let mut client = EventLogClient::connect(TestApp::grpc_uri(addr)).await.expect("connect to the event log");
+    let req = authed(SubscribeRequest { after_offset: 0, consumer: "integration-test".into() }, token);
+    let mut stream = client.subscribe(req).await.expect("Subscribe").into_inner();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut events = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let all_seen = ids.iter().all(|id| seen.contains(id));
+        let wait = if all_seen { Duration::from_secs(1) } else { Duration::from_millis(500) };
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        match tokio::time::timeout(wait, stream.message()).await {
+            Ok(Ok(Some(resp))) => {
+                if let Some(Item::Event(e)) = resp.item {
+                    if let Some(event::Payload::InvitationCreated(c)) = &e.payload {
+                        seen.insert(c.invitation.as_ref().map(|f| f.invitation_id.clone()).unwrap_or_default());
+                    }
+                    events.push(e);
+                }
+            }
+            Ok(Ok(None)) => panic!("the event log stream ended"),
+            Ok(Err(status)) => panic!("the event log failed: {status:?}"),
+            Err(_) if all_seen => break,
+            Err(_) => {}
+        }
+    }
+    events
+}

@@ -1,0 +1,120 @@
+//! Web callers' bearer JWTs. The middleware only works out who is calling (the rate limiter
+//! keys on it); each route then demands a principal or not. Ownership rules ("a member acts
+//! only as itself") are the services' job, from the `x-principal-*` metadata we pass on.
+
+use axum::{
+    extract::{Request, State},
+    http::header,
+    middleware::Next,
+    response::Response,
+};
+use referral_common::auth::{JwtKeys, Principal, TokenError, bearer};
+
+use crate::{errors::HttpError, state::AppState};
+
+/// What the `Authorization` header said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    Authenticated(Principal),
+    /// A token was sent and rejected; why.
+    Rejected(String),
+}
+
+impl Caller {
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Caller::Authenticated(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The principal of a route that needs one, or the 401.
+    pub fn require(&self) -> Result<&Principal, HttpError> {
+        match self {
+            Caller::Authenticated(p) => Ok(p),
+            Caller::Anonymous => Err(HttpError::unauthenticated(
+                "missing bearer token: send Authorization: Bearer <JWT>",
+            )),
+            Caller::Rejected(why) => Err(HttpError::unauthenticated(why.clone())),
+        }
+    }
+}
+
+pub fn identify(keys: &JwtKeys, authorization: Option<&str>) -> Caller {
+    let Some(value) = authorization else {
+        return Caller::Anonymous;
+    };
+    let Some(token) = bearer(value) else {
+        // Basic credentials (Postmark's webhooks) are not ours to judge.
+        return if value.trim_start().to_ascii_lowercase().starts_with("bearer") {
+            Caller::Rejected("empty bearer token".into())
+        } else {
+            Caller::Anonymous
+        };
+    };
+    match keys.verify(token) {
+        Ok(claims) => Caller::Authenticated(Principal {
+            sub: claims.sub,
+            role: claims.role,
+            kind: claims.kind,
+        }),
+        Err(TokenError::Expired) => Caller::Rejected("bearer token expired".into()),
+        Err(TokenError::Invalid(_)) => Caller::Rejected("invalid bearer token".into()),
+    }
+}
+
+pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = identify(&state.keys, authorization);
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use referral_common::{auth::Role, config::Secret};
+
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&Secret::new("0123456789abcdef0123456789abcdef"))
+    }
+
+    #[test]
+    fn tokens_identify_their_caller() {
+        let k = keys();
+        let t = k.mint("u1", Role::Member, Some("COUPLE"), Duration::from_secs(60));
+        let c = identify(&k, Some(&format!("Bearer {t}")));
+        let p = c.require().unwrap();
+        assert_eq!(
+            (p.sub.as_str(), p.role, p.kind.as_deref()),
+            ("u1", Role::Member, Some("COUPLE"))
+        );
+    }
+
+    #[test]
+    fn missing_bad_and_expired_tokens_are_refused() {
+        let k = keys();
+        assert_eq!(identify(&k, None), Caller::Anonymous);
+        assert_eq!(identify(&k, Some("Basic dXNlcjpwdw==")), Caller::Anonymous);
+        assert!(matches!(identify(&k, Some("Bearer nope")), Caller::Rejected(_)));
+        assert!(matches!(identify(&k, Some("Bearer ")), Caller::Rejected(_)));
+        let other = JwtKeys::new(&Secret::new("another-secret-that-is-long-enough-00"));
+        let t = other.mint("u1", Role::Admin, None, Duration::from_secs(60));
+        assert_eq!(
+            identify(&k, Some(&format!("Bearer {t}"))),
+            Caller::Rejected("invalid bearer token".into())
+        );
+        for c in [Caller::Anonymous, Caller::Rejected("x".into())] {
+            let e = c.require().unwrap_err();
+            assert_eq!(e.status.as_u16(), 401);
+            assert_eq!(e.body()["code"], 16);
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! One tonic client per service over a lazily connecting channel, each call carrying the
+//! gateway's service token (the interceptor) and the web caller's context (see
+//! [`crate::context`]); plus plain health clients for `/readyz`.
+
+use referral_common::{
+    auth::{JwtKeys, ServiceCredentials},
+    server::channel,
+};
+use referral_proto::{
+    analytics::v1::analytics_service_client::AnalyticsServiceClient,
+    common::v1::privacy_service_client::PrivacyServiceClient,
+    fraud::v1::fraud_service_client::FraudServiceClient,
+    incentive::v1::incentive_service_client::IncentiveServiceClient,
+    invite::v1::invite_service_client::InviteServiceClient,
+};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::config::Settings;
+
+pub type Authed = InterceptedService<Channel, ServiceCredentials>;
+
+#[derive(Clone)]
+pub struct Clients {
+    pub invite: InviteServiceClient<Authed>,
+    pub fraud: FraudServiceClient<Authed>,
+    pub incentive: IncentiveServiceClient<Authed>,
+    pub analytics: AnalyticsServiceClient<Authed>,
+    /// Every service's PrivacyService, by service name, for erase/export fan-out.
+    pub privacy: Vec<(&'static str, PrivacyServiceClient<Authed>)>,
+    /// Health (open, no token) by service name.
+    pub health: Vec<(&'static str, HealthClient<Channel>)>,
+}
+
+impl Clients {
+    /// Channels connect lazily: the gateway starts before (or without) its services.
+    pub fn new(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Self> {
+        let creds = ServiceCredentials::new(keys, "gateway");
+        let invite = channel(&settings.invite_addr)?;
+        let fraud = channel(&settings.fraud_addr)?;
+        let incentive = channel(&settings.incentive_addr)?;
+        let analytics = channel(&settings.analytics_addr)?;
+        let authed = |ch: &Channel| InterceptedService::new(ch.clone(), creds.clone());
+        let channels = [
+            ("invite-svc", &invite),
+            ("fraud-svc", &fraud),
+            ("incentive-svc", &incentive),
+            ("analytics-svc", &analytics),
+        ];
+        Ok(Self {
+            invite: InviteServiceClient::new(authed(&invite)),
+            fraud: FraudServiceClient::new(authed(&fraud)),
+            incentive: IncentiveServiceClient::new(authed(&incentive)),
+            analytics: AnalyticsServiceClient::new(authed(&analytics)),
+            privacy: channels
+                .iter()
+                .map(|(name, ch)| (*name, PrivacyServiceClient::new(authed(ch))))
+                .collect(),
+            health: channels
+                .iter()
+                .map(|(name, ch)| (*name, HealthClient::new((*ch).clone())))
+                .collect(),
+        })
+    }
+}

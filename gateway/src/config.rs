@@ -1,0 +1,331 @@
+//! The gateway's settings: clap flags and environment, defaults that work for the embedded
+//! mesh, and validation that stops start-up with one line naming the bad setting.
+
+use std::{net::SocketAddr, time::Duration};
+
+use ipnet::IpNet;
+use referral_common::config::{ConfigError, LogFormat, Secret, check_jwt_secret, parse_addr, parse_duration};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_INVITE_ADDR: &str = "127.0.0.1:50051";
+pub const DEFAULT_FRAUD_ADDR: &str = "127.0.0.1:50052";
+pub const DEFAULT_INCENTIVE_ADDR: &str = "127.0.0.1:50053";
+pub const DEFAULT_ANALYTICS_ADDR: &str = "127.0.0.1:50054";
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_API_RATE_LIMIT: u32 = 600;
+pub const DEFAULT_REDIRECT_RATE_LIMIT: u32 = 300;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Flags and environment of the gateway. Every field but the JWT secret has a default that
+/// works for the embedded mesh; [`GatewayConfig::validate`] checks them all.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayConfig {
+    /// Address the HTTP server listens on.
+    #[arg(long = "listen", env = "GATEWAY_ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// invite-svc gRPC address (host:port or http://host:port).
+    #[arg(long, env = "INVITE_ADDR", default_value = DEFAULT_INVITE_ADDR)]
+    pub invite_addr: String,
+    #[arg(long, env = "FRAUD_ADDR", default_value = DEFAULT_FRAUD_ADDR)]
+    pub fraud_addr: String,
+    #[arg(long, env = "INCENTIVE_ADDR", default_value = DEFAULT_INCENTIVE_ADDR)]
+    pub incentive_addr: String,
+    #[arg(long, env = "ANALYTICS_ADDR", default_value = DEFAULT_ANALYTICS_ADDR)]
+    pub analytics_addr: String,
+    /// Shared HS256 secret (at least 32 characters); never printed.
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Secret,
+    /// Redis for rate limits and the referral-code cache shared across replicas.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// The gateway's public base URL (OpenAPI server, secure cookies when https).
+    #[arg(long, env = "PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL)]
+    pub public_url: String,
+    /// Comma-separated IPs or CIDRs whose X-Forwarded-For is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Where /r/{code} sends visitors when the code has no landing URL; PUBLIC_URL/ when unset.
+    #[arg(long, env = "DEFAULT_LANDING_URL")]
+    pub default_landing_url: Option<String>,
+    /// API requests per minute per caller (token subject, or client IP when anonymous).
+    #[arg(long, env = "API_RATE_LIMIT_PER_MINUTE", default_value_t = DEFAULT_API_RATE_LIMIT)]
+    pub api_rate_limit_per_minute: u32,
+    /// /r/{code} redirects per minute per client IP.
+    #[arg(long, env = "REDIRECT_RATE_LIMIT_PER_MINUTE", default_value_t = DEFAULT_REDIRECT_RATE_LIMIT)]
+    pub redirect_rate_limit_per_minute: u32,
+    /// Largest request body accepted; bigger ones get 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Deadline of each unary call to a service (e.g. 15s).
+    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+    /// How long a resolved referral code is cached for the redirect (e.g. 5m).
+    #[arg(long, env = "CODE_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub code_cache_ttl: Duration,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            invite_addr: DEFAULT_INVITE_ADDR.into(),
+            fraud_addr: DEFAULT_FRAUD_ADDR.into(),
+            incentive_addr: DEFAULT_INCENTIVE_ADDR.into(),
+            analytics_addr: DEFAULT_ANALYTICS_ADDR.into(),
+            jwt_secret: Secret::default(),
+            redis_url: None,
+            public_url: DEFAULT_PUBLIC_URL.into(),
+            trusted_proxies: String::new(),
+            default_landing_url: None,
+            api_rate_limit_per_minute: DEFAULT_API_RATE_LIMIT,
+            redirect_rate_limit_per_minute: DEFAULT_REDIRECT_RATE_LIMIT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            upstream_timeout: Duration::from_secs(15),
+            code_cache_ttl: Duration::from_secs(300),
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+/// The settings after validation, in the types the gateway uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub invite_addr: String,
+    pub fraud_addr: String,
+    pub incentive_addr: String,
+    pub analytics_addr: String,
+    pub jwt_secret: Secret,
+    pub redis_url: Option<String>,
+    /// Without a trailing slash.
+    pub public_url: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub default_landing_url: String,
+    pub api_rate_limit_per_minute: u32,
+    pub redirect_rate_limit_per_minute: u32,
+    pub max_body_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub code_cache_ttl: Duration,
+    /// Cookies get `Secure` when the public URL is https.
+    pub secure_cookies: bool,
+}
+
+impl GatewayConfig {
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
+        let listen = parse_addr("GATEWAY_ADDR", &self.listen)?;
+        for (name, addr) in [
+            ("INVITE_ADDR", &self.invite_addr),
+            ("FRAUD_ADDR", &self.fraud_addr),
+            ("INCENTIVE_ADDR", &self.incentive_addr),
+            ("ANALYTICS_ADDR", &self.analytics_addr),
+        ] {
+            check_service_addr(name, addr)?;
+        }
+        let public_url = check_http_url("PUBLIC_URL", &self.public_url)?
+            .trim_end_matches('/')
+            .to_string();
+        let default_landing_url = match &self.default_landing_url {
+            Some(url) if !url.trim().is_empty() => check_http_url("DEFAULT_LANDING_URL", url)?,
+            _ => format!("{public_url}/"),
+        };
+        let redis_url = match &self.redis_url {
+            Some(url) if !url.trim().is_empty() => {
+                redis::Client::open(url.as_str())
+                    .map_err(|e| ConfigError::new("REDIS_URL", format!("not a Redis URL ({e})")))?;
+                Some(url.clone())
+            }
+            _ => None,
+        };
+        let trusted_proxies = parse_trusted_proxies(&self.trusted_proxies)?;
+        if self.api_rate_limit_per_minute == 0 {
+            return Err(ConfigError::new(
+                "API_RATE_LIMIT_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.redirect_rate_limit_per_minute == 0 {
+            return Err(ConfigError::new(
+                "REDIRECT_RATE_LIMIT_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        if self.upstream_timeout.is_zero() {
+            return Err(ConfigError::new("UPSTREAM_TIMEOUT", "must be more than 0s"));
+        }
+        Ok(Settings {
+            listen,
+            invite_addr: self.invite_addr.clone(),
+            fraud_addr: self.fraud_addr.clone(),
+            incentive_addr: self.incentive_addr.clone(),
+            analytics_addr: self.analytics_addr.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            redis_url,
+            secure_cookies: public_url.starts_with("https://"),
+            public_url,
+            trusted_proxies,
+            default_landing_url,
+            api_rate_limit_per_minute: self.api_rate_limit_per_minute,
+            redirect_rate_limit_per_minute: self.redirect_rate_limit_per_minute,
+            max_body_bytes: self.max_body_bytes,
+            upstream_timeout: self.upstream_timeout,
+            code_cache_ttl: self.code_cache_ttl,
+        })
+    }
+}
+
+/// `host:port` or `http(s)://host:port`: k8s names are hosts, not socket addresses.
+fn check_service_addr(name: &'static str, addr: &str) -> Result<(), ConfigError> {
+    let with_scheme = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let uri: http::Uri = with_scheme
+        .parse()
+        .map_err(|_| ConfigError::new(name, format!("{addr:?} is not HOST:PORT")))?;
+    match uri.authority() {
+        Some(a) if a.port_u16().is_some() && !a.host().is_empty() => Ok(()),
+        _ => Err(ConfigError::new(name, format!("{addr:?} is not HOST:PORT"))),
+    }
+}
+
+fn check_http_url(name: &'static str, url: &str) -> Result<String, ConfigError> {
+    let url = url.trim();
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError::new(name, format!("{url:?} is not a URL")))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.authority().is_none() {
+        return Err(ConfigError::new(
+            name,
+            format!("{url:?} must be an absolute http(s) URL"),
+        ));
+    }
+    Ok(url.to_string())
+}
+
+/// `10.0.0.0/8, 192.168.1.7, ::1` -> networks; a plain address is a single-host network.
+pub fn parse_trusted_proxies(list: &str) -> Result<Vec<IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new("TRUSTED_PROXIES", format!("{s:?} is not an IP address or CIDR"))
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> GatewayConfig {
+        GatewayConfig {
+            jwt_secret: Secret::new("0123456789abcdef0123456789abcdef"),
+            ..GatewayConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_validate_once_the_secret_is_set() {
+        let s = valid().validate().unwrap();
+        assert_eq!(s.listen.port(), 8080);
+        assert_eq!(s.default_landing_url, "http://127.0.0.1:8080/");
+        assert!(!s.secure_cookies);
+        let e = GatewayConfig::default().validate().unwrap_err();
+        assert!(e.to_string().contains("JWT_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases: Vec<(&str, GatewayConfig)> = vec![
+            (
+                "INVITE_ADDR",
+                GatewayConfig {
+                    invite_addr: "nope".into(),
+                    ..valid()
+                },
+            ),
+            (
+                "GATEWAY_ADDR",
+                GatewayConfig {
+                    listen: "x:y".into(),
+                    ..valid()
+                },
+            ),
+            (
+                "PUBLIC_URL",
+                GatewayConfig {
+                    public_url: "ftp://x".into(),
+                    ..valid()
+                },
+            ),
+            (
+                "TRUSTED_PROXIES",
+                GatewayConfig {
+                    trusted_proxies: "10.0.0.0/8, bogus".into(),
+                    ..valid()
+                },
+            ),
+            (
+                "REDIS_URL",
+                GatewayConfig {
+                    redis_url: Some("mysql://x".into()),
+                    ..valid()
+                },
+            ),
+            (
+                "MAX_BODY_BYTES",
+                GatewayConfig {
+                    max_body_bytes: 0,
+                    ..valid()
+                },
+            ),
+        ];
+        for (name, config) in cases {
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains(name), "{name}: {e}");
+            assert!(!e.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn service_addresses_may_be_host_names() {
+        let c = GatewayConfig {
+            invite_addr: "invite-svc:50051".into(),
+            fraud_addr: "http://fraud:1".into(),
+            ..valid()
+        };
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_take_ips_and_cidrs() {
+        let nets = parse_trusted_proxies(" 10.0.0.0/8,192.168.1.7 , ::1").unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[1].contains(&"192.168.1.7".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn the_secret_never_prints() {
+        let c = valid();
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        assert!(!format!("{:?}", c.validate().unwrap()).contains("0123456789abcdef"));
+    }
+}

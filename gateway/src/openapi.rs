@@ -1,0 +1,337 @@
+//! `/openapi.json` (OpenAPI 3.1) from the route table and the proto descriptors: every
+//! route with its parameters, bodies, answers and auth; every message it touches as a JSON
+//! schema in proto3 JSON terms (lowerCamelCase names, int64 as strings, enums by name,
+//! timestamps as date-time strings).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::{
+    descriptor::{self, Kind, well_known_scalar},
+    routes::{Answer, Auth, Body, Route, table},
+};
+
+const SCHEMAS: &str = "#/components/schemas/";
+
+pub fn document(public_url: &str) -> Value {
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+    let mut tags: Vec<&str> = Vec::new();
+    for route in table() {
+        if !tags.contains(&route.tag) {
+            tags.push(route.tag);
+        }
+        let op = operation(route, &mut wanted);
+        paths
+            .entry(route.path)
+            .or_default()
+            .insert(route.method.as_str().to_ascii_lowercase(), op);
+    }
+    let mut schemas = Map::new();
+    let mut queue: Vec<String> = wanted.into_iter().collect();
+    while let Some(name) = queue.pop() {
+        if schemas.contains_key(&name) {
+            continue;
+        }
+        let schema = if descriptor::get().enums.contains_key(&name) {
+            enum_schema(&name)
+        } else {
+            message_schema(&name, &mut queue)
+        };
+        schemas.insert(name, schema);
+    }
+    schemas.insert("Error".into(), error_schema());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "referral-mesh",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Referral and viral-growth engine of a wedding marketplace: the HTTP/JSON gateway in front of \
+                            invite-svc, fraud-svc, incentive-svc and analytics-svc. Bodies are the proto3 JSON mapping \
+                            of the services' messages: lowerCamelCase fields, enums by name, int64 as strings \
+                            (numbers accepted), RFC 3339 timestamps; unknown fields are rejected. Errors are \
+                            `{code, message, details}` with the gRPC code number and google.rpc details.",
+        },
+        "servers": [{"url": public_url}],
+        "tags": tags.iter().map(|t| json!({"name": t})).collect::<Vec<_>>(),
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                               "description": "HS256 JWT with sub, role (member|admin|service), kind (SUPPLIER|COUPLE), exp"},
+            },
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "An error: the gRPC code number, a message and google.rpc details",
+                    "content": {"application/json": {"schema": {"$ref": format!("{SCHEMAS}Error")}}},
+                },
+                "RateLimited": {
+                    "description": "Rate limit exceeded",
+                    "headers": {
+                        "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"},
+                        "RateLimit-Policy": {"schema": {"type": "string"}},
+                        "RateLimit": {"schema": {"type": "string"}},
+                    },
+                    "content": {"application/json": {"schema": {"$ref": format!("{SCHEMAS}Error")}}},
+                },
+            },
+        },
+    })
+}
+
+fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
+    let mut op = Map::new();
+    op.insert("operationId".into(), json!(route.operation));
+    op.insert("summary".into(), json!(route.summary));
+    op.insert("tags".into(), json!([route.tag]));
+    op.insert(
+        "security".into(),
+        match route.auth {
+            Auth::Bearer => json!([{"bearerAuth": []}]),
+            Auth::Open => json!([]),
+        },
+    );
+    let messages = route.rpc.as_ref().and_then(|r| r.messages());
+
+    let mut params = Vec::new();
+    for p in route.path_params() {
+        let field = route.field_of(p);
+        params.push(json!({
+            "name": p, "in": "path", "required": true, "schema": {"type": "string"},
+            "description": if route.rpc.is_some() { format!("The request's `{field}`") } else { String::new() },
+        }));
+    }
+    for q in route.query_params() {
+        let mut schema = kind_schema(&q.kind, wanted);
+        if q.repeated {
+            schema = json!({"type": "array", "items": schema});
+        }
+        let mut p = json!({"name": q.name, "in": "query", "required": false, "schema": schema});
+        if q.repeated {
+            p["explode"] = json!(true);
+        }
+        if let Some(c) = &q.comment {
+            p["description"] = json!(c);
+        }
+        params.push(p);
+    }
+    let writes = route.rpc.is_some() && route.method != axum::http::Method::GET;
+    if writes {
+        params.push(json!({
+            "name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string"},
+            "description": "Same key and body within 24 h replays the first response; another body is 422; a retry while the first runs is 409",
+        }));
+    }
+    if route.rpc.as_ref().is_some_and(|r| r.client_fields) || matches!(route.answer, Answer::Redirect) {
+        params.push(
+            json!({"name": "X-Device-Id", "in": "header", "required": false, "schema": {"type": "string"}}),
+        );
+    }
+    params.push(json!({
+        "name": "X-Request-Id", "in": "header", "required": false, "schema": {"type": "string"},
+        "description": "Kept when sane, generated (UUIDv7) otherwise; returned and passed to the services",
+    }));
+    op.insert("parameters".into(), Value::Array(params));
+
+    if let (Some(rpc), Some((input, _, _))) = (&route.rpc, &messages) {
+        let body_schema = match rpc.body {
+            Body::None => None,
+            Body::Whole => Some(reference(input, wanted)),
+            Body::Field(f) => descriptor::get()
+                .fields(input)
+                .into_iter()
+                .find(|x| x.json_name == f)
+                .map(|x| kind_schema(&x.kind, wanted)),
+        };
+        if let Some(schema) = body_schema {
+            op.insert(
+                "requestBody".into(),
+                json!({"required": false, "content": {"application/json": {"schema": schema}}}),
+            );
+        }
+    }
+    if let Some(description) = route.raw_body {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "description": description, "content": {"*/*": {"schema": {}}}}),
+        );
+    }
+
+    let mut responses = Map::new();
+    let ok = match route.answer {
+        Answer::Rpc => match &messages {
+            Some((_, output, _)) => json_content("OK", reference(output, wanted)),
+            None => json!({"description": "OK"}),
+        },
+        Answer::Message(name) => json_content("OK", reference(name, wanted)),
+        Answer::Schema(f) => {
+            let schema = f();
+            collect_refs(&schema, wanted);
+            json_content("OK", schema)
+        }
+        Answer::EventStream(name) => {
+            let item = reference(name, wanted);
+            json!({
+                "description": format!("Server-sent events: `event:` is the event type (`lagged` for a notice that events were dropped, `error` before the end), `data:` one {name} as JSON"),
+                "content": {"text/event-stream": {"schema": {"type": "string"}, "x-event-data": item}},
+            })
+        }
+        Answer::Html => {
+            json!({"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}})
+        }
+        Answer::Text => {
+            json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        }
+        Answer::Redirect => {
+            responses.insert(
+                "302".into(),
+                json!({
+                    "description": "To the code's landing URL, with a 90-day first-party attribution cookie",
+                    "headers": {
+                        "Location": {"schema": {"type": "string", "format": "uri"}},
+                        "Set-Cookie": {"schema": {"type": "string"}, "description": "rm_click=<click id>; Max-Age=7776000; Path=/; HttpOnly; SameSite=Lax"},
+                    },
+                }),
+            );
+            responses.insert(
+                "404".into(),
+                json!({"description": "Unknown code", "content": {"text/html": {"schema": {"type": "string"}}}}),
+            );
+            Value::Null
+        }
+    };
+    if !ok.is_null() {
+        responses.insert("200".into(), ok);
+    }
+    if route.path == "/readyz" {
+        responses.insert(
+            "503".into(),
+            json_content("A service is not ready", route.answer.schema()),
+        );
+    }
+    if route.rpc.is_some() || route.raw_body.is_some() {
+        responses.insert("400".into(), json!({"$ref": "#/components/responses/Error"}));
+    }
+    if route.auth == Auth::Bearer {
+        responses.insert("401".into(), json!({"$ref": "#/components/responses/Error"}));
+    }
+    responses.insert(
+        "429".into(),
+        json!({"$ref": "#/components/responses/RateLimited"}),
+    );
+    responses.insert("default".into(), json!({"$ref": "#/components/responses/Error"}));
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+impl Answer {
+    fn schema(&self) -> Value {
+        match self {
+            Answer::Schema(f) => f(),
+            _ => json!({}),
+        }
+    }
+}
+
+fn json_content(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn reference(name: &str, wanted: &mut BTreeSet<String>) -> Value {
+    if let Some((ty, format)) = well_known_scalar(name) {
+        return scalar(ty, format);
+    }
+    wanted.insert(name.to_string());
+    json!({"$ref": format!("{SCHEMAS}{name}")})
+}
+
+fn scalar(ty: &str, format: Option<&str>) -> Value {
+    match format {
+        Some(f) => json!({"type": ty, "format": f}),
+        None => json!({"type": ty}),
+    }
+}
+
+fn kind_schema(kind: &Kind, wanted: &mut BTreeSet<String>) -> Value {
+    match kind {
+        Kind::String => json!({"type": "string"}),
+        Kind::Bytes => json!({"type": "string", "contentEncoding": "base64"}),
+        Kind::Bool => json!({"type": "boolean"}),
+        Kind::Int32 => json!({"type": "integer", "format": "int32"}),
+        Kind::Uint32 => json!({"type": "integer", "format": "uint32", "minimum": 0}),
+        Kind::Int64 => {
+            json!({"type": "string", "format": "int64", "description": "64-bit integer as a decimal string (a number is accepted on input)"})
+        }
+        Kind::Uint64 => {
+            json!({"type": "string", "format": "uint64", "description": "64-bit integer as a decimal string (a number is accepted on input)"})
+        }
+        Kind::Float => json!({"type": "number", "format": "float"}),
+        Kind::Double => json!({"type": "number", "format": "double"}),
+        Kind::Enum(name) | Kind::Message(name) => reference(name, wanted),
+        Kind::Map(_, value) => json!({"type": "object", "additionalProperties": kind_schema(value, wanted)}),
+    }
+}
+
+fn message_schema(name: &str, queue: &mut Vec<String>) -> Value {
+    let d = descriptor::get();
+    let mut wanted = BTreeSet::new();
+    let mut properties = Map::new();
+    for f in d.fields(name) {
+        let mut schema = kind_schema(&f.kind, &mut wanted);
+        if f.repeated {
+            schema = json!({"type": "array", "items": schema});
+        }
+        if let Some(c) = &f.comment {
+            schema["description"] = json!(c);
+        }
+        properties.insert(f.json_name, schema);
+    }
+    queue.extend(wanted);
+    let mut schema = json!({"type": "object", "properties": properties});
+    if let Some(c) = d.comment(name) {
+        schema["description"] = json!(c);
+    }
+    schema
+}
+
+fn enum_schema(name: &str) -> Value {
+    let mut schema = json!({"type": "string", "enum": descriptor::get().enum_values(name)});
+    if let Some(c) = descriptor::get().comment(name) {
+        schema["description"] = json!(c);
+    }
+    schema
+}
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["code", "message", "details"],
+        "properties": {
+            "code": {"type": "integer", "description": "The gRPC status code number (3 INVALID_ARGUMENT, 5 NOT_FOUND, 16 UNAUTHENTICATED, ...)"},
+            "message": {"type": "string"},
+            "details": {
+                "type": "array",
+                "description": "google.rpc details: BadRequest {fieldViolations[{field, description}]}, ErrorInfo {reason, domain, metadata}, RetryInfo {retryDelay}, ...",
+                "items": {"type": "object", "required": ["@type"], "properties": {"@type": {"type": "string"}}},
+            },
+        },
+    })
+}
+
+/// Messages named by `$ref`s inside a hand-written schema.
+fn collect_refs(schema: &Value, wanted: &mut BTreeSet<String>) {
+    match schema {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref")
+                && let Some(name) = r.strip_prefix(SCHEMAS)
+            {
+                wanted.insert(name.to_string());
+            }
+            m.values().for_each(|v| collect_refs(v, wanted));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, wanted)),
+        _ => {}
+    }
+}

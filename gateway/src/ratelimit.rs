@@ -1,0 +1,82 @@
+//! Request limits: per token subject (or client IP when anonymous) for the API, per client IP
+//! for the `/r/{code}` redirect. Every response carries the IETF `RateLimit-Policy` and
+//! `RateLimit` headers; a refusal is 429 with `Retry-After`.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderName, HeaderValue},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use referral_common::ratelimit::{Policy, RateLimiter};
+
+use crate::{auth::Caller, client_ip::ClientIp, errors::HttpError, state::AppState};
+
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+pub fn api_policy(per_minute: u32) -> Policy {
+    Policy {
+        name: "api",
+        limit: per_minute,
+        window: Duration::from_secs(60),
+    }
+}
+
+pub fn redirect_policy(per_minute: u32) -> Policy {
+    Policy {
+        name: "redirect",
+        limit: per_minute,
+        window: Duration::from_secs(60),
+    }
+}
+
+/// The two limiters, in memory or in Redis.
+#[derive(Clone)]
+pub struct Limits {
+    pub api: RateLimiter,
+    pub redirect: RateLimiter,
+}
+
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .copied()
+        .unwrap_or(ClientIp(None));
+    let (limiter, key) = if req.uri().path().starts_with("/r/") {
+        (&state.limits.redirect, format!("ip:{}", ip.text()))
+    } else {
+        let key = match req.extensions().get::<Caller>().and_then(Caller::principal) {
+            Some(p) => format!("sub:{}", p.sub),
+            None => format!("ip:{}", ip.text()),
+        };
+        (&state.limits.api, key)
+    };
+    let decision = limiter.check(&key).await;
+    let policy = limiter.policy();
+    let mut resp = if decision.allowed {
+        next.run(req).await
+    } else {
+        metrics::counter!("gateway_rate_limited_total", "policy" => policy.name).increment(1);
+        HttpError::rate_limited(
+            format!(
+                "rate limit exceeded: {} requests per {}s",
+                policy.limit,
+                policy.window.as_secs()
+            ),
+            decision.reset,
+        )
+        .into_response()
+    };
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&decision.policy_header(policy)) {
+        headers.insert(RATELIMIT_POLICY.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&decision.header(policy)) {
+        headers.insert(RATELIMIT.clone(), v);
+    }
+    resp
+}

@@ -1,0 +1,171 @@
+//! `GET /r/{code}`, the hot path: resolve the code's landing URL through the cache, answer
+//! 302 with a first-party attribution cookie carrying a fresh click id, and queue the click.
+//! It never calls fraud, analytics or incentives, and never waits on a write.
+
+use std::time::Duration;
+
+use axum::{
+    extract::Query,
+    http::{HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use referral_proto::{
+    common::v1::Utm,
+    invite::v1::{RecordClickRequest, ResolveReferralCodeRequest},
+};
+use tonic::Code;
+
+use crate::{routes::RawRequest, state::AppState};
+
+pub const CLICK_COOKIE: &str = "rm_click";
+/// 90 days, the attribution window's outer bound.
+pub const CLICK_COOKIE_MAX_AGE: u64 = 90 * 24 * 3600;
+/// The redirect must stay fast even when invite-svc is slow: past this, fall back.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn handle(state: AppState, req: RawRequest) -> Response {
+    let code = req.param("code").unwrap_or_default().to_string();
+    if !plausible_code(&code) {
+        return not_found(&code);
+    }
+    let invite = state.clients.invite.clone();
+    let lookup = state
+        .codes
+        .resolve(&code, || {
+            let mut invite = invite;
+            let mut grpc = req.ctx.request(ResolveReferralCodeRequest { code: code.clone() });
+            grpc.set_timeout(RESOLVE_TIMEOUT);
+            async move {
+                match invite.resolve_referral_code(grpc).await {
+                    Ok(resp) => Ok(Some(resp.into_inner().landing_url)),
+                    Err(s) if matches!(s.code(), Code::NotFound | Code::InvalidArgument) => Ok(None),
+                    Err(s) => Err(s),
+                }
+            }
+        })
+        .await;
+    let landing = match lookup {
+        Ok(Some(url)) if !url.trim().is_empty() => url,
+        Ok(Some(_)) => state.settings.default_landing_url.clone(),
+        Ok(None) => return not_found(&code),
+        Err(status) => {
+            // Better a visitor on the default page (click still queued) than an error page.
+            tracing::warn!(code = %code, error = %status.message(), "code lookup failed; using the default landing URL");
+            state.settings.default_landing_url.clone()
+        }
+    };
+    let location = HeaderValue::from_str(&landing).unwrap_or_else(|_| {
+        tracing::warn!(code = %code, "landing URL is not a valid header value; using the default");
+        HeaderValue::from_str(&state.settings.default_landing_url).unwrap_or(HeaderValue::from_static("/"))
+    });
+
+    let click_id = uuid::Uuid::now_v7().to_string();
+    state.clicks.enqueue(click(&req, &code, &click_id));
+
+    let mut resp = StatusCode::FOUND.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(cookie) = HeaderValue::from_str(&click_cookie(&click_id, state.settings.secure_cookies)) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    resp
+}
+
+/// `rm_click=<id>; Max-Age=7776000; Path=/; HttpOnly; SameSite=Lax` (+ `Secure` over https).
+pub fn click_cookie(click_id: &str, secure: bool) -> String {
+    let mut c =
+        format!("{CLICK_COOKIE}={click_id}; Max-Age={CLICK_COOKIE_MAX_AGE}; Path=/; HttpOnly; SameSite=Lax");
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+fn click(req: &RawRequest, code: &str, click_id: &str) -> RecordClickRequest {
+    let query: Vec<(String, String)> = Query::try_from_uri(&req.parts.uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let get = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let utm = Utm {
+        source: get("utm_source"),
+        medium: get("utm_medium"),
+        campaign: get("utm_campaign"),
+    };
+    let has_utm = !(utm.source.is_empty() && utm.medium.is_empty() && utm.campaign.is_empty());
+    let now = chrono::Utc::now();
+    RecordClickRequest {
+        code: code.to_string(),
+        click_id: click_id.to_string(),
+        visitor_id: String::new(),
+        user_agent: req.ctx.user_agent.clone().unwrap_or_default(),
+        utm: has_utm.then_some(utm),
+        ip: req.ctx.client_ip.0.map(|ip| ip.to_string()).unwrap_or_default(),
+        device_id: req.ctx.device_id.clone().unwrap_or_default(),
+        occurred_at: Some(pbjson_types::Timestamp {
+            seconds: now.timestamp(),
+            nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+        // Invitation links may name their invitation: /r/{code}?inv={id}.
+        invitation_id: get("inv"),
+    }
+}
+
+/// Codes look like `LOVE-7KQ2MX`; anything else is not worth a lookup.
+fn plausible_code(code: &str) -> bool {
+    (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn not_found(code: &str) -> Response {
+    let shown: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect();
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Link not found</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+         <body style=\"font-family: system-ui, sans-serif; max-width: 32rem; margin: 4rem auto; padding: 0 1rem\">\
+         <h1>This referral link does not exist</h1>\
+         <p>The code <code>{shown}</code> is unknown or no longer active. Please check the link you were sent.</p>\
+         </body></html>\n"
+    );
+    let mut resp = (StatusCode::NOT_FOUND, Html(page)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_first_party_long_lived_and_script_proof() {
+        let c = click_cookie("0190-abc", false);
+        assert_eq!(
+            c,
+            "rm_click=0190-abc; Max-Age=7776000; Path=/; HttpOnly; SameSite=Lax"
+        );
+        assert!(click_cookie("x", true).ends_with("; Secure"));
+    }
+
+    #[test]
+    fn only_code_shaped_input_is_looked_up() {
+        assert!(plausible_code("LOVE-7KQ2MX"));
+        assert!(plausible_code("wed-abcdef"));
+        assert!(!plausible_code(""));
+        assert!(!plausible_code("a b"));
+        assert!(!plausible_code("<script>"));
+        assert!(!plausible_code(&"A".repeat(65)));
+    }
+}

@@ -1,0 +1,236 @@
+//! Every route of the gateway, in API.md's order: the router and `/openapi.json` are both
+//! built from this list.
+
+use std::sync::LazyLock;
+
+use axum::http::Method;
+use referral_proto::{
+    analytics::v1 as analytics, fraud::v1 as fraud, incentive::v1 as incentive, invite::v1 as invite,
+};
+
+use super::{Answer, Body, Handler, Route, Rpc, ops, privacy, webhook};
+use crate::{errors::HttpError, json, redirect, sse};
+
+pub const INVITE: &str = "referral.invite.v1.InviteService";
+pub const FRAUD: &str = "referral.fraud.v1.FraudService";
+pub const INCENTIVE: &str = "referral.incentive.v1.IncentiveService";
+pub const ANALYTICS: &str = "referral.analytics.v1.AnalyticsService";
+pub const PRIVACY: &str = "referral.common.v1.PrivacyService";
+
+/// A unary RPC as a JSON handler: decode the request message (400 naming the field on bad
+/// input), call the service with the caller's context, answer its message as JSON.
+macro_rules! unary {
+    ($client:ident . $method:ident ( $req:ty )) => {
+        Handler::Json {
+            call: |state, ctx, input| {
+                Box::pin(async move {
+                    let message: $req = json::decode(input)?;
+                    let mut client = state.clients.$client.clone();
+                    let resp = client
+                        .$method(ctx.request(message))
+                        .await
+                        .map_err(|s| HttpError::from_upstream(concat!(stringify!($client), "-svc"), &s))?;
+                    Ok(json::respond(resp.get_ref()))
+                })
+            },
+            request_type: std::any::type_name::<$req>,
+        }
+    };
+}
+
+pub fn table() -> &'static [Route] {
+    &TABLE
+}
+
+static TABLE: LazyLock<Vec<Route>> = LazyLock::new(routes);
+
+/// An authenticated route mapped to `service/method`.
+fn api(
+    method: Method,
+    path: &'static str,
+    summary: &'static str,
+    tag: &'static str,
+    rpc: Rpc,
+    handler: Handler,
+) -> Route {
+    Route::new(method, path, rpc.method, summary)
+        .tag(tag)
+        .bearer()
+        .rpc(rpc)
+        .handler(handler)
+}
+
+const CODES: &str = "Referral codes";
+const INVITATIONS: &str = "Invitations";
+const TRACKING: &str = "Tracking and attribution";
+const FRAUD_TAG: &str = "Fraud review";
+const REWARDS: &str = "Rewards";
+const ANALYTICS_TAG: &str = "Analytics";
+const WEBHOOKS: &str = "Outbound webhooks";
+const PRIVACY_TAG: &str = "Privacy";
+const OPS: &str = "Operations";
+
+fn routes() -> Vec<Route> {
+    use Body::{Field, None as NoBody, Whole};
+    use Method as M;
+    vec![
+        // invite-svc: referral codes
+        api(M::POST, "/v1/referral-codes", "Create a memorable referral code", CODES,
+            Rpc::new(INVITE, "CreateReferralCode", Whole),
+            unary!(invite.create_referral_code(invite::CreateReferralCodeRequest))),
+        api(M::GET, "/v1/referral-codes/{code}", "A referral code with its click, signup and conversion counts", CODES,
+            Rpc::new(INVITE, "GetReferralCode", NoBody),
+            unary!(invite.get_referral_code(invite::GetReferralCodeRequest))),
+        Route::new(M::GET, "/r/{code}", "Redirect", "Follow a referral link: 302 to its landing page, setting the attribution cookie")
+            .tag(CODES)
+            .answer(Answer::Redirect)
+            .raw(|s, r| Box::pin(redirect::handle(s, r))),
+        // invite-svc: invitations
+        api(M::POST, "/v1/invitations", "Create an invitation (fraud-checked, scheduled, paced by quota)", INVITATIONS,
+            Rpc::new(INVITE, "CreateInvitation", Whole),
+            unary!(invite.create_invitation(invite::CreateInvitationRequest))),
+        api(M::POST, "/v1/invitations:batchCreate", "Create up to 100 invitations, each judged alone", INVITATIONS,
+            Rpc::new(INVITE, "BatchCreateInvitations", Whole),
+            unary!(invite.batch_create_invitations(invite::BatchCreateInvitationsRequest))),
+        api(M::GET, "/v1/invitations/{id}", "An invitation", INVITATIONS,
+            Rpc::new(INVITE, "GetInvitation", NoBody),
+            unary!(invite.get_invitation(invite::GetInvitationRequest))),
+        api(M::GET, "/v1/invitations", "A referrer's invitations, newest first", INVITATIONS,
+            Rpc::new(INVITE, "ListInvitations", NoBody),
+            unary!(invite.list_invitations(invite::ListInvitationsRequest))),
+        api(M::POST, "/v1/invitations/{id}:cancel", "Cancel an invitation before it is sent", INVITATIONS,
+            Rpc::new(INVITE, "CancelInvitation", Whole),
+            unary!(invite.cancel_invitation(invite::CancelInvitationRequest))),
+        api(M::PUT, "/v1/referrers/{id}/tier", "Set a referrer's sending tier (admin)", INVITATIONS,
+            Rpc::new(INVITE, "SetReferrerTier", Whole).param("id", "referrerId"),
+            unary!(invite.set_referrer_tier(invite::SetReferrerTierRequest))),
+        api(M::GET, "/v1/referrers/{id}", "A referrer's tier and queued invitations", INVITATIONS,
+            Rpc::new(INVITE, "GetReferrer", NoBody).param("id", "referrerId"),
+            unary!(invite.get_referrer(invite::GetReferrerRequest))),
+        // invite-svc: tracking and attribution
+        api(M::POST, "/v1/clicks", "Record a click on a referral code (the client IP is the connection's)", TRACKING,
+            Rpc::new(INVITE, "RecordClick", Whole).client_fields(),
+            unary!(invite.record_click(invite::RecordClickRequest))),
+        api(M::POST, "/v1/signups", "Record a signup and attribute it", TRACKING,
+            Rpc::new(INVITE, "RecordSignup", Whole).client_fields(),
+            unary!(invite.record_signup(invite::RecordSignupRequest))),
+        api(M::POST, "/v1/conversions", "Record a paid conversion", TRACKING,
+            Rpc::new(INVITE, "RecordConversion", Whole),
+            unary!(invite.record_conversion(invite::RecordConversionRequest))),
+        Route::new(M::POST, "/v1/webhooks/email/{provider}", "HandleEmailWebhook",
+            "Delivery events from resend, sendgrid, mailgun or postmark, verified by the provider's signature")
+            .tag(TRACKING)
+            .answer(Answer::Message("referral.invite.v1.EmailWebhookResponse"))
+            .raw_body("The provider's webhook payload, exactly as sent (it is signature-checked)")
+            .raw(|s, r| Box::pin(webhook::handle(s, r))),
+        // fraud-svc
+        api(M::GET, "/v1/fraud/cases", "Fraud review cases (admin)", FRAUD_TAG,
+            Rpc::new(FRAUD, "ListCases", NoBody),
+            unary!(fraud.list_cases(fraud::ListCasesRequest))),
+        api(M::GET, "/v1/fraud/cases/{id}", "A fraud review case with its assessment and cluster (admin)", FRAUD_TAG,
+            Rpc::new(FRAUD, "GetCase", NoBody),
+            unary!(fraud.get_case(fraud::GetCaseRequest))),
+        api(M::POST, "/v1/fraud/cases/{id}:resolve", "Resolve a case: APPROVE releases held rewards, REJECT voids them (admin)", FRAUD_TAG,
+            Rpc::new(FRAUD, "ResolveCase", Whole),
+            unary!(fraud.resolve_case(fraud::ResolveCaseRequest))),
+        // incentive-svc
+        api(M::PUT, "/v1/reward-programs/{id}", "Create or replace a reward program (admin); the body is the program", REWARDS,
+            Rpc::new(INCENTIVE, "PutRewardProgram", Field("program")),
+            unary!(incentive.put_reward_program(incentive::PutRewardProgramRequest))),
+        api(M::GET, "/v1/reward-programs", "Reward programs", REWARDS,
+            Rpc::new(INCENTIVE, "ListRewardPrograms", NoBody),
+            unary!(incentive.list_reward_programs(incentive::ListRewardProgramsRequest))),
+        api(M::GET, "/v1/reward-programs/{id}", "A reward program", REWARDS,
+            Rpc::new(INCENTIVE, "GetRewardProgram", NoBody),
+            unary!(incentive.get_reward_program(incentive::GetRewardProgramRequest))),
+        api(M::POST, "/v1/reward-programs/{id}:simulate", "Dry-run a program over past conversions; writes nothing (admin)", REWARDS,
+            Rpc::new(INCENTIVE, "SimulateRewardProgram", Whole),
+            unary!(incentive.simulate_reward_program(incentive::SimulateRewardProgramRequest))),
+        api(M::POST, "/v1/campaigns", "Create a campaign that multiplies rewards (admin)", REWARDS,
+            Rpc::new(INCENTIVE, "CreateCampaign", Whole),
+            unary!(incentive.create_campaign(incentive::CreateCampaignRequest))),
+        api(M::GET, "/v1/campaigns", "Campaigns", REWARDS,
+            Rpc::new(INCENTIVE, "ListCampaigns", NoBody),
+            unary!(incentive.list_campaigns(incentive::ListCampaignsRequest))),
+        api(M::GET, "/v1/referrers/{id}/rewards", "A referrer's balance, tier, badges, next milestone and ledger", REWARDS,
+            Rpc::new(INCENTIVE, "GetReferrerRewards", NoBody).param("id", "referrerId"),
+            unary!(incentive.get_referrer_rewards(incentive::GetReferrerRewardsRequest))),
+        api(M::POST, "/v1/payouts", "Pay a referrer's whole eligible balance (idempotent)", REWARDS,
+            Rpc::new(INCENTIVE, "CreatePayout", Whole),
+            unary!(incentive.create_payout(incentive::CreatePayoutRequest))),
+        api(M::GET, "/v1/payouts/{id}", "A payout", REWARDS,
+            Rpc::new(INCENTIVE, "GetPayout", NoBody),
+            unary!(incentive.get_payout(incentive::GetPayoutRequest))),
+        // analytics-svc
+        api(M::GET, "/v1/metrics/viral", "K-factor, loop K, cycle and doubling time", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetViralMetrics", NoBody),
+            unary!(analytics.get_viral_metrics(analytics::MetricsFilter))),
+        api(M::GET, "/v1/metrics/funnel", "Funnel from SENT to CONVERTED with step rates and the bottleneck", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetFunnel", NoBody),
+            unary!(analytics.get_funnel(analytics::FunnelRequest))),
+        api(M::GET, "/v1/metrics/timeseries", "A metric per day, week or month", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetTimeseries", NoBody),
+            unary!(analytics.get_timeseries(analytics::TimeseriesRequest))),
+        api(M::GET, "/v1/metrics/cohorts", "Referrer cohorts by first invitation period", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetCohorts", NoBody),
+            unary!(analytics.get_cohorts(analytics::CohortsRequest))),
+        api(M::GET, "/v1/metrics/attribution", "Conversion revenue credited per referrer and channel", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetAttribution", NoBody),
+            unary!(analytics.get_attribution(analytics::AttributionRequest))),
+        api(M::GET, "/v1/leaderboard", "Ranked referrers with tier and badges", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetLeaderboard", NoBody),
+            unary!(analytics.get_leaderboard(analytics::LeaderboardRequest))),
+        api(M::GET, "/v1/super-connectors", "Referrers with at least 20 connections, ranked by score", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "ListSuperConnectors", NoBody),
+            unary!(analytics.list_super_connectors(analytics::SuperConnectorsRequest))),
+        api(M::GET, "/v1/experiments/{templateId}/results", "Template variants: rates, lift and p-values", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetExperimentResults", NoBody),
+            unary!(analytics.get_experiment_results(analytics::ExperimentRequest))),
+        api(M::GET, "/v1/events", "Live feed of every service's events as server-sent events (admin)", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "StreamEvents", NoBody),
+            sse::handler())
+            .answer(Answer::EventStream("referral.analytics.v1.LiveEvent")),
+        api(M::POST, "/v1/webhook-endpoints", "Register an outbound webhook endpoint; the secret is shown once (admin)", WEBHOOKS,
+            Rpc::new(ANALYTICS, "CreateWebhookEndpoint", Whole),
+            unary!(analytics.create_webhook_endpoint(analytics::CreateWebhookEndpointRequest))),
+        api(M::GET, "/v1/webhook-endpoints/{id}", "An outbound webhook endpoint (admin)", WEBHOOKS,
+            Rpc::new(ANALYTICS, "GetWebhookEndpoint", NoBody),
+            unary!(analytics.get_webhook_endpoint(analytics::GetWebhookEndpointRequest))),
+        api(M::DELETE, "/v1/webhook-endpoints/{id}", "Delete an outbound webhook endpoint (admin)", WEBHOOKS,
+            Rpc::new(ANALYTICS, "DeleteWebhookEndpoint", NoBody),
+            unary!(analytics.delete_webhook_endpoint(analytics::DeleteWebhookEndpointRequest))),
+        api(M::GET, "/v1/webhook-endpoints/{id}/deliveries", "Delivery attempts of an endpoint (admin)", WEBHOOKS,
+            Rpc::new(ANALYTICS, "ListWebhookDeliveries", NoBody).param("id", "endpointId"),
+            unary!(analytics.list_webhook_deliveries(analytics::ListWebhookDeliveriesRequest))),
+        // every service: privacy
+        api(M::DELETE, "/v1/people/{id}", "Erase a person's personal data in every service (admin or the person)", PRIVACY_TAG,
+            Rpc::new(PRIVACY, "ErasePerson", Whole).param("id", "personId"),
+            privacy::erase_handler())
+            .answer(Answer::Schema(privacy::erasure_schema)),
+        api(M::GET, "/v1/people/{id}/export", "Everything every service holds about a person (admin or the person)", PRIVACY_TAG,
+            Rpc::new(PRIVACY, "ExportPerson", NoBody).param("id", "personId"),
+            privacy::export_handler())
+            .answer(Answer::Schema(privacy::export_schema)),
+        // operations
+        Route::new(M::GET, "/healthz", "Healthz", "Liveness: the process answers")
+            .tag(OPS)
+            .answer(Answer::Schema(ops::health_schema))
+            .raw(|s, r| Box::pin(ops::healthz(s, r))),
+        Route::new(M::GET, "/readyz", "Readyz", "Readiness: every service's `readiness` health check is SERVING")
+            .tag(OPS)
+            .answer(Answer::Schema(ops::readiness_schema))
+            .raw(|s, r| Box::pin(ops::readyz(s, r))),
+        Route::new(M::GET, "/metrics", "Metrics", "Prometheus metrics")
+            .tag(OPS)
+            .answer(Answer::Text)
+            .raw(|s, r| Box::pin(ops::metrics(s, r))),
+        Route::new(M::GET, "/openapi.json", "OpenApi", "This document")
+            .tag(OPS)
+            .answer(Answer::Schema(ops::openapi_schema))
+            .raw(|s, r| Box::pin(ops::openapi(s, r))),
+        Route::new(M::GET, "/", "Dashboard", "The dashboard")
+            .tag(OPS)
+            .answer(Answer::Html)
+            .raw(|s, r| Box::pin(ops::index(s, r))),
+    ]
+}

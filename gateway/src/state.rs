@@ -1,0 +1,98 @@
+//! What every handler shares: settings, keys, service clients, limits, the referral-code
+//! cache and the click queue.
+
+use std::{ops::Deref, sync::Arc};
+
+use referral_common::{auth::JwtKeys, ratelimit::RateLimiter};
+use tokio::sync::watch;
+
+use crate::{
+    clicks::{ClickBatcher, ClickQueue},
+    clients::Clients,
+    code_cache::CodeCache,
+    config::Settings,
+    ratelimit::{Limits, api_policy, redirect_policy},
+};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub keys: JwtKeys,
+    pub clients: Clients,
+    pub limits: Limits,
+    pub codes: CodeCache,
+    pub clicks: ClickQueue,
+    /// `/openapi.json`, built once from the route table.
+    pub openapi: axum::body::Bytes,
+    /// Set at shutdown: long-lived responses (event streams) end so the server can drain.
+    closing: watch::Sender<bool>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Ends the event streams (shutdown).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::close`] was called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Clients, limiters and caches for `settings`, and the click batcher (already running;
+    /// hand it to [`ClickBatcher::drain`] at shutdown). Connects to Redis when configured.
+    pub async fn new(settings: Settings) -> anyhow::Result<(AppState, ClickBatcher)> {
+        // Install the recorder before the first metric is touched (no-op when installed).
+        let _ = referral_common::metrics::handle();
+        let keys = JwtKeys::new(&settings.jwt_secret);
+        let clients = Clients::new(&settings, &keys)?;
+        let redis = match &settings.redis_url {
+            Some(url) => Some(
+                redis::Client::open(url.as_str())?
+                    .get_connection_manager()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("invalid setting REDIS_URL: cannot connect ({e})"))?,
+            ),
+            None => None,
+        };
+        let api = api_policy(settings.api_rate_limit_per_minute);
+        let redirect = redirect_policy(settings.redirect_rate_limit_per_minute);
+        let limits = match &redis {
+            Some(conn) => Limits {
+                api: RateLimiter::redis(api, conn.clone()),
+                redirect: RateLimiter::redis(redirect, conn.clone()),
+            },
+            None => Limits {
+                api: RateLimiter::in_memory(api),
+                redirect: RateLimiter::in_memory(redirect),
+            },
+        };
+        let codes = CodeCache::new(settings.code_cache_ttl, redis);
+        let (clicks, batcher) = ClickBatcher::start(clients.invite.clone());
+        let openapi = crate::openapi::document(&settings.public_url);
+        let openapi = axum::body::Bytes::from(serde_json::to_vec(&openapi)?);
+        let state = AppState(Arc::new(Inner {
+            settings,
+            keys,
+            clients,
+            limits,
+            codes,
+            clicks,
+            openapi,
+            closing: watch::channel(false).0,
+        }));
+        Ok((state, batcher))
+    }
+}

@@ -1,0 +1,208 @@
+//! The whole referral-mesh in one process: the four services on embedded SQLite (or on
+//! Postgres when asked, as the tests do) and the gateway, each on its own listener.
+//! `start` is also the integration tests' `spawn_app`.
+
+pub mod demo;
+pub mod secret;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser};
+use referral_common::{
+    auth::{JwtKeys, Role},
+    config::Secret,
+    server::{self, Shutdown, ShutdownTrigger},
+};
+use tokio::task::JoinHandle;
+
+/// Where each service listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum GrpcPorts {
+    /// 50051-50054 on 127.0.0.1.
+    #[default]
+    Fixed,
+    /// Free ports chosen by the OS.
+    Auto,
+}
+
+/// Which database the services use.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// One SQLite file per service in the data dir.
+    Sqlite,
+    /// One Postgres database, one schema per service named `{service}{suffix}`.
+    Postgres { url: String, schema_suffix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct MeshOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub grpc_ports: GrpcPorts,
+    pub storage: Storage,
+    pub redis_url: Option<String>,
+    pub jwt_secret: Secret,
+    /// Extra gateway flags (tests tune rate limits with these).
+    pub gateway_args: Vec<String>,
+    /// Extra invite-svc flags.
+    pub invite_args: Vec<String>,
+}
+
+/// A running mesh.
+pub struct Mesh {
+    pub gateway: SocketAddr,
+    pub invite: SocketAddr,
+    pub fraud: SocketAddr,
+    pub incentive: SocketAddr,
+    pub analytics: SocketAddr,
+    pub keys: JwtKeys,
+    trigger: ShutdownTrigger,
+    tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl Mesh {
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway)
+    }
+
+    pub fn token(&self, sub: &str, role: Role, kind: Option<&str>) -> String {
+        self.keys.mint(sub, role, kind, Duration::from_secs(3600))
+    }
+
+    /// Waits for any part to stop or fail (it should not), then reports it.
+    pub async fn any_stopped(&mut self) -> (&'static str, anyhow::Result<()>) {
+        let futures = self.tasks.iter_mut().map(|(name, h)| {
+            let name = *name;
+            Box::pin(async move { (name, h.await.unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}")))) })
+        });
+        futures::future::select_all(futures).await.0
+    }
+
+    /// Drains every part (in-flight calls finish) and waits, at most `grace`.
+    pub async fn stop(self, grace: Duration) {
+        self.trigger.trigger();
+        let all = futures::future::join_all(self.tasks.into_iter().map(|(_, h)| h));
+        let _ = tokio::time::timeout(grace, all).await;
+    }
+}
+
+#[derive(Parser)]
+struct Wrap<T: Args> {
+    #[command(flatten)]
+    inner: T,
+}
+
+/// Builds a service's configuration exactly as its own binary would parse it.
+fn config<T: Args>(args: Vec<String>) -> anyhow::Result<T> {
+    let argv = std::iter::once("referral-mesh".to_string()).chain(args);
+    Ok(Wrap::<T>::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?.inner)
+}
+
+async fn bind(ports: GrpcPorts, fixed: u16) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let port = if ports == GrpcPorts::Auto { 0 } else { fixed };
+    server::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e} (try --grpc-ports auto)"))
+}
+
+fn database_url(opts: &MeshOptions, service: &str) -> (String, String) {
+    match &opts.storage {
+        Storage::Sqlite => (format!("sqlite:{}", opts.data_dir.join(format!("{service}.db")).display()), service.into()),
+        Storage::Postgres { url, schema_suffix } => (url.clone(), format!("{service}{schema_suffix}")),
+    }
+}
+
+/// Starts every service and the gateway; returns once all are listening.
+pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
+    std::fs::create_dir_all(&opts.data_dir)?;
+    let secret = opts.jwt_secret.expose().to_string();
+    let (trigger, shutdown) = server::shutdown_pair();
+    let (invite_l, invite) = bind(opts.grpc_ports, 50051).await?;
+    let (fraud_l, fraud) = bind(opts.grpc_ports, 50052).await?;
+    let (incentive_l, incentive) = bind(opts.grpc_ports, 50053).await?;
+    let (analytics_l, analytics) = bind(opts.grpc_ports, 50054).await?;
+    let (gateway_l, gateway) = server::bind(opts.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen): {e}", opts.listen))?;
+    let public_url = format!("http://{gateway}");
+    let redis: Vec<String> = opts.redis_url.iter().flat_map(|u| ["--redis-url".to_string(), u.clone()]).collect();
+    let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
+
+    let (url, schema) = database_url(&opts, "invite");
+    let mut args = vec![
+        "--database-url".into(),
+        url,
+        "--db-schema".into(),
+        schema,
+        "--jwt-secret".into(),
+        secret.clone(),
+        "--public-url".into(),
+        public_url.clone(),
+    ];
+    args.extend(redis.clone());
+    args.extend(opts.invite_args.clone());
+    let invite_cfg: invite_svc::InviteConfig = config(args)?;
+    tasks.push(("invite-svc", tokio::spawn(invite_svc::serve(invite_cfg, invite_l, shutdown.clone()))));
+
+    let (url, _) = database_url(&opts, "fraud");
+    let fraud_cfg: fraud_svc::FraudConfig =
+        config(vec!["--database-url".into(), url, "--jwt-secret".into(), secret.clone()])?;
+    tasks.push(("fraud-svc", tokio::spawn(fraud_svc::serve(fraud_cfg, fraud_l, shutdown.clone()))));
+
+    let (url, _) = database_url(&opts, "incentive");
+    let incentive_cfg: incentive_svc::IncentiveConfig =
+        config(vec!["--database-url".into(), url, "--jwt-secret".into(), secret.clone()])?;
+    tasks.push(("incentive-svc", tokio::spawn(incentive_svc::serve(incentive_cfg, incentive_l, shutdown.clone()))));
+
+    let (url, _) = database_url(&opts, "analytics");
+    let analytics_cfg: analytics_svc::AnalyticsConfig =
+        config(vec!["--database-url".into(), url, "--jwt-secret".into(), secret.clone()])?;
+    tasks.push(("analytics-svc", tokio::spawn(analytics_svc::serve(analytics_cfg, analytics_l, shutdown.clone()))));
+
+    let mut args = vec![
+        "--invite-addr".into(),
+        invite.to_string(),
+        "--fraud-addr".into(),
+        fraud.to_string(),
+        "--incentive-addr".into(),
+        incentive.to_string(),
+        "--analytics-addr".into(),
+        analytics.to_string(),
+        "--jwt-secret".into(),
+        secret.clone(),
+        "--public-url".into(),
+        public_url,
+        "--listen".into(),
+        gateway.to_string(),
+    ];
+    args.extend(redis);
+    args.extend(opts.gateway_args.clone());
+    let gateway_cfg: gateway::GatewayConfig = config(args)?;
+    let gw = gateway::build(gateway_cfg, gateway_l).await?;
+    tasks.push(("gateway", tokio::spawn(gw.run_until_stopped(shutdown.clone()))));
+
+    let keys = JwtKeys::new(&opts.jwt_secret);
+    let mesh = Mesh { gateway, invite, fraud, incentive, analytics, keys, trigger, tasks };
+    wait_ready(&mesh, &shutdown).await?;
+    Ok(mesh)
+}
+
+/// Ready when the gateway's /readyz says every service is (migrations done).
+async fn wait_ready(mesh: &Mesh, _shutdown: &Shutdown) -> anyhow::Result<()> {
+    let url = format!("{}/readyz", mesh.gateway_url());
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the mesh did not become ready within 15 s ({url})")
+}
+
+/// `Role` by its name, for the `token` subcommand.
+pub fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: member, admin or service"))
+}
