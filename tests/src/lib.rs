@@ -266,7 +266,7 @@ pub fn assert_outside_blackouts(at: DateTime<Utc>, tz: chrono_tz::Tz, wedding: O
         !(local.weekday() == Weekday::Sat && (9..18).contains(&h)),
         "{at} is {local} in {tz}: Saturday 09:00-18:00 is a blackout"
     );
-    assert!(!(h >= 22 || h < 8), "{at} is {local} in {tz}: quiet hours 22:00-08:00");
+    assert!((8..22).contains(&h), "{at} is {local} in {tz}: quiet hours 22:00-08:00");
     if let Some(w) = wedding {
         let days = (local.date_naive() - w).num_days().abs();
         assert!(days > 3, "{at} is {local} in {tz}: within 3 days of the wedding on {w}");
