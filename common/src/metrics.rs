@@ -13,7 +13,9 @@ pub fn handle() -> Option<PrometheusHandle> {
             // Latency histograms (seconds) rather than summaries, so they aggregate across pods.
             let builder = PrometheusBuilder::new();
             let builder = builder
-                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

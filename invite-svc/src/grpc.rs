@@ -532,8 +532,13 @@ impl<S: Store> InviteApi<S> {
             referrer_kind: referrer_kind.map(|k| k.as_str().to_string()),
             flow,
             reason,
-            touchpoints_json: serde_json::to_string(&touchpoints.iter().map(|t| touchpoint(t, &channels)).collect::<Vec<_>>())
-                .unwrap_or_else(|_| "[]".into()),
+            touchpoints_json: serde_json::to_string(
+                &touchpoints
+                    .iter()
+                    .map(|t| touchpoint(t, &channels))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|_| "[]".into()),
             risk_json: String::new(),
             click_at,
             ip: client.ip.clone(),

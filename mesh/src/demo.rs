@@ -33,10 +33,30 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-const VENDORS: &[&str] = &["PHOTOGRAPHER", "VENUE", "FLORIST", "PLANNER", "CATERER", "MUSIC", "OTHER"];
-const FIRST: &[&str] = &["anna", "ben", "chloe", "dev", "emma", "finn", "grace", "harry", "isla", "jack", "kate", "leo", "maya", "noah", "olivia", "priya", "quinn", "ruby", "sam", "tara"];
-const LAST: &[&str] = &["smith", "jones", "patel", "brown", "taylor", "wilson", "evans", "thomas", "khan", "walker", "wright", "hughes", "green", "hall", "wood"];
-const ZONES: &[&str] = &["Europe/London", "Europe/London", "Europe/Dublin", "America/New_York", "Europe/Paris"];
+const VENDORS: &[&str] = &[
+    "PHOTOGRAPHER",
+    "VENUE",
+    "FLORIST",
+    "PLANNER",
+    "CATERER",
+    "MUSIC",
+    "OTHER",
+];
+const FIRST: &[&str] = &[
+    "anna", "ben", "chloe", "dev", "emma", "finn", "grace", "harry", "isla", "jack", "kate", "leo", "maya",
+    "noah", "olivia", "priya", "quinn", "ruby", "sam", "tara",
+];
+const LAST: &[&str] = &[
+    "smith", "jones", "patel", "brown", "taylor", "wilson", "evans", "thomas", "khan", "walker", "wright",
+    "hughes", "green", "hall", "wood",
+];
+const ZONES: &[&str] = &[
+    "Europe/London",
+    "Europe/London",
+    "Europe/Dublin",
+    "America/New_York",
+    "Europe/Paris",
+];
 
 struct Referrer {
     id: String,
@@ -47,18 +67,37 @@ struct Referrer {
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let token = match &args.token {
         Some(t) => t.clone(),
-        None => JwtKeys::new(&crate::secret::load(&args.data_dir)?).mint("demo-loader", Role::Admin, None, Duration::from_secs(3600)),
+        None => JwtKeys::new(&crate::secret::load(&args.data_dir)?).mint(
+            "demo-loader",
+            Role::Admin,
+            None,
+            Duration::from_secs(3600),
+        ),
     };
-    let api = Arc::new(Api { http: reqwest::Client::new(), base: args.gateway.trim_end_matches('/').to_string(), token });
-    api.get("/readyz").await.map_err(|e| anyhow::anyhow!("the mesh is not reachable at {}: {e}", api.base))?;
+    let api = Arc::new(Api {
+        http: reqwest::Client::new(),
+        base: args.gateway.trim_end_matches('/').to_string(),
+        token,
+    });
+    api.get("/readyz")
+        .await
+        .map_err(|e| anyhow::anyhow!("the mesh is not reachable at {}: {e}", api.base))?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let run = Utc::now().format("%m%d%H%M%S").to_string();
     let mut referrers = Vec::new();
     for i in 0..args.suppliers {
-        referrers.push(Referrer { id: format!("sup-{run}-{i:04}"), kind: "SUPPLIER", vendor: Some(VENDORS[i % VENDORS.len()]) });
+        referrers.push(Referrer {
+            id: format!("sup-{run}-{i:04}"),
+            kind: "SUPPLIER",
+            vendor: Some(VENDORS[i % VENDORS.len()]),
+        });
     }
     for i in 0..args.couples {
-        referrers.push(Referrer { id: format!("cpl-{run}-{i:04}"), kind: "COUPLE", vendor: None });
+        referrers.push(Referrer {
+            id: format!("cpl-{run}-{i:04}"),
+            kind: "COUPLE",
+            vendor: None,
+        });
     }
     let now = Utc::now() - Days::minutes(5);
     let start = now - Days::days(args.days);
@@ -118,9 +157,20 @@ struct Planned {
     conversion: Option<(DateTime<Utc>, i64, &'static str, bool)>,
 }
 
-fn plan_referrer(r: &Referrer, rng: &mut StdRng, start: DateTime<Utc>, now: DateTime<Utc>, run: &str, n: usize) -> Vec<Planned> {
+fn plan_referrer(
+    r: &Referrer,
+    rng: &mut StdRng,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    run: &str,
+    n: usize,
+) -> Vec<Planned> {
     // A few referrers are super-connectors; most invite a handful.
-    let count = if rng.random_bool(0.05) { rng.random_range(30..60) } else { rng.random_range(3..14) };
+    let count = if rng.random_bool(0.05) {
+        rng.random_range(30..60)
+    } else {
+        rng.random_range(3..14)
+    };
     let span = (now - start).num_minutes().max(1);
     (0..count)
         .map(|i| {
@@ -181,12 +231,19 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
         let out = api.post("/v1/invitations:batchCreate", &batch).await?;
         let results = out["results"].as_array().cloned().unwrap_or_default();
         for (p, res) in chunk.iter().zip(results) {
-            let Some(inv) = res.get("invitation") else { continue };
+            let Some(inv) = res.get("invitation") else {
+                continue;
+            };
             t.invitations += 1;
             let code = inv["code"].as_str().unwrap_or_default().to_string();
             let mut click_id = None;
             if let Some(at) = p.click {
-                let c = api.post("/v1/clicks", &json!({"code": code, "occurredAt": at.to_rfc3339()})).await?;
+                let c = api
+                    .post(
+                        "/v1/clicks",
+                        &json!({"code": code, "occurredAt": at.to_rfc3339()}),
+                    )
+                    .await?;
                 click_id = c["clickId"].as_str().map(str::to_string);
                 t.clicks += 1;
             }
@@ -223,13 +280,24 @@ struct Api {
 
 impl Api {
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await?;
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         Self::json(path, r).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         for attempt in 0..5 {
-            let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().await?;
+            let r = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await?;
             if r.status().as_u16() == 429 {
                 tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
                 continue;

@@ -73,7 +73,13 @@ impl Mesh {
     pub async fn any_stopped(&mut self) -> (&'static str, anyhow::Result<()>) {
         let futures = self.tasks.iter_mut().map(|(name, h)| {
             let name = *name;
-            Box::pin(async move { (name, h.await.unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}")))) })
+            Box::pin(async move {
+                (
+                    name,
+                    h.await
+                        .unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}"))),
+                )
+            })
         });
         futures::future::select_all(futures).await.0
     }
@@ -95,7 +101,9 @@ struct Wrap<T: Args> {
 /// Builds a service's configuration exactly as its own binary would parse it.
 fn config<T: Args>(args: Vec<String>) -> anyhow::Result<T> {
     let argv = std::iter::once("referral-mesh".to_string()).chain(args);
-    Ok(Wrap::<T>::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?.inner)
+    Ok(Wrap::<T>::try_parse_from(argv)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .inner)
 }
 
 async fn bind(ports: GrpcPorts, fixed: u16) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
@@ -107,7 +115,10 @@ async fn bind(ports: GrpcPorts, fixed: u16) -> anyhow::Result<(tokio::net::TcpLi
 
 fn database_url(opts: &MeshOptions, service: &str) -> (String, String) {
     match &opts.storage {
-        Storage::Sqlite => (format!("sqlite:{}", opts.data_dir.join(format!("{service}.db")).display()), service.into()),
+        Storage::Sqlite => (
+            format!("sqlite:{}", opts.data_dir.join(format!("{service}.db")).display()),
+            service.into(),
+        ),
         Storage::Postgres { url, schema_suffix } => (url.clone(), format!("{service}{schema_suffix}")),
     }
 }
@@ -125,7 +136,11 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen): {e}", opts.listen))?;
     let public_url = format!("http://{gateway}");
-    let redis: Vec<String> = opts.redis_url.iter().flat_map(|u| ["--redis-url".to_string(), u.clone()]).collect();
+    let redis: Vec<String> = opts
+        .redis_url
+        .iter()
+        .flat_map(|u| ["--redis-url".to_string(), u.clone()])
+        .collect();
     let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
 
     let (url, schema) = database_url(&opts, "invite");
@@ -142,22 +157,46 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     args.extend(redis.clone());
     args.extend(opts.invite_args.clone());
     let invite_cfg: invite_svc::InviteConfig = config(args)?;
-    tasks.push(("invite-svc", tokio::spawn(invite_svc::serve(invite_cfg, invite_l, shutdown.clone()))));
+    tasks.push((
+        "invite-svc",
+        tokio::spawn(invite_svc::serve(invite_cfg, invite_l, shutdown.clone())),
+    ));
 
     let (url, _) = database_url(&opts, "fraud");
-    let fraud_cfg: fraud_svc::FraudConfig =
-        config(vec!["--database-url".into(), url, "--jwt-secret".into(), secret.clone()])?;
-    tasks.push(("fraud-svc", tokio::spawn(fraud_svc::serve(fraud_cfg, fraud_l, shutdown.clone()))));
+    let fraud_cfg: fraud_svc::FraudConfig = config(vec![
+        "--database-url".into(),
+        url,
+        "--jwt-secret".into(),
+        secret.clone(),
+    ])?;
+    tasks.push((
+        "fraud-svc",
+        tokio::spawn(fraud_svc::serve(fraud_cfg, fraud_l, shutdown.clone())),
+    ));
 
     let (url, _) = database_url(&opts, "incentive");
-    let incentive_cfg: incentive_svc::IncentiveConfig =
-        config(vec!["--database-url".into(), url, "--jwt-secret".into(), secret.clone()])?;
-    tasks.push(("incentive-svc", tokio::spawn(incentive_svc::serve(incentive_cfg, incentive_l, shutdown.clone()))));
+    let incentive_cfg: incentive_svc::IncentiveConfig = config(vec![
+        "--database-url".into(),
+        url,
+        "--jwt-secret".into(),
+        secret.clone(),
+    ])?;
+    tasks.push((
+        "incentive-svc",
+        tokio::spawn(incentive_svc::serve(incentive_cfg, incentive_l, shutdown.clone())),
+    ));
 
     let (url, _) = database_url(&opts, "analytics");
-    let analytics_cfg: analytics_svc::AnalyticsConfig =
-        config(vec!["--database-url".into(), url, "--jwt-secret".into(), secret.clone()])?;
-    tasks.push(("analytics-svc", tokio::spawn(analytics_svc::serve(analytics_cfg, analytics_l, shutdown.clone()))));
+    let analytics_cfg: analytics_svc::AnalyticsConfig = config(vec![
+        "--database-url".into(),
+        url,
+        "--jwt-secret".into(),
+        secret.clone(),
+    ])?;
+    tasks.push((
+        "analytics-svc",
+        tokio::spawn(analytics_svc::serve(analytics_cfg, analytics_l, shutdown.clone())),
+    ));
 
     let mut args = vec![
         "--invite-addr".into(),
@@ -182,7 +221,16 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     tasks.push(("gateway", tokio::spawn(gw.run_until_stopped(shutdown.clone()))));
 
     let keys = JwtKeys::new(&opts.jwt_secret);
-    let mesh = Mesh { gateway, invite, fraud, incentive, analytics, keys, trigger, tasks };
+    let mesh = Mesh {
+        gateway,
+        invite,
+        fraud,
+        incentive,
+        analytics,
+        keys,
+        trigger,
+        tasks,
+    };
     wait_ready(&mesh, &shutdown).await?;
     Ok(mesh)
 }

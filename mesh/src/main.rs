@@ -7,7 +7,11 @@ use referral_common::{auth::JwtKeys, config::parse_duration};
 use referral_mesh::{GrpcPorts, MeshOptions, Storage, parse_role, secret};
 
 #[derive(Parser)]
-#[command(name = "referral-mesh", version, about = "The referral-mesh services and gateway in one process")]
+#[command(
+    name = "referral-mesh",
+    version,
+    about = "The referral-mesh services and gateway in one process"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -80,7 +84,10 @@ async fn main() {
 
 fn token(t: TokenArgs) -> anyhow::Result<()> {
     let secret = secret::load(&t.data_dir)?;
-    println!("{}", JwtKeys::new(&secret).mint(&t.sub, t.role, t.kind.as_deref(), t.ttl));
+    println!(
+        "{}",
+        JwtKeys::new(&secret).mint(&t.sub, t.role, t.kind.as_deref(), t.ttl)
+    );
     Ok(())
 }
 

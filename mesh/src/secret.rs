@@ -22,7 +22,11 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
         }
     }
     std::fs::create_dir_all(data_dir)?;
-    let fresh: String = rand::rng().sample_iter(&Alphanumeric).take(48).map(char::from).collect();
+    let fresh: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
     std::fs::write(&path, &fresh)?;
     #[cfg(unix)]
     {
@@ -41,7 +45,10 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Secret> {
     }
     let path = data_dir.join(FILE);
     let s = std::fs::read_to_string(&path).map_err(|e| {
-        anyhow::anyhow!("no JWT secret at {} ({e}); start the mesh once with this --data-dir, or set JWT_SECRET", path.display())
+        anyhow::anyhow!(
+            "no JWT secret at {} ({e}); start the mesh once with this --data-dir, or set JWT_SECRET",
+            path.display()
+        )
     })?;
     Ok(Secret::new(s.trim()))
 }
