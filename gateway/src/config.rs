@@ -14,6 +14,7 @@ pub const DEFAULT_ANALYTICS_ADDR: &str = "127.0.0.1:50054";
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_API_RATE_LIMIT: u32 = 600;
 pub const DEFAULT_REDIRECT_RATE_LIMIT: u32 = 300;
+pub const DEFAULT_SERVICE_RATE_LIMIT: u32 = 60_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Flags and environment of the gateway. Every field but the JWT secret has a default that
@@ -59,6 +60,9 @@ pub struct GatewayConfig {
     /// /r/{code} redirects per minute per client IP.
     #[arg(long, env = "REDIRECT_RATE_LIMIT_PER_MINUTE", default_value_t = DEFAULT_REDIRECT_RATE_LIMIT)]
     pub redirect_rate_limit_per_minute: u32,
+    /// API requests per minute per service token (internal callers, imports).
+    #[arg(long, env = "SERVICE_RATE_LIMIT_PER_MINUTE", default_value_t = DEFAULT_SERVICE_RATE_LIMIT)]
+    pub service_rate_limit_per_minute: u32,
     /// Largest request body accepted; bigger ones get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -87,6 +91,7 @@ impl Default for GatewayConfig {
             default_landing_url: None,
             api_rate_limit_per_minute: DEFAULT_API_RATE_LIMIT,
             redirect_rate_limit_per_minute: DEFAULT_REDIRECT_RATE_LIMIT,
+            service_rate_limit_per_minute: DEFAULT_SERVICE_RATE_LIMIT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             upstream_timeout: Duration::from_secs(15),
             code_cache_ttl: Duration::from_secs(300),
@@ -111,6 +116,7 @@ pub struct Settings {
     pub default_landing_url: String,
     pub api_rate_limit_per_minute: u32,
     pub redirect_rate_limit_per_minute: u32,
+    pub service_rate_limit_per_minute: u32,
     pub max_body_bytes: usize,
     pub upstream_timeout: Duration,
     pub code_cache_ttl: Duration,
@@ -152,6 +158,12 @@ impl GatewayConfig {
                 "must be at least 1",
             ));
         }
+        if self.service_rate_limit_per_minute == 0 {
+            return Err(ConfigError::new(
+                "SERVICE_RATE_LIMIT_PER_MINUTE",
+                "must be at least 1",
+            ));
+        }
         if self.redirect_rate_limit_per_minute == 0 {
             return Err(ConfigError::new(
                 "REDIRECT_RATE_LIMIT_PER_MINUTE",
@@ -178,6 +190,7 @@ impl GatewayConfig {
             default_landing_url,
             api_rate_limit_per_minute: self.api_rate_limit_per_minute,
             redirect_rate_limit_per_minute: self.redirect_rate_limit_per_minute,
+            service_rate_limit_per_minute: self.service_rate_limit_per_minute,
             max_body_bytes: self.max_body_bytes,
             upstream_timeout: self.upstream_timeout,
             code_cache_ttl: self.code_cache_ttl,

@@ -33,11 +33,21 @@ pub fn redirect_policy(per_minute: u32) -> Policy {
     }
 }
 
-/// The two limiters, in memory or in Redis.
+/// Internal callers and imports (role `service`) get their own, larger allowance.
+pub fn service_policy(per_minute: u32) -> Policy {
+    Policy {
+        name: "service",
+        limit: per_minute,
+        window: Duration::from_secs(60),
+    }
+}
+
+/// The limiters, in memory or in Redis.
 #[derive(Clone)]
 pub struct Limits {
     pub api: RateLimiter,
     pub redirect: RateLimiter,
+    pub service: RateLimiter,
 }
 
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -49,11 +59,13 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     let (limiter, key) = if req.uri().path().starts_with("/r/") {
         (&state.limits.redirect, format!("ip:{}", ip.text()))
     } else {
-        let key = match req.extensions().get::<Caller>().and_then(Caller::principal) {
-            Some(p) => format!("sub:{}", p.sub),
-            None => format!("ip:{}", ip.text()),
-        };
-        (&state.limits.api, key)
+        match req.extensions().get::<Caller>().and_then(Caller::principal) {
+            Some(p) if p.role == referral_common::auth::Role::Service => {
+                (&state.limits.service, format!("svc:{}", p.sub))
+            }
+            Some(p) => (&state.limits.api, format!("sub:{}", p.sub)),
+            None => (&state.limits.api, format!("ip:{}", ip.text())),
+        }
     };
     let decision = limiter.check(&key).await;
     let policy = limiter.policy();

@@ -11,7 +11,7 @@ use crate::{
     clients::Clients,
     code_cache::CodeCache,
     config::Settings,
-    ratelimit::{Limits, api_policy, redirect_policy},
+    ratelimit::{Limits, api_policy, redirect_policy, service_policy},
 };
 
 #[derive(Clone)]
@@ -69,14 +69,17 @@ impl AppState {
         };
         let api = api_policy(settings.api_rate_limit_per_minute);
         let redirect = redirect_policy(settings.redirect_rate_limit_per_minute);
+        let service = service_policy(settings.service_rate_limit_per_minute);
         let limits = match &redis {
             Some(conn) => Limits {
                 api: RateLimiter::redis(api, conn.clone()),
                 redirect: RateLimiter::redis(redirect, conn.clone()),
+                service: RateLimiter::redis(service, conn.clone()),
             },
             None => Limits {
                 api: RateLimiter::in_memory(api),
                 redirect: RateLimiter::in_memory(redirect),
+                service: RateLimiter::in_memory(service),
             },
         };
         let codes = CodeCache::new(settings.code_cache_ttl, redis);

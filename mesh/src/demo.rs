@@ -1,7 +1,8 @@
 //! `referral-mesh demo`: a realistic data set loaded through the public JSON API, as an
 //! import would be: hundreds of referrers across vendor types, thousands of invitations in
 //! all four flows spread over the last 90 days, with the clicks, signups and conversions
-//! they led to (backfilled with `occurredAt`, which needs the admin role).
+//! they led to (backfilled with `occurredAt`, which needs the admin or service role; the
+//! loader uses a service token, whose rate limit is meant for imports).
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -69,7 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(t) => t.clone(),
         None => JwtKeys::new(&crate::secret::load(&args.data_dir)?).mint(
             "demo-loader",
-            Role::Admin,
+            Role::Service,
             None,
             Duration::from_secs(3600),
         ),
