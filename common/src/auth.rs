@@ -92,6 +92,16 @@ impl Principal {
         }
     }
 
+    /// A member whose token names its kind (SUPPLIER or COUPLE) acts only as that kind.
+    pub fn require_kind(&self, kind: &str, field: &str) -> Result<(), crate::ApiError> {
+        match &self.kind {
+            Some(own) if !self.is_privileged() && own != kind => Err(crate::ApiError::PermissionDenied(
+                format!("{field} must be your own kind ({own})"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn require_admin(&self) -> Result<(), crate::ApiError> {
         if self.is_privileged() {
             Ok(())

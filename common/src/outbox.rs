@@ -180,16 +180,19 @@ pub struct EventLogService<S> {
     store: S,
     head: watch::Receiver<i64>,
     heartbeat: Duration,
+    /// Ends open streams on shutdown so they never hold up the drain.
+    stop: crate::server::Shutdown,
 }
 
 pub const PAGE: i64 = 500;
 
 impl<S: EventLogStore> EventLogService<S> {
-    pub fn new(store: S, outbox: &Outbox, heartbeat: Duration) -> Self {
+    pub fn new(store: S, outbox: &Outbox, heartbeat: Duration, stop: crate::server::Shutdown) -> Self {
         Self {
             store,
             head: outbox.head(),
             heartbeat,
+            stop,
         }
     }
 
@@ -212,8 +215,11 @@ impl<S: EventLogStore> EventLog for EventLogService<S> {
         let (tx, rx) = mpsc::channel(PAGE as usize);
         let (store, mut head, heartbeat) = (self.store.clone(), self.head.clone(), self.heartbeat);
         let consumer = req.consumer.clone();
+        let stop = self.stop.clone();
         tokio::spawn(async move {
             let mut cursor = req.after_offset;
+            let stopped = stop.wait();
+            tokio::pin!(stopped);
             tracing::debug!(%consumer, cursor, "subscriber attached");
             loop {
                 let rows = match store.read_after(cursor, PAGE).await {
@@ -253,6 +259,7 @@ impl<S: EventLogStore> EventLog for EventLogService<S> {
                         }
                     }
                     _ = tx.closed() => return,
+                    _ = &mut stopped => return,
                 }
             }
         });

@@ -19,8 +19,11 @@ pub fn page_size(requested: i32) -> ApiResult<u32> {
 
 /// Encodes a cursor (the sort key of the last row returned).
 pub fn encode_token(cursor: &str) -> String {
-    URL_SAFE_NO_PAD.encode(cursor.as_bytes())
+    URL_SAFE_NO_PAD.encode(format!("{TOKEN_TAG}{cursor}").as_bytes())
 }
+
+/// Marks tokens we issued, so arbitrary base64 is refused rather than read as a cursor.
+const TOKEN_TAG: &str = "rm1:";
 
 /// Decodes `pageToken`; empty means the first page.
 pub fn decode_token(token: &str) -> ApiResult<Option<String>> {
@@ -31,6 +34,7 @@ pub fn decode_token(token: &str) -> ApiResult<Option<String>> {
         .decode(token.as_bytes())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix(TOKEN_TAG).map(str::to_string))
         .map(Some)
         .ok_or_else(|| ApiError::invalid("pageToken", "is not a token this API issued"))
 }
@@ -47,6 +51,8 @@ mod tests {
         let t = encode_token("0192-abc");
         assert_eq!(decode_token(&t).unwrap().as_deref(), Some("0192-abc"));
         assert!(decode_token("!!!").is_err());
+        // Base64 we did not issue is refused too.
+        assert!(decode_token("Zm9vYmFy").is_err());
         assert_eq!(decode_token("").unwrap(), None);
     }
 }

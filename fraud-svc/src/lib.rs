@@ -39,7 +39,7 @@ impl FraudService for FraudApi {}
 pub async fn serve(config: FraudConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     check(&config)?;
     let (health, health_server) = server::health().await;
-    let (reflection_v1, reflection_v1alpha) = server::reflection()?;
+    let (reflection_v1, reflection_v1alpha) = server::reflection(&["referral.fraud.v1.FraudService"])?;
     let interceptor = AuthInterceptor::new(JwtKeys::new(&config.jwt_secret));
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)

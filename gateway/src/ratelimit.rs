@@ -50,7 +50,16 @@ pub struct Limits {
     pub service: RateLimiter,
 }
 
+/// Probes and scrapes are never limited: a busy client IP must not take a pod out of
+/// readiness or hide its metrics.
+fn is_operational(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if is_operational(req.uri().path()) {
+        return next.run(req).await;
+    }
     let ip = req
         .extensions()
         .get::<ClientIp>()

@@ -494,12 +494,18 @@ async fn rate_limits_are_announced_and_enforced() {
         )
         .await;
     assert_ne!(other.status, StatusCode::TOO_MANY_REQUESTS);
+    // Anonymous API callers are limited by IP and told so...
     assert!(
-        gw.send(get("/healthz").body(Body::empty()).unwrap())
+        gw.send(get("/openapi.json").body(Body::empty()).unwrap())
             .await
             .headers
             .contains_key("ratelimit")
     );
+    // ...but probes and scrapes never are.
+    for path in ["/healthz", "/metrics"] {
+        let r = gw.send(get(path).body(Body::empty()).unwrap()).await;
+        assert!(!r.headers.contains_key("ratelimit"), "{path}");
+    }
 }
 
 #[tokio::test]

@@ -172,7 +172,7 @@ async fn redis_is_shared_between_replicas() {
     let sub = uuid::Uuid::now_v7().to_string();
     let auth = a.bearer(&sub, referral_common::auth::Role::Member);
     let call = || {
-        get("/healthz")
+        get("/openapi.json")
             .header("authorization", &auth)
             .body(Body::empty())
             .unwrap()

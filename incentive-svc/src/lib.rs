@@ -43,7 +43,8 @@ impl IncentiveService for IncentiveApi {}
 pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     check(&config)?;
     let (health, health_server) = server::health().await;
-    let (reflection_v1, reflection_v1alpha) = server::reflection()?;
+    let (reflection_v1, reflection_v1alpha) =
+        server::reflection(&["referral.incentive.v1.IncentiveService"])?;
     let interceptor = AuthInterceptor::new(JwtKeys::new(&config.jwt_secret));
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)

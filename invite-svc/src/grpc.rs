@@ -105,6 +105,7 @@ impl<S: Store> InviteApi<S> {
         v.into_result()?;
         p.require_self(&req.referrer_id, "referrerId")?;
         let kind = kind.ok_or_else(|| ApiError::invalid("referrerKind", "is required"))?;
+        p.require_kind(kind.as_str(), "referrerKind")?;
         for _ in 0..MAX_CODE_ATTEMPTS {
             let row = CodeRow {
                 code: codes::generate_code(kind, &mut rand::rng()),
@@ -151,6 +152,7 @@ impl<S: Store> InviteApi<S> {
     ) -> ApiResult<Invitation> {
         let valid = self.validate_invitation(&req)?;
         p.require_self(&req.referrer_id, "referrerId")?;
+        p.require_kind(valid.referrer_kind.as_str(), "referrerKind")?;
         let backfill = backfill_instant(p, valid.occurred_at)?;
         let now = backfill.unwrap_or_else(ids::now);
         let (screening, risk) = self
@@ -214,7 +216,8 @@ impl<S: Store> InviteApi<S> {
                 utm_medium: utm.medium.clone(),
                 utm_campaign: utm.campaign.clone(),
                 wedding_date: valid.wedding.map(|d| d.to_string()).unwrap_or_default(),
-                scheduled_for: None,
+                // Shared by the referrer: "sent" (and so scheduled) at creation.
+                scheduled_for: sent_now.then_some(now),
                 sent_at: sent_now.then_some(now),
                 expires_at: sent_now.then(|| now + Duration::days(self.settings.attribution_window_days)),
                 ip: client.ip.clone(),
@@ -413,6 +416,7 @@ impl<S: Store> InviteApi<S> {
         let Some(user_kind) = user_kind else {
             return Err(ApiError::invalid("userKind", "is required"));
         };
+        p.require_kind(user_kind.as_str(), "userKind")?;
         if let Some(existing) = self.store.find_signup(&req.user_id).await? {
             return Ok(convert::attribution(&existing));
         }

@@ -146,10 +146,11 @@ async fn serve_with<S: Store, L: EventLogStore>(
         None => Idempotency::in_memory("invite"),
     };
     let (health, health_server) = server::health().await;
-    let (reflection_v1, reflection_v1alpha) = server::reflection()?;
+    let (reflection_v1, reflection_v1alpha) =
+        server::reflection(&["referral.invite.v1.InviteService", "referral.events.v1.EventLog"])?;
     let interceptor = AuthInterceptor::new(keys);
     let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
-    let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5));
+    let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     tokio::spawn(expire_sweeper(store.clone(), shutdown.clone()));
     health

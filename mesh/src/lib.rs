@@ -56,6 +56,9 @@ pub struct Mesh {
     pub incentive: SocketAddr,
     pub analytics: SocketAddr,
     pub keys: JwtKeys,
+    /// The gateway stops first (it flushes queued clicks to invite-svc), then the services.
+    gateway_trigger: ShutdownTrigger,
+    gateway_task: Option<JoinHandle<anyhow::Result<()>>>,
     trigger: ShutdownTrigger,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -71,24 +74,34 @@ impl Mesh {
 
     /// Waits for any part to stop or fail (it should not), then reports it.
     pub async fn any_stopped(&mut self) -> (&'static str, anyhow::Result<()>) {
-        let futures = self.tasks.iter_mut().map(|(name, h)| {
-            let name = *name;
-            Box::pin(async move {
-                (
-                    name,
-                    h.await
-                        .unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}"))),
-                )
-            })
-        });
+        let gateway = self.gateway_task.as_mut().map(|h| ("gateway", h));
+        let futures = self
+            .tasks
+            .iter_mut()
+            .map(|(name, h)| (*name, h))
+            .chain(gateway)
+            .map(|(name, h)| {
+                Box::pin(async move {
+                    (
+                        name,
+                        h.await
+                            .unwrap_or_else(|e| Err(anyhow::anyhow!("task panicked: {e}"))),
+                    )
+                })
+            });
         futures::future::select_all(futures).await.0
     }
 
     /// Drains every part (in-flight calls finish) and waits, at most `grace`.
     pub async fn stop(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.gateway_trigger.trigger();
+        if let Some(gateway) = self.gateway_task {
+            let _ = tokio::time::timeout_at(deadline, gateway).await;
+        }
         self.trigger.trigger();
         let all = futures::future::join_all(self.tasks.into_iter().map(|(_, h)| h));
-        let _ = tokio::time::timeout(grace, all).await;
+        let _ = tokio::time::timeout_at(deadline, all).await;
     }
 }
 
@@ -218,7 +231,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     args.extend(opts.gateway_args.clone());
     let gateway_cfg: gateway::GatewayConfig = config(args)?;
     let gw = gateway::build(gateway_cfg, gateway_l).await?;
-    tasks.push(("gateway", tokio::spawn(gw.run_until_stopped(shutdown.clone()))));
+    let (gateway_trigger, gateway_shutdown) = server::shutdown_pair();
+    let gateway_task = Some(tokio::spawn(gw.run_until_stopped(gateway_shutdown)));
 
     let keys = JwtKeys::new(&opts.jwt_secret);
     let mesh = Mesh {
@@ -228,6 +242,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         incentive,
         analytics,
         keys,
+        gateway_trigger,
+        gateway_task,
         trigger,
         tasks,
     };

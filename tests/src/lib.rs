@@ -4,14 +4,18 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
 use referral_common::{auth::Role, config::Secret};
 use referral_mesh::{GrpcPorts, Mesh, MeshOptions, Storage};
+use serde_json::{Value, json};
 
 pub struct TestApp {
     pub mesh: Mesh,
     pub http: reqwest::Client,
     pub base: String,
     pub data_dir: PathBuf,
+    /// How this app was started, to start it again on the same data ([`TestApp::restart`]).
+    pub options: MeshOptions,
 }
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -27,6 +31,43 @@ pub async fn spawn_app_with(gateway_args: Vec<String>) -> TestApp {
 
 /// Extra flags for the gateway and for invite-svc (e.g. `--max-queued 5`).
 pub async fn spawn_app_with_args(gateway_args: Vec<String>, invite_args: Vec<String>) -> TestApp {
+    try_spawn_app(gateway_args, invite_args)
+        .await
+        .expect("the mesh starts")
+}
+
+/// Rate-limit counters in a shared Redis are keyed by client IP or subject, not by app, so
+/// every app of a run (and every run within the minute) shares the 127.0.0.1 budget. Apps
+/// that do not test limits get limits no test reaches, so they stay independent.
+fn isolated_limits(gateway_args: Vec<String>) -> Vec<String> {
+    let shared = std::env::var("TEST_REDIS_URL").is_ok_and(|u| !u.is_empty());
+    if !shared || gateway_args.iter().any(|a| a.contains("rate-limit")) {
+        return gateway_args;
+    }
+    let mut args: Vec<String> = [
+        "--api-rate-limit-per-minute",
+        "1000000",
+        "--redirect-rate-limit-per-minute",
+        "1000000",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(gateway_args);
+    args
+}
+
+/// Like [`spawn_app_with_args`], but a mesh that does not start is an error to look at.
+pub async fn try_spawn_app(gateway_args: Vec<String>, invite_args: Vec<String>) -> anyhow::Result<TestApp> {
+    try_spawn_app_redis(gateway_args, invite_args, true).await
+}
+
+/// `use_redis: false` keeps this app off TEST_REDIS_URL (limits and idempotency in memory):
+/// for tests of exact rate-limit counts, which a Redis shared by the whole run would blur.
+pub async fn try_spawn_app_redis(
+    gateway_args: Vec<String>,
+    invite_args: Vec<String>,
+    use_redis: bool,
+) -> anyhow::Result<TestApp> {
     referral_common::telemetry::init(referral_common::config::LogFormat::Pretty);
     let data_dir = std::env::temp_dir().join(format!("referral-mesh-test-{}", uuid::Uuid::now_v7()));
     let storage = match std::env::var("TEST_DATABASE_URL") {
@@ -36,21 +77,35 @@ pub async fn spawn_app_with_args(gateway_args: Vec<String>, invite_args: Vec<Str
         },
         _ => Storage::Sqlite,
     };
-    let redis_url = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
-    let mesh = referral_mesh::start(MeshOptions {
+    let redis_url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| use_redis && !u.is_empty());
+    let options = MeshOptions {
         data_dir: data_dir.clone(),
         listen: "127.0.0.1:0".parse().expect("literal address"),
         grpc_ports: GrpcPorts::Auto,
         storage,
         redis_url,
         jwt_secret: Secret::new(SECRET),
-        gateway_args,
+        gateway_args: isolated_limits(gateway_args),
         invite_args,
-    })
-    .await
-    .expect("the mesh starts");
+    };
+    start_with(options).await
+}
+
+async fn start_with(options: MeshOptions) -> anyhow::Result<TestApp> {
+    let mesh = referral_mesh::start(options.clone()).await?;
     let base = mesh.gateway_url();
-    TestApp { mesh, http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"), base, data_dir }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    Ok(TestApp {
+        mesh,
+        http,
+        base,
+        data_dir: options.data_dir.clone(),
+        options,
+    })
 }
 
 impl TestApp {
@@ -68,31 +123,67 @@ impl TestApp {
 
     /// POST JSON with a token; returns status and parsed body.
     pub async fn post(&self, token: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let r = self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request");
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         Self::read(r).await
     }
 
     pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
-        let r = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request");
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
         Self::read(r).await
     }
 
     pub async fn read(r: reqwest::Response) -> (u16, serde_json::Value) {
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// Stops gracefully (as on SIGTERM) and starts again on the same data, on new ports.
+    pub async fn restart(self) -> TestApp {
+        let options = self.options.clone();
+        self.mesh.stop(Duration::from_secs(10)).await;
+        start_with(options).await.expect("the mesh starts again")
     }
 
     pub async fn stop(self) {
         self.mesh.stop(Duration::from_secs(5)).await;
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        drop_schemas(&self.options.storage).await;
     }
 }
 
-// ---- helpers shared by the integration tests ------------------------------------------
+/// The Postgres schemas of a stopped app (`{service}{suffix}`), so runs leave nothing behind.
+async fn drop_schemas(storage: &Storage) {
+    let Storage::Postgres { url, schema_suffix } = storage else {
+        return;
+    };
+    let Ok(pool) = sqlx::PgPool::connect(url).await else {
+        return;
+    };
+    for service in ["invite", "fraud", "incentive", "analytics"] {
+        let sql = format!("DROP SCHEMA IF EXISTS \"{service}{schema_suffix}\" CASCADE");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+    }
+    pool.close().await;
+}
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
-use serde_json::{Value, json};
+// ---- helpers shared by the integration tests ------------------------------------------
 
 /// A fresh id, so tests (and runs against a shared Redis) never share a subject.
 pub fn unique(prefix: &str) -> String {
@@ -129,7 +220,14 @@ impl TestApp {
     }
 
     pub async fn put(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.put(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request");
+        let r = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         Self::read(r).await
     }
 
@@ -174,7 +272,11 @@ impl TestApp {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Creates one invitation and insists on 200.
@@ -227,7 +329,11 @@ fn details_of(body: &Value, kind: &str) -> Vec<Value> {
         .as_array()
         .map(|ds| {
             ds.iter()
-                .filter(|d| d["@type"].as_str().is_some_and(|t| t.ends_with(&format!("google.rpc.{kind}"))))
+                .filter(|d| {
+                    d["@type"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with(&format!("google.rpc.{kind}")))
+                })
                 .cloned()
                 .collect()
         })
@@ -237,21 +343,32 @@ fn details_of(body: &Value, kind: &str) -> Vec<Value> {
 /// Checks the error body shape of API.md: `{code: <grpc code>, message, details: [...]}`.
 pub fn assert_error(body: &Value, grpc_code: i64) {
     assert_eq!(body["code"].as_i64(), Some(grpc_code), "error code in {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "error message in {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error message in {body}"
+    );
     assert!(body["details"].is_array(), "error details in {body}");
 }
 
 /// An RFC 3339 timestamp field.
 pub fn ts(v: &Value) -> DateTime<Utc> {
-    let s = v.as_str().unwrap_or_else(|| panic!("expected an RFC 3339 timestamp, got {v}"));
-    DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}")).with_timezone(&Utc)
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an RFC 3339 timestamp, got {v}"));
+    DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+        .with_timezone(&Utc)
 }
 
 /// An int64 field (a string in proto3 JSON, a number accepted too).
 pub fn int(v: &Value) -> i64 {
     match v {
-        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("expected an integer, got {v}")),
-        Value::Number(n) => n.as_i64().unwrap_or_else(|| panic!("expected an integer, got {v}")),
+        Value::String(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("expected an integer, got {v}")),
+        Value::Number(n) => n
+            .as_i64()
+            .unwrap_or_else(|| panic!("expected an integer, got {v}")),
         Value::Null => 0,
         other => panic!("expected an integer, got {other}"),
     }
@@ -266,10 +383,16 @@ pub fn assert_outside_blackouts(at: DateTime<Utc>, tz: chrono_tz::Tz, wedding: O
         !(local.weekday() == Weekday::Sat && (9..18).contains(&h)),
         "{at} is {local} in {tz}: Saturday 09:00-18:00 is a blackout"
     );
-    assert!((8..22).contains(&h), "{at} is {local} in {tz}: quiet hours 22:00-08:00");
+    assert!(
+        (8..22).contains(&h),
+        "{at} is {local} in {tz}: quiet hours 22:00-08:00"
+    );
     if let Some(w) = wedding {
         let days = (local.date_naive() - w).num_days().abs();
-        assert!(days > 3, "{at} is {local} in {tz}: within 3 days of the wedding on {w}");
+        assert!(
+            days > 3,
+            "{at} is {local} in {tz}: within 3 days of the wedding on {w}"
+        );
     }
 }
 
@@ -279,12 +402,24 @@ pub fn assert_code_shape(code: &str, kind: &str) {
         "SUPPLIER" => &["LOVE", "WED", "DREAM", "BLISS", "CHARM"],
         _ => &["COUPLE", "UNITY", "FOREVER", "HEARTS", "VOWS"],
     };
-    let (prefix, rest) = code.split_once('-').unwrap_or_else(|| panic!("{code:?} has no PREFIX-"));
-    assert!(prefixes.contains(&prefix), "{code:?}: prefix {prefix:?} is not one of {prefixes:?} ({kind})");
-    assert_eq!(rest.chars().count(), 6, "{code:?}: six characters after the prefix");
+    let (prefix, rest) = code
+        .split_once('-')
+        .unwrap_or_else(|| panic!("{code:?} has no PREFIX-"));
+    assert!(
+        prefixes.contains(&prefix),
+        "{code:?}: prefix {prefix:?} is not one of {prefixes:?} ({kind})"
+    );
+    assert_eq!(
+        rest.chars().count(),
+        6,
+        "{code:?}: six characters after the prefix"
+    );
     for c in rest.chars() {
         let ok = matches!(c, 'A'..='H' | 'J'..='K' | 'M'..='N' | 'P'..='Z' | '2'..='9');
-        assert!(ok, "{code:?}: {c:?} is not in the alphabet without look-alikes (no 0 O 1 I L)");
+        assert!(
+            ok,
+            "{code:?}: {c:?} is not in the alphabet without look-alikes (no 0 O 1 I L)"
+        );
     }
 }
 
@@ -309,8 +444,10 @@ where
 /// gRPC metadata `authorization: Bearer <token>` on a request.
 pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
     req
 }
 
@@ -325,15 +462,27 @@ pub async fn read_event_log(
     use referral_proto::events::v1::{
         SubscribeRequest, event, event_log_client::EventLogClient, subscribe_response::Item,
     };
-    let mut client = EventLogClient::connect(TestApp::grpc_uri(addr)).await.expect("connect to the event log");
-    let req = authed(SubscribeRequest { after_offset: 0, consumer: "integration-test".into() }, token);
+    let mut client = EventLogClient::connect(TestApp::grpc_uri(addr))
+        .await
+        .expect("connect to the event log");
+    let req = authed(
+        SubscribeRequest {
+            after_offset: 0,
+            consumer: "integration-test".into(),
+        },
+        token,
+    );
     let mut stream = client.subscribe(req).await.expect("Subscribe").into_inner();
     let deadline = tokio::time::Instant::now() + limit;
     let mut events = Vec::new();
     let mut seen = std::collections::HashSet::new();
     loop {
         let all_seen = ids.iter().all(|id| seen.contains(id));
-        let wait = if all_seen { Duration::from_secs(1) } else { Duration::from_millis(500) };
+        let wait = if all_seen {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(500)
+        };
         if tokio::time::Instant::now() >= deadline {
             break;
         }
@@ -341,7 +490,12 @@ pub async fn read_event_log(
             Ok(Ok(Some(resp))) => {
                 if let Some(Item::Event(e)) = resp.item {
                     if let Some(event::Payload::InvitationCreated(c)) = &e.payload {
-                        seen.insert(c.invitation.as_ref().map(|f| f.invitation_id.clone()).unwrap_or_default());
+                        seen.insert(
+                            c.invitation
+                                .as_ref()
+                                .map(|f| f.invitation_id.clone())
+                                .unwrap_or_default(),
+                        );
                     }
                     events.push(e);
                 }

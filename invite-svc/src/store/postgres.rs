@@ -20,6 +20,8 @@ pub struct PgStore {
 impl PgStore {
     pub async fn connect(url: &str, schema: &str) -> anyhow::Result<Self> {
         let pool = referral_common::db::connect_postgres(url, schema, 16).await?;
+        // Migrate before the outbox relay starts reading its table.
+        referral_common::db::migrate_postgres(&pool, &MIGRATOR).await?;
         Ok(Self::from_pool(pool))
     }
 
@@ -48,6 +50,15 @@ impl PgStore {
 
     async fn begin_write(&self) -> sqlx::Result<Tx> {
         self.pool.begin().await
+    }
+
+    /// Serialises writers of one key (a user's conversions) until the transaction ends.
+    async fn lock_key(tx: &mut Tx, key: &str) -> sqlx::Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {

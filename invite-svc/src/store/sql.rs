@@ -438,6 +438,8 @@ macro_rules! sql_store {
 
             async fn record_conversion(&self, new: NewConversion) -> StoreResult<ConversionRow> {
                 let mut tx = self.begin_write().await?;
+                // Concurrent conversions of one user: exactly one may be the first paid.
+                Self::lock_key(&mut tx, &format!("conversion:{}", new.user_id)).await?;
                 let signup: Option<SignupRow> = sqlx::query_as(concat!("SELECT ", signup_cols!(), " FROM signups WHERE user_id = $1"))
                     .bind(&new.user_id)
                     .fetch_optional(&mut *tx)

@@ -20,6 +20,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let pool = referral_common::db::connect_sqlite(url).await?;
+        // Migrate before the outbox relay starts reading its table.
+        referral_common::db::migrate_sqlite(&pool, &MIGRATOR).await?;
         Ok(Self::from_pool(pool))
     }
 
@@ -48,6 +50,11 @@ impl SqliteStore {
 
     async fn begin_write(&self) -> sqlx::Result<Tx> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// SQLite writers already hold the one write lock (BEGIN IMMEDIATE).
+    async fn lock_key(_tx: &mut Tx, _key: &str) -> sqlx::Result<()> {
+        Ok(())
     }
 
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
