@@ -1,46 +1,125 @@
-//! fraud-svc. Its contract (API.md, referral.fraud.v1) is served over gRPC with health,
-//! reflection and auth; the RPCs answer UNIMPLEMENTED until the fraud-svc issue lands.
+//! fraud-svc: explainable risk scores, hard rules, review cases and fraud rings.
+//!
+//! `serve(config, listener, shutdown)` runs the service on an already bound listener until
+//! shutdown (zero2prod style, so tests and the mesh bind port 0 and learn the port first):
+//! health (readiness SERVING once migrations ran), reflection, `FraudService` and its own
+//! `EventLog` (FraudAssessed / FraudResolved) behind the auth interceptor, and — when
+//! `--invite-addr` is set — the consumer of invite-svc's event log.
+
+pub mod consumers;
+pub mod convert;
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod settings;
+pub mod store;
+
+use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys},
-    config::{self, ConfigError, LogFormat, Secret},
+    auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
+    config::{self, Backend, ConfigError},
+    consumer::{self, ConsumerConfig},
+    outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
 };
-use referral_proto::fraud::v1::fraud_service_server::{FraudService, FraudServiceServer};
+use referral_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct FraudConfig {
-    /// gRPC listen address.
-    #[arg(long = "listen", env = "FRAUD_LISTEN", default_value = "127.0.0.1:50052")]
-    pub listen: String,
-    /// postgres://… or sqlite:…
-    #[arg(long, env = "FRAUD_DATABASE_URL", default_value = "sqlite:data/fraud.db")]
-    pub database_url: String,
-    /// HS256 secret shared with the gateway (at least 32 characters).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
-    pub jwt_secret: Secret,
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
-}
+pub use settings::FraudConfig;
 
-pub fn check(config: &FraudConfig) -> Result<(), ConfigError> {
+use crate::{
+    consumers::InviteEvents,
+    domain::Scoring,
+    grpc::FraudApi,
+    store::{PgStore, SqliteStore, Store},
+};
+
+/// Checks every setting up front so a bad one stops start-up with one line naming it.
+pub fn settings_from(config: &FraudConfig) -> Result<Scoring, ConfigError> {
     config::check_jwt_secret("JWT_SECRET", &config.jwt_secret)?;
     config::backend_of("FRAUD_DATABASE_URL", &config.database_url)?;
-    Ok(())
+    if let Some(addr) = &config.invite_addr
+        && addr.trim().is_empty()
+    {
+        return Err(ConfigError::new(
+            "INVITE_ADDR",
+            "must be HOST:PORT or a URL when set",
+        ));
+    }
+    config.scoring()
 }
 
-struct FraudApi;
+/// The start-up check the mesh and the binary run before serving.
+pub fn check(config: &FraudConfig) -> Result<(), ConfigError> {
+    settings_from(config).map(|_| ())
+}
 
-impl FraudService for FraudApi {}
-
-/// Runs fraud-svc on `listener` until `shutdown`.
+/// Runs fraud-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: FraudConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    check(&config)?;
+    let scoring = settings_from(&config)?;
+    match config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
+            store.migrate().await?;
+            let log = store.pool().clone();
+            serve_with(config, scoring, store, log, listener, shutdown).await
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&config.database_url).await?;
+            store.migrate().await?;
+            let log = store.pool().clone();
+            serve_with(config, scoring, store, log, listener, shutdown).await
+        }
+    }
+}
+
+/// Runs the migrations only (the k8s migration Job).
+pub async fn migrate(config: &FraudConfig) -> anyhow::Result<()> {
+    match config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            PgStore::connect(&config.database_url, &config.db_schema)
+                .await?
+                .migrate()
+                .await
+        }
+        Backend::Sqlite => SqliteStore::connect(&config.database_url).await?.migrate().await,
+    }
+}
+
+/// Serves an already migrated store (tests and benchmarks build their own).
+pub async fn serve_with<S: Store, L: EventLogStore>(
+    config: FraudConfig,
+    scoring: Scoring,
+    store: S,
+    log: L,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let keys = JwtKeys::new(&config.jwt_secret);
     let (health, health_server) = server::health().await;
-    let (reflection_v1, reflection_v1alpha) = server::reflection(&["referral.fraud.v1.FraudService"])?;
-    let interceptor = AuthInterceptor::new(JwtKeys::new(&config.jwt_secret));
+    let (reflection_v1, reflection_v1alpha) =
+        server::reflection(&["referral.fraud.v1.FraudService", "referral.events.v1.EventLog"])?;
+    let interceptor = AuthInterceptor::new(keys.clone());
+    let api = FraudApi::new(store.clone(), scoring.clone());
+    let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
+
+    if let Some(addr) = &config.invite_addr {
+        let channel = server::channel(addr).map_err(|e| ConfigError::new("INVITE_ADDR", e.to_string()))?;
+        let consumer_config = ConsumerConfig {
+            source: consumers::INVITE_SOURCE.into(),
+            consumer: consumers::CONSUMER.into(),
+            channel,
+            credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
+            max_batch: 100,
+            max_backoff: Duration::from_secs(10),
+        };
+        let sink = InviteEvents::new(store.clone(), scoring);
+        tokio::spawn(consumer::run(consumer_config, sink, shutdown.receiver()));
+        tracing::info!(invite = %addr, "consuming invite-svc's event log");
+    }
+
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)
         .await;
@@ -49,11 +128,15 @@ pub async fn serve(config: FraudConfig, listener: TcpListener, shutdown: Shutdow
         .add_service(health_server)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(FraudServiceServer::with_interceptor(FraudApi, interceptor))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.wait(),
-        )
+        .add_service(FraudServiceServer::with_interceptor(api, interceptor.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            events.into_server(),
+            interceptor,
+        ))
+        // TCP_NODELAY on accepted connections: without it small answers wait on Nagle's
+        // algorithm against the caller's delayed ACK (~40 ms per call on loopback).
+        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
         .await?;
+    tracing::info!("fraud-svc stopped");
     Ok(())
 }

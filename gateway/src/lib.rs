@@ -84,7 +84,11 @@ impl Gateway {
         tracing::info!(addr = %self.addr, "gateway listening");
         let closing = self.state.clone();
         let signal = shutdown.clone();
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+        // TCP_NODELAY: small JSON answers must not wait on Nagle's algorithm.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             signal.wait().await;
             closing.close();
         });

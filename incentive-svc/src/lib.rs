@@ -58,10 +58,7 @@ pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shu
             IncentiveApi,
             interceptor,
         ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.wait(),
-        )
+        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
         .await?;
     Ok(())
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use referral_common::{auth::ServiceCredentials, ids::to_ts};
 use referral_proto::{
     common::v1::{FraudAction, Risk, RiskLevel},
-    fraud::v1::{AssessInvitationRequest, fraud_service_client::FraudServiceClient},
+    fraud::v1::{
+        AssessInvitationRequest, AssessSignupRequest, Assessment, fraud_service_client::FraudServiceClient,
+    },
 };
 use tonic::{codegen::InterceptedService, transport::Channel};
 
@@ -37,38 +39,56 @@ impl FraudGate {
             return (Screening::Approved, approved());
         };
         let mut client = client.as_ref().clone();
-        let mut request = tonic::Request::new(req);
-        request.set_timeout(*deadline);
-        match tokio::time::timeout(*deadline, client.assess_invitation(request)).await {
-            Ok(Ok(resp)) => {
-                let a = resp.into_inner();
-                let risk = Risk {
-                    score: a.score,
-                    level: a.level,
-                    action: a.action,
-                    signals: a.signals,
-                    rules: a.rules,
-                    pending: false,
-                    assessment_id: a.id,
-                    case_id: a.case_id,
-                };
-                let screening = match FraudAction::try_from(a.action).unwrap_or(FraudAction::Review) {
-                    FraudAction::Approve => Screening::Approved,
-                    FraudAction::Reject => Screening::Rejected,
-                    _ => Screening::NeedsReview,
-                };
-                (screening, risk)
-            }
-            Ok(Err(status)) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "fraud-svc refused the assessment; holding for review");
-                (Screening::Unavailable, pending())
-            }
-            Err(_) => {
-                tracing::warn!("fraud-svc did not answer in time; holding for review");
-                (Screening::Unavailable, pending())
-            }
+        let answer = with_deadline(*deadline, client.assess_invitation(timed(req, *deadline))).await;
+        screening(answer)
+    }
+
+    /// Assesses a signup before its attribution is answered; away or slow means REVIEW,
+    /// assessed later from the event log.
+    pub async fn assess_signup(&self, req: AssessSignupRequest) -> (Screening, Risk) {
+        let FraudGate::On { client, deadline } = self else {
+            return (Screening::Approved, approved());
+        };
+        let mut client = client.as_ref().clone();
+        let answer = with_deadline(*deadline, client.assess_signup(timed(req, *deadline))).await;
+        screening(answer)
+    }
+}
+
+fn timed<T>(req: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(req);
+    request.set_timeout(deadline);
+    request
+}
+
+async fn with_deadline(
+    deadline: Duration,
+    call: impl Future<Output = Result<tonic::Response<Assessment>, tonic::Status>>,
+) -> Option<Assessment> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(Ok(resp)) => Some(resp.into_inner()),
+        Ok(Err(status)) => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "fraud-svc refused the assessment; holding for review");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("fraud-svc did not answer in time; holding for review");
+            None
         }
     }
+}
+
+fn screening(answer: Option<Assessment>) -> (Screening, Risk) {
+    let Some(a) = answer else {
+        return (Screening::Unavailable, pending());
+    };
+    let risk = crate::consumers::risk_of(&a);
+    let screening = match FraudAction::try_from(a.action).unwrap_or(FraudAction::Review) {
+        FraudAction::Approve => Screening::Approved,
+        FraudAction::Reject => Screening::Rejected,
+        _ => Screening::NeedsReview,
+    };
+    (screening, risk)
 }
 
 fn approved() -> Risk {

@@ -13,7 +13,7 @@ use referral_common::{
 };
 use referral_proto::{
     common::v1::{PartyKind as PbPartyKind, Risk, VendorType},
-    fraud::v1::AssessInvitationRequest,
+    fraud::v1::{AssessInvitationRequest, AssessSignupRequest},
     invite::v1::{
         self as pb, Attribution, BatchCreateInvitationsRequest, BatchCreateInvitationsResponse, BatchResult,
         CancelInvitationRequest, Click, ConversionResult, CreateInvitationRequest, CreateReferralCodeRequest,
@@ -29,10 +29,11 @@ use tonic::{Request, Response, Status};
 use crate::{
     convert,
     domain::{
-        attribution::{self, Candidates, Decision, SignupFacts, Touch, TouchKind},
+        attribution::{self, Candidates, Decision, NotAttributedReason, SignupFacts, Touch, TouchKind},
         codes, contact,
         party::{self, PartyKind},
         quota::{self, QuotaConfig},
+        review,
         status::{self, Channel, InvitationStatus},
         timing::{self, SendRules},
     },
@@ -155,10 +156,12 @@ impl<S: Store> InviteApi<S> {
         p.require_kind(valid.referrer_kind.as_str(), "referrerKind")?;
         let backfill = backfill_instant(p, valid.occurred_at)?;
         let now = backfill.unwrap_or_else(ids::now);
+        // The id exists before the assessment so the decision names its subject.
+        let id = ids::new_id();
         let (screening, risk) = self
             .fraud
             .assess_invitation(AssessInvitationRequest {
-                invitation_id: String::new(),
+                invitation_id: id.clone(),
                 referrer_id: req.referrer_id.clone(),
                 referrer_kind: req.referrer_kind,
                 recipient_email: valid.email.clone(),
@@ -187,7 +190,6 @@ impl<S: Store> InviteApi<S> {
         let utm = req.utm.clone().unwrap_or_default();
         let recipient = req.recipient.clone().unwrap_or_default();
         for _ in 0..MAX_CODE_ATTEMPTS {
-            let id = ids::new_id();
             let sent_now = initial == InvitationStatus::Sent;
             let row = InvitationRow {
                 id: id.clone(),
@@ -227,7 +229,13 @@ impl<S: Store> InviteApi<S> {
             };
             let new = NewInvitation {
                 row,
-                paced: valid.channel.is_sent_by_us() && initial == InvitationStatus::Scheduled,
+                // Held invitations keep their slot too: approved, they go out as scheduled.
+                paced: valid.channel.is_sent_by_us()
+                    && backfill.is_none()
+                    && matches!(
+                        initial,
+                        InvitationStatus::Scheduled | InvitationStatus::PendingReview
+                    ),
                 duplicate_since: now - Duration::hours(DUPLICATE_WINDOW_HOURS),
                 max_queued: i64::from(self.settings.quotas.max_queued),
                 landing_url: String::new(),
@@ -521,20 +529,76 @@ impl<S: Store> InviteApi<S> {
             }
         }
         let flow = referrer_kind.map(|rk| party::flow(rk, user_kind).as_str().to_string());
+        let signup_id = ids::new_id();
+        // The referral under assessment: the winner, or the touch a self-referral came by
+        // (fraud-svc opens a case for it).
+        let subject = winner.clone().or_else(|| {
+            (reason == NotAttributedReason::SelfReferral.as_str())
+                .then(|| {
+                    [
+                        &candidates.invitation,
+                        &candidates.code,
+                        &candidates.click,
+                        &candidates.email,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .cloned()
+                })
+                .flatten()
+        });
+        let (mut attributed, mut reason) = (winner.is_some(), reason);
+        let mut risk_json = String::new();
+        if let Some(t) = &subject {
+            let (screening, risk) = self
+                .fraud
+                .assess_signup(AssessSignupRequest {
+                    signup_id: signup_id.clone(),
+                    user_id: req.user_id.clone(),
+                    user_kind: req.user_kind,
+                    email: req.email.trim().to_string(),
+                    name: req.name.trim().to_string(),
+                    referrer_id: t.referrer_id.clone(),
+                    invitation_id: t.invitation_id.clone().unwrap_or_default(),
+                    code: t.code.clone().unwrap_or_default(),
+                    ip: client.ip.clone(),
+                    device_id: client.device_id.clone(),
+                    occurred_at: Some(ids::to_ts(now)),
+                    click_at: click_at.map(ids::to_ts),
+                })
+                .await;
+            if screening == status::Screening::Rejected && attributed {
+                attributed = false;
+                reason = review::FRAUD_REJECTED.to_string();
+            }
+            risk_json = serde_json::to_string(&risk).unwrap_or_default();
+        }
         let row = SignupRow {
-            id: ids::new_id(),
+            id: signup_id,
             user_id: req.user_id.clone(),
             user_kind: user_kind.as_str().into(),
             vendor_type: vendor,
             email: req.email.trim().to_string(),
             email_norm: email.unwrap_or_default(),
             name: req.name.trim().to_string(),
-            attributed: winner.is_some(),
-            invitation_id: winner.as_ref().and_then(|w| w.invitation_id.clone()),
-            code: winner.as_ref().and_then(|w| w.code.clone()),
-            referrer_id: winner.as_ref().map(|w| w.referrer_id.clone()),
-            referrer_kind: referrer_kind.map(|k| k.as_str().to_string()),
-            flow,
+            attributed,
+            invitation_id: winner
+                .as_ref()
+                .filter(|_| attributed)
+                .and_then(|w| w.invitation_id.clone()),
+            code: winner
+                .as_ref()
+                .filter(|_| attributed)
+                .and_then(|w| w.code.clone()),
+            referrer_id: winner
+                .as_ref()
+                .filter(|_| attributed)
+                .map(|w| w.referrer_id.clone()),
+            referrer_kind: referrer_kind
+                .filter(|_| attributed)
+                .map(|k| k.as_str().to_string()),
+            flow: flow.filter(|_| attributed),
             reason,
             touchpoints_json: serde_json::to_string(
                 &touchpoints
@@ -543,7 +607,7 @@ impl<S: Store> InviteApi<S> {
                     .collect::<Vec<_>>(),
             )
             .unwrap_or_else(|_| "[]".into()),
-            risk_json: String::new(),
+            risk_json,
             click_at,
             ip: client.ip.clone(),
             device_id: client.device_id.clone(),

@@ -3,6 +3,7 @@
 //! `serve(config, listener, shutdown)` runs the service on an already bound listener until
 //! shutdown (zero2prod style, so tests and the mesh bind port 0 and learn the port first).
 
+pub mod consumers;
 pub mod convert;
 pub mod domain;
 pub mod events;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use referral_common::{
     auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
     config::{self, Backend, ConfigError},
+    consumer::ConsumerConfig,
     idempotency::Idempotency,
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
@@ -153,6 +155,22 @@ async fn serve_with<S: Store, L: EventLogStore>(
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     tokio::spawn(expire_sweeper(store.clone(), shutdown.clone()));
+    if let Some(addr) = &config.fraud_addr {
+        // Decisions made after the fact (fraud-svc was away, or a reviewer resolved a case).
+        let consumer = ConsumerConfig {
+            source: "fraud".into(),
+            consumer: "invite-svc".into(),
+            channel: server::channel(addr).map_err(|e| ConfigError::new("FRAUD_ADDR", e.to_string()))?,
+            credentials: ServiceCredentials::new(&JwtKeys::new(&config.jwt_secret), "invite-svc"),
+            max_batch: 200,
+            max_backoff: Duration::from_secs(5),
+        };
+        tokio::spawn(referral_common::consumer::run(
+            consumer,
+            consumers::FraudSink::new(store.clone()),
+            shutdown.receiver(),
+        ));
+    }
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)
         .await;
@@ -166,10 +184,7 @@ async fn serve_with<S: Store, L: EventLogStore>(
             events.into_server(),
             interceptor,
         ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown.wait(),
-        )
+        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
         .await?;
     tracing::info!("invite-svc stopped");
     Ok(())

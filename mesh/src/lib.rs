@@ -167,6 +167,10 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         "--public-url".into(),
         public_url.clone(),
     ];
+    // Tests may point invite-svc at a fraud-svc of their own (to stop and start it).
+    if !opts.invite_args.iter().any(|a| a == "--fraud-addr") {
+        args.extend(["--fraud-addr".to_string(), fraud.to_string()]);
+    }
     args.extend(redis.clone());
     args.extend(opts.invite_args.clone());
     let invite_cfg: invite_svc::InviteConfig = config(args)?;
@@ -175,12 +179,16 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         tokio::spawn(invite_svc::serve(invite_cfg, invite_l, shutdown.clone())),
     ));
 
-    let (url, _) = database_url(&opts, "fraud");
+    let (url, schema) = database_url(&opts, "fraud");
     let fraud_cfg: fraud_svc::FraudConfig = config(vec![
         "--database-url".into(),
         url,
+        "--db-schema".into(),
+        schema,
         "--jwt-secret".into(),
         secret.clone(),
+        "--invite-addr".into(),
+        invite.to_string(),
     ])?;
     tasks.push((
         "fraud-svc",

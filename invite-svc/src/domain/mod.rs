@@ -64,6 +64,7 @@ pub mod codes;
 pub mod contact;
 pub mod party;
 pub mod quota;
+pub mod review;
 pub mod status;
 pub mod timing;
 

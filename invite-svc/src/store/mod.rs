@@ -15,7 +15,12 @@ use sqlx::FromRow;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::quota::{self, QuotaUsage};
+use referral_proto::common::v1::Risk;
+
+use crate::domain::{
+    quota::{self, QuotaUsage},
+    review::Decision,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -215,6 +220,60 @@ pub struct NewConversion {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// A fraud decision read from fraud-svc's log, to apply to what invite-svc holds.
+#[derive(Debug, Clone)]
+pub enum FraudOutcome {
+    Invitation {
+        invitation_id: String,
+        decision: Decision,
+        risk: FraudRisk,
+    },
+    Signup {
+        signup_id: String,
+        decision: Decision,
+        risk: FraudRisk,
+    },
+}
+
+/// The risk to record with a decision.
+#[derive(Debug, Clone)]
+pub enum FraudRisk {
+    /// A (re)assessment: the full explanation replaces what is stored.
+    Assessed(Risk),
+    /// A reviewer's resolution: the stored explanation keeps its signals, the action changes.
+    Resolved { action: i32, case_id: String },
+}
+
+impl FraudRisk {
+    /// The risk JSON to store, given what is stored now.
+    pub fn merged_json(&self, stored: &str) -> String {
+        let risk = match self {
+            FraudRisk::Assessed(r) => r.clone(),
+            FraudRisk::Resolved { action, case_id } => {
+                let mut r: Risk = serde_json::from_str(stored).unwrap_or_default();
+                r.action = *action;
+                r.pending = false;
+                if r.case_id.is_empty() {
+                    r.case_id = case_id.clone();
+                }
+                r
+            }
+        };
+        serde_json::to_string(&risk).unwrap_or_default()
+    }
+
+    /// True when this assessment is the one already stored (applied synchronously).
+    pub fn already_stored(&self, stored: &str) -> bool {
+        match self {
+            FraudRisk::Assessed(r) => {
+                !r.assessment_id.is_empty()
+                    && serde_json::from_str::<Risk>(stored).is_ok_and(|s| s.assessment_id == r.assessment_id)
+            }
+            FraudRisk::Resolved { .. } => false,
+        }
+    }
+}
+
 /// Everything invite-svc keeps. Every method that changes state writes its outbox events in
 /// the same transaction and wakes the relay after commit.
 pub trait Store: Clone + Send + Sync + 'static {
@@ -271,6 +330,17 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         new: NewConversion,
     ) -> impl Future<Output = StoreResult<ConversionRow>> + Send;
+
+    /// The offset of the last event applied from a source log.
+    fn consumer_offset(&self, source: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Applies fraud decisions (each event once, by id) and stores the offset, in one
+    /// transaction.
+    fn apply_fraud(
+        &self,
+        source: &str,
+        last_offset: i64,
+        outcomes: Vec<(String, Option<FraudOutcome>)>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 /// The UTC hour and day buckets a placed invitation uses.

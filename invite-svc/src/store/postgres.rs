@@ -61,6 +61,18 @@ impl PgStore {
         Ok(())
     }
 
+    async fn load_offset(conn: &mut sqlx::PgConnection, source: &str) -> sqlx::Result<i64> {
+        referral_common::consumer::pg::load_offset(conn, source).await
+    }
+
+    async fn save_offset(tx: &mut Tx, source: &str, offset: i64) -> sqlx::Result<()> {
+        referral_common::consumer::pg::save_offset(tx, source, offset).await
+    }
+
+    async fn first_time(tx: &mut Tx, event_id: &str) -> sqlx::Result<bool> {
+        referral_common::consumer::pg::first_time(tx, event_id).await
+    }
+
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_pg(tx, event).await
     }

@@ -12,7 +12,7 @@ macro_rules! sql_store {
             domain::status::{self, InvitationStatus, Transition},
             events,
             store::{
-                ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, InvitationRow, NewConversion,
+                ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, FraudOutcome, InvitationRow, NewConversion,
                 NewInvitation, Placer, ReferrerRow, SignupRow, SlotUsage, Store, StoreResult, TransitionOutcome,
                 buckets,
             },
@@ -23,6 +23,32 @@ macro_rules! sql_store {
         impl Store for $store {
             fn outbox(&self) -> &Outbox {
                 &self.outbox
+            }
+
+            async fn consumer_offset(&self, source: &str) -> StoreResult<i64> {
+                let mut conn = self.pool.acquire().await?;
+                Ok(Self::load_offset(&mut conn, source).await?)
+            }
+
+            async fn apply_fraud(
+                &self,
+                source: &str,
+                last_offset: i64,
+                outcomes: Vec<(String, Option<FraudOutcome>)>,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                for (event_id, outcome) in outcomes {
+                    if !Self::first_time(&mut tx, &event_id).await? {
+                        continue;
+                    }
+                    if let Some(outcome) = outcome {
+                        self.apply_fraud_outcome(&mut tx, outcome).await?;
+                    }
+                }
+                Self::save_offset(&mut tx, source, last_offset).await?;
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(())
             }
 
             async fn insert_code(&self, row: &CodeRow, event: &Event) -> StoreResult<bool> {
@@ -504,6 +530,69 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            async fn apply_fraud_outcome(&self, tx: &mut Tx, outcome: FraudOutcome) -> StoreResult<()> {
+                let now = referral_common::ids::now();
+                match outcome {
+                    FraudOutcome::Invitation { invitation_id, decision, risk } => {
+                        let row: Option<(String, String, String)> = sqlx::query_as(concat!(
+                            "SELECT status, channel, risk_json FROM invitations WHERE id = $1",
+                            $for_update
+                        ))
+                        .bind(&invitation_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        // Not held (decided synchronously, or gone): nothing to change.
+                        let Some((status, channel, stored)) = row.filter(|r| r.0 == "PENDING_REVIEW") else {
+                            return Ok(());
+                        };
+                        sqlx::query("UPDATE invitations SET risk_json = $2 WHERE id = $1")
+                            .bind(&invitation_id)
+                            .bind(risk.merged_json(&stored))
+                            .execute(&mut **tx)
+                            .await?;
+                        let channel = crate::domain::status::Channel::parse(&channel).unwrap_or(crate::domain::status::Channel::Email);
+                        if let Some(target) = crate::domain::review::invitation_after(decision, channel) {
+                            let reason = if target == InvitationStatus::Blocked { "blocked by fraud review" } else { "" };
+                            debug_assert!(status == "PENDING_REVIEW");
+                            self.transition_in(tx, &invitation_id, target.as_str(), reason, now).await?;
+                        }
+                    }
+                    FraudOutcome::Signup { signup_id, decision, risk } => {
+                        let row: Option<SignupRow> =
+                            sqlx::query_as(concat!("SELECT ", signup_cols!(), " FROM signups WHERE id = $1", $for_update))
+                                .bind(&signup_id)
+                                .fetch_optional(&mut **tx)
+                                .await?;
+                        let Some(mut row) = row else { return Ok(()) };
+                        if risk.already_stored(&row.risk_json) {
+                            return Ok(());
+                        }
+                        row.risk_json = risk.merged_json(&row.risk_json);
+                        let unattribute = row.attributed && !crate::domain::review::signup_stays_attributed(decision);
+                        if unattribute {
+                            row.attributed = false;
+                            row.reason = crate::domain::review::FRAUD_REJECTED.to_string();
+                            if let Some(code) = &row.code {
+                                sqlx::query("UPDATE referral_codes SET signups = signups - 1 WHERE code = $1 AND signups > 0")
+                                    .bind(code)
+                                    .execute(&mut **tx)
+                                    .await?;
+                            }
+                        }
+                        sqlx::query("UPDATE signups SET risk_json = $2, attributed = $3, reason = $4 WHERE id = $1")
+                            .bind(&row.id)
+                            .bind(&row.risk_json)
+                            .bind(row.attributed)
+                            .bind(&row.reason)
+                            .execute(&mut **tx)
+                            .await?;
+                        // Consumers key signups by id: the new facts replace the old.
+                        Self::stage(tx, &events::signup(&row, None, "")).await?;
+                    }
+                }
+                Ok(())
+            }
+
             /// One forward-only step inside the caller's transaction, with its event.
             async fn transition_in(
                 &self,

@@ -57,6 +57,18 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn load_offset(conn: &mut sqlx::SqliteConnection, source: &str) -> sqlx::Result<i64> {
+        referral_common::consumer::sqlite::load_offset(conn, source).await
+    }
+
+    async fn save_offset(tx: &mut Tx, source: &str, offset: i64) -> sqlx::Result<()> {
+        referral_common::consumer::sqlite::save_offset(tx, source, offset).await
+    }
+
+    async fn first_time(tx: &mut Tx, event_id: &str) -> sqlx::Result<bool> {
+        referral_common::consumer::sqlite::first_time(tx, event_id).await
+    }
+
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_sqlite(tx, event).await
     }

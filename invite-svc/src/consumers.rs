@@ -1,0 +1,104 @@
+//! invite-svc consumes fraud-svc's log: decisions on invitations held for review (fraud-svc
+//! was away, or a reviewer resolved a case) and on signups assessed after the fact.
+
+use referral_common::consumer::EventSink;
+use referral_proto::{
+    common::v1::{FraudAction, Risk},
+    events::v1::{Event, event::Payload},
+    fraud::v1::{Assessment, SubjectType},
+};
+
+use crate::{
+    domain::review::Decision,
+    store::{FraudOutcome, FraudRisk, Store},
+};
+
+pub struct FraudSink<S> {
+    store: S,
+}
+
+impl<S: Store> FraudSink<S> {
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+}
+
+impl<S: Store> EventSink for FraudSink<S> {
+    async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
+        Ok(self.store.consumer_offset(source).await?)
+    }
+
+    async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
+        let Some(last) = events.last().map(|e| e.offset) else {
+            return Ok(());
+        };
+        let outcomes = events.iter().map(|e| (e.id.clone(), outcome_of(e))).collect();
+        self.store.apply_fraud(source, last, outcomes).await?;
+        Ok(())
+    }
+}
+
+fn decision(action: i32) -> Decision {
+    Decision::from_action(
+        FraudAction::try_from(action)
+            .unwrap_or(FraudAction::Review)
+            .as_str_name(),
+    )
+}
+
+/// The risk invite-svc records from an assessment.
+pub fn risk_of(a: &Assessment) -> Risk {
+    Risk {
+        score: a.score,
+        level: a.level,
+        action: a.action,
+        signals: a.signals.clone(),
+        rules: a.rules.clone(),
+        pending: false,
+        assessment_id: a.id.clone(),
+        case_id: a.case_id.clone(),
+    }
+}
+
+/// What an event of fraud-svc's log means here (None: nothing for invite-svc).
+pub fn outcome_of(event: &Event) -> Option<FraudOutcome> {
+    match event.payload.as_ref()? {
+        Payload::FraudAssessed(assessed) => {
+            let a = assessed.assessment.as_ref()?;
+            let (decision, risk) = (decision(a.action), FraudRisk::Assessed(risk_of(a)));
+            match SubjectType::try_from(a.subject_type).ok()? {
+                SubjectType::Invitation if !a.subject_id.is_empty() => Some(FraudOutcome::Invitation {
+                    invitation_id: a.subject_id.clone(),
+                    decision,
+                    risk,
+                }),
+                SubjectType::Signup if !a.subject_id.is_empty() => Some(FraudOutcome::Signup {
+                    signup_id: a.subject_id.clone(),
+                    decision,
+                    risk,
+                }),
+                _ => None,
+            }
+        }
+        Payload::FraudResolved(r) => {
+            let risk = FraudRisk::Resolved {
+                action: r.decision,
+                case_id: r.case_id.clone(),
+            };
+            match SubjectType::try_from(r.subject_type).ok()? {
+                SubjectType::Invitation => Some(FraudOutcome::Invitation {
+                    invitation_id: r.subject_id.clone(),
+                    decision: decision(r.decision),
+                    risk,
+                }),
+                SubjectType::Signup => Some(FraudOutcome::Signup {
+                    signup_id: r.subject_id.clone(),
+                    decision: decision(r.decision),
+                    risk,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
