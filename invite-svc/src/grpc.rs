@@ -77,6 +77,32 @@ impl<S: Store> InviteApi<S> {
         }
     }
 
+    /// A create: authenticated, run at most once per Idempotency-Key, errors as `Status`.
+    async fn create<Req, T, Fut>(
+        &self,
+        req: Request<Req>,
+        method: &str,
+        work: impl FnOnce(Principal, ClientContext, Req) -> Fut,
+    ) -> Result<Response<T>, Status>
+    where
+        Req: prost::Message + Clone,
+        T: prost::Message + Default,
+        Fut: Future<Output = ApiResult<T>>,
+    {
+        let p = Principal::of(&req)?;
+        let client = ClientContext::of(&req);
+        let md = req.metadata().clone();
+        let body = req.into_inner();
+        let caller = p.sub.clone();
+        let out = self
+            .idempotency
+            .run(&md, &caller, method, &body, async {
+                Ok(work(p, client, body.clone()).await?)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
     fn qr_svg(&self, code: &str) -> String {
         let url = convert::code_url(&self.settings.public_url, code);
         match qrcode::QrCode::new(url.as_bytes()) {
@@ -922,16 +948,10 @@ impl<S: Store> InviteService for InviteApi<S> {
         &self,
         req: Request<CreateReferralCodeRequest>,
     ) -> Result<Response<ReferralCode>, Status> {
-        let p = Principal::of(&req)?;
-        let md = req.metadata().clone();
-        let body = req.into_inner();
-        let out = self
-            .idempotency
-            .run(&md, &p.sub, "CreateReferralCode", &body, async {
-                Ok(self.create_code(&p, body.clone()).await?)
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.create(req, "CreateReferralCode", |p, _, body| async move {
+            self.create_code(&p, body).await
+        })
+        .await
     }
 
     async fn get_referral_code(
@@ -969,17 +989,10 @@ impl<S: Store> InviteService for InviteApi<S> {
         &self,
         req: Request<CreateInvitationRequest>,
     ) -> Result<Response<Invitation>, Status> {
-        let p = Principal::of(&req)?;
-        let client = ClientContext::of(&req);
-        let md = req.metadata().clone();
-        let body = req.into_inner();
-        let out = self
-            .idempotency
-            .run(&md, &p.sub, "CreateInvitation", &body, async {
-                Ok(self.create_one(&p, body.clone(), &client).await?)
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.create(req, "CreateInvitation", |p, client, body| async move {
+            self.create_one(&p, body, &client).await
+        })
+        .await
     }
 
     async fn batch_create_invitations(
@@ -1248,33 +1261,20 @@ impl<S: Store> InviteService for InviteApi<S> {
         &self,
         req: Request<RecordSignupRequest>,
     ) -> Result<Response<Attribution>, Status> {
-        let p = Principal::of(&req)?;
-        let client = ClientContext::of(&req);
-        let md = req.metadata().clone();
-        let body = req.into_inner();
-        let out = self
-            .idempotency
-            .run(&md, &p.sub, "RecordSignup", &body, async {
-                Ok(self.signup(&p, body.clone(), &client).await?)
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.create(req, "RecordSignup", |p, client, body| async move {
+            self.signup(&p, body, &client).await
+        })
+        .await
     }
 
     async fn record_conversion(
         &self,
         req: Request<RecordConversionRequest>,
     ) -> Result<Response<ConversionResult>, Status> {
-        let p = Principal::of(&req)?;
-        let md = req.metadata().clone();
-        let body = req.into_inner();
-        let out = self
-            .idempotency
-            .run(&md, &p.sub, "RecordConversion", &body, async {
-                Ok(self.conversion(&p, body.clone()).await?)
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.create(req, "RecordConversion", |p, _, body| async move {
+            self.conversion(&p, body).await
+        })
+        .await
     }
 
     async fn handle_email_webhook(
