@@ -542,7 +542,7 @@ macro_rules! sql_store {
                         .fetch_optional(&mut **tx)
                         .await?;
                         // Not held (decided synchronously, or gone): nothing to change.
-                        let Some((status, channel, stored)) = row.filter(|r| r.0 == "PENDING_REVIEW") else {
+                        let Some((_, channel, stored)) = row.filter(|r| r.0 == "PENDING_REVIEW") else {
                             return Ok(());
                         };
                         sqlx::query("UPDATE invitations SET risk_json = $2 WHERE id = $1")
@@ -553,7 +553,6 @@ macro_rules! sql_store {
                         let channel = crate::domain::status::Channel::parse(&channel).unwrap_or(crate::domain::status::Channel::Email);
                         if let Some(target) = crate::domain::review::invitation_after(decision, channel) {
                             let reason = if target == InvitationStatus::Blocked { "blocked by fraud review" } else { "" };
-                            debug_assert!(status == "PENDING_REVIEW");
                             self.transition_in(tx, &invitation_id, target.as_str(), reason, now).await?;
                         }
                     }
