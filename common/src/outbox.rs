@@ -52,6 +52,49 @@ pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &Event) -> sqlx::
     Ok(())
 }
 
+/// Rows per multi-row outbox INSERT: 4 binds each stays far below both engines' bind limits.
+const STAGE_CHUNK: usize = 1_000;
+
+/// Stages many events in the caller's Postgres transaction with multi-row INSERTs.
+pub async fn insert_many_pg(conn: &mut PgConnection, events: &[Event]) -> sqlx::Result<()> {
+    for chunk in events.chunks(STAGE_CHUNK) {
+        staging_query::<sqlx::Postgres>(chunk)
+            .build()
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Stages many events in the caller's SQLite transaction with multi-row INSERTs.
+pub async fn insert_many_sqlite(conn: &mut SqliteConnection, events: &[Event]) -> sqlx::Result<()> {
+    for chunk in events.chunks(STAGE_CHUNK) {
+        staging_query::<sqlx::Sqlite>(chunk)
+            .build()
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+fn staging_query<DB>(events: &[Event]) -> sqlx::QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    for<'t> &'t str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Vec<u8>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> chrono::DateTime<chrono::Utc>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let now = ids::now();
+    let mut q = sqlx::QueryBuilder::new("INSERT INTO outbox (event_id, event_type, payload, created_at) ");
+    q.push_values(events, |mut row, event| {
+        row.push_bind(event.id.as_str())
+            .push_bind(events::event_type(event))
+            .push_bind(events::encode(event))
+            .push_bind(now);
+    });
+    q
+}
+
 /// Numbers committed rows that have no offset yet, in insertion order, after the highest
 /// offset given so far.
 const ASSIGN: &str = "WITH base AS (SELECT COALESCE(MAX(log_offset), 0) AS m FROM outbox),

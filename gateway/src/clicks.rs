@@ -1,7 +1,9 @@
 //! Clicks from `/r/{code}`, recorded off the hot path: the redirect enqueues (never waits)
 //! and one task sends them to `InviteService.RecordClicks` every ~50 ms or 500 clicks,
 //! retrying with backoff while invite-svc is away. The queue is bounded and large; when it
-//! is full a click is dropped and counted rather than slowing the redirect.
+//! is full the redirect waits for room (backpressure: a redirect is slower rather than its
+//! click lost), and only a click that finds no room for `ENQUEUE_WAIT` (invite-svc away long
+//! enough to fill the whole queue) is dropped and counted.
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ use crate::clients::Authed;
 pub const QUEUE_CAPACITY: usize = 100_000;
 pub const BATCH_MAX: usize = 500;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// How long a redirect waits for room in a full queue before its click is dropped.
+pub const ENQUEUE_WAIT: Duration = Duration::from_secs(2);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// While draining at shutdown, a batch gets this many tries.
@@ -29,19 +33,33 @@ const DRAIN_ATTEMPTS: u32 = 3;
 #[derive(Clone)]
 pub struct ClickQueue {
     tx: mpsc::Sender<RecordClickRequest>,
+    wait: Duration,
 }
 
 impl ClickQueue {
-    /// Queues a click without waiting; false when it had to be dropped.
-    pub fn enqueue(&self, click: RecordClickRequest) -> bool {
-        match self.tx.try_send(click) {
+    /// Queues a click: at once while there is room, else waiting up to the queue's wait for
+    /// room; false when it had to be dropped.
+    pub async fn enqueue(&self, click: RecordClickRequest) -> bool {
+        let outcome = match self.tx.try_send(click) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(click)) => {
+                metrics::counter!("gateway_clicks_waited_total").increment(1);
+                match tokio::time::timeout(self.wait, self.tx.send(click)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err("click queue closed"),
+                    Err(_) => Err("click queue full"),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err("click queue closed"),
+        };
+        match outcome {
             Ok(()) => {
                 metrics::counter!("gateway_clicks_enqueued_total").increment(1);
                 true
             }
-            Err(e) => {
+            Err(why) => {
                 metrics::counter!("gateway_clicks_dropped_total").increment(1);
-                tracing::warn!(error = %e, "click queue full or closed; click dropped");
+                tracing::warn!(wait = ?self.wait, "{why}; click dropped");
                 false
             }
         }
@@ -80,14 +98,14 @@ impl ClickSink for InviteServiceClient<Authed> {
 
 impl ClickBatcher {
     pub fn start<S: ClickSink>(sink: S) -> (ClickQueue, ClickBatcher) {
-        Self::start_with(sink, QUEUE_CAPACITY)
+        Self::start_with(sink, QUEUE_CAPACITY, ENQUEUE_WAIT)
     }
 
-    pub fn start_with<S: ClickSink>(sink: S, capacity: usize) -> (ClickQueue, ClickBatcher) {
+    pub fn start_with<S: ClickSink>(sink: S, capacity: usize, wait: Duration) -> (ClickQueue, ClickBatcher) {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(sink, rx, stop_rx));
-        (ClickQueue { tx }, ClickBatcher { task, stop: stop_tx })
+        (ClickQueue { tx, wait }, ClickBatcher { task, stop: stop_tx })
     }
 
     /// Sends what is queued (a few tries per batch) and stops; gives up after `deadline`.
@@ -209,7 +227,7 @@ mod tests {
         let rec = Recorder::default();
         let (queue, batcher) = ClickBatcher::start(rec.clone());
         for i in 0..1_200 {
-            assert!(queue.enqueue(click(i)));
+            assert!(queue.enqueue(click(i)).await);
         }
         batcher.drain(Duration::from_secs(5)).await;
         let batches = rec.batches.lock().unwrap().clone();
@@ -221,7 +239,7 @@ mod tests {
     async fn a_lone_click_is_sent_within_the_flush_interval() {
         let rec = Recorder::default();
         let (queue, _batcher) = ClickBatcher::start(rec.clone());
-        queue.enqueue(click(1));
+        queue.enqueue(click(1)).await;
         tokio::time::sleep(FLUSH_EVERY * 4).await;
         assert_eq!(*rec.batches.lock().unwrap(), vec![1]);
     }
@@ -231,18 +249,45 @@ mod tests {
         let rec = Recorder::default();
         *rec.failures_left.lock().unwrap() = 2;
         let (queue, batcher) = ClickBatcher::start(rec.clone());
-        queue.enqueue(click(1));
+        queue.enqueue(click(1)).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(*rec.batches.lock().unwrap(), vec![1]);
         batcher.drain(Duration::from_secs(1)).await;
     }
 
     #[tokio::test]
-    async fn a_full_queue_drops_instead_of_waiting() {
+    async fn a_full_queue_makes_the_redirect_wait_for_room() {
+        // invite-svc is away for the first two tries: the queue (2 slots) fills, and the
+        // third click waits until the batcher has sent the first ones instead of being lost.
+        let rec = Recorder::default();
+        *rec.failures_left.lock().unwrap() = 2;
+        let (queue, batcher) = ClickBatcher::start_with(rec.clone(), 2, Duration::from_secs(5));
+        for i in 0..6 {
+            assert!(queue.enqueue(click(i)).await, "click {i} was dropped");
+        }
+        batcher.drain(Duration::from_secs(5)).await;
+        assert_eq!(rec.batches.lock().unwrap().iter().sum::<usize>(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_click_is_dropped_only_after_waiting_for_room() {
         let rec = Recorder::default();
         *rec.failures_left.lock().unwrap() = u32::MAX;
-        let (queue, _batcher) = ClickBatcher::start_with(rec, 2);
-        let accepted = (0..10).filter(|i| queue.enqueue(click(*i))).count();
-        assert!(accepted < 10);
+        let wait = Duration::from_millis(20);
+        let (queue, _batcher) = ClickBatcher::start_with(rec, 2, wait);
+        let total = BATCH_MAX + 10;
+        let mut accepted = 0;
+        let started = Instant::now();
+        for i in 0..total {
+            if queue.enqueue(click(i)).await {
+                accepted += 1;
+            }
+        }
+        // The batcher holds one batch (retrying forever) and the queue two more clicks.
+        assert!(accepted <= BATCH_MAX + 2, "{accepted}");
+        assert!(
+            started.elapsed() >= wait * (total - accepted) as u32,
+            "a full queue dropped without waiting"
+        );
     }
 }

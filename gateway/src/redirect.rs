@@ -60,7 +60,7 @@ pub async fn handle(state: AppState, req: RawRequest) -> Response {
     });
 
     let click_id = uuid::Uuid::now_v7().to_string();
-    state.clicks.enqueue(click(&req, &code, &click_id));
+    state.clicks.enqueue(click(&req, &code, &click_id)).await;
 
     let mut resp = StatusCode::FOUND.into_response();
     let headers = resp.headers_mut();

@@ -5,7 +5,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::sql::{signup_cols, sql_store};
 
-type Tx = Transaction<'static, Postgres>;
+type Db = Postgres;
+type Tx = Transaction<'static, Db>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -75,6 +76,10 @@ impl PgStore {
 
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_pg(tx, event).await
+    }
+
+    async fn stage_many(tx: &mut Tx, events: &[Event]) -> sqlx::Result<()> {
+        outbox::insert_many_pg(tx, events).await
     }
 }
 

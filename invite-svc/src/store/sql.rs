@@ -5,6 +5,10 @@
 
 macro_rules! sql_store {
     ($store:ty, $for_update:literal) => {
+        /// Rows per multi-row statement of a click batch: 13 binds a row stays under
+        /// SQLite's 32,766 and Postgres' 65,535 bind parameters.
+        const CLICK_CHUNK: usize = 1_000;
+
         use chrono::{DateTime, Utc};
         use referral_proto::events::v1::Event;
 
@@ -304,61 +308,104 @@ macro_rules! sql_store {
             }
 
             async fn record_clicks(&self, clicks: &[ClickRow]) -> StoreResult<ClicksOutcome> {
+                // A whole batch (the gateway sends up to 500 redirects' clicks at once) costs a
+                // handful of statements, not five per click: one code lookup, multi-row
+                // click and outbox INSERTs, one counter UPDATE per code and one transition
+                // per invitation. Clicks are judged in the order given.
                 let mut out = ClicksOutcome::default();
+                if clicks.is_empty() {
+                    return Ok(out);
+                }
                 let mut tx = self.begin_write().await?;
-                let mut woke = false;
+                let mut codes: Vec<&str> = clicks.iter().map(|c| c.code.as_str()).collect();
+                codes.sort_unstable();
+                codes.dedup();
+                let mut owners: std::collections::HashMap<String, (String, Option<String>)> =
+                    std::collections::HashMap::with_capacity(codes.len());
+                for chunk in codes.chunks(CLICK_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
+                        "SELECT code, referrer_id, invitation_id FROM referral_codes WHERE code IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for code in chunk {
+                        list.push_bind(*code);
+                    }
+                    q.push(")");
+                    let rows: Vec<(String, String, Option<String>)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    owners.extend(rows.into_iter().map(|(code, referrer, invitation)| (code, (referrer, invitation))));
+                }
+                let mut known: Vec<ClickRow> = Vec::with_capacity(clicks.len());
                 for click in clicks {
-                    let code: Option<(String, Option<String>)> =
-                        sqlx::query_as("SELECT referrer_id, invitation_id FROM referral_codes WHERE code = $1")
-                            .bind(&click.code)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let Some((referrer_id, invitation_id)) = code else {
+                    let Some((referrer_id, invitation_id)) = owners.get(&click.code) else {
                         out.unknown_codes += 1;
                         continue;
                     };
                     let mut click = click.clone();
-                    click.referrer_id = referrer_id;
-                    click.invitation_id = click.invitation_id.clone().or(invitation_id);
-                    let inserted = sqlx::query(
-                        "INSERT INTO clicks (click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (click_id) DO NOTHING",
-                    )
-                    .bind(&click.click_id)
-                    .bind(&click.code)
-                    .bind(&click.referrer_id)
-                    .bind(&click.invitation_id)
-                    .bind(&click.visitor_id)
-                    .bind(&click.user_agent)
-                    .bind(&click.ip)
-                    .bind(&click.device_id)
-                    .bind(&click.utm_source)
-                    .bind(&click.utm_medium)
-                    .bind(&click.utm_campaign)
-                    .bind(click.occurred_at)
-                    .bind(click.expires_at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if !inserted {
-                        continue;
+                    click.referrer_id = referrer_id.clone();
+                    click.invitation_id = click.invitation_id.clone().or_else(|| invitation_id.clone());
+                    known.push(click);
+                }
+                // A retried batch repeats click ids: those rows exist and are skipped.
+                let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
+                for chunk in known.chunks(CLICK_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO clicks (click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at) ",
+                    );
+                    q.push_values(chunk, |mut row, c| {
+                        row.push_bind(&c.click_id)
+                            .push_bind(&c.code)
+                            .push_bind(&c.referrer_id)
+                            .push_bind(&c.invitation_id)
+                            .push_bind(&c.visitor_id)
+                            .push_bind(&c.user_agent)
+                            .push_bind(&c.ip)
+                            .push_bind(&c.device_id)
+                            .push_bind(&c.utm_source)
+                            .push_bind(&c.utm_medium)
+                            .push_bind(&c.utm_campaign)
+                            .push_bind(c.occurred_at)
+                            .push_bind(c.expires_at);
+                    });
+                    q.push(" ON CONFLICT (click_id) DO NOTHING RETURNING click_id");
+                    let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                    inserted.extend(ids);
+                }
+                // The same click id twice in one batch is one click.
+                let mut fresh: Vec<&ClickRow> = Vec::with_capacity(inserted.len());
+                for click in &known {
+                    if inserted.remove(&click.click_id) {
+                        fresh.push(click);
                     }
-                    out.recorded += 1;
-                    sqlx::query("UPDATE referral_codes SET clicks = clicks + 1 WHERE code = $1")
-                        .bind(&click.code)
+                }
+                out.recorded = fresh.len() as u32;
+                if fresh.is_empty() {
+                    tx.commit().await?;
+                    return Ok(out);
+                }
+                let mut per_code: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+                // Each invitation moves once, at its earliest click of the batch.
+                let mut first_click: std::collections::BTreeMap<&str, DateTime<Utc>> = std::collections::BTreeMap::new();
+                for click in &fresh {
+                    *per_code.entry(click.code.as_str()).or_default() += 1;
+                    if let Some(inv) = &click.invitation_id {
+                        let at = first_click.entry(inv.as_str()).or_insert(click.occurred_at);
+                        *at = (*at).min(click.occurred_at);
+                    }
+                }
+                for (code, n) in per_code {
+                    sqlx::query("UPDATE referral_codes SET clicks = clicks + $2 WHERE code = $1")
+                        .bind(code)
+                        .bind(n)
                         .execute(&mut *tx)
                         .await?;
-                    Self::stage(&mut tx, &events::click(&click)).await?;
-                    woke = true;
-                    if let Some(inv) = &click.invitation_id {
-                        self.transition_in(&mut tx, inv, "CLICKED", "", click.occurred_at).await?;
-                    }
+                }
+                let staged: Vec<Event> = fresh.iter().map(|c| events::click(c)).collect();
+                Self::stage_many(&mut tx, &staged).await?;
+                for (inv, at) in first_click {
+                    self.transition_in(&mut tx, inv, "CLICKED", "", at).await?;
                 }
                 tx.commit().await?;
-                if woke {
-                    self.outbox.wake();
-                }
+                self.outbox.wake();
                 Ok(out)
             }
 

@@ -5,7 +5,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::sql::{signup_cols, sql_store};
 
-type Tx = Transaction<'static, Sqlite>;
+type Db = Sqlite;
+type Tx = Transaction<'static, Db>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -71,6 +72,10 @@ impl SqliteStore {
 
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_sqlite(tx, event).await
+    }
+
+    async fn stage_many(tx: &mut Tx, events: &[Event]) -> sqlx::Result<()> {
+        outbox::insert_many_sqlite(tx, events).await
     }
 }
 
