@@ -74,4 +74,4 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, "");
+sql_store!(SqliteStore, "", "");
