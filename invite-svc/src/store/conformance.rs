@@ -139,6 +139,7 @@ conformance! {
     outbox_relay: sqlite_outbox_relay, pg_outbox_relay;
     concurrent_commits_are_not_skipped: sqlite_concurrent_commits_are_not_skipped, pg_concurrent_commits_are_not_skipped;
     sending_leases_retries_and_bounces: sqlite_sending_leases_retries_and_bounces, pg_sending_leases_retries_and_bounces;
+    a_crashed_sender_is_taken_over_after_its_lease: sqlite_a_crashed_sender_is_taken_over_after_its_lease, pg_a_crashed_sender_is_taken_over_after_its_lease;
     provider_events_are_applied_once: sqlite_provider_events_are_applied_once, pg_provider_events_are_applied_once;
 }
 
@@ -2046,38 +2047,101 @@ async fn provider_events_are_applied_once<S: Harness>(store: &S) {
     .await;
 }
 
+/// Counts what it is asked to send; with `hang`, never answers (a replica that dies mid-send).
+#[derive(Default)]
+struct TestSender {
+    sent: Mutex<Vec<String>>,
+    hang: bool,
+}
+
+#[tonic::async_trait]
+impl crate::sender::EmailSender for TestSender {
+    async fn send_email(
+        &self,
+        e: &crate::sender::OutgoingEmail,
+    ) -> Result<crate::sender::Receipt, crate::domain::delivery::SendFailure> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        // Long enough for another replica to look at the same rows meanwhile.
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        self.sent.lock().unwrap().push(e.invitation_id.clone());
+        Ok(Default::default())
+    }
+}
+
+#[tonic::async_trait]
+impl crate::sender::SmsSender for TestSender {
+    async fn send_sms(
+        &self,
+        s: &crate::sender::OutgoingSms,
+    ) -> Result<crate::sender::Receipt, crate::domain::delivery::SendFailure> {
+        self.sent.lock().unwrap().push(s.invitation_id.clone());
+        Ok(Default::default())
+    }
+}
+
+fn test_scheduler<S: Store>(
+    store: S,
+    sender: Arc<TestSender>,
+    clock: crate::clock::Clock,
+) -> crate::scheduler::Scheduler<S> {
+    use crate::domain::templates::{Catalog, DEFAULT_CATALOG};
+    let settings = crate::scheduler::SchedulerSettings {
+        tick: StdDuration::from_millis(10),
+        lease: Duration::seconds(60),
+        retry: Default::default(),
+        public_url: "http://127.0.0.1:8080".into(),
+    };
+    let senders = crate::sender::Senders {
+        email: sender.clone(),
+        sms: sender,
+        from: "Test <t@example.com>".parse().unwrap(),
+    };
+    let catalog = Arc::new(Catalog::parse(DEFAULT_CATALOG).unwrap());
+    crate::scheduler::Scheduler::new(store, senders, catalog, clock, settings)
+}
+
+/// A replica dies while its provider call hangs: nothing is lost, and no other replica
+/// sends the message until the lease ends; then one does, once.
+async fn a_crashed_sender_is_taken_over_after_its_lease<S: Harness>(store: &S) {
+    let inv = stored(store, "ref-crash", "c@example.com", "EMAIL").await;
+    let clock = crate::clock::Clock::system();
+    let dead = Arc::new(TestSender {
+        hang: true,
+        ..Default::default()
+    });
+    let dying = test_scheduler(store.clone(), dead.clone(), clock.clone());
+    let task = tokio::spawn(async move { dying.send_next().await });
+    // With nothing to send it would return at once; it hangs, so it holds the row (the
+    // attempt recorded before the provider call). Then the replica dies.
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert!(
+        !task.is_finished(),
+        "the dying replica is inside the provider call"
+    );
+    task.abort();
+    let alive = Arc::new(TestSender::default());
+    let survivor = test_scheduler(store.clone(), alive.clone(), clock.clone());
+    assert!(
+        !survivor.send_next().await.unwrap(),
+        "nothing to send while the lease holds"
+    );
+    assert!(alive.sent.lock().unwrap().is_empty());
+    clock.set(ids::now() + Duration::seconds(61));
+    assert!(
+        survivor.send_next().await.unwrap(),
+        "taken over when the lease ends"
+    );
+    assert!(!survivor.send_next().await.unwrap(), "and only once");
+    assert_eq!(*alive.sent.lock().unwrap(), vec![inv.id.clone()]);
+    assert_eq!(status_of(store, &inv.id).await, "SENT");
+    assert!(dead.sent.lock().unwrap().is_empty());
+}
+
 /// Replicas racing: two schedulers on two connections to the same database send every due
 /// invitation exactly once.
 async fn two_schedulers_send_each_invitation_once<S: Store>(a: S, b: S) {
-    use crate::{
-        clock::Clock,
-        domain::templates::{Catalog, DEFAULT_CATALOG},
-        scheduler::{Scheduler, SchedulerSettings},
-        sender::{EmailSender, OutgoingEmail, OutgoingSms, Receipt, Senders, SmsSender},
-    };
-
-    #[derive(Default)]
-    struct Counting(Mutex<Vec<String>>);
-    #[tonic::async_trait]
-    impl EmailSender for Counting {
-        async fn send_email(
-            &self,
-            e: &OutgoingEmail,
-        ) -> Result<Receipt, crate::domain::delivery::SendFailure> {
-            // Long enough for the other replica to look at the same rows meanwhile.
-            tokio::time::sleep(StdDuration::from_millis(5)).await;
-            self.0.lock().unwrap().push(e.invitation_id.clone());
-            Ok(Receipt::default())
-        }
-    }
-    #[tonic::async_trait]
-    impl SmsSender for Counting {
-        async fn send_sms(&self, s: &OutgoingSms) -> Result<Receipt, crate::domain::delivery::SendFailure> {
-            self.0.lock().unwrap().push(s.invitation_id.clone());
-            Ok(Receipt::default())
-        }
-    }
-
     let mut ids_created = HashSet::new();
     for i in 0..30 {
         let mut row = invitation(
@@ -2088,30 +2152,14 @@ async fn two_schedulers_send_each_invitation_once<S: Store>(a: S, b: S) {
         row.template_id = "supplier-to-couple".into();
         ids_created.insert(created(&a, new_invitation(row)).await.id);
     }
-    let sent = Arc::new(Counting::default());
-    let catalog = Arc::new(Catalog::parse(DEFAULT_CATALOG).unwrap());
-    let settings = SchedulerSettings {
-        tick: StdDuration::from_millis(10),
-        lease: Duration::seconds(60),
-        retry: Default::default(),
-        public_url: "http://127.0.0.1:8080".into(),
-    };
-    let senders = Senders {
-        email: sent.clone(),
-        sms: sent.clone(),
-        from: "Test <t@example.com>".parse().unwrap(),
-    };
-    let one = Scheduler::new(
-        a.clone(),
-        senders.clone(),
-        catalog.clone(),
-        Clock::system(),
-        settings.clone(),
-    );
-    let two = Scheduler::new(b, senders, catalog, Clock::system(), settings);
-    let drain = |s: Scheduler<S>| async move { while s.send_next().await.expect("send_next") {} };
+    let sender = Arc::new(TestSender::default());
+    let clock = crate::clock::Clock::system();
+    let one = test_scheduler(a.clone(), sender.clone(), clock.clone());
+    let two = test_scheduler(b, sender.clone(), clock);
+    let drain =
+        |s: crate::scheduler::Scheduler<S>| async move { while s.send_next().await.expect("send_next") {} };
     tokio::join!(drain(one), drain(two));
-    let sent = sent.0.lock().unwrap().clone();
+    let sent = sender.sent.lock().unwrap().clone();
     let unique: HashSet<String> = sent.iter().cloned().collect();
     assert_eq!(sent.len(), 30, "30 sends for 30 invitations: {sent:?}");
     assert_eq!(unique, ids_created, "each invitation exactly once");
