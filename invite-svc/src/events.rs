@@ -81,6 +81,8 @@ pub fn transition(
         at: Some(to_ts(at)),
         reason: reason.to_string(),
         invitation_created_at: Some(to_ts(row.created_at)),
+        template_id: row.template_id.clone(),
+        template_variant: row.template_variant.clone(),
     };
     let payload = match to {
         InvitationStatus::PendingReview | InvitationStatus::Scheduled => Payload::InvitationScheduled(t),

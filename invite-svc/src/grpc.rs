@@ -27,6 +27,7 @@ use referral_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::{
+    clock::Clock,
     convert,
     domain::{
         attribution::{self, Candidates, Decision, NotAttributedReason, SignupFacts, Touch, TouchKind},
@@ -35,7 +36,9 @@ use crate::{
         quota::{self, QuotaConfig},
         review,
         status::{self, Channel, InvitationStatus},
+        templates::Catalog,
         timing::{self, SendRules},
+        webhooks::{self, WebhookError, WebhookSecrets},
     },
     fraud::{self, FraudGate},
     store::{
@@ -58,6 +61,12 @@ pub struct Settings {
     pub send_rules: SendRules,
     pub attribution_window_days: i64,
     pub default_timezone: chrono_tz::Tz,
+    /// Where `optimize: true` aims (local weekday and hour).
+    pub preferred_slot: (chrono::Weekday, u32),
+    pub catalog: Arc<Catalog>,
+    pub webhooks: WebhookSecrets,
+    /// "Now" for scheduling (the system clock; tests move it).
+    pub clock: Clock,
 }
 
 pub struct InviteApi<S> {
@@ -181,7 +190,13 @@ impl<S: Store> InviteApi<S> {
         p.require_self(&req.referrer_id, "referrerId")?;
         p.require_kind(valid.referrer_kind.as_str(), "referrerKind")?;
         let backfill = backfill_instant(p, valid.occurred_at)?;
-        let now = backfill.unwrap_or_else(ids::now);
+        let now = backfill.unwrap_or_else(|| self.settings.clock.now());
+        let flow = party::flow(valid.referrer_kind, valid.referee_kind);
+        let template = self
+            .settings
+            .catalog
+            .choose(&req.template_id, flow, valid.vendor_type.as_deref())
+            .map_err(|e| ApiError::invalid("templateId", e.to_string()))?;
         // The id exists before the assessment so the decision names its subject.
         let id = ids::new_id();
         let (screening, risk) = self
@@ -209,6 +224,20 @@ impl<S: Store> InviteApi<S> {
             .limits(quota::ReferrerTier::parse(&tier).unwrap_or(quota::ReferrerTier::Regular));
         let candidate = valid.send_at.filter(|t| *t > now).unwrap_or(now);
         let (tz, wedding, rules) = (valid.tz, valid.wedding, self.settings.send_rules.clone());
+        // `optimize`: aim for the best allowed slot within the week (the preferred local
+        // weekday and hour), then let the quota pace from there.
+        let candidate = if req.optimize {
+            timing::best_slot_within(
+                candidate,
+                tz,
+                wedding,
+                &rules,
+                self.settings.preferred_slot,
+                timing::DEFAULT_HORIZON_DAYS,
+            )
+        } else {
+            candidate
+        };
         let place = move |usage: &crate::store::SlotUsage| {
             let allowed = |t: DateTime<Utc>| timing::first_allowed_instant(t, tz, wedding, &rules);
             quota::place(candidate, limits, usage, allowed)
@@ -224,9 +253,7 @@ impl<S: Store> InviteApi<S> {
                 referrer_kind: valid.referrer_kind.as_str().into(),
                 referee_kind: valid.referee_kind.as_str().into(),
                 vendor_type: valid.vendor_type.clone(),
-                flow: party::flow(valid.referrer_kind, valid.referee_kind)
-                    .as_str()
-                    .into(),
+                flow: flow.as_str().into(),
                 channel: valid.channel.as_str().into(),
                 recipient_email: recipient.email.trim().to_string(),
                 recipient_phone: recipient.phone.trim().to_string(),
@@ -236,8 +263,8 @@ impl<S: Store> InviteApi<S> {
                 status: initial.as_str().into(),
                 status_reason: blocked_reason(initial, &risk),
                 risk_json: serde_json::to_string(&risk).unwrap_or_default(),
-                template_id: req.template_id.clone(),
-                template_variant: String::new(),
+                template_id: template.id.clone(),
+                template_variant: template.assign(&id).name.clone(),
                 message: req.message.clone(),
                 campaign_id: req.campaign_id.clone(),
                 utm_source: utm.source.clone(),
@@ -252,6 +279,8 @@ impl<S: Store> InviteApi<S> {
                 device_id: client.device_id.clone(),
                 created_at: now,
                 updated_at: now,
+                referrer_name: req.referrer_name.trim().to_string(),
+                business_name: req.business_name.trim().to_string(),
             };
             let new = NewInvitation {
                 row,
@@ -369,6 +398,8 @@ impl<S: Store> InviteApi<S> {
         };
         check_len(&mut v, &req.message, 2000, "message");
         check_len(&mut v, &req.template_id, 100, "templateId");
+        check_len(&mut v, &req.referrer_name, 200, "referrerName");
+        check_len(&mut v, &req.business_name, 200, "businessName");
         check_len(&mut v, &req.campaign_id, 128, "campaignId");
         if let Some(u) = &req.utm {
             check_len(&mut v, &u.source, 200, "utm.source");
@@ -1281,12 +1312,43 @@ impl<S: Store> InviteService for InviteApi<S> {
         &self,
         req: Request<EmailWebhookRequest>,
     ) -> Result<Response<EmailWebhookResponse>, Status> {
-        let provider = req.get_ref().provider.clone();
-        // Provider verification arrives with the delivery work; until a provider is
-        // configured its endpoint does not exist, as the contract says.
-        Err(ApiError::NotFound(format!(
-            "no webhook secret is configured for provider {provider:?}"
-        ))
-        .into())
+        // Only the gateway forwards provider webhooks (with its service token).
+        let p = Principal::of(&req)?;
+        if !p.is_privileged() {
+            return Err(
+                ApiError::PermissionDenied("provider webhooks come through the gateway".into()).into(),
+            );
+        }
+        let req = req.into_inner();
+        // Provider signatures are checked against real time, whatever the scheduling clock.
+        let events = match webhooks::verify_and_parse(
+            &req.provider,
+            &self.settings.webhooks,
+            &req.headers,
+            &req.body,
+            ids::now().timestamp(),
+        ) {
+            Ok(events) => events,
+            Err(WebhookError::NotConfigured(_)) => {
+                return Err(ApiError::NotFound(format!(
+                    "no webhook is configured for provider {:?}; set its secret to enable it",
+                    req.provider
+                ))
+                .into());
+            }
+            Err(e @ WebhookError::Unauthenticated(_)) => return Err(Status::unauthenticated(e.to_string())),
+            Err(WebhookError::Malformed(why)) => return Err(ApiError::invalid("body", why).into()),
+        };
+        let provider = req.provider.to_ascii_lowercase();
+        let tally = self
+            .store
+            .apply_provider_events(&provider, &events, ids::now())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(EmailWebhookResponse {
+            recorded: tally.recorded,
+            ignored: tally.ignored,
+            duplicates: tally.duplicates,
+        }))
     }
 }

@@ -3,16 +3,19 @@
 //! `serve(config, listener, shutdown)` runs the service on an already bound listener until
 //! shutdown (zero2prod style, so tests and the mesh bind port 0 and learn the port first).
 
+pub mod clock;
 pub mod consumers;
 pub mod convert;
 pub mod domain;
 pub mod events;
 pub mod fraud;
 pub mod grpc;
+pub mod scheduler;
+pub mod sender;
 pub mod settings;
 pub mod store;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use referral_common::{
     auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
@@ -26,15 +29,21 @@ use referral_proto::invite::v1::invite_service_server::InviteServiceServer;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
+pub use clock::Clock;
 pub use settings::InviteConfig;
 
 use crate::{
     domain::{
+        delivery::RetryPolicy,
         quota::{QuotaConfig, QuotaLimits},
+        templates::{self, Catalog},
         timing,
+        webhooks::{self, WebhookSecrets},
     },
     fraud::FraudGate,
     grpc::{InviteApi, Settings},
+    scheduler::{Scheduler, SchedulerSettings},
+    sender::{DevMailbox, EmailSender, Senders, SmtpSender, SmtpSettings},
     store::{PgStore, SqliteStore, Store},
 };
 
@@ -65,6 +74,8 @@ pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
             return Err(ConfigError::new(name, "must be an http(s) URL"));
         }
     }
+    let preferred_slot = timing::parse_preferred_slot(&config.preferred_send_slot)
+        .map_err(|e| ConfigError::new("PREFERRED_SEND_SLOT", e))?;
     Ok(Settings {
         public_url: config.public_url.trim_end_matches('/').to_string(),
         default_landing_url: config.default_landing_url.clone(),
@@ -72,7 +83,120 @@ pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
         send_rules: Default::default(),
         attribution_window_days: config.attribution_window_days,
         default_timezone,
+        preferred_slot,
+        catalog: Arc::new(catalog_from(config)?),
+        webhooks: webhook_secrets_from(config)?,
+        clock: config.clock.clone(),
     })
+}
+
+/// The template catalog: the built-in one, or `TEMPLATES_FILE`'s, checked whole.
+fn catalog_from(config: &InviteConfig) -> Result<Catalog, ConfigError> {
+    let text = match &config.templates_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("TEMPLATES_FILE", format!("{}: {e}", path.display())))?,
+        None => templates::DEFAULT_CATALOG.to_string(),
+    };
+    Catalog::parse(&text).map_err(|e| ConfigError::new("TEMPLATES_FILE", e.to_string()))
+}
+
+/// Provider webhook secrets; an empty setting leaves that provider unconfigured (404).
+fn webhook_secrets_from(config: &InviteConfig) -> Result<WebhookSecrets, ConfigError> {
+    fn parse<T>(
+        name: &'static str,
+        value: &referral_common::config::Secret,
+        parse: impl Fn(&str) -> Result<T, webhooks::SecretError>,
+    ) -> Result<Option<T>, ConfigError> {
+        let v = value.expose().trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        parse(v)
+            .map(Some)
+            .map_err(|e| ConfigError::new(name, e.to_string()))
+    }
+    Ok(WebhookSecrets {
+        resend: parse(
+            "RESEND_WEBHOOK_SECRET",
+            &config.resend_webhook_secret,
+            webhooks::parse_resend_secret,
+        )?,
+        sendgrid: parse(
+            "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            &config.sendgrid_webhook_public_key,
+            webhooks::parse_sendgrid_key,
+        )?,
+        mailgun: parse(
+            "MAILGUN_WEBHOOK_SIGNING_KEY",
+            &config.mailgun_webhook_signing_key,
+            |k| Ok(k.as_bytes().to_vec()),
+        )?,
+        postmark: parse(
+            "POSTMARK_WEBHOOK_CREDENTIALS",
+            &config.postmark_webhook_credentials,
+            webhooks::parse_postmark_credentials,
+        )?,
+    })
+}
+
+/// The senders (SMTP when `SMTP_HOST` is set, else the dev mailbox) and the scheduler's
+/// settings.
+pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSettings), ConfigError> {
+    let from = config.mail_from.parse().map_err(|e| {
+        ConfigError::new(
+            "MAIL_FROM",
+            format!("is not a mailbox like `Name <a@b.example>`: {e}"),
+        )
+    })?;
+    let mailbox = DevMailbox::new(&config.dev_mailbox_dir).map_err(|e| {
+        ConfigError::new(
+            "DEV_MAILBOX_DIR",
+            format!("{}: {e}", config.dev_mailbox_dir.display()),
+        )
+    })?;
+    let email: Arc<dyn EmailSender> = match config.smtp_host.as_deref().map(str::trim) {
+        Some(host) if !host.is_empty() => Arc::new(
+            SmtpSender::new(&SmtpSettings {
+                host: host.to_string(),
+                port: config.smtp_port,
+                tls: config.smtp_tls.clone(),
+                username: config.smtp_username.clone(),
+                password: config.smtp_password.expose().to_string(),
+                timeout: Duration::from_secs(30),
+            })
+            .map_err(|e| ConfigError::new("SMTP_HOST", e))?,
+        ),
+        _ => Arc::new(mailbox.clone()),
+    };
+    if config.send_max_attempts == 0 {
+        return Err(ConfigError::new("SEND_MAX_ATTEMPTS", "must be at least 1"));
+    }
+    if config.scheduler_tick.is_zero() {
+        return Err(ConfigError::new("SCHEDULER_TICK", "must be above 0"));
+    }
+    let delta = |name: &'static str, d: Duration| {
+        chrono::TimeDelta::from_std(d).map_err(|_| ConfigError::new(name, "is too long"))
+    };
+    let settings = SchedulerSettings {
+        tick: config.scheduler_tick,
+        lease: delta("SEND_LEASE", config.send_lease)?,
+        retry: RetryPolicy {
+            base: delta("SEND_RETRY_BASE", config.send_retry_base)?,
+            max_delay: chrono::TimeDelta::hours(1),
+            max_attempts: config.send_max_attempts,
+        },
+        public_url: config.public_url.trim_end_matches('/').to_string(),
+    };
+    // SMS: no provider ships with the service; the dev mailbox keeps them where a person
+    // can read them (a provider's client plugs in through `SmsSender`).
+    Ok((
+        Senders {
+            email,
+            sms: Arc::new(mailbox),
+            from,
+        },
+        settings,
+    ))
 }
 
 /// `hourly/daily`, e.g. `10/50`.
@@ -89,6 +213,7 @@ fn parse_quota(name: &'static str, value: &str) -> Result<QuotaLimits, ConfigErr
 /// Runs invite-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let settings = settings_from(&config)?;
+    delivery_from(&config)?;
     match config::backend_of("INVITE_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             let store = PgStore::connect(&config.database_url, &config.db_schema)
@@ -151,10 +276,19 @@ async fn serve_with<S: Store, L: EventLogStore>(
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.invite.v1.InviteService", "referral.events.v1.EventLog"])?;
     let interceptor = AuthInterceptor::new(keys);
+    let (senders, scheduler_settings) = delivery_from(&config)?;
+    let scheduler = Scheduler::new(
+        store.clone(),
+        senders,
+        settings.catalog.clone(),
+        config.clock.clone(),
+        scheduler_settings,
+    );
     let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     tokio::spawn(expire_sweeper(store.clone(), shutdown.clone()));
+    tokio::spawn(scheduler.run(shutdown.clone()));
     if let Some(addr) = &config.fraud_addr {
         // Decisions made after the fact (fraud-svc was away, or a reviewer resolved a case).
         let consumer = ConsumerConfig {

@@ -1,8 +1,10 @@
 //! invite-svc settings: flags and environment, defaults that work for the embedded mesh.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use referral_common::config::{LogFormat, Secret, parse_duration};
+
+use crate::{clock::Clock, sender::SmtpTls};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct InviteConfig {
@@ -54,4 +56,80 @@ pub struct InviteConfig {
     pub metrics_addr: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+
+    // ---- delivery -------------------------------------------------------------------
+    /// Where `optimize: true` aims, as the recipient's local `Weekday HH:00`.
+    #[arg(long, env = "PREFERRED_SEND_SLOT", default_value = "Tue 14:00")]
+    pub preferred_send_slot: String,
+    /// How often the scheduler looks for due invitations.
+    #[arg(long, env = "SCHEDULER_TICK", default_value = "1s", value_parser = parse_duration)]
+    pub scheduler_tick: Duration,
+    /// How long a sender holds an invitation it is sending before another may take over.
+    #[arg(long, env = "SEND_LEASE", default_value = "2m", value_parser = parse_duration)]
+    pub send_lease: Duration,
+    /// Wait after a failed send; doubled after each further failure (capped at 1 hour).
+    #[arg(long, env = "SEND_RETRY_BASE", default_value = "30s", value_parser = parse_duration)]
+    pub send_retry_base: Duration,
+    /// Attempts before a message is given up as BOUNCED.
+    #[arg(long, env = "SEND_MAX_ATTEMPTS", default_value_t = 8)]
+    pub send_max_attempts: u32,
+    /// The From of every invitation e-mail.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Referral Mesh <invitations@referral-mesh.localhost>"
+    )]
+    pub mail_from: String,
+    /// SMTP server for e-mail; without it messages go to the dev mailbox.
+    #[arg(long, env = "SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    #[arg(long, env = "SMTP_PORT", default_value_t = 587)]
+    pub smtp_port: u16,
+    /// none (loopback relays only), starttls (required) or tls (implicit, port 465).
+    #[arg(long, env = "SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub smtp_tls: SmtpTls,
+    #[arg(long, env = "SMTP_USERNAME", default_value = "")]
+    pub smtp_username: String,
+    #[arg(long, env = "SMTP_PASSWORD", hide_env_values = true, default_value = "")]
+    pub smtp_password: Secret,
+    /// Directory that keeps every message (`.eml`, `.sms.txt`) when no SMTP host is set.
+    #[arg(long, env = "DEV_MAILBOX_DIR", default_value = "data/mailbox")]
+    pub dev_mailbox_dir: PathBuf,
+    /// A JSON template catalog replacing the built-in one (templates/default.json).
+    #[arg(long, env = "TEMPLATES_FILE")]
+    pub templates_file: Option<PathBuf>,
+    /// Resend's signing secret, `whsec_…`; unset: its webhook answers 404.
+    #[arg(
+        long,
+        env = "RESEND_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub resend_webhook_secret: Secret,
+    /// SendGrid's verification key (PEM or base64 DER of the P-256 public key).
+    #[arg(
+        long,
+        env = "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub sendgrid_webhook_public_key: Secret,
+    #[arg(
+        long,
+        env = "MAILGUN_WEBHOOK_SIGNING_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub mailgun_webhook_signing_key: Secret,
+    /// `user:password` that Postmark's webhook sends as HTTP Basic credentials.
+    #[arg(
+        long,
+        env = "POSTMARK_WEBHOOK_CREDENTIALS",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub postmark_webhook_credentials: Secret,
+    /// invite-svc's clock (the system clock; tests move it).
+    #[arg(skip)]
+    pub clock: Clock,
 }

@@ -56,6 +56,10 @@ pub struct Mesh {
     pub incentive: SocketAddr,
     pub analytics: SocketAddr,
     pub keys: JwtKeys,
+    /// Where invite-svc keeps every message it sends; `None` when it sends by SMTP.
+    pub mailbox: Option<PathBuf>,
+    /// invite-svc's scheduling clock: tests move it to watch days-ahead sends happen now.
+    pub invite_clock: invite_svc::Clock,
     /// The gateway stops first (it flushes queued clicks to invite-svc), then the services.
     gateway_trigger: ShutdownTrigger,
     gateway_task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -171,9 +175,19 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     if !opts.invite_args.iter().any(|a| a == "--fraud-addr") {
         args.extend(["--fraud-addr".to_string(), fraud.to_string()]);
     }
+    // Every message lands in the data dir's mailbox, where a new user can open it.
+    let mailbox = opts.data_dir.join("mailbox");
+    args.extend(["--dev-mailbox-dir".to_string(), mailbox.display().to_string()]);
     args.extend(redis.clone());
     args.extend(opts.invite_args.clone());
-    let invite_cfg: invite_svc::InviteConfig = config(args)?;
+    let mut invite_cfg: invite_svc::InviteConfig = config(args)?;
+    let invite_clock = invite_svc::Clock::system();
+    invite_cfg.clock = invite_clock.clone();
+    let by_smtp = invite_cfg
+        .smtp_host
+        .as_deref()
+        .is_some_and(|h| !h.trim().is_empty());
+    let mailbox = (!by_smtp).then(|| invite_cfg.dev_mailbox_dir.clone());
     tasks.push((
         "invite-svc",
         tokio::spawn(invite_svc::serve(invite_cfg, invite_l, shutdown.clone())),
@@ -250,6 +264,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         incentive,
         analytics,
         keys,
+        mailbox,
+        invite_clock,
         gateway_trigger,
         gateway_task,
         trigger,

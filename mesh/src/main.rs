@@ -108,12 +108,16 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
     let admin = mesh.token("admin", referral_common::auth::Role::Admin, None);
     let url = mesh.gateway_url();
     println!(
-        "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
+        "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  mailbox     {mailbox}\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
         dir = s.data_dir.display(),
         i = mesh.invite,
         f = mesh.fraud,
         n = mesh.incentive,
         a = mesh.analytics,
+        mailbox = match &mesh.mailbox {
+            Some(dir) => format!("{}  (every invitation sent, as .eml / .sms.txt)", dir.display()),
+            None => "none: invitations go out by SMTP (SMTP_HOST)".to_string(),
+        },
     );
     tokio::select! {
         _ = referral_common::server::os_signal() => {}

@@ -76,7 +76,6 @@ async fn status_of(app: &TestApp, token: &str, id: &str) -> String {
 }
 
 #[test]
-#[ignore = "provider webhooks land with the delivery issue (#6); run with --ignored to see the contract"]
 fn email_webhooks_are_verified_matched_and_forward_only() {
     // SAFETY: the only test of this binary, before any runtime or other thread exists.
     unsafe {
@@ -117,8 +116,10 @@ async fn scenario() {
     let (status, answer) = post(&app, "resend", &body, &headers).await;
     assert_eq!(status, 200, "signed Resend email.delivered -> {answer}");
     assert_eq!(status_of(&app, &token, &ids[0]).await, "DELIVERED");
+    assert_eq!(answer["recorded"], 1, "{answer}");
     let (status, answer) = post(&app, "resend", &body, &headers).await;
     assert_eq!(status, 200, "a replay is acknowledged -> {answer}");
+    assert_eq!(answer["duplicates"], 1, "and changes nothing -> {answer}");
 
     let opened = resend_event("email.opened", &ids[0]);
     let (status, answer) = post(&app, "resend", &opened, &resend_headers("msg_2", &opened, 0)).await;
@@ -134,6 +135,8 @@ async fn scenario() {
     );
 
     // Refused before anything is read: a bad, missing, truncated or stale signature.
+    // (The scheduler may have sent it meanwhile: SCHEDULED or SENT, but never BOUNCED.)
+    let before = status_of(&app, &token, &ids[1]).await;
     let body = resend_event("email.bounced", &ids[1]);
     let mut bad = resend_headers("msg_4", &body, 0);
     bad[2].1 = format!(
@@ -152,10 +155,10 @@ async fn scenario() {
         let (status, answer) = post(&app, "resend", &body, headers).await;
         assert_eq!(status, 401, "Resend with {what} -> {answer}");
     }
-    assert_eq!(
-        status_of(&app, &token, &ids[1]).await,
-        "SCHEDULED",
-        "nothing recorded from refused webhooks"
+    let after = status_of(&app, &token, &ids[1]).await;
+    assert!(
+        after == before || (before == "SCHEDULED" && after == "SENT"),
+        "nothing recorded from refused webhooks: {before} -> {after}"
     );
 
     // An event for an invitation we do not know is acknowledged and ignored.

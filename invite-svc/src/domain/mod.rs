@@ -62,11 +62,14 @@ macro_rules! api_enum {
 pub mod attribution;
 pub mod codes;
 pub mod contact;
+pub mod delivery;
 pub mod party;
 pub mod quota;
 pub mod review;
 pub mod status;
+pub mod templates;
 pub mod timing;
+pub mod webhooks;
 
 pub use attribution::{
     ATTRIBUTION_WINDOW_DAYS, Candidates, Decision, NotAttributedReason, SignupFacts, Touch, TouchKind,
@@ -87,7 +90,8 @@ pub use status::{
 };
 pub use timing::{
     DEFAULT_HORIZON_DAYS, DEFAULT_PREFERRED_SLOT, DEFAULT_TIME_ZONE, SendRules, SendRulesError, TimingError,
-    best_slot_within, first_allowed_instant, is_allowed, parse_timezone, parse_wedding_date,
+    best_slot_within, first_allowed_instant, is_allowed, parse_preferred_slot, parse_timezone,
+    parse_wedding_date,
 };
 
 /// A name that is not one of an API enum's values.

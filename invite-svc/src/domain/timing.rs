@@ -206,6 +206,25 @@ pub fn best_slot_within(
     slots.min_by_key(|t| ((*t - target).abs(), *t)).unwrap_or(first)
 }
 
+/// A preferred slot as configured, `Weekday HH:00` (e.g. `Tue 14:00`; minutes must be 00,
+/// as slots are whole local hours).
+pub fn parse_preferred_slot(input: &str) -> Result<(Weekday, u32), String> {
+    let bad = || {
+        format!(
+            "{:?} is not a weekday and whole hour like `Tue 14:00`",
+            shown(input)
+        )
+    };
+    let (day, time) = input.trim().split_once(' ').ok_or_else(bad)?;
+    let weekday: Weekday = day.trim().parse().map_err(|_| bad())?;
+    let (hour, minute) = time.trim().split_once(':').ok_or_else(bad)?;
+    let hour: u32 = hour.parse().map_err(|_| bad())?;
+    if minute != "00" || hour > 23 {
+        return Err(bad());
+    }
+    Ok((weekday, hour))
+}
+
 fn local_time(at: DateTime<Utc>, tz: Tz) -> NaiveDateTime {
     at.with_timezone(&tz).naive_local()
 }
@@ -762,6 +781,15 @@ mod tests {
             preferred,
             DEFAULT_HORIZON_DAYS,
         )
+    }
+
+    #[test]
+    fn preferred_slots_parse_as_weekday_and_whole_hour() {
+        assert_eq!(parse_preferred_slot("Tue 14:00"), Ok(DEFAULT_PREFERRED_SLOT));
+        assert_eq!(parse_preferred_slot(" thursday 9:00 "), Ok((Weekday::Thu, 9)));
+        for bad in ["", "Tue", "Tue 14", "Tue 14:30", "Tue 24:00", "Someday 10:00"] {
+            assert!(parse_preferred_slot(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -138,6 +138,9 @@ conformance! {
     expire_due: sqlite_expire_due, pg_expire_due;
     outbox_relay: sqlite_outbox_relay, pg_outbox_relay;
     concurrent_commits_are_not_skipped: sqlite_concurrent_commits_are_not_skipped, pg_concurrent_commits_are_not_skipped;
+    sending_leases_retries_and_bounces: sqlite_sending_leases_retries_and_bounces, pg_sending_leases_retries_and_bounces;
+    a_crashed_sender_is_taken_over_after_its_lease: sqlite_a_crashed_sender_is_taken_over_after_its_lease, pg_a_crashed_sender_is_taken_over_after_its_lease;
+    provider_events_are_applied_once: sqlite_provider_events_are_applied_once, pg_provider_events_are_applied_once;
 }
 
 // ---- fixtures ------------------------------------------------------------------------
@@ -216,6 +219,8 @@ fn invitation(referrer: &str, recipient_key: &str, channel: &str) -> InvitationR
         device_id: "device-1".into(),
         created_at: now,
         updated_at: now,
+        referrer_name: "Ana".into(),
+        business_name: "Ana Weddings".into(),
     }
 }
 
@@ -1854,4 +1859,331 @@ async fn concurrent_commits_are_not_skipped<S: Harness>(store: &S) {
     let all = log_events(store).await;
     assert_eq!(all.len() as i64, total);
     assert_eq!(all.iter().map(|e| e.id.clone()).collect::<HashSet<_>>(), seen_ids);
+}
+
+// ---- delivery ------------------------------------------------------------------------
+
+async fn stored<S: Store>(store: &S, referrer: &str, recipient: &str, channel: &str) -> InvitationRow {
+    created(store, new_invitation(invitation(referrer, recipient, channel))).await
+}
+
+async fn claim<S: Store>(store: &S, now: DateTime<Utc>) -> Option<super::Claimed> {
+    store
+        .claim_due(now, now + Duration::seconds(60))
+        .await
+        .expect("claim_due")
+}
+
+async fn sending_leases_retries_and_bounces<S: Harness>(store: &S) {
+    let a = stored(store, "ref-send", "a@example.com", "EMAIL").await;
+    let b = stored(store, "ref-send", "+447700900123", "SMS").await;
+    let _link = stored(store, "ref-send", "l@example.com", "LINK").await;
+    let later = created(
+        store,
+        new_invitation(created_at(
+            invitation("ref-send", "later@example.com", "EMAIL"),
+            ids::now() + Duration::days(2),
+        )),
+    )
+    .await;
+    assert_eq!(queued(store, "ref-send").await, 3);
+    let t = ids::now() + Duration::seconds(1);
+
+    // Each due row once, longest due first; the leased ones, LINK and the future one never.
+    let first = claim(store, t).await.expect("a is due");
+    assert_eq!((first.row.id.as_str(), first.send_attempts), (a.id.as_str(), 1));
+    assert_eq!(first.row.referrer_name, "Ana");
+    let second = claim(store, t).await.expect("b is due");
+    assert_eq!((second.row.id.as_str(), second.send_attempts), (b.id.as_str(), 1));
+    assert!(
+        claim(store, t).await.is_none(),
+        "leased rows are not handed out twice"
+    );
+
+    // Sent: SENT with its time and the InvitationSent event carrying the template.
+    let TransitionOutcome::Applied(sent) = store.record_sent(&a.id, 1, "250 queued as X1", t).await.unwrap()
+    else {
+        panic!("record_sent applies SENT")
+    };
+    assert_eq!(sent.status, "SENT");
+    assert_eq!(sent.sent_at, Some(t));
+    assert_eq!(sent.expires_at, Some(t + Duration::days(30)));
+
+    // A transient failure waits for its retry time, then is handed out as attempt 2.
+    store
+        .record_send_failure(&b.id, 1, "421 try later", Some(t + Duration::seconds(30)), t)
+        .await
+        .unwrap();
+    assert_eq!(status_of(store, &b.id).await, "SCHEDULED");
+    assert!(
+        claim(store, t + Duration::seconds(10)).await.is_none(),
+        "not before its retry time"
+    );
+    let retry = claim(store, t + Duration::seconds(31)).await.expect("b again");
+    assert_eq!((retry.row.id.as_str(), retry.send_attempts), (b.id.as_str(), 2));
+    // A stale attempt's outcome changes nothing; the holder's permanent failure bounces it.
+    store
+        .record_send_failure(&b.id, 1, "late news", None, t)
+        .await
+        .unwrap();
+    assert_eq!(status_of(store, &b.id).await, "SCHEDULED");
+    store
+        .record_send_failure(&b.id, 2, "bounced: 550 no such user", None, t)
+        .await
+        .unwrap();
+    let bounced = get_invitation(store, &b.id).await;
+    assert_eq!(bounced.status, "BOUNCED");
+    assert_eq!(bounced.status_reason, "bounced: 550 no such user");
+    assert_eq!(queued(store, "ref-send").await, 1, "only `later` is still queued");
+
+    // A sender that died holding a lease: the row comes back when the lease ends.
+    let due_later = later.scheduled_for.expect("scheduled");
+    let held = claim(store, due_later).await.expect("later is due then");
+    assert_eq!(held.send_attempts, 1);
+    assert!(claim(store, due_later + Duration::seconds(59)).await.is_none());
+    let taken_over = claim(store, due_later + Duration::seconds(61))
+        .await
+        .expect("lease ended");
+    assert_eq!(
+        (taken_over.row.id.as_str(), taken_over.send_attempts),
+        (later.id.as_str(), 2)
+    );
+
+    let events = assert_log(
+        store,
+        &[
+            "invitation.created",
+            "invitation.created",
+            "invitation.created",
+            "invitation.sent",
+            "invitation.created",
+            "invitation.sent",
+            "invitation.bounced",
+        ],
+    )
+    .await;
+    let sent_event = transition_payload(&events[5]);
+    assert_eq!(sent_event.invitation_id, a.id);
+    assert_eq!(
+        (
+            sent_event.template_id.as_str(),
+            sent_event.template_variant.as_str()
+        ),
+        ("tpl-1", "A")
+    );
+}
+
+async fn provider_events_are_applied_once<S: Harness>(store: &S) {
+    use crate::domain::webhooks::{Outcome, ProviderEvent};
+    let at = ids::now();
+    let d = stored(store, "ref-hook", "d@example.com", "LINK").await;
+    let e = stored(store, "ref-hook", "e@example.com", "LINK").await;
+    let event = |id: &str, inv: Option<&str>, outcome: Outcome| ProviderEvent {
+        event_id: id.into(),
+        invitation_id: inv.map(str::to_string),
+        kind: format!("{outcome:?}").to_lowercase(),
+        outcome,
+    };
+    let apply = |events: Vec<ProviderEvent>| async move {
+        store
+            .apply_provider_events("resend", &events, at)
+            .await
+            .expect("apply_provider_events")
+    };
+    let t = apply(vec![event("ev1", Some(&d.id), Outcome::Delivered)]).await;
+    assert_eq!((t.recorded, t.ignored, t.duplicates), (1, 0, 0));
+    assert_eq!(status_of(store, &d.id).await, "DELIVERED");
+    let t = apply(vec![event("ev1", Some(&d.id), Outcome::Delivered)]).await;
+    assert_eq!(
+        (t.recorded, t.ignored, t.duplicates),
+        (0, 0, 1),
+        "a replay is a no-op"
+    );
+    // The same id from another provider is another event.
+    let other = store
+        .apply_provider_events("postmark", &[event("ev1", Some(&d.id), Outcome::Opened)], at)
+        .await
+        .unwrap();
+    assert_eq!(other.recorded, 1);
+    let t = apply(vec![
+        event("ev2", Some(&d.id), Outcome::Clicked),
+        event("ev3", Some(&d.id), Outcome::Delivered),
+        event("ev4", Some("no-such-invitation"), Outcome::Delivered),
+        event("ev5", None, Outcome::Opened),
+        event("ev6", Some(&d.id), Outcome::Ignored),
+        event("ev7", Some(&e.id), Outcome::Complained),
+    ])
+    .await;
+    assert_eq!((t.recorded, t.ignored, t.duplicates), (2, 4, 0));
+    assert_eq!(
+        status_of(store, &d.id).await,
+        "CLICKED",
+        "a late delivery never moves it back"
+    );
+    let complained = get_invitation(store, &e.id).await;
+    assert_eq!(complained.status, "DELIVERED");
+    assert!(
+        complained.status_reason.contains("spam"),
+        "{}",
+        complained.status_reason
+    );
+    let t = apply(vec![event("ev8", Some(&e.id), Outcome::Bounced)]).await;
+    assert_eq!(t.recorded, 1);
+    assert_eq!(status_of(store, &e.id).await, "BOUNCED");
+    assert_log(
+        store,
+        &[
+            "invitation.created",
+            "invitation.sent",
+            "invitation.created",
+            "invitation.sent",
+            "invitation.delivered",
+            "invitation.opened",
+            "invitation.clicked",
+            "invitation.delivered",
+            "invitation.bounced",
+        ],
+    )
+    .await;
+}
+
+/// Counts what it is asked to send; with `hang`, never answers (a replica that dies mid-send).
+#[derive(Default)]
+struct TestSender {
+    sent: Mutex<Vec<String>>,
+    hang: bool,
+}
+
+#[tonic::async_trait]
+impl crate::sender::EmailSender for TestSender {
+    async fn send_email(
+        &self,
+        e: &crate::sender::OutgoingEmail,
+    ) -> Result<crate::sender::Receipt, crate::domain::delivery::SendFailure> {
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        // Long enough for another replica to look at the same rows meanwhile.
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        self.sent.lock().unwrap().push(e.invitation_id.clone());
+        Ok(Default::default())
+    }
+}
+
+#[tonic::async_trait]
+impl crate::sender::SmsSender for TestSender {
+    async fn send_sms(
+        &self,
+        s: &crate::sender::OutgoingSms,
+    ) -> Result<crate::sender::Receipt, crate::domain::delivery::SendFailure> {
+        self.sent.lock().unwrap().push(s.invitation_id.clone());
+        Ok(Default::default())
+    }
+}
+
+fn test_scheduler<S: Store>(
+    store: S,
+    sender: Arc<TestSender>,
+    clock: crate::clock::Clock,
+) -> crate::scheduler::Scheduler<S> {
+    use crate::domain::templates::{Catalog, DEFAULT_CATALOG};
+    let settings = crate::scheduler::SchedulerSettings {
+        tick: StdDuration::from_millis(10),
+        lease: Duration::seconds(60),
+        retry: Default::default(),
+        public_url: "http://127.0.0.1:8080".into(),
+    };
+    let senders = crate::sender::Senders {
+        email: sender.clone(),
+        sms: sender,
+        from: "Test <t@example.com>".parse().unwrap(),
+    };
+    let catalog = Arc::new(Catalog::parse(DEFAULT_CATALOG).unwrap());
+    crate::scheduler::Scheduler::new(store, senders, catalog, clock, settings)
+}
+
+/// A replica dies while its provider call hangs: nothing is lost, and no other replica
+/// sends the message until the lease ends; then one does, once.
+async fn a_crashed_sender_is_taken_over_after_its_lease<S: Harness>(store: &S) {
+    let inv = stored(store, "ref-crash", "c@example.com", "EMAIL").await;
+    let clock = crate::clock::Clock::system();
+    let dead = Arc::new(TestSender {
+        hang: true,
+        ..Default::default()
+    });
+    let dying = test_scheduler(store.clone(), dead.clone(), clock.clone());
+    let task = tokio::spawn(async move { dying.send_next().await });
+    // With nothing to send it would return at once; it hangs, so it holds the row (the
+    // attempt recorded before the provider call). Then the replica dies.
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert!(
+        !task.is_finished(),
+        "the dying replica is inside the provider call"
+    );
+    task.abort();
+    let alive = Arc::new(TestSender::default());
+    let survivor = test_scheduler(store.clone(), alive.clone(), clock.clone());
+    assert!(
+        !survivor.send_next().await.unwrap(),
+        "nothing to send while the lease holds"
+    );
+    assert!(alive.sent.lock().unwrap().is_empty());
+    clock.set(ids::now() + Duration::seconds(61));
+    assert!(
+        survivor.send_next().await.unwrap(),
+        "taken over when the lease ends"
+    );
+    assert!(!survivor.send_next().await.unwrap(), "and only once");
+    assert_eq!(*alive.sent.lock().unwrap(), vec![inv.id.clone()]);
+    assert_eq!(status_of(store, &inv.id).await, "SENT");
+    assert!(dead.sent.lock().unwrap().is_empty());
+}
+
+/// Replicas racing: two schedulers on two connections to the same database send every due
+/// invitation exactly once.
+async fn two_schedulers_send_each_invitation_once<S: Store>(a: S, b: S) {
+    let mut ids_created = HashSet::new();
+    for i in 0..30 {
+        let mut row = invitation(
+            &format!("ref-race-{}", i % 3),
+            &format!("r{i}@example.com"),
+            "EMAIL",
+        );
+        row.template_id = "supplier-to-couple".into();
+        ids_created.insert(created(&a, new_invitation(row)).await.id);
+    }
+    let sender = Arc::new(TestSender::default());
+    let clock = crate::clock::Clock::system();
+    let one = test_scheduler(a.clone(), sender.clone(), clock.clone());
+    let two = test_scheduler(b, sender.clone(), clock);
+    let drain =
+        |s: crate::scheduler::Scheduler<S>| async move { while s.send_next().await.expect("send_next") {} };
+    tokio::join!(drain(one), drain(two));
+    let sent = sender.sent.lock().unwrap().clone();
+    let unique: HashSet<String> = sent.iter().cloned().collect();
+    assert_eq!(sent.len(), 30, "30 sends for 30 invitations: {sent:?}");
+    assert_eq!(unique, ids_created, "each invitation exactly once");
+    for id in &ids_created {
+        assert_eq!(status_of(&a, id).await, "SENT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_schedulers_send_each_invitation_once() {
+    let (store, dir) = sqlite_store().await;
+    let url = format!("sqlite:{}", dir.join("invite.db").display());
+    let replica = SqliteStore::connect(&url).await.expect("second connection");
+    two_schedulers_send_each_invitation_once(store.clone(), replica).await;
+    close_sqlite(store, dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_two_schedulers_send_each_invitation_once() {
+    let Some(pg) = pg_store("pg_two_schedulers_send_each_invitation_once").await else {
+        return;
+    };
+    let replica = PgStore::connect(&pg.url, &pg.schema).await.expect("second pool");
+    two_schedulers_send_each_invitation_once(pg.store.clone(), replica.clone()).await;
+    replica.pool().close().await;
+    pg.close().await;
 }

@@ -94,6 +94,29 @@ pub struct InvitationRow {
     pub device_id: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Who the message is from, as the referrer asked (names in the template).
+    pub referrer_name: String,
+    pub business_name: String,
+}
+
+/// An invitation leased for sending, with the number of this attempt (recorded before the
+/// provider is called; also the lease's token).
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct Claimed {
+    #[sqlx(flatten)]
+    pub row: InvitationRow,
+    pub send_attempts: i64,
+}
+
+/// What became of a provider webhook's events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookTally {
+    /// Moved an invitation forward.
+    pub recorded: i32,
+    /// Carried no news (unknown invitation, a late or meaningless event).
+    pub ignored: i32,
+    /// Seen before (same provider event id): a replay, a no-op.
+    pub duplicates: i32,
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq)]
@@ -308,6 +331,40 @@ pub trait Store: Clone + Send + Sync + 'static {
         reason: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<TransitionOutcome>> + Send;
+    /// Leases the longest-due SCHEDULED invitation (EMAIL/SMS) whose send time, retry time
+    /// and any earlier lease have passed, counting the attempt, in one committed write before
+    /// the provider is called. Replicas never lease the same row at once (`FOR UPDATE SKIP
+    /// LOCKED` on Postgres; SQLite's single writer).
+    fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Option<Claimed>>> + Send;
+    /// The provider took attempt `attempt`: SENT (with its event) and the lease released.
+    fn record_sent(
+        &self,
+        id: &str,
+        attempt: i64,
+        provider_message_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<TransitionOutcome>> + Send;
+    /// Attempt `attempt` failed: retry at `retry_at`, or with `None` give up as BOUNCED
+    /// with `error` as the reason. Does nothing if a later attempt has taken the lease.
+    fn record_send_failure(
+        &self,
+        id: &str,
+        attempt: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Applies verified provider events in one transaction; each (provider, event id) once.
+    fn apply_provider_events(
+        &self,
+        provider: &str,
+        events: &[crate::domain::webhooks::ProviderEvent],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<WebhookTally>> + Send;
     /// Marks sent invitations whose attribution window has closed as EXPIRED.
     fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 

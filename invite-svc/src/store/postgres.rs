@@ -83,4 +83,4 @@ impl PgStore {
     }
 }
 
-sql_store!(PgStore, " FOR UPDATE");
+sql_store!(PgStore, " FOR UPDATE", " FOR UPDATE SKIP LOCKED");

@@ -4,7 +4,7 @@
 //! row-lock suffix (`FOR UPDATE` in Postgres, nothing in SQLite).
 
 macro_rules! sql_store {
-    ($store:ty, $for_update:literal) => {
+    ($store:ty, $for_update:literal, $skip_locked:literal) => {
         /// Rows per multi-row statement of a click batch: 13 binds a row stays under
         /// SQLite's 32,766 and Postgres' 65,535 bind parameters.
         const CLICK_CHUNK: usize = 1_000;
@@ -16,13 +16,13 @@ macro_rules! sql_store {
             domain::status::{self, InvitationStatus, Transition},
             events,
             store::{
-                ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, FraudOutcome, InvitationRow, NewConversion,
+                Claimed, ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, FraudOutcome, InvitationRow, NewConversion,
                 NewInvitation, Placer, ReferrerRow, SignupRow, SlotUsage, Store, StoreResult, TransitionOutcome,
-                buckets,
+                WebhookTally, buckets,
             },
         };
 
-        const INVITATION_COLS: &str = "id, code, referrer_id, referrer_kind, referee_kind, vendor_type, flow, channel, recipient_email, recipient_phone, recipient_name, recipient_timezone, recipient_key, status, status_reason, risk_json, template_id, template_variant, message, campaign_id, utm_source, utm_medium, utm_campaign, wedding_date, scheduled_for, sent_at, expires_at, ip, device_id, created_at, updated_at";
+        const INVITATION_COLS: &str = "id, code, referrer_id, referrer_kind, referee_kind, vendor_type, flow, channel, recipient_email, recipient_phone, recipient_name, recipient_timezone, recipient_key, status, status_reason, risk_json, template_id, template_variant, message, campaign_id, utm_source, utm_medium, utm_campaign, wedding_date, scheduled_for, sent_at, expires_at, ip, device_id, created_at, updated_at, referrer_name, business_name";
 
         impl Store for $store {
             fn outbox(&self) -> &Outbox {
@@ -211,8 +211,8 @@ macro_rules! sql_store {
                     return Ok(CreateOutcome::CodeTaken);
                 }
                 sqlx::query(
-                    "INSERT INTO invitations (id, code, referrer_id, referrer_kind, referee_kind, vendor_type, flow, channel, recipient_email, recipient_phone, recipient_name, recipient_timezone, recipient_key, status, status_reason, risk_json, template_id, template_variant, message, campaign_id, utm_source, utm_medium, utm_campaign, wedding_date, scheduled_for, sent_at, expires_at, ip, device_id, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
+                    "INSERT INTO invitations (id, code, referrer_id, referrer_kind, referee_kind, vendor_type, flow, channel, recipient_email, recipient_phone, recipient_name, recipient_timezone, recipient_key, status, status_reason, risk_json, template_id, template_variant, message, campaign_id, utm_source, utm_medium, utm_campaign, wedding_date, scheduled_for, sent_at, expires_at, ip, device_id, created_at, updated_at, referrer_name, business_name)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)",
                 )
                 .bind(&row.id)
                 .bind(&row.code)
@@ -245,6 +245,8 @@ macro_rules! sql_store {
                 .bind(&row.device_id)
                 .bind(row.created_at)
                 .bind(row.updated_at)
+                .bind(&row.referrer_name)
+                .bind(&row.business_name)
                 .execute(&mut *tx)
                 .await?;
                 for event in events::invitation_created(&row) {
@@ -288,6 +290,125 @@ macro_rules! sql_store {
                     self.outbox.wake();
                 }
                 Ok(outcome)
+            }
+
+            async fn claim_due(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Option<Claimed>> {
+                let mut tx = self.begin_write().await?;
+                let claimed: Option<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE invitations SET send_attempts = send_attempts + 1, send_lease_until = $2
+                     WHERE id = (SELECT id FROM invitations WHERE status = 'SCHEDULED' AND channel IN ('EMAIL', 'SMS')
+                                 AND scheduled_for <= $1
+                                 AND (send_retry_at IS NULL OR send_retry_at <= $1)
+                                 AND (send_lease_until IS NULL OR send_lease_until <= $1)
+                                 ORDER BY scheduled_for, id LIMIT 1{})
+                     RETURNING {INVITATION_COLS}, send_attempts",
+                    $skip_locked
+                )))
+                .bind(now)
+                .bind(lease_until)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn record_sent(&self, id: &str, attempt: i64, provider_message_id: &str, at: DateTime<Utc>) -> StoreResult<TransitionOutcome> {
+                let mut tx = self.begin_write().await?;
+                // Sent is sent, even if a slow attempt lost its lease: record it either way.
+                sqlx::query(
+                    "UPDATE invitations SET send_lease_until = CASE WHEN send_attempts = $2 THEN NULL ELSE send_lease_until END,
+                     send_error = '', provider_message_id = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempt)
+                .bind(provider_message_id)
+                .execute(&mut *tx)
+                .await?;
+                let outcome = self.transition_in(&mut tx, id, "SENT", "", at).await?;
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(outcome)
+            }
+
+            async fn record_send_failure(
+                &self,
+                id: &str,
+                attempt: i64,
+                error: &str,
+                retry_at: Option<DateTime<Utc>>,
+                at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let current: Option<i64> =
+                    sqlx::query_scalar(concat!("SELECT send_attempts FROM invitations WHERE id = $1", $for_update))
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if current != Some(attempt) {
+                    // A later attempt holds the lease; its outcome is the one that counts.
+                    return Ok(());
+                }
+                let error: String = error.chars().take(500).collect();
+                sqlx::query("UPDATE invitations SET send_lease_until = NULL, send_retry_at = $2, send_error = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(retry_at)
+                    .bind(&error)
+                    .execute(&mut *tx)
+                    .await?;
+                if retry_at.is_none() {
+                    self.transition_in(&mut tx, id, "BOUNCED", &error, at).await?;
+                }
+                tx.commit().await?;
+                self.outbox.wake();
+                Ok(())
+            }
+
+            async fn apply_provider_events(
+                &self,
+                provider: &str,
+                events: &[crate::domain::webhooks::ProviderEvent],
+                at: DateTime<Utc>,
+            ) -> StoreResult<WebhookTally> {
+                use crate::domain::webhooks::Outcome;
+                let mut tally = WebhookTally::default();
+                let mut tx = self.begin_write().await?;
+                for event in events {
+                    let first = sqlx::query(
+                        "INSERT INTO provider_events (provider, event_id, invitation_id, kind, received_at) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (provider, event_id) DO NOTHING",
+                    )
+                    .bind(provider)
+                    .bind(&event.event_id)
+                    .bind(event.invitation_id.as_deref().unwrap_or(""))
+                    .bind(&event.kind)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !first {
+                        tally.duplicates += 1;
+                        continue;
+                    }
+                    let (Some(invitation_id), Some(target)) = (&event.invitation_id, event.outcome.status()) else {
+                        tally.ignored += 1;
+                        continue;
+                    };
+                    let reason = match event.outcome {
+                        Outcome::Complained => format!("the recipient reported it as spam ({provider} {})", event.kind),
+                        Outcome::Bounced => format!("bounced ({provider} {})", event.kind),
+                        _ => String::new(),
+                    };
+                    match self.transition_in(&mut tx, invitation_id, target.as_str(), &reason, at).await? {
+                        TransitionOutcome::Applied(_) => tally.recorded += 1,
+                        _ => tally.ignored += 1,
+                    }
+                }
+                tx.commit().await?;
+                if tally.recorded > 0 {
+                    self.outbox.wake();
+                }
+                Ok(tally)
             }
 
             async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
@@ -686,7 +807,9 @@ macro_rules! sql_store {
                             .await?;
                     }
                 }
-                if target == InvitationStatus::Sent && row.sent_at.is_none() {
+                // A provider's delivery report can overtake our own SENT record: it was sent.
+                let sent = matches!(target, InvitationStatus::Sent | InvitationStatus::Delivered | InvitationStatus::Opened | InvitationStatus::Clicked);
+                if sent && row.sent_at.is_none() {
                     row.sent_at = Some(at);
                     row.expires_at = Some(crate::domain::attribution::invitation_expires_at(at, self.window_days));
                 }

@@ -79,4 +79,4 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, "");
+sql_store!(SqliteStore, "", "");

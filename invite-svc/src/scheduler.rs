@@ -1,0 +1,190 @@
+//! The sending loop: every tick, send each due SCHEDULED invitation (EMAIL, SMS) once.
+//!
+//! Exactly-once as far as a provider allows, and the guarantee precisely:
+//! 1. `claim_due` leases one row and counts the attempt in a committed write BEFORE the
+//!    provider is called. Replicas never hold the same row (`FOR UPDATE SKIP LOCKED` on
+//!    Postgres; BEGIN IMMEDIATE on SQLite), and a leased row is invisible to others until its
+//!    lease ends, so two replicas never send one invitation at the same time.
+//! 2. The outcome (SENT with its outbox event, or a retry time, or BOUNCED) is committed
+//!    right after the provider answers.
+//! 3. Each replica sends one message at a time. If it dies between 1 and 2, that one message
+//!    is leased but has no outcome; when the lease ends another replica sends it again with
+//!    the same Message-ID. So nothing is ever lost, and a crash can duplicate at most the
+//!    single message each dead replica had in flight (and only if the provider had already
+//!    taken it). The lease (default 2 minutes) is longer than the SMTP time-out (30 s), so a
+//!    slow but live sender is not overtaken.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{NaiveDate, TimeDelta};
+
+use crate::{
+    clock::Clock,
+    convert,
+    domain::{
+        delivery::{self, AfterFailure, RetryPolicy, SendFailure},
+        party::Flow,
+        status::Channel,
+        templates::{self, Catalog, Personalisation},
+    },
+    sender::{OutgoingEmail, OutgoingSms, Receipt, Senders},
+    store::{InvitationRow, Store, StoreResult},
+};
+use referral_common::server::Shutdown;
+
+#[derive(Clone, Debug)]
+pub struct SchedulerSettings {
+    /// How often the loop looks for due invitations.
+    pub tick: Duration,
+    /// How long a claimed invitation is reserved for the sender that claimed it.
+    pub lease: TimeDelta,
+    pub retry: RetryPolicy,
+    /// Base of the referral links in messages.
+    pub public_url: String,
+}
+
+pub struct Scheduler<S> {
+    store: S,
+    senders: Senders,
+    catalog: Arc<Catalog>,
+    clock: Clock,
+    settings: SchedulerSettings,
+}
+
+impl<S: Store> Scheduler<S> {
+    pub fn new(
+        store: S,
+        senders: Senders,
+        catalog: Arc<Catalog>,
+        clock: Clock,
+        settings: SchedulerSettings,
+    ) -> Self {
+        Self {
+            store,
+            senders,
+            catalog,
+            clock,
+            settings,
+        }
+    }
+
+    /// Runs until shutdown; a send in flight finishes and is recorded first.
+    pub async fn run(self, shutdown: Shutdown) {
+        loop {
+            while !shutdown.is_triggered() {
+                match self.send_next().await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduler: sending failed; retrying next tick");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.tick) => {}
+                _ = shutdown.clone().wait() => return,
+            }
+        }
+    }
+
+    /// Sends the longest-due invitation, if any is due; `false` when none is.
+    pub async fn send_next(&self) -> StoreResult<bool> {
+        let now = self.clock.now();
+        let Some(claimed) = self.store.claim_due(now, now + self.settings.lease).await? else {
+            return Ok(false);
+        };
+        let (row, attempt) = (claimed.row, claimed.send_attempts);
+        match self.deliver(&row, now).await {
+            Ok(receipt) => {
+                self.store
+                    .record_sent(&row.id, attempt, &receipt.provider_message_id, now)
+                    .await?;
+                tracing::info!(invitation_id = %row.id, channel = %row.channel, attempt, "invitation sent");
+            }
+            Err(failure) => {
+                let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+                let (error, retry_at) =
+                    match delivery::after_failure(&self.settings.retry, attempts, &failure, now) {
+                        AfterFailure::RetryAt(at) => (failure_text(&failure), Some(at)),
+                        AfterFailure::GiveUp(reason) => (reason, None),
+                    };
+                tracing::warn!(invitation_id = %row.id, attempt, error = %error, retry_at = ?retry_at, "invitation not sent");
+                self.store
+                    .record_send_failure(&row.id, attempt, &error, retry_at, now)
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn deliver(
+        &self,
+        row: &InvitationRow,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Receipt, SendFailure> {
+        let rendered = self.render(row)?;
+        match Channel::parse(&row.channel) {
+            Ok(Channel::Email) => {
+                let email = OutgoingEmail {
+                    invitation_id: row.id.clone(),
+                    from: self.senders.from.clone(),
+                    to_address: row.recipient_email.clone(),
+                    to_name: row.recipient_name.clone(),
+                    subject: rendered.subject,
+                    text: rendered.text,
+                    date: now,
+                };
+                self.senders.email.send_email(&email).await
+            }
+            Ok(Channel::Sms) => {
+                let sms = OutgoingSms {
+                    invitation_id: row.id.clone(),
+                    to_phone: row.recipient_phone.clone(),
+                    text: rendered.sms,
+                    date: now,
+                };
+                self.senders.sms.send_sms(&sms).await
+            }
+            _ => Err(SendFailure::Permanent(format!(
+                "channel {} is not sent by us",
+                row.channel
+            ))),
+        }
+    }
+
+    /// The message of the template and variant recorded at creation; an invitation from
+    /// before templates (or whose template left the catalog) gets its flow's default.
+    fn render(&self, row: &InvitationRow) -> Result<templates::Rendered, SendFailure> {
+        let recorded = self
+            .catalog
+            .get(&row.template_id)
+            .and_then(|t| t.variant(&row.template_variant));
+        let variant = match recorded {
+            Some(v) => v,
+            None => {
+                let flow = Flow::parse(&row.flow).map_err(|e| SendFailure::Permanent(e.to_string()))?;
+                self.catalog
+                    .choose("", flow, row.vendor_type.as_deref())
+                    .map_err(|e| SendFailure::Permanent(e.to_string()))?
+                    .assign(&row.id)
+            }
+        };
+        let personal = Personalisation {
+            recipient_name: row.recipient_name.clone(),
+            referrer_name: row.referrer_name.clone(),
+            business_name: row.business_name.clone(),
+            wedding_date: NaiveDate::parse_from_str(&row.wedding_date, "%Y-%m-%d").ok(),
+            link: convert::code_url(&self.settings.public_url, &row.code),
+            code: row.code.clone(),
+            message: row.message.clone(),
+        };
+        Ok(templates::render(variant, &personal))
+    }
+}
+
+fn failure_text(f: &SendFailure) -> String {
+    match f {
+        SendFailure::Transient(s) | SendFailure::Permanent(s) => s.clone(),
+    }
+}

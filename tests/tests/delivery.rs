@@ -1,0 +1,512 @@
+//! Delivery as a new user meets it (issue #6): humane send times in the recipient's zone,
+//! the scheduler sending at `scheduledFor` into the dev mailbox (or a real SMTP server on
+//! loopback), personalised templates with a recorded A/B variant, and signed provider
+//! webhooks moving the status forward only.
+//!
+//! invite-svc's scheduling clock is moved (`mesh.invite_clock`), so "a Friday evening" and
+//! "the Thursday it is due" happen now instead of days apart. Webhook signatures are
+//! checked against the real clock, so they are signed with it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
+use chrono_tz::{America::New_York, Europe::London};
+use hmac::{Hmac, Mac};
+use referral_tests::{TestApp, assert_outside_blackouts, eventually, spawn_app_with_args, ts, unique};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const RESEND_KEY: &[u8] = b"delivery-test-resend-key-0123456789";
+
+fn resend_secret() -> String {
+    format!("whsec_{}", STANDARD.encode(RESEND_KEY))
+}
+
+/// invite-svc flags for these tests: a quick scheduler and a Resend secret.
+fn invite_args(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--scheduler-tick",
+        "50ms",
+        "--resend-webhook-secret",
+        &resend_secret(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The first `weekday` at `hour:minute` local time in `tz` at least a week from now.
+fn next_local(tz: chrono_tz::Tz, weekday: Weekday, hour: u32, minute: u32) -> DateTime<Utc> {
+    let mut date = (Utc::now() + chrono::Duration::days(7))
+        .with_timezone(&tz)
+        .date_naive();
+    while date.weekday() != weekday {
+        date = date.succ_opt().expect("a next day");
+    }
+    local(tz, date, hour, minute)
+}
+
+fn local(tz: chrono_tz::Tz, date: NaiveDate, hour: u32, minute: u32) -> DateTime<Utc> {
+    tz.from_local_datetime(&date.and_hms_opt(hour, minute, 0).expect("valid time"))
+        .single()
+        .expect("an unambiguous local time")
+        .with_timezone(&Utc)
+}
+
+/// The `.eml` files the dev mailbox holds for an invitation.
+fn mailbox_files(dir: &Path, invitation_id: &str) -> Vec<PathBuf> {
+    let suffix = format!("-{invitation_id}.eml");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.to_string_lossy().ends_with(&suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// A header of a raw RFC 5322 message (first occurrence, unfolded).
+fn header(message: &str, name: &str) -> Option<String> {
+    let head = message.split("\r\n\r\n").next().unwrap_or(message);
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// The message body, with quoted-printable soft line breaks and `=XX` escapes undone.
+fn body(message: &str) -> String {
+    let raw = message.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let joined = raw.replace("=\r\n", "");
+    let mut out = Vec::new();
+    let bytes = joined.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'=')
+            .then(|| joined.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(b) = escaped {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
+}
+
+fn hmac_b64(key: &[u8], message: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(message.as_bytes());
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A Resend webhook call: Svix headers signed with `key` now.
+async fn resend(app: &TestApp, key: &[u8], kind: &str, invitation_id: &str) -> (u16, Value) {
+    let body = json!({
+        "type": kind,
+        "created_at": Utc::now().to_rfc3339(),
+        "data": {
+            "email_id": unique("email"),
+            "to": ["jamie@example.com"],
+            "tags": [{"name": "invitation_id", "value": invitation_id}],
+        },
+    })
+    .to_string();
+    resend_raw(app, key, &unique("msg"), &body).await
+}
+
+async fn resend_raw(app: &TestApp, key: &[u8], id: &str, body: &str) -> (u16, Value) {
+    let ts = Utc::now().timestamp().to_string();
+    let sig = hmac_b64(key, &format!("{id}.{ts}.{body}"));
+    let r = app
+        .http
+        .post(app.url("/v1/webhooks/email/resend"))
+        .header("content-type", "application/json")
+        .header("svix-id", id)
+        .header("svix-timestamp", ts)
+        .header("svix-signature", format!("v1,{sig}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("webhook request");
+    TestApp::read(r).await
+}
+
+async fn invitation_of(app: &TestApp, token: &str, id: &str) -> Value {
+    let (status, inv) = app.get(token, &format!("/v1/invitations/{id}")).await;
+    assert_eq!(status, 200, "{inv}");
+    inv
+}
+
+/// The walk-through of the issue, literally, through the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friday_evening_in_new_york_with_a_wedding_in_two_days() {
+    let app = spawn_app_with_args(vec![], invite_args(&[])).await;
+    let mailbox = app.mesh.mailbox.clone().expect("the mesh keeps a dev mailbox");
+    assert_eq!(
+        mailbox,
+        app.data_dir.join("mailbox"),
+        "the mailbox is in the data dir"
+    );
+
+    // Friday 19:30 in New York; the wedding is on Sunday.
+    let friday_evening = next_local(New_York, Weekday::Fri, 19, 30);
+    let friday = friday_evening.with_timezone(&New_York).date_naive();
+    let wedding = friday + chrono::Duration::days(2);
+    app.mesh.invite_clock.set(friday_evening);
+
+    let ana = unique("ana");
+    let token = app.member(&ana, "SUPPLIER");
+    let (status, inv) = app
+        .post(
+            &token,
+            "/v1/invitations",
+            json!({
+                "referrerId": ana,
+                "referrerKind": "SUPPLIER",
+                "refereeKind": "COUPLE",
+                "vendorType": "PHOTOGRAPHER",
+                "channel": "EMAIL",
+                "recipient": {"email": "jamie@example.com", "name": "Jamie", "timezone": "America/New_York"},
+                "weddingDate": wedding.to_string(),
+                "referrerName": "Ana",
+                "businessName": "Ana Photography",
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{inv}");
+    let id = inv["id"].as_str().expect("id").to_string();
+    assert_eq!(inv["status"], "SCHEDULED", "{inv}");
+
+    // After the blackout, in their time: the wedding blocks Thursday..Wednesday around
+    // Sunday whole, then quiet hours until 08:00: Thursday 08:00 in New York.
+    let scheduled = ts(&inv["scheduledFor"]);
+    let expected = local(New_York, friday + chrono::Duration::days(6), 8, 0);
+    assert_eq!(scheduled, expected, "{inv}");
+    assert_outside_blackouts(scheduled, New_York, Some(wedding));
+    assert!(scheduled > friday_evening);
+
+    // The template for a photographer inviting a couple, with its variant recorded.
+    assert_eq!(inv["templateId"], "supplier-to-couple-photographer", "{inv}");
+    let variant = inv["templateVariant"].as_str().unwrap_or_default().to_string();
+    assert!(["A", "B"].contains(&variant.as_str()), "{inv}");
+
+    // Not sent before its time, even a minute before.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.mesh
+        .invite_clock
+        .set(scheduled - chrono::Duration::minutes(1));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        mailbox_files(&mailbox, &id).is_empty(),
+        "nothing sent before scheduledFor"
+    );
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "SCHEDULED");
+
+    // At that time it appears in the dev mailbox, once, personalised.
+    app.mesh.invite_clock.set(scheduled);
+    let file = eventually(Duration::from_secs(10), || {
+        let found = mailbox_files(&mailbox, &id);
+        async move { found.into_iter().next() }
+    })
+    .await
+    .expect("the message appears in the dev mailbox");
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        name.starts_with(&scheduled.format("%Y%m%dT%H%M").to_string()),
+        "{name} is named for its send time {scheduled}"
+    );
+    let message = std::fs::read_to_string(&file).expect("readable .eml");
+    let date = DateTime::parse_from_rfc2822(&header(&message, "Date").expect("Date"))
+        .expect("RFC 2822 date")
+        .with_timezone(&Utc);
+    assert!(
+        date >= scheduled && date - scheduled < chrono::Duration::seconds(30),
+        "sent at {date}, due {scheduled}"
+    );
+    assert_eq!(
+        header(&message, "To").as_deref(),
+        Some("Jamie <jamie@example.com>")
+    );
+    assert_eq!(header(&message, "X-Invitation-Id").as_deref(), Some(id.as_str()));
+    let subject = header(&message, "Subject").expect("Subject");
+    let expected_subject = if variant == "A" {
+        "Ana can't wait to photograph your day"
+    } else {
+        "Your photographer Ana Photography has a tip for you"
+    };
+    assert_eq!(subject, expected_subject, "the subject of variant {variant}");
+    let text = body(&message);
+    let link = format!("{}/r/{}", app.base, inv["code"].as_str().unwrap());
+    for needle in ["Jamie", "Ana Photography", link.as_str()] {
+        assert!(text.contains(needle), "{needle:?} in\n{text}");
+    }
+    let long_date = wedding.format("%A %-d %B %Y").to_string();
+    assert!(
+        text.contains(&long_date),
+        "the wedding date {long_date} in\n{text}"
+    );
+
+    let sent = eventually(Duration::from_secs(5), || async {
+        let inv = invitation_of(&app, &token, &id).await;
+        (inv["status"] == "SENT").then_some(inv)
+    })
+    .await
+    .expect("SENT");
+    assert_eq!(
+        sent["templateVariant"],
+        variant.as_str(),
+        "the variant stays recorded"
+    );
+    assert!(ts(&sent["sentAt"]) >= scheduled);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mailbox_files(&mailbox, &id).len(), 1, "sent exactly once");
+
+    // A signed Resend "delivered" moves it to DELIVERED; the same event again changes
+    // nothing; a forged one is 401 and changes nothing.
+    let body = json!({
+        "type": "email.delivered",
+        "created_at": Utc::now().to_rfc3339(),
+        "data": {"email_id": unique("email"), "to": ["jamie@example.com"],
+                 "tags": [{"name": "invitation_id", "value": id}]},
+    })
+    .to_string();
+    let (status, answer) = resend_raw(&app, RESEND_KEY, "msg_delivered", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "DELIVERED");
+    let (status, answer) = resend_raw(&app, RESEND_KEY, "msg_delivered", &body).await;
+    assert_eq!((status, &answer["duplicates"]), (200, &json!(1)), "{answer}");
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "DELIVERED");
+    let (status, answer) = resend(&app, b"a forger's key", "email.clicked", &id).await;
+    assert_eq!(status, 401, "forged -> {answer}");
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "DELIVERED");
+
+    // Clicked, then a late "delivered": it stays CLICKED.
+    let (status, answer) = resend(&app, RESEND_KEY, "email.clicked", &id).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "CLICKED");
+    let (status, answer) = resend(&app, RESEND_KEY, "email.delivered", &id).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        invitation_of(&app, &token, &id).await["status"],
+        "CLICKED",
+        "a late DELIVERED never overwrites CLICKED"
+    );
+
+    // The InvitationSent event carries the template and variant for analytics.
+    let events = referral_tests::read_event_log(
+        app.mesh.invite,
+        &app.service_token(),
+        &[id.clone()].into_iter().collect(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let sent_event = events
+        .iter()
+        .find_map(|e| match &e.payload {
+            Some(referral_proto::events::v1::event::Payload::InvitationSent(t)) if t.invitation_id == id => {
+                Some(t)
+            }
+            _ => None,
+        })
+        .expect("an InvitationSent event");
+    assert_eq!(sent_event.template_id, "supplier-to-couple-photographer");
+    assert_eq!(sent_event.template_variant, variant);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimize_aims_for_tuesday_afternoon_and_bad_templates_are_named() {
+    let app = spawn_app_with_args(vec![], invite_args(&[])).await;
+    let monday = next_local(London, Weekday::Mon, 10, 0);
+    app.mesh.invite_clock.set(monday);
+    let sue = unique("sue");
+    let token = app.member(&sue, "SUPPLIER");
+    let base = |email: &str| {
+        json!({
+            "referrerId": sue, "referrerKind": "SUPPLIER", "refereeKind": "COUPLE",
+            "channel": "EMAIL", "recipient": {"email": email},
+        })
+    };
+    let mut optimized = base("o@example.com");
+    optimized["optimize"] = json!(true);
+    let inv = app.invite_ok(&token, optimized).await;
+    let tuesday_2pm = local(
+        London,
+        monday.with_timezone(&London).date_naive() + chrono::Duration::days(1),
+        14,
+        0,
+    );
+    assert_eq!(ts(&inv["scheduledFor"]), tuesday_2pm, "{inv}");
+    let plain = app.invite_ok(&token, base("p@example.com")).await;
+    let first = ts(&plain["scheduledFor"]) - monday;
+    assert!(
+        first >= chrono::Duration::zero() && first < chrono::Duration::seconds(10),
+        "without optimize: the first allowed instant (now, Monday 10:00) -> {plain}"
+    );
+    assert_eq!(plain["templateId"], "supplier-to-couple");
+
+    // An explicit template must exist and fit the flow.
+    for (template, why) in [("no-such-template", "unknown"), ("couple-to-couple", "flow")] {
+        let mut bad = base(&format!("{why}@example.com"));
+        bad["templateId"] = json!(template);
+        let (status, body) = app.post(&token, "/v1/invitations", bad).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(referral_tests::violated_fields(&body), ["templateId"], "{body}");
+    }
+    app.stop().await;
+}
+
+/// A real SMTP server on loopback (Python's aiosmtpd, keeping a Maildir), stopped on drop.
+struct SmtpServer {
+    child: Child,
+    maildir: PathBuf,
+}
+
+impl SmtpServer {
+    async fn start(port: u16) -> SmtpServer {
+        let maildir = std::env::temp_dir().join(format!("smtp-maildir-{}", uuid::Uuid::now_v7()));
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs (the SMTP tests need `python3 -m pip install aiosmtpd`)");
+        let mut server = SmtpServer { child, maildir };
+        let up = eventually(Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+        })
+        .await;
+        if up.is_none() {
+            let status = server.child.try_wait().ok().flatten();
+            panic!(
+                "aiosmtpd did not listen on 127.0.0.1:{port} (exit {status:?}); install it with `python3 -m pip install aiosmtpd`"
+            );
+        }
+        server
+    }
+
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.maildir.join("new"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// SMTP in production: the server is down at first (the attempt fails and is retried with
+/// backoff), then comes up and gets the message exactly once, with the invitation id in
+/// every provider's metadata header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_retries_until_the_server_takes_the_message_once() {
+    let port = free_port();
+    let port_arg = port.to_string();
+    let app = spawn_app_with_args(
+        vec![],
+        invite_args(&[
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &port_arg,
+            "--smtp-tls",
+            "none",
+            "--send-retry-base",
+            "1s",
+        ]),
+    )
+    .await;
+    assert_eq!(app.mesh.mailbox, None, "with SMTP there is no dev mailbox");
+    app.mesh.invite_clock.set(next_local(London, Weekday::Tue, 11, 0));
+    let sue = unique("sue");
+    let token = app.member(&sue, "SUPPLIER");
+    let inv = app
+        .invite_ok(
+            &token,
+            json!({
+                "referrerId": sue, "referrerKind": "SUPPLIER", "refereeKind": "COUPLE",
+                "channel": "EMAIL", "recipient": {"email": "pat@example.com", "name": "Pat"},
+                "businessName": "Sue's Flowers", "message": "See you at the tasting!",
+            }),
+        )
+        .await;
+    let id = inv["id"].as_str().unwrap().to_string();
+    // Nobody listens yet: the attempt fails, the invitation waits for its retry.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "SCHEDULED");
+
+    let server = SmtpServer::start(port).await;
+    let sent = eventually(Duration::from_secs(20), || async {
+        let inv = invitation_of(&app, &token, &id).await;
+        (inv["status"] == "SENT").then_some(inv)
+    })
+    .await
+    .expect("SENT once the SMTP server is up");
+    assert!(ts(&sent["sentAt"]) >= ts(&inv["scheduledFor"]));
+    let messages = eventually(Duration::from_secs(5), || {
+        let m = server.messages();
+        async move { (!m.is_empty()).then_some(m) }
+    })
+    .await
+    .expect("the SMTP server stored the message");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.messages().len(), 1, "exactly one message");
+    let message = messages[0].replace('\n', "\r\n").replace("\r\r\n", "\r\n");
+    assert_eq!(header(&message, "X-Invitation-Id").as_deref(), Some(id.as_str()));
+    assert_eq!(
+        header(&message, "Message-ID"),
+        Some(format!("<{id}@invitations.referral-mesh>"))
+    );
+    assert_eq!(
+        header(&message, "X-Mailgun-Variables"),
+        Some(json!({"invitation_id": id}).to_string())
+    );
+    assert_eq!(
+        header(&message, "X-PM-Metadata-invitation_id").as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(header(&message, "X-RcptTo").as_deref(), Some("pat@example.com"));
+    let text = body(&message);
+    for needle in ["Pat", "Sue's Flowers", "See you at the tasting!"] {
+        assert!(text.contains(needle), "{needle:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("wedding on"),
+        "no wedding date line without a date:\n{text}"
+    );
+    app.stop().await;
+}
