@@ -95,6 +95,21 @@ fn every_overlay_renders_and_has_the_mesh() {
             r.name
         );
         assert!(r.of_kind("Namespace").count() == 1, "{}: one Namespace", r.name);
+        let shared = &r
+            .named("ConfigMap", "referral-mesh-config")
+            .unwrap_or_else(|| panic!("{}: referral-mesh-config", r.name))["data"];
+        assert_eq!(
+            shared["LOG_FORMAT"], "json",
+            "{}: JSON logs for the collectors",
+            r.name
+        );
+        if r.name.starts_with("prod") {
+            let url = shared["PUBLIC_URL"].as_str().unwrap_or("");
+            assert!(
+                url.starts_with("https://"),
+                "prod's PUBLIC_URL {url} (secure cookies need https)"
+            );
+        }
     }
 }
 
