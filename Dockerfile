@@ -14,9 +14,12 @@
 ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
+ARG RUST_VERSION
 WORKDIR /src
 COPY . .
-# rust-toolchain.toml names the same toolchain the image has, so rustup installs nothing.
+# The image's toolchain, not rust-toolchain.toml's (same version, but that file also asks
+# for rustfmt and clippy, which a release build does not need to download).
+ENV RUSTUP_TOOLCHAIN=${RUST_VERSION}
 # The cache mounts keep the registry and target dir between builds without baking them in.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
