@@ -3,6 +3,7 @@
 //! outbox and event log, event consumers, idempotency keys and rate limits.
 
 pub mod auth;
+pub mod balance;
 pub mod config;
 pub mod consumer;
 pub mod db;

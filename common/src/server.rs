@@ -125,16 +125,31 @@ pub async fn os_signal() {
     }
 }
 
-/// A lazily connecting channel to a peer service (`http://host:port`).
+/// A lazily connecting channel to a peer service: `host:port`, `http://host:port` or
+/// `dns:///host:port`. A host name (a headless Service in k8s) is balanced over every
+/// address DNS gives for it, re-resolved every few seconds ([`crate::balance`]); an IP
+/// literal or `localhost` is one plain endpoint. Call it inside a Tokio runtime.
 pub fn channel(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
-    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(tonic::transport::Endpoint::from_shared(uri)?
+    use crate::balance::{self, SystemDns, Target};
+    Ok(match Target::parse(addr)? {
+        Target::Dns { host, port } => balance::balanced(
+            &host,
+            port,
+            std::sync::Arc::new(SystemDns),
+            balance::REFRESH,
+            endpoint_settings,
+        )?,
+        Target::Direct(uri) => {
+            endpoint_settings(tonic::transport::Endpoint::from_shared(uri)?).connect_lazy()
+        }
+    })
+}
+
+/// Every peer connection's settings: fail a dead peer fast, no Nagle delay, and keep-alive
+/// pings so a silently dropped connection (a pod gone without a FIN) is noticed.
+fn endpoint_settings(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
+    endpoint
         .connect_timeout(std::time::Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-        .connect_lazy())
 }

@@ -198,20 +198,13 @@ impl GatewayConfig {
     }
 }
 
-/// `host:port` or `http(s)://host:port`: k8s names are hosts, not socket addresses.
+/// `host:port`, `http(s)://host:port` or `dns:///host:port`: k8s names are hosts, not
+/// socket addresses (a host name is balanced over its DNS answers, see
+/// `referral_common::balance`).
 fn check_service_addr(name: &'static str, addr: &str) -> Result<(), ConfigError> {
-    let with_scheme = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let uri: http::Uri = with_scheme
-        .parse()
-        .map_err(|_| ConfigError::new(name, format!("{addr:?} is not HOST:PORT")))?;
-    match uri.authority() {
-        Some(a) if a.port_u16().is_some() && !a.host().is_empty() => Ok(()),
-        _ => Err(ConfigError::new(name, format!("{addr:?} is not HOST:PORT"))),
-    }
+    referral_common::balance::Target::parse(addr)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(name, e.to_string()))
 }
 
 fn check_http_url(name: &'static str, url: &str) -> Result<String, ConfigError> {
@@ -323,6 +316,7 @@ mod tests {
         let c = GatewayConfig {
             invite_addr: "invite-svc:50051".into(),
             fraud_addr: "http://fraud:1".into(),
+            analytics_addr: "dns:///analytics-svc:50054".into(),
             ..valid()
         };
         assert!(c.validate().is_ok());
