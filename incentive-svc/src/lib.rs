@@ -1,6 +1,8 @@
 //! incentive-svc. Its contract (API.md, referral.incentive.v1) is served over gRPC with health,
 //! reflection and auth; the RPCs answer UNIMPLEMENTED until the incentive-svc issue lands.
 
+pub mod domain;
+
 use referral_common::{
     auth::{AuthInterceptor, JwtKeys},
     config::{self, ConfigError, LogFormat, Secret},
