@@ -240,7 +240,7 @@ pub fn validate(id: &str, p: &RewardProgram) -> Result<Program, Violations> {
 /// Whole days, 0 meaning the default.
 fn days(v: &mut Violations, value: i32, default: i64, field: &str) -> Duration {
     let d = i64::from(value);
-    if d < 0 || d > MAX_DAYS {
+    if !(0..=MAX_DAYS).contains(&d) {
         v.add(
             field,
             format!("must be between 0 (the default, {default}) and {MAX_DAYS}"),
