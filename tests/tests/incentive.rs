@@ -7,7 +7,13 @@
 use std::time::Duration;
 
 use chrono::{Duration as Span, Utc};
-use referral_tests::{TestApp, error_info, eventually, int, spawn_app_with, unique, violated_fields};
+use referral_proto::{
+    events::v1::{
+        Event, SubscribeRequest, event::Payload, event_log_client::EventLogClient, subscribe_response::Item,
+    },
+    incentive::v1::{Badge, EntryKind},
+};
+use referral_tests::{TestApp, authed, error_info, eventually, int, spawn_app_with, unique, violated_fields};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -101,6 +107,31 @@ async fn open_case(app: &TestApp, referrer: &str, subject_type: &str, referee: &
     })
     .await
     .unwrap_or_else(|| panic!("a {subject_type} case opens for {referee}"))
+}
+
+/// incentive-svc's own event log (what analytics-svc reads), until `done` says enough.
+async fn incentive_log(app: &TestApp, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    let mut client = EventLogClient::connect(TestApp::grpc_uri(app.mesh.incentive))
+        .await
+        .expect("connect to incentive-svc's log");
+    let req = authed(
+        SubscribeRequest {
+            after_offset: 0,
+            consumer: "integration-test".into(),
+        },
+        &app.service_token(),
+    );
+    let mut stream = client.subscribe(req).await.expect("Subscribe").into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut events = Vec::new();
+    while !done(&events) && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(Some(resp))) = tokio::time::timeout(Duration::from_millis(500), stream.message()).await
+            && let Some(Item::Event(e)) = resp.item
+        {
+            events.push(e);
+        }
+    }
+    events
 }
 
 async fn resolve(app: &TestApp, case_id: &str, decision: &str) {
@@ -388,6 +419,51 @@ async fn a_supplier_brings_five_paying_couples_through_a_capped_campaign_payouts
     assert_eq!(status, 403, "simulations are for admins");
     let after = rewards(&app, &stoken, &sup).await;
     assert_eq!(after, clawed, "the simulation changed no balance");
+
+    // Every booking was an event carrying who, which kind, how much, badge and tier.
+    let events = incentive_log(&app, |es| {
+        es.iter()
+            .any(|e| matches!(&e.payload, Some(Payload::RewardVoided(_))))
+    })
+    .await;
+    let count = |f: fn(&Payload) -> bool| {
+        events
+            .iter()
+            .filter(|e| e.payload.as_ref().is_some_and(f))
+            .count()
+    };
+    assert_eq!(count(|p| matches!(p, Payload::RewardGranted(_))), 7);
+    assert_eq!(count(|p| matches!(p, Payload::RewardEligible(_))), 7);
+    assert_eq!(count(|p| matches!(p, Payload::PayoutPaid(_))), 1);
+    let bronze = events
+        .iter()
+        .find_map(|e| match &e.payload {
+            Some(Payload::RewardGranted(g)) => g.entry.as_ref().filter(|x| x.milestone == 5),
+            _ => None,
+        })
+        .expect("the 5-referral milestone was granted");
+    assert_eq!(bronze.referrer_id, sup);
+    assert_eq!(bronze.kind, EntryKind::MilestoneReward as i32);
+    assert_eq!(
+        bronze.referrer_kind,
+        referral_proto::common::v1::PartyKind::Supplier as i32
+    );
+    assert_eq!(
+        (bronze.badge, bronze.tier),
+        (Some(Badge::Bronze as i32), Some(Badge::Bronze as i32))
+    );
+    assert_eq!(bronze.amount.as_ref().map(|m| m.amount_minor), Some(10_000));
+    let voided = events
+        .iter()
+        .find_map(|e| match &e.payload {
+            Some(Payload::RewardVoided(v)) => v.entry.clone(),
+            _ => None,
+        })
+        .expect("the clawback");
+    assert_eq!(
+        (voided.kind, voided.amount.map(|m| m.amount_minor)),
+        (EntryKind::Clawback as i32, Some(-3_000))
+    );
     app.stop().await;
 }
 
@@ -464,6 +540,17 @@ async fn payouts_replay_by_idempotency_key_and_members_see_only_their_own_reward
     assert_eq!(status, 404);
     let (status, _) = app.get(&admin, &format!("/v1/payouts/{id}")).await;
     assert_eq!(status, 200);
+
+    // Stopped and started again on the same data: the logs are read on from the stored
+    // offsets and nothing is booked twice; the admin's program is kept.
+    let before = rewards(&app, &stoken, &sup).await;
+    let app = app.restart().await;
+    let stoken = app.member(&sup, "SUPPLIER");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rewards(&app, &stoken, &sup).await, before, "nothing booked twice");
+    let (_, trial) = app.get(&app.admin(), "/v1/reward-programs/supplier-trial").await;
+    assert_eq!(trial["holdPeriod"], "1s", "{trial}");
+    let admin = app.admin();
 
     // Bad input names its fields.
     let (status, bad) = app.post(&stoken, "/v1/payouts", json!({})).await;
