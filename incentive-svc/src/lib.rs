@@ -1,51 +1,142 @@
-//! incentive-svc. Its contract (API.md, referral.incentive.v1) is served over gRPC with health,
-//! reflection and auth; the RPCs answer UNIMPLEMENTED until the incentive-svc issue lands.
+//! incentive-svc: reward programs as data, campaigns, an append-only ledger, payouts.
+//!
+//! `serve(config, listener, shutdown)` runs the service on an already bound listener until
+//! shutdown: health (readiness SERVING once migrations ran and the default programs exist),
+//! reflection, `IncentiveService` and its own `EventLog` (RewardGranted / Eligible / Voided /
+//! Expired, PayoutPaid) behind the auth interceptor; the consumers of invite-svc's and
+//! fraud-svc's logs when their addresses are set; and the scheduler that moves rewards past
+//! their hold to ELIGIBLE and unclaimed ones past their expiry to EXPIRED.
+
+pub mod consumers;
+pub mod convert;
+pub mod domain;
+pub mod events;
+pub mod grpc;
+pub mod settings;
+pub mod store;
+
+use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys},
-    config::{self, ConfigError, LogFormat, Secret},
+    auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
+    config::{self, Backend, ConfigError},
+    consumer::{self, ConsumerConfig},
+    idempotency::Idempotency,
+    outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
 };
-use referral_proto::incentive::v1::incentive_service_server::{IncentiveService, IncentiveServiceServer};
+use referral_proto::incentive::v1::incentive_service_server::IncentiveServiceServer;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct IncentiveConfig {
-    /// gRPC listen address.
-    #[arg(long = "listen", env = "INCENTIVE_LISTEN", default_value = "127.0.0.1:50053")]
-    pub listen: String,
-    /// postgres://… or sqlite:…
-    #[arg(
-        long,
-        env = "INCENTIVE_DATABASE_URL",
-        default_value = "sqlite:data/incentive.db"
-    )]
-    pub database_url: String,
-    /// HS256 secret shared with the gateway (at least 32 characters).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
-    pub jwt_secret: Secret,
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+pub use settings::IncentiveConfig;
+
+use crate::{
+    consumers::LedgerSink,
+    grpc::IncentiveApi,
+    store::{PgStore, SqliteStore, Store},
+};
+
+/// Entries the scheduler moves per state and pass (the rest wait for the next tick).
+const SCHEDULER_BATCH: i64 = 500;
+
+/// The start-up check the mesh and the binary run before serving.
+pub fn check(config: &IncentiveConfig) -> Result<(), ConfigError> {
+    config.check().map(|_| ())
 }
 
-pub fn check(config: &IncentiveConfig) -> Result<(), ConfigError> {
-    config::check_jwt_secret("JWT_SECRET", &config.jwt_secret)?;
-    config::backend_of("INCENTIVE_DATABASE_URL", &config.database_url)?;
+/// Runs incentive-svc on `listener` until `shutdown`, draining in-flight calls.
+pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+    config.check()?;
+    match config::backend_of("INCENTIVE_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
+            let log = store.pool().clone();
+            serve_with(config, store, log, listener, shutdown).await
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&config.database_url).await?;
+            let log = store.pool().clone();
+            serve_with(config, store, log, listener, shutdown).await
+        }
+    }
+}
+
+/// Runs the migrations only (the k8s migration Job).
+pub async fn migrate(config: &IncentiveConfig) -> anyhow::Result<()> {
+    match config::backend_of("INCENTIVE_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            PgStore::connect(&config.database_url, &config.db_schema)
+                .await?
+                .migrate()
+                .await
+        }
+        Backend::Sqlite => SqliteStore::connect(&config.database_url).await?.migrate().await,
+    }
+}
+
+/// The programs that exist on first start (API.md's supplier and couple defaults).
+pub async fn seed<S: Store>(store: &S) -> anyhow::Result<()> {
+    store
+        .seed_programs(vec![
+            domain::program::default_supplier(),
+            domain::program::default_couple(),
+        ])
+        .await?;
     Ok(())
 }
 
-struct IncentiveApi;
-
-impl IncentiveService for IncentiveApi {}
-
-/// Runs incentive-svc on `listener` until `shutdown`.
-pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    check(&config)?;
+/// Serves an already migrated store (tests build their own).
+pub async fn serve_with<S: Store, L: EventLogStore>(
+    config: IncentiveConfig,
+    store: S,
+    log: L,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let tick = config.check()?;
+    seed(&store).await?;
+    let keys = JwtKeys::new(&config.jwt_secret);
+    let idempotency = match &config.redis_url {
+        Some(url) => {
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| ConfigError::new("REDIS_URL", e.to_string()))?;
+            Idempotency::redis(redis::aio::ConnectionManager::new(client).await?, "incentive")
+        }
+        None => Idempotency::in_memory("incentive"),
+    };
     let (health, health_server) = server::health().await;
-    let (reflection_v1, reflection_v1alpha) =
-        server::reflection(&["referral.incentive.v1.IncentiveService"])?;
-    let interceptor = AuthInterceptor::new(JwtKeys::new(&config.jwt_secret));
+    let (reflection_v1, reflection_v1alpha) = server::reflection(&[
+        "referral.incentive.v1.IncentiveService",
+        "referral.events.v1.EventLog",
+    ])?;
+    let interceptor = AuthInterceptor::new(keys.clone());
+    let api = IncentiveApi::new(store.clone(), idempotency);
+    let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
+
+    let sources = [
+        (consumers::INVITE_SOURCE, "INVITE_ADDR", &config.invite_addr),
+        (consumers::FRAUD_SOURCE, "FRAUD_ADDR", &config.fraud_addr),
+    ];
+    for (source, setting, addr) in sources {
+        let Some(addr) = addr else { continue };
+        let consumer_config = ConsumerConfig {
+            source: source.into(),
+            consumer: consumers::CONSUMER.into(),
+            channel: server::channel(addr).map_err(|e| ConfigError::new(setting, e.to_string()))?,
+            credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
+            max_batch: 200,
+            max_backoff: Duration::from_secs(5),
+        };
+        tokio::spawn(consumer::run(
+            consumer_config,
+            LedgerSink::new(store.clone()),
+            shutdown.receiver(),
+        ));
+        tracing::info!(source, %addr, "consuming event log");
+    }
+    tokio::spawn(scheduler(store.clone(), tick, shutdown.clone()));
+
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)
         .await;
@@ -54,11 +145,45 @@ pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shu
         .add_service(health_server)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(IncentiveServiceServer::with_interceptor(
-            IncentiveApi,
+        .add_service(IncentiveServiceServer::with_interceptor(api, interceptor.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            events.into_server(),
             interceptor,
         ))
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
         .await?;
+    tracing::info!("incentive-svc stopped");
     Ok(())
+}
+
+/// Every `tick`: PENDING -> ELIGIBLE past the hold, unclaimed -> EXPIRED past the expiry.
+/// A full batch runs again at once; a failure is retried on the next tick.
+async fn scheduler<S: Store>(store: S, tick: Duration, shutdown: Shutdown) {
+    let mut stop = shutdown.receiver();
+    loop {
+        match store.advance(referral_common::ids::now(), SCHEDULER_BATCH).await {
+            Ok(done) => {
+                if done.eligible + done.expired > 0 {
+                    metrics::counter!("incentive_entries_eligible_total").increment(u64::from(done.eligible));
+                    metrics::counter!("incentive_entries_expired_total").increment(u64::from(done.expired));
+                    tracing::info!(
+                        eligible = done.eligible,
+                        expired = done.expired,
+                        "rewards advanced"
+                    );
+                }
+                if i64::from(done.eligible.max(done.expired)) >= SCHEDULER_BATCH {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reward scheduler pass failed; retrying next tick"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
 }

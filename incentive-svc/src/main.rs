@@ -4,7 +4,10 @@ use clap::{Parser, Subcommand};
 use referral_common::server;
 
 #[derive(Parser)]
-#[command(name = "incentive-svc", about = "referral-mesh incentive-svc")]
+#[command(
+    name = "incentive-svc",
+    about = "referral-mesh incentive-svc: reward programs, campaigns, the ledger, payouts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -16,7 +19,7 @@ struct Cli {
 enum Command {
     /// Serve gRPC (the default).
     Serve,
-    /// Run the database migrations and exit (none yet).
+    /// Run the database migrations and exit.
     Migrate,
 }
 
@@ -31,10 +34,10 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    incentive_svc::check(&cli.config)?;
     if let Some(Command::Migrate) = cli.command {
-        return Ok(());
+        return incentive_svc::migrate(&cli.config).await;
     }
+    incentive_svc::check(&cli.config)?;
     let addr = referral_common::config::parse_addr("INCENTIVE_LISTEN", &cli.config.listen)?;
     let (listener, _) = server::bind(addr).await?;
     let (trigger, shutdown) = server::shutdown_pair();
@@ -42,5 +45,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         server::os_signal().await;
         trigger.trigger();
     });
+    if let Some(m) = &cli.config.metrics_addr {
+        let maddr = referral_common::config::parse_addr("INCENTIVE_METRICS_ADDR", m)?;
+        referral_common::metrics::handle();
+        tokio::spawn(referral_common::metrics::serve(maddr, shutdown.clone().wait()));
+    }
     incentive_svc::serve(cli.config, listener, shutdown).await
 }

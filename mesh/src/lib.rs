@@ -209,13 +209,21 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         tokio::spawn(fraud_svc::serve(fraud_cfg, fraud_l, shutdown.clone())),
     ));
 
-    let (url, _) = database_url(&opts, "incentive");
-    let incentive_cfg: incentive_svc::IncentiveConfig = config(vec![
+    let (url, schema) = database_url(&opts, "incentive");
+    let mut args = vec![
         "--database-url".into(),
         url,
+        "--db-schema".into(),
+        schema,
         "--jwt-secret".into(),
         secret.clone(),
-    ])?;
+        "--invite-addr".into(),
+        invite.to_string(),
+        "--fraud-addr".into(),
+        fraud.to_string(),
+    ];
+    args.extend(redis.clone());
+    let incentive_cfg: incentive_svc::IncentiveConfig = config(args)?;
     tasks.push((
         "incentive-svc",
         tokio::spawn(incentive_svc::serve(incentive_cfg, incentive_l, shutdown.clone())),

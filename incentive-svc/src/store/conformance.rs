@@ -1,0 +1,550 @@
+//! The store conformance suite: one set of cases, written once against the `Store` trait,
+//! run on SQLite always (a fresh file per test) and on Postgres when `TEST_DATABASE_URL` is
+//! set (a fresh schema per test). The concurrency cases race real tasks against one store.
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::atomic::{AtomicI64, Ordering},
+};
+
+use chrono::{DateTime, Duration, Utc};
+use referral_common::{events as common_events, ids, outbox::EventLogStore};
+use referral_proto::{
+    common::v1::{FraudAction, PartyKind},
+    events::v1::Event,
+    incentive::v1::RewardProgram,
+};
+use sqlx::{PgPool, SqlitePool};
+
+use super::{CampaignRow, Consumed, Decision, EntryRow, PayoutOutcome, PgStore, SqliteStore, Store, Work};
+use crate::{
+    domain::{program, rewards::Conversion},
+    events as incentive_events,
+};
+
+// ---- harness -------------------------------------------------------------------------
+
+trait Harness: Store {
+    type Log: EventLogStore;
+    fn log(&self) -> Self::Log;
+}
+
+impl Harness for SqliteStore {
+    type Log = SqlitePool;
+    fn log(&self) -> SqlitePool {
+        self.pool().clone()
+    }
+}
+
+impl Harness for PgStore {
+    type Log = PgPool;
+    fn log(&self) -> PgPool {
+        self.pool().clone()
+    }
+}
+
+async fn sqlite_store() -> (SqliteStore, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("incentive-conformance-{}", uuid::Uuid::now_v7().simple()));
+    let url = format!("sqlite:{}", dir.join("incentive.db").display());
+    let store = SqliteStore::connect(&url).await.expect("open sqlite store");
+    (store, dir)
+}
+
+async fn close_sqlite(store: SqliteStore, dir: PathBuf) {
+    store.pool().close().await;
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+struct PgTest {
+    store: PgStore,
+    url: String,
+    schema: String,
+}
+
+async fn pg_store(test: &str) -> Option<PgTest> {
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            eprintln!("skipping {test}: TEST_DATABASE_URL is not set");
+            return None;
+        }
+    };
+    let schema = referral_common::db::test_schema("incentive");
+    let store = PgStore::connect(&url, &schema)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    Some(PgTest { store, url, schema })
+}
+
+impl PgTest {
+    async fn close(self) {
+        self.store.pool().close().await;
+        drop(self.store);
+        if let Ok(pool) = PgPool::connect(&self.url).await {
+            let drop_schema = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop_schema)).execute(&pool).await;
+            pool.close().await;
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident: $sqlite:ident, $pg:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $sqlite() {
+            let (store, dir) = sqlite_store().await;
+            crate::seed(&store).await.expect("seed");
+            $case(&store).await;
+            close_sqlite(store, dir).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $pg() {
+            let Some(pg) = pg_store(stringify!($pg)).await else { return };
+            crate::seed(&pg.store).await.expect("seed");
+            $case(&pg.store).await;
+            pg.close().await;
+        }
+    )*};
+}
+
+conformance! {
+    programs_are_data: sqlite_programs_are_data, pg_programs_are_data;
+    conversions_book_rewards_milestones_and_badges_once: sqlite_conversions_book_rewards_milestones_and_badges_once, pg_conversions_book_rewards_milestones_and_badges_once;
+    the_scheduler_makes_rewards_eligible_then_expired: sqlite_the_scheduler_makes_rewards_eligible_then_expired, pg_the_scheduler_makes_rewards_eligible_then_expired;
+    a_campaign_never_pays_past_its_cap_under_concurrency: sqlite_a_campaign_never_pays_past_its_cap_under_concurrency, pg_a_campaign_never_pays_past_its_cap_under_concurrency;
+    concurrent_payouts_pay_once: sqlite_concurrent_payouts_pay_once, pg_concurrent_payouts_pay_once;
+    fraud_holds_voids_releases_and_claws_back_in_either_order: sqlite_fraud_holds_voids_releases_and_claws_back_in_either_order, pg_fraud_holds_voids_releases_and_claws_back_in_either_order;
+    past_conversions_feed_simulations: sqlite_past_conversions_feed_simulations, pg_past_conversions_feed_simulations;
+}
+
+// ---- fixtures ------------------------------------------------------------------------
+
+static OFFSET: AtomicI64 = AtomicI64::new(1);
+
+fn consumed(work: Work) -> Consumed {
+    Consumed {
+        event_id: ids::new_id(),
+        offset: OFFSET.fetch_add(1, Ordering::Relaxed),
+        work,
+    }
+}
+
+fn conversion(referrer: &str, referee: &str, value: i64, at: DateTime<Utc>) -> Conversion {
+    Conversion {
+        conversion_id: format!("conv-{referee}"),
+        referee_id: referee.into(),
+        referee_kind: PartyKind::Couple,
+        referrer_id: referrer.into(),
+        referrer_kind: PartyKind::Supplier,
+        value_minor: value,
+        currency: "GBP".into(),
+        at,
+    }
+}
+
+fn converted(referrer: &str, referee: &str, value: i64) -> Consumed {
+    consumed(Work::Conversion(
+        Box::new(conversion(referrer, referee, value, ids::now())),
+        FraudAction::Approve,
+    ))
+}
+
+fn decision(
+    subject_type: &str,
+    subject_id: &str,
+    referee: &str,
+    action: FraudAction,
+    resolution: bool,
+) -> Consumed {
+    consumed(Work::Decision(Decision {
+        subject_type: subject_type.into(),
+        subject_id: subject_id.into(),
+        referee_id: referee.into(),
+        action,
+        resolution,
+        at: ids::now(),
+    }))
+}
+
+async fn entries<S: Store>(store: &S, referrer: &str) -> Vec<EntryRow> {
+    store.entries(referrer, None, 500).await.expect("entries")
+}
+
+fn summary(es: &[EntryRow]) -> Vec<(String, i64, String)> {
+    es.iter()
+        .map(|e| (e.kind.clone(), e.amount_minor, e.state.clone()))
+        .collect()
+}
+
+async fn log_events<S: Harness>(store: &S) -> Vec<Event> {
+    let log = store.log();
+    let head = log.assign_offsets().await.expect("assign_offsets");
+    let rows = log.read_after(0, 10_000).await.expect("read_after");
+    assert_eq!(rows.len() as i64, head, "the head offset is the number of events");
+    let mut seen = HashSet::new();
+    rows.iter()
+        .map(|(offset, bytes)| {
+            let event = common_events::decode(bytes, *offset).expect("decodable event");
+            assert!(seen.insert(event.id.clone()), "event ids are unique");
+            assert_eq!(event.source, incentive_events::SOURCE);
+            event
+        })
+        .collect()
+}
+
+fn count_of(events: &[Event], ty: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| common_events::event_type(e) == ty)
+        .count()
+}
+
+/// A supplier program with a short hold, replacing the default for suppliers.
+async fn short_hold<S: Store>(store: &S) {
+    let mut p: RewardProgram = program::default_supplier();
+    p.id = "supplier-fast".into();
+    p.hold_period = Some(pbjson_types::Duration {
+        seconds: 60,
+        nanos: 0,
+    });
+    store.put_program(p, ids::now()).await.expect("put");
+}
+
+// ---- cases ---------------------------------------------------------------------------
+
+async fn programs_are_data<S: Harness>(store: &S) {
+    let listed = store.list_programs(None, 10).await.expect("list");
+    let ids: Vec<_> = listed.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["couple-default", "supplier-default"]);
+    // Seeding again (a restart) keeps what an admin changed.
+    let mut changed = program::default_supplier();
+    changed.name = "Changed".into();
+    let first = store.put_program(changed, ids::now()).await.expect("put");
+    crate::seed(store).await.expect("seed again");
+    let got = store
+        .get_program("supplier-default")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.name, "Changed");
+    assert_eq!(got.created_at, listed[1].created_at, "created_at kept on replace");
+    assert_eq!(got.updated_at, first.updated_at);
+    // The most recently written active program of a kind is the one rewards use.
+    short_hold(store).await;
+    let active = store
+        .active_program("SUPPLIER")
+        .await
+        .expect("active")
+        .expect("one");
+    assert_eq!(
+        (active.id.as_str(), active.hold),
+        ("supplier-fast", Duration::seconds(60))
+    );
+    let mut off = store.get_program("supplier-fast").await.unwrap().unwrap();
+    off.active = false;
+    store.put_program(off, ids::now()).await.expect("put");
+    let active = store.active_program("SUPPLIER").await.unwrap().unwrap();
+    assert_eq!(active.id, "supplier-default");
+    let page = store
+        .list_programs(Some("couple-default"), 1)
+        .await
+        .expect("page");
+    assert_eq!(page[0].id, "supplier-default");
+    assert!(store.get_program("nope").await.unwrap().is_none());
+}
+
+async fn conversions_book_rewards_milestones_and_badges_once<S: Harness>(store: &S) {
+    let batch: Vec<Consumed> = (1..=5)
+        .map(|i| converted("sup", &format!("couple-{i}"), 20_000))
+        .collect();
+    let s = store.apply_events("invite", batch.clone()).await.expect("apply");
+    assert_eq!((s.applied, s.booked), (5, 7));
+    // Redelivered after a crash: every event is a duplicate.
+    let again = store.apply_events("invite", batch).await.expect("apply");
+    assert_eq!((again.applied, again.duplicates, again.booked), (0, 5, 0));
+    // The same referee converting again under a new event id earns nothing more.
+    let s = store
+        .apply_events("invite", vec![converted("sup", "couple-3", 90_000)])
+        .await
+        .expect("apply");
+    assert_eq!(s.booked, 0);
+    assert_eq!(
+        store.last_offset("invite").await.unwrap(),
+        OFFSET.load(Ordering::Relaxed) - 1
+    );
+
+    let es = entries(store, "sup").await;
+    let conv: Vec<_> = es.iter().filter(|e| e.kind == "CONVERSION_REWARD").collect();
+    assert_eq!(conv.len(), 5);
+    assert!(
+        conv.iter()
+            .all(|e| e.amount_minor == 3_000 && e.state == "PENDING")
+    );
+    let ms: Vec<_> = es
+        .iter()
+        .filter(|e| e.kind == "MILESTONE_REWARD")
+        .map(|e| (e.milestone, e.amount_minor, e.badge.as_str()))
+        .collect();
+    assert_eq!(ms, [(1, 2_500, ""), (5, 10_000, "BRONZE")]);
+    let st = store.standing("sup").await.expect("standing");
+    assert_eq!(
+        (st.pending_minor, st.eligible_minor, st.paid_minor),
+        (5 * 3_000 + 12_500, 0, 0)
+    );
+    assert_eq!(
+        (st.successful_referrals, st.badges.clone()),
+        (5, vec!["BRONZE".to_string()])
+    );
+    assert_eq!(st.referrer_kind.as_deref(), Some("SUPPLIER"));
+    let events = log_events(store).await;
+    assert_eq!(count_of(&events, "reward.granted"), 7);
+}
+
+async fn the_scheduler_makes_rewards_eligible_then_expired<S: Harness>(store: &S) {
+    short_hold(store).await;
+    store
+        .apply_events("invite", vec![converted("sup", "c1", 10_000)])
+        .await
+        .expect("apply");
+    let now = ids::now();
+    assert_eq!(
+        store.advance(now, 100).await.unwrap().eligible,
+        0,
+        "still on hold"
+    );
+    let done = store.advance(now + Duration::seconds(61), 100).await.unwrap();
+    assert_eq!((done.eligible, done.expired), (2, 0));
+    assert!(entries(store, "sup").await.iter().all(|e| e.state == "ELIGIBLE"));
+    assert_eq!(store.standing("sup").await.unwrap().eligible_minor, 1_500 + 2_500);
+    let done = store.advance(now + Duration::days(366), 100).await.unwrap();
+    assert_eq!((done.eligible, done.expired), (0, 2));
+    let st = store.standing("sup").await.unwrap();
+    assert_eq!((st.pending_minor, st.eligible_minor), (0, 0));
+    let events = log_events(store).await;
+    assert_eq!(
+        (
+            count_of(&events, "reward.eligible"),
+            count_of(&events, "reward.expired")
+        ),
+        (2, 2)
+    );
+    assert!(matches!(
+        store.create_payout("sup", now).await.unwrap(),
+        PayoutOutcome::NothingToPay
+    ));
+}
+
+async fn a_campaign_never_pays_past_its_cap_under_concurrency<S: Harness>(store: &S) {
+    let now = ids::now();
+    store
+        .create_campaign(CampaignRow {
+            id: "double".into(),
+            name: "Double weekend".into(),
+            starts_at: now - Duration::hours(1),
+            ends_at: now + Duration::days(2),
+            multiplier: 2.0,
+            referrer_kind: Some("SUPPLIER".into()),
+            cap_minor: Some(5_000),
+            cap_currency: Some("GBP".into()),
+            created_at: now,
+            spent_minor: 0,
+        })
+        .await
+        .expect("campaign");
+    // Twelve conversions of twelve suppliers land at once, one consumer batch each.
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .apply_events(
+                        "invite",
+                        vec![converted(&format!("sup-{i}"), &format!("cp-{i}"), 20_000)],
+                    )
+                    .await
+                    .expect("apply")
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let campaigns = store.list_campaigns(Some(true), now, None, 10).await.unwrap();
+    assert_eq!(campaigns[0].spent_minor, 5_000, "spent exactly the cap");
+    let mut bonus = 0;
+    for i in 0..12 {
+        for e in entries(store, &format!("sup-{i}")).await {
+            bonus += e.campaign_bonus_minor;
+            assert_eq!(
+                e.amount_minor - e.campaign_bonus_minor,
+                if e.milestone == 1 { 2_500 } else { 3_000 }
+            );
+        }
+    }
+    assert_eq!(bonus, 5_000, "never beyond the cap");
+    assert!(
+        store
+            .list_campaigns(Some(false), now, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn concurrent_payouts_pay_once<S: Harness>(store: &S) {
+    short_hold(store).await;
+    let batch: Vec<Consumed> = (1..=3)
+        .map(|i| converted("sup", &format!("p-{i}"), 20_000))
+        .collect();
+    store.apply_events("invite", batch).await.expect("apply");
+    store
+        .advance(ids::now() + Duration::minutes(2), 100)
+        .await
+        .expect("advance");
+    let eligible = store.standing("sup").await.unwrap().eligible_minor;
+    assert_eq!(eligible, 3 * 3_000 + 2_500);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_payout("sup", ids::now()).await.expect("payout") })
+        })
+        .collect();
+    let mut paid = Vec::new();
+    for t in tasks {
+        if let PayoutOutcome::Paid(v) = t.await.expect("task") {
+            paid.push(v);
+        }
+    }
+    assert_eq!(paid.len(), 1, "exactly one payout");
+    assert_eq!(paid[0].payout.amount_minor, eligible);
+    assert_eq!(paid[0].entries.len(), 4);
+    let st = store.standing("sup").await.unwrap();
+    assert_eq!((st.eligible_minor, st.paid_minor), (0, eligible));
+    let got = store
+        .get_payout(&paid[0].payout.id)
+        .await
+        .unwrap()
+        .expect("payout");
+    assert_eq!(got, paid[0]);
+    assert_eq!(count_of(&log_events(store).await, "payout.paid"), 1);
+}
+
+async fn fraud_holds_voids_releases_and_claws_back_in_either_order<S: Harness>(store: &S) {
+    short_hold(store).await;
+    // The assessment comes first (REVIEW), then the conversion: booked HELD.
+    let early = decision("CONVERSION", "conv-u1", "u1", FraudAction::Review, false);
+    store.apply_events("fraud", vec![early]).await.unwrap();
+    store
+        .apply_events("invite", vec![converted("sup", "u1", 20_000)])
+        .await
+        .unwrap();
+    let states: Vec<_> = summary(&entries(store, "sup").await);
+    assert_eq!(
+        states,
+        [
+            ("CONVERSION_REWARD".to_string(), 3_000, "HELD".to_string()),
+            ("MILESTONE_REWARD".to_string(), 2_500, "PENDING".to_string())
+        ]
+    );
+    // A reviewer approves: released to PENDING, then eligible after the hold.
+    let approve = decision("CONVERSION", "conv-u1", "", FraudAction::Approve, true);
+    store.apply_events("fraud", vec![approve]).await.unwrap();
+    assert_eq!(entries(store, "sup").await[0].state, "PENDING");
+
+    // The conversion comes first, then a REJECT: voided.
+    store
+        .apply_events("invite", vec![converted("sup", "u2", 20_000)])
+        .await
+        .unwrap();
+    let reject = decision("CONVERSION", "conv-u2", "u2", FraudAction::Reject, false);
+    store.apply_events("fraud", vec![reject]).await.unwrap();
+    let u2: Vec<_> = entries(store, "sup")
+        .await
+        .into_iter()
+        .filter(|e| e.referee_id == "u2" && e.kind == "CONVERSION_REWARD")
+        .collect();
+    assert_eq!(u2[0].state, "VOIDED");
+    assert_eq!(store.standing("sup").await.unwrap().successful_referrals, 1);
+
+    // A signup rejected before its conversion arrives: nothing is booked.
+    let signup = decision("SIGNUP", "signup-u3", "u3", FraudAction::Reject, false);
+    store.apply_events("fraud", vec![signup]).await.unwrap();
+    let s = store
+        .apply_events("invite", vec![converted("sup", "u3", 20_000)])
+        .await
+        .unwrap();
+    assert_eq!(s.booked, 0);
+
+    // Paid, then rejected on review: a negative clawback entry, the payment stays PAID.
+    store
+        .advance(ids::now() + Duration::minutes(2), 100)
+        .await
+        .unwrap();
+    let PayoutOutcome::Paid(paid) = store.create_payout("sup", ids::now()).await.unwrap() else {
+        panic!("something to pay");
+    };
+    assert_eq!(paid.payout.amount_minor, 3_000 + 2_500);
+    let late = decision("CONVERSION", "conv-u1", "", FraudAction::Reject, true);
+    let s = store.apply_events("fraud", vec![late]).await.unwrap();
+    assert_eq!(s.booked, 1);
+    let es = entries(store, "sup").await;
+    let claw: Vec<_> = es.iter().filter(|e| e.kind == "CLAWBACK").collect();
+    assert_eq!(claw.len(), 1);
+    assert_eq!(
+        (claw[0].amount_minor, claw[0].state.as_str()),
+        (-3_000, "ELIGIBLE")
+    );
+    assert!(claw[0].reason.contains(&paid.payout.id), "{}", claw[0].reason);
+    let st = store.standing("sup").await.unwrap();
+    assert_eq!((st.paid_minor, st.eligible_minor), (5_500, -3_000));
+    // A repeat of the same rejection claws back nothing more.
+    let again = decision("CONVERSION", "conv-u1", "", FraudAction::Reject, true);
+    assert_eq!(store.apply_events("fraud", vec![again]).await.unwrap().booked, 0);
+    let events = log_events(store).await;
+    assert_eq!(count_of(&events, "reward.voided"), 2, "the void and the clawback");
+}
+
+async fn past_conversions_feed_simulations<S: Harness>(store: &S) {
+    let now = ids::now();
+    let old = consumed(Work::Conversion(
+        Box::new(conversion("sup", "old", 10_000, now - Duration::days(200))),
+        FraudAction::Approve,
+    ));
+    let recent: Vec<Consumed> = ["a", "b"]
+        .iter()
+        .map(|r| {
+            consumed(Work::Conversion(
+                Box::new(conversion("sup", r, 10_000, now - Duration::days(10))),
+                FraudAction::Approve,
+            ))
+        })
+        .collect();
+    store.apply_events("invite", vec![old]).await.unwrap();
+    store.apply_events("invite", recent).await.unwrap();
+    let reject = decision("CONVERSION", "conv-b", "b", FraudAction::Reject, false);
+    store.apply_events("fraud", vec![reject]).await.unwrap();
+    let before = store.standing("sup").await.unwrap();
+    let (past, prior) = store
+        .past_conversions("SUPPLIER", now - Duration::days(90), now, 100)
+        .await
+        .unwrap();
+    assert_eq!(past.len(), 2);
+    assert_eq!(past.iter().filter(|p| p.rejected).count(), 1);
+    assert_eq!(prior, [("sup".to_string(), 1)]);
+    assert!(
+        store
+            .past_conversions("COUPLE", now - Duration::days(90), now, 100)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    assert_eq!(
+        store.standing("sup").await.unwrap(),
+        before,
+        "reading changes nothing"
+    );
+}

@@ -1,0 +1,257 @@
+//! incentive-svc storage: one trait, a Postgres and a SQLite implementation chosen by the
+//! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
+//!
+//! The ledger is append-only: `entries` are never updated (a clawback is a new, negative
+//! entry) and `entry_states` records every state an entry went through; `entry_current`
+//! is the newest of those per entry, written in the same transaction, so the scheduler and
+//! balances read an index instead of replaying history. Balances are sums of entries.
+//!
+//! Exactly once: every reward has a unique `dedupe_key` (one conversion reward per referee,
+//! one milestone per referrer and tier), an entry is paid, voided or expired at most once
+//! (a partial unique index), and consumed events are applied with their offset and ids in
+//! one transaction. Every ledger write is serialised (Postgres: one transaction-scoped
+//! advisory lock per schema; SQLite: BEGIN IMMEDIATE), so a campaign's budget read and the
+//! bonus booked against it, or a payout's eligible entries and their PAID states, can never
+//! interleave with another writer's.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use chrono::{DateTime, Utc};
+use referral_common::outbox::Outbox;
+use referral_proto::{common::v1::FraudAction, incentive::v1::RewardProgram};
+use sqlx::FromRow;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::domain::rewards::{Conversion, PastConversion};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error("encoding: {0}")]
+    Encoding(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<StoreError> for referral_common::ApiError {
+    fn from(e: StoreError) -> Self {
+        referral_common::ApiError::Internal(e.into())
+    }
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct CampaignRow {
+    pub id: String,
+    pub name: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub multiplier: f64,
+    pub referrer_kind: Option<String>,
+    pub cap_minor: Option<i64>,
+    pub cap_currency: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Campaign bonus booked so far (a sum of entries).
+    pub spent_minor: i64,
+}
+
+/// A ledger entry with its current state.
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct EntryRow {
+    pub id: String,
+    pub referrer_id: String,
+    pub referrer_kind: String,
+    pub kind: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub campaign_bonus_minor: i64,
+    pub conversion_id: String,
+    pub referee_id: String,
+    pub program_id: String,
+    pub campaign_id: String,
+    pub milestone: i32,
+    pub badge: String,
+    pub eligible_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+    pub state: String,
+    pub payout_id: String,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct PayoutRow {
+    pub id: String,
+    pub referrer_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A payout with the entries it paid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayoutView {
+    pub payout: PayoutRow,
+    pub entries: Vec<String>,
+}
+
+/// What a referrer's rewards look like now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Standing {
+    /// The currency balances are shown in (the referrer's newest entry's).
+    pub currency: String,
+    /// PENDING and HELD.
+    pub pending_minor: i64,
+    pub eligible_minor: i64,
+    pub paid_minor: i64,
+    /// Milestone badges earned.
+    pub badges: Vec<String>,
+    pub successful_referrals: i32,
+    /// The kind of the referrer's newest entry, if any.
+    pub referrer_kind: Option<String>,
+}
+
+/// A fraud decision as consumed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// CONVERSION or SIGNUP.
+    pub subject_type: String,
+    pub subject_id: String,
+    /// The referee, when the event names it (assessments do; resolutions do not).
+    pub referee_id: String,
+    pub action: FraudAction,
+    /// A case resolution (releases held rewards on APPROVE), not a first assessment.
+    pub resolution: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// What one consumed event asks of the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// An attributed first paid conversion, with its signup's fraud action.
+    Conversion(Box<Conversion>, FraudAction),
+    Decision(Decision),
+    Nothing,
+}
+
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub event_id: String,
+    pub offset: i64,
+    pub work: Work,
+}
+
+/// What a batch of consumed events did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub applied: u32,
+    pub duplicates: u32,
+    /// Entries booked (rewards and clawbacks) and entries whose state changed.
+    pub booked: u32,
+    pub changed: u32,
+}
+
+/// What a scheduler pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Advanced {
+    pub eligible: u32,
+    pub expired: u32,
+}
+
+/// A simulation's input: the window's conversions, and the successful referrals each
+/// referrer had before it.
+pub type PastWindow = (Vec<PastConversion>, Vec<(String, i64)>);
+
+#[derive(Debug)]
+pub enum PayoutOutcome {
+    Paid(PayoutView),
+    /// Nothing eligible (or clawbacks outweigh what is).
+    NothingToPay,
+}
+
+/// Everything incentive-svc keeps. Every method that changes the ledger writes its outbox
+/// events in the same transaction and wakes the relay after commit.
+pub trait Store: Clone + Send + Sync + 'static {
+    fn outbox(&self) -> &Outbox;
+
+    /// Inserts each program whose id does not exist yet (first start).
+    fn seed_programs(&self, programs: Vec<RewardProgram>) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Creates or replaces a validated program (keeping its first `createdAt`).
+    fn put_program(
+        &self,
+        program: RewardProgram,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<RewardProgram>> + Send;
+    fn get_program(&self, id: &str) -> impl Future<Output = StoreResult<Option<RewardProgram>>> + Send;
+    /// Programs in id order after `after`.
+    fn list_programs(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<RewardProgram>>> + Send;
+
+    /// The program new rewards of `kind` (SUPPLIER, COUPLE) are booked under.
+    fn active_program(
+        &self,
+        kind: &str,
+    ) -> impl Future<Output = StoreResult<Option<crate::domain::Program>>> + Send;
+
+    fn create_campaign(&self, row: CampaignRow) -> impl Future<Output = StoreResult<CampaignRow>> + Send;
+    /// Campaigns in id order after `after`; `active`: only those whose window holds `now`
+    /// (true) or does not (false).
+    fn list_campaigns(
+        &self,
+        active: Option<bool>,
+        now: DateTime<Utc>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<CampaignRow>>> + Send;
+
+    /// Applies consumed events in one transaction with the new offset of `source`,
+    /// dropping events already applied (by id).
+    fn apply_events(
+        &self,
+        source: &str,
+        items: Vec<Consumed>,
+    ) -> impl Future<Output = StoreResult<ApplySummary>> + Send;
+    fn last_offset(&self, source: &str) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// The scheduler: PENDING entries past their hold become ELIGIBLE, unclaimed entries past
+    /// their expiry become EXPIRED (at most `limit` of each per call).
+    fn advance(&self, now: DateTime<Utc>, limit: i64) -> impl Future<Output = StoreResult<Advanced>> + Send;
+
+    /// Pays the referrer's whole eligible balance once.
+    fn create_payout(
+        &self,
+        referrer_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<PayoutOutcome>> + Send;
+    fn get_payout(&self, id: &str) -> impl Future<Output = StoreResult<Option<PayoutView>>> + Send;
+
+    fn standing(&self, referrer_id: &str) -> impl Future<Output = StoreResult<Standing>> + Send;
+    /// A referrer's entries in id (time) order after `after`.
+    fn entries(
+        &self,
+        referrer_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<EntryRow>>> + Send;
+
+    /// Conversions of referrers of `kind` in [from, to), oldest first (at most `limit`), and
+    /// each of their referrers' successful referrals before `from`.
+    fn past_conversions(
+        &self,
+        kind: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<PastWindow>> + Send;
+}
+
+#[cfg(test)]
+mod conformance;

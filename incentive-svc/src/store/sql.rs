@@ -1,0 +1,730 @@
+//! The SQL of incentive-svc, written once and instantiated for Postgres and SQLite by
+//! `sql_store!`. Each backend supplies `begin_write()` (Postgres: a transaction holding the
+//! ledger's advisory lock; SQLite: BEGIN IMMEDIATE, its one-writer lock), `stage()` (outbox
+//! insert), `wake_relay()`, its connection type and its consumer-offset helpers.
+
+macro_rules! sql_store {
+    ($store:ty, $conn:ty, $consumer:ident) => {
+        use chrono::{DateTime, Utc};
+        use referral_common::{consumer::$consumer as offsets, ids};
+        use referral_proto::{
+            common::v1::{FraudAction, PartyKind},
+            incentive::v1::{EntryKind, RewardProgram},
+        };
+
+        use crate::{
+            domain::{
+                Program,
+                program::{self, kind_name},
+                rewards::{self, Campaign, Conversion, PastConversion, Planned},
+                states::{self, Effect, State},
+            },
+            events,
+            store::{
+                Advanced, ApplySummary, CampaignRow, Consumed, Decision, EntryRow, PayoutOutcome, PayoutRow,
+                PastWindow, PayoutView, Standing, Store, StoreError, StoreResult, Work,
+            },
+        };
+
+        /// Entries with their current state.
+        const ENTRY_SELECT: &str = concat!(
+            "SELECT e.id, e.referrer_id, e.referrer_kind, e.kind, e.amount_minor, e.currency, e.campaign_bonus_minor, ",
+            "e.conversion_id, e.referee_id, e.program_id, e.campaign_id, e.milestone, e.badge, e.eligible_at, ",
+            "e.expires_at, e.reason, e.created_at, c.state, c.payout_id FROM entries e JOIN entry_current c ON c.entry_id = e.id"
+        );
+        const CAMPAIGN_SELECT: &str = concat!(
+            "SELECT c.id, c.name, c.starts_at, c.ends_at, c.multiplier, c.referrer_kind, c.cap_minor, c.cap_currency, c.created_at, ",
+            "CAST(COALESCE((SELECT SUM(e.campaign_bonus_minor) FROM entries e WHERE e.campaign_id = c.id), 0) AS BIGINT) AS spent_minor ",
+            "FROM campaigns c"
+        );
+        /// A conversion `c` counts as a successful referral unless fraud rejected it or its signup.
+        const NOT_REJECTED: &str = "NOT EXISTS (SELECT 1 FROM decisions d WHERE d.action = 'REJECT' AND \
+             (d.subject_id = c.conversion_id OR (d.subject_type = 'SIGNUP' AND d.referee_id = c.referee_id)))";
+
+        fn decode_program(body: &str) -> StoreResult<RewardProgram> {
+            serde_json::from_str(body).map_err(|e| StoreError::Encoding(e.to_string()))
+        }
+
+        fn encode_program(p: &RewardProgram) -> StoreResult<String> {
+            serde_json::to_string(p).map_err(|e| StoreError::Encoding(e.to_string()))
+        }
+
+        impl Store for $store {
+            fn outbox(&self) -> &Outbox {
+                &self.outbox
+            }
+
+            async fn seed_programs(&self, programs: Vec<RewardProgram>) -> StoreResult<()> {
+                let now = ids::now();
+                for mut p in programs {
+                    p.created_at = Some(ids::to_ts(now));
+                    p.updated_at = Some(ids::to_ts(now));
+                    sqlx::query(
+                        "INSERT INTO programs (id, referrer_kind, active, body, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(&p.id)
+                    .bind(kind_name(PartyKind::try_from(p.referrer_kind).unwrap_or(PartyKind::Supplier)))
+                    .bind(p.active)
+                    .bind(encode_program(&p)?)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn put_program(&self, mut p: RewardProgram, at: DateTime<Utc>) -> StoreResult<RewardProgram> {
+                // A write transaction from the start: SQLite cannot upgrade a reader under load.
+                let mut tx = self.begin_write().await?;
+                let created: Option<DateTime<Utc>> =
+                    sqlx::query_scalar("SELECT created_at FROM programs WHERE id = $1")
+                        .bind(&p.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let created = created.unwrap_or(at);
+                p.created_at = Some(ids::to_ts(created));
+                p.updated_at = Some(ids::to_ts(at));
+                sqlx::query(
+                    "INSERT INTO programs (id, referrer_kind, active, body, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (id) DO UPDATE SET referrer_kind = excluded.referrer_kind, active = excluded.active,
+                        body = excluded.body, updated_at = excluded.updated_at",
+                )
+                .bind(&p.id)
+                .bind(kind_name(PartyKind::try_from(p.referrer_kind).unwrap_or(PartyKind::Supplier)))
+                .bind(p.active)
+                .bind(encode_program(&p)?)
+                .bind(created)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(p)
+            }
+
+            async fn get_program(&self, id: &str) -> StoreResult<Option<RewardProgram>> {
+                let body: Option<String> = sqlx::query_scalar("SELECT body FROM programs WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                body.as_deref().map(decode_program).transpose()
+            }
+
+            async fn list_programs(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<RewardProgram>> {
+                let bodies: Vec<String> =
+                    sqlx::query_scalar("SELECT body FROM programs WHERE id > $1 ORDER BY id LIMIT $2")
+                        .bind(after.unwrap_or(""))
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?;
+                bodies.iter().map(|b| decode_program(b)).collect()
+            }
+
+            async fn active_program(&self, kind: &str) -> StoreResult<Option<Program>> {
+                let mut tx = self.pool.begin().await?;
+                let p = Self::program_for(&mut tx, kind).await?;
+                tx.rollback().await?;
+                Ok(p)
+            }
+
+            async fn create_campaign(&self, row: CampaignRow) -> StoreResult<CampaignRow> {
+                sqlx::query(
+                    "INSERT INTO campaigns (id, name, starts_at, ends_at, multiplier, referrer_kind, cap_minor, cap_currency, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&row.id)
+                .bind(&row.name)
+                .bind(row.starts_at)
+                .bind(row.ends_at)
+                .bind(row.multiplier)
+                .bind(&row.referrer_kind)
+                .bind(row.cap_minor)
+                .bind(&row.cap_currency)
+                .bind(row.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
+            async fn list_campaigns(
+                &self,
+                active: Option<bool>,
+                now: DateTime<Utc>,
+                after: Option<&str>,
+                limit: i64,
+            ) -> StoreResult<Vec<CampaignRow>> {
+                let filter = match active {
+                    None => "",
+                    Some(true) => " AND c.starts_at <= $3 AND c.ends_at > $3",
+                    Some(false) => " AND NOT (c.starts_at <= $3 AND c.ends_at > $3)",
+                };
+                let sql = format!("{CAMPAIGN_SELECT} WHERE c.id > $1{filter} ORDER BY c.id LIMIT $2");
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(after.unwrap_or(""))
+                    .bind(limit)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn apply_events(&self, source: &str, items: Vec<Consumed>) -> StoreResult<ApplySummary> {
+                let mut summary = ApplySummary::default();
+                let Some(last) = items.iter().map(|i| i.offset).max() else {
+                    return Ok(summary);
+                };
+                let mut tx = self.begin_write().await?;
+                for item in items {
+                    if !offsets::first_time(&mut tx, &item.event_id).await? {
+                        summary.duplicates += 1;
+                        continue;
+                    }
+                    summary.applied += 1;
+                    match item.work {
+                        Work::Nothing => {}
+                        Work::Conversion(conv, signup_action) => {
+                            summary.booked += Self::book_conversion(&mut tx, &conv, signup_action).await?;
+                        }
+                        Work::Decision(d) => {
+                            let (booked, changed) = Self::decide(&mut tx, &d).await?;
+                            summary.booked += booked;
+                            summary.changed += changed;
+                        }
+                    }
+                }
+                offsets::save_offset(&mut tx, source, last).await?;
+                tx.commit().await?;
+                if summary.booked + summary.changed > 0 {
+                    self.wake_relay();
+                }
+                Ok(summary)
+            }
+
+            async fn last_offset(&self, source: &str) -> StoreResult<i64> {
+                let mut conn = self.pool.acquire().await?;
+                Ok(offsets::load_offset(&mut conn, source).await?)
+            }
+
+            async fn advance(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Advanced> {
+                let mut done = Advanced::default();
+                let mut tx = self.begin_write().await?;
+                let due: Vec<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{ENTRY_SELECT} WHERE c.state = 'PENDING' AND c.eligible_at <= $1 ORDER BY c.eligible_at, e.id LIMIT $2"
+                )))
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                for mut e in due {
+                    Self::transition(&mut tx, &mut e, State::Eligible, "", "hold period over", now).await?;
+                    let tier = Self::tier_in(&mut tx, &e.referrer_id).await?;
+                    Self::stage(&mut tx, &events::reward_eligible(&e, tier.as_deref(), now)).await?;
+                    done.eligible += 1;
+                }
+                // Clawbacks (negative) never expire: they are owed until recovered.
+                let expiring: Vec<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{ENTRY_SELECT} WHERE c.state IN ('PENDING', 'ELIGIBLE') AND c.expires_at <= $1 AND e.amount_minor > 0
+                     ORDER BY c.expires_at, e.id LIMIT $2"
+                )))
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                for mut e in expiring {
+                    Self::transition(&mut tx, &mut e, State::Expired, "", "unclaimed past its expiry", now).await?;
+                    let tier = Self::tier_in(&mut tx, &e.referrer_id).await?;
+                    Self::stage(&mut tx, &events::reward_expired(&e, tier.as_deref(), now)).await?;
+                    done.expired += 1;
+                }
+                tx.commit().await?;
+                if done.eligible + done.expired > 0 {
+                    self.wake_relay();
+                }
+                Ok(done)
+            }
+
+            async fn create_payout(&self, referrer_id: &str, at: DateTime<Utc>) -> StoreResult<PayoutOutcome> {
+                let mut tx = self.begin_write().await?;
+                let eligible: Vec<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{ENTRY_SELECT} WHERE e.referrer_id = $1 AND c.state = 'ELIGIBLE' ORDER BY e.id"
+                )))
+                .bind(referrer_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                // One currency per payout: the oldest eligible entry's (others wait for the next).
+                let Some(currency) = eligible.first().map(|e| e.currency.clone()) else {
+                    return Ok(PayoutOutcome::NothingToPay);
+                };
+                let mut paying: Vec<EntryRow> = eligible.into_iter().filter(|e| e.currency == currency).collect();
+                let amount: i64 = paying.iter().map(|e| e.amount_minor).sum();
+                if amount <= 0 {
+                    return Ok(PayoutOutcome::NothingToPay);
+                }
+                let payout = PayoutRow {
+                    id: ids::new_id(),
+                    referrer_id: referrer_id.to_string(),
+                    amount_minor: amount,
+                    currency,
+                    status: "PAID".into(),
+                    created_at: at,
+                };
+                sqlx::query(
+                    "INSERT INTO payouts (id, referrer_id, amount_minor, currency, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&payout.id)
+                .bind(&payout.referrer_id)
+                .bind(payout.amount_minor)
+                .bind(&payout.currency)
+                .bind(&payout.status)
+                .bind(payout.created_at)
+                .execute(&mut *tx)
+                .await?;
+                for e in paying.iter_mut() {
+                    Self::transition(&mut tx, e, State::Paid, &payout.id, "paid out", at).await?;
+                }
+                let view = PayoutView {
+                    entries: paying.iter().map(|e| e.id.clone()).collect(),
+                    payout,
+                };
+                Self::stage(&mut tx, &events::payout_paid(&view)).await?;
+                tx.commit().await?;
+                self.wake_relay();
+                Ok(PayoutOutcome::Paid(view))
+            }
+
+            async fn get_payout(&self, id: &str) -> StoreResult<Option<PayoutView>> {
+                let payout: Option<PayoutRow> = sqlx::query_as(
+                    "SELECT id, referrer_id, amount_minor, currency, status, created_at FROM payouts WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(payout) = payout else { return Ok(None) };
+                let entries: Vec<String> = sqlx::query_scalar(
+                    "SELECT entry_id FROM entry_states WHERE payout_id = $1 AND state = 'PAID' ORDER BY entry_id",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(Some(PayoutView { payout, entries }))
+            }
+
+            async fn standing(&self, referrer_id: &str) -> StoreResult<Standing> {
+                let mut conn = self.pool.acquire().await?;
+                let newest: Option<(String, String)> = sqlx::query_as(
+                    "SELECT currency, referrer_kind FROM entries WHERE referrer_id = $1 ORDER BY id DESC LIMIT 1",
+                )
+                .bind(referrer_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let mut s = Standing::default();
+                if let Some((currency, kind)) = newest {
+                    s.currency = currency;
+                    s.referrer_kind = Some(kind);
+                }
+                let sums: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT c.state, CAST(SUM(e.amount_minor) AS BIGINT) FROM entries e JOIN entry_current c ON c.entry_id = e.id
+                     WHERE e.referrer_id = $1 AND e.currency = $2 GROUP BY c.state",
+                )
+                .bind(referrer_id)
+                .bind(&s.currency)
+                .fetch_all(&mut *conn)
+                .await?;
+                for (state, sum) in sums {
+                    match State::parse(&state) {
+                        Some(State::Pending | State::Held) => s.pending_minor += sum,
+                        Some(State::Eligible) => s.eligible_minor += sum,
+                        Some(State::Paid) => s.paid_minor += sum,
+                        _ => {}
+                    }
+                }
+                s.badges = Self::badges_on(&mut conn, referrer_id).await?;
+                s.successful_referrals = Self::successful_on(&mut conn, referrer_id, "").await?;
+                Ok(s)
+            }
+
+            async fn entries(&self, referrer_id: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<EntryRow>> {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{ENTRY_SELECT} WHERE e.referrer_id = $1 AND e.id > $2 ORDER BY e.id LIMIT $3"
+                )))
+                .bind(referrer_id)
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn past_conversions(
+                &self,
+                kind: &str,
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+                limit: i64,
+            ) -> StoreResult<PastWindow> {
+                let rows: Vec<(String, i64, String, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT c.referrer_id, c.amount_minor, c.currency, NOT ({NOT_REJECTED}) FROM conversions c
+                     WHERE c.referrer_kind = $1 AND c.occurred_at >= $2 AND c.occurred_at < $3
+                     ORDER BY c.occurred_at, c.conversion_id LIMIT $4"
+                )))
+                .bind(kind)
+                .bind(from)
+                .bind(to)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let prior: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT c.referrer_id, COUNT(*) FROM conversions c
+                     WHERE c.referrer_kind = $1 AND c.occurred_at < $2 AND {NOT_REJECTED} GROUP BY c.referrer_id"
+                )))
+                .bind(kind)
+                .bind(from)
+                .fetch_all(&self.pool)
+                .await?;
+                let past = rows
+                    .into_iter()
+                    .map(|(referrer_id, value_minor, currency, rejected)| PastConversion {
+                        referrer_id,
+                        value_minor,
+                        currency,
+                        rejected,
+                    })
+                    .collect();
+                Ok((past, prior))
+            }
+        }
+
+        impl $store {
+            /// Books what a conversion earns, once per referee (see the module comment).
+            async fn book_conversion(tx: &mut Tx, conv: &Conversion, signup_action: FraudAction) -> StoreResult<u32> {
+                let referrer_kind = kind_name(conv.referrer_kind);
+                sqlx::query(
+                    "INSERT INTO conversions (conversion_id, referee_id, referrer_id, referrer_kind, referee_kind, amount_minor, currency, occurred_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (conversion_id) DO NOTHING",
+                )
+                .bind(&conv.conversion_id)
+                .bind(&conv.referee_id)
+                .bind(&conv.referrer_id)
+                .bind(referrer_kind)
+                .bind(kind_name(conv.referee_kind))
+                .bind(conv.value_minor)
+                .bind(&conv.currency)
+                .bind(conv.at)
+                .execute(&mut **tx)
+                .await?;
+                let already: Option<String> = sqlx::query_scalar("SELECT id FROM entries WHERE dedupe_key = $1")
+                    .bind(rewards::conversion_key(&conv.referee_id))
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if already.is_some() {
+                    return Ok(0);
+                }
+                // What fraud said so far, whichever order the events came in.
+                let known: Vec<String> = sqlx::query_scalar(
+                    "SELECT action FROM decisions WHERE subject_id = $1 OR (subject_type = 'SIGNUP' AND referee_id = $2)",
+                )
+                .bind(&conv.conversion_id)
+                .bind(&conv.referee_id)
+                .fetch_all(&mut **tx)
+                .await?;
+                let action = known
+                    .iter()
+                    .filter_map(|a| FraudAction::from_str_name(a))
+                    .fold(signup_action, states::stricter);
+                let Some(initial) = states::initial(action) else {
+                    return Ok(0);
+                };
+                let Some(program) = Self::program_for(tx, referrer_kind).await? else {
+                    tracing::warn!(kind = referrer_kind, "no active reward program; conversion not rewarded");
+                    return Ok(0);
+                };
+                let successful_before = Self::successful_on(&mut **tx, &conv.referrer_id, &conv.conversion_id).await?;
+                let booked_milestones: Vec<i32> = sqlx::query_scalar(
+                    "SELECT milestone FROM entries WHERE referrer_id = $1 AND kind = 'MILESTONE_REWARD'",
+                )
+                .bind(&conv.referrer_id)
+                .fetch_all(&mut **tx)
+                .await?;
+                let campaigns: Vec<CampaignRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{CAMPAIGN_SELECT} WHERE c.starts_at <= $1 AND c.ends_at > $1 ORDER BY c.id"
+                )))
+                .bind(conv.at)
+                .fetch_all(&mut **tx)
+                .await?;
+                let campaigns: Vec<Campaign> = campaigns.iter().map(crate::convert::campaign_budget).collect();
+                let campaign = rewards::pick_campaign(&campaigns, conv.referrer_kind, &program.currency, conv.at);
+                let plan = rewards::plan_conversion(&program, conv, successful_before, &booked_milestones, campaign);
+                let mut booked = 0;
+                for planned in plan {
+                    // A milestone is earned by the count (reviewed referrals count); only the
+                    // conversion's own rewards wait for its review.
+                    let initial = if planned.kind == EntryKind::MilestoneReward { State::Pending } else { initial };
+                    if Self::book(tx, &program, conv, &planned, initial).await? {
+                        booked += 1;
+                    }
+                }
+                Ok(booked)
+            }
+
+            /// Inserts one planned reward (a no-op when its dedupe key exists) with its first
+            /// state and a RewardGranted event.
+            async fn book(tx: &mut Tx, program: &Program, conv: &Conversion, p: &Planned, initial: State) -> StoreResult<bool> {
+                let (eligible_at, expires_at) = program.schedule(conv.at.max(ids::now()));
+                let mut e = EntryRow {
+                    id: ids::new_id(),
+                    referrer_id: p.referrer_id.clone(),
+                    referrer_kind: kind_name(p.referrer_kind).to_string(),
+                    kind: p.kind.as_str_name().to_string(),
+                    amount_minor: p.amount_minor,
+                    currency: program.currency.clone(),
+                    campaign_bonus_minor: p.bonus_minor,
+                    conversion_id: conv.conversion_id.clone(),
+                    referee_id: conv.referee_id.clone(),
+                    program_id: program.id.clone(),
+                    campaign_id: p.campaign_id.clone(),
+                    milestone: p.milestone,
+                    badge: p.badge.map(|b| b.as_str_name().to_string()).unwrap_or_default(),
+                    eligible_at,
+                    expires_at,
+                    reason: String::new(),
+                    created_at: ids::now(),
+                    state: initial.as_str().to_string(),
+                    payout_id: String::new(),
+                };
+                if !Self::insert_entry(tx, &e, &p.dedupe_key).await? {
+                    return Ok(false);
+                }
+                if initial == State::Held {
+                    e.reason = "held for fraud review".into();
+                }
+                let tier = Self::tier_in(tx, &e.referrer_id).await?;
+                Self::stage(tx, &events::reward_granted(&e, tier.as_deref())).await?;
+                Ok(true)
+            }
+
+            async fn insert_entry(tx: &mut Tx, e: &EntryRow, dedupe_key: &str) -> StoreResult<bool> {
+                let inserted = sqlx::query(
+                    "INSERT INTO entries (id, dedupe_key, referrer_id, referrer_kind, kind, amount_minor, currency, campaign_bonus_minor,
+                        conversion_id, referee_id, program_id, campaign_id, milestone, badge, eligible_at, expires_at, reason, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                )
+                .bind(&e.id)
+                .bind(dedupe_key)
+                .bind(&e.referrer_id)
+                .bind(&e.referrer_kind)
+                .bind(&e.kind)
+                .bind(e.amount_minor)
+                .bind(&e.currency)
+                .bind(e.campaign_bonus_minor)
+                .bind(&e.conversion_id)
+                .bind(&e.referee_id)
+                .bind(&e.program_id)
+                .bind(&e.campaign_id)
+                .bind(e.milestone)
+                .bind(&e.badge)
+                .bind(e.eligible_at)
+                .bind(e.expires_at)
+                .bind(&e.reason)
+                .bind(e.created_at)
+                .execute(&mut **tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query("INSERT INTO entry_states (entry_id, state, payout_id, reason, at) VALUES ($1, $2, '', $3, $4)")
+                    .bind(&e.id)
+                    .bind(&e.state)
+                    .bind(&e.reason)
+                    .bind(e.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO entry_current (entry_id, referrer_id, state, payout_id, eligible_at, expires_at)
+                     VALUES ($1, $2, $3, '', $4, $5)",
+                )
+                .bind(&e.id)
+                .bind(&e.referrer_id)
+                .bind(&e.state)
+                .bind(e.eligible_at)
+                .bind(e.expires_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(true)
+            }
+
+            /// Appends a state to an entry's history and moves its current state.
+            async fn transition(
+                tx: &mut Tx,
+                e: &mut EntryRow,
+                to: State,
+                payout_id: &str,
+                reason: &str,
+                at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                sqlx::query("INSERT INTO entry_states (entry_id, state, payout_id, reason, at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&e.id)
+                    .bind(to.as_str())
+                    .bind(payout_id)
+                    .bind(reason)
+                    .bind(at)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("UPDATE entry_current SET state = $2, payout_id = $3 WHERE entry_id = $1")
+                    .bind(&e.id)
+                    .bind(to.as_str())
+                    .bind(payout_id)
+                    .execute(&mut **tx)
+                    .await?;
+                e.state = to.as_str().to_string();
+                e.payout_id = payout_id.to_string();
+                e.reason = reason.to_string();
+                Ok(())
+            }
+
+            /// Records a fraud decision and applies it to the rewards of its conversion (or of
+            /// every conversion of its signup's referee). Returns (booked, changed).
+            async fn decide(tx: &mut Tx, d: &Decision) -> StoreResult<(u32, u32)> {
+                let referee: Option<String> = if !d.referee_id.is_empty() {
+                    Some(d.referee_id.clone())
+                } else if d.subject_type == "CONVERSION" {
+                    sqlx::query_scalar("SELECT referee_id FROM conversions WHERE conversion_id = $1")
+                        .bind(&d.subject_id)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                } else {
+                    sqlx::query_scalar("SELECT referee_id FROM decisions WHERE subject_id = $1")
+                        .bind(&d.subject_id)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                };
+                let referee = referee.unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO decisions (subject_id, subject_type, referee_id, action, decided_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (subject_id) DO UPDATE SET action = excluded.action, decided_at = excluded.decided_at,
+                        referee_id = CASE WHEN excluded.referee_id = '' THEN decisions.referee_id ELSE excluded.referee_id END",
+                )
+                .bind(&d.subject_id)
+                .bind(&d.subject_type)
+                .bind(&referee)
+                .bind(d.action.as_str_name())
+                .bind(d.at)
+                .execute(&mut **tx)
+                .await?;
+                // A first assessment that approves changes nothing; only a reviewer releases.
+                if d.action == FraudAction::Approve && !d.resolution {
+                    return Ok((0, 0));
+                }
+                let affected: Vec<EntryRow> = if d.subject_type == "CONVERSION" {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "{ENTRY_SELECT} WHERE e.conversion_id = $1 AND e.kind IN ('CONVERSION_REWARD', 'REFEREE_REWARD') ORDER BY e.id"
+                    )))
+                    .bind(&d.subject_id)
+                    .fetch_all(&mut **tx)
+                    .await?
+                } else if !referee.is_empty() {
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "{ENTRY_SELECT} WHERE e.referee_id = $1 AND e.kind IN ('CONVERSION_REWARD', 'REFEREE_REWARD') ORDER BY e.id"
+                    )))
+                    .bind(&referee)
+                    .fetch_all(&mut **tx)
+                    .await?
+                } else {
+                    Vec::new()
+                };
+                let reason = match (d.action, d.resolution) {
+                    (FraudAction::Reject, true) => "fraud review rejected the referral",
+                    (FraudAction::Reject, false) => "fraud check rejected the referral",
+                    (FraudAction::Review, _) => "held for fraud review",
+                    _ => "released by fraud review",
+                };
+                let (mut booked, mut changed) = (0, 0);
+                for mut e in affected {
+                    let Some(current) = State::parse(&e.state) else { continue };
+                    match states::on_decision(current, d.action) {
+                        Effect::Nothing => {}
+                        Effect::To(to) => {
+                            Self::transition(tx, &mut e, to, "", reason, d.at).await?;
+                            if to == State::Voided {
+                                let tier = Self::tier_in(tx, &e.referrer_id).await?;
+                                Self::stage(tx, &events::reward_voided(&e, tier.as_deref(), d.at)).await?;
+                            }
+                            changed += 1;
+                        }
+                        Effect::Clawback => {
+                            let claw = EntryRow {
+                                id: ids::new_id(),
+                                kind: "CLAWBACK".into(),
+                                amount_minor: -e.amount_minor,
+                                campaign_bonus_minor: 0,
+                                campaign_id: String::new(),
+                                milestone: 0,
+                                badge: String::new(),
+                                eligible_at: d.at,
+                                // Owed until recovered from a later payout.
+                                expires_at: d.at + chrono::Duration::days(100 * 365),
+                                reason: format!("{reason} after payout {}", e.payout_id),
+                                created_at: d.at,
+                                state: State::Eligible.as_str().to_string(),
+                                payout_id: String::new(),
+                                ..e.clone()
+                            };
+                            if Self::insert_entry(tx, &claw, &rewards::clawback_key(&e.id)).await? {
+                                let tier = Self::tier_in(tx, &claw.referrer_id).await?;
+                                Self::stage(tx, &events::reward_voided(&claw, tier.as_deref(), d.at)).await?;
+                                booked += 1;
+                            }
+                        }
+                    }
+                }
+                Ok((booked, changed))
+            }
+
+            /// The program new rewards of `kind` are booked under: the active one most recently
+            /// written.
+            async fn program_for(tx: &mut Tx, kind: &str) -> StoreResult<Option<Program>> {
+                let bodies: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, body FROM programs WHERE referrer_kind = $1 AND active ORDER BY updated_at DESC, id LIMIT 5",
+                )
+                .bind(kind)
+                .fetch_all(&mut **tx)
+                .await?;
+                for (id, body) in bodies {
+                    match program::validate(&id, &decode_program(&body)?) {
+                        Ok(p) => return Ok(Some(p)),
+                        Err(v) => tracing::warn!(program = %id, problems = %v.summary(), "stored program no longer valid; skipped"),
+                    }
+                }
+                Ok(None)
+            }
+
+            /// Converted, not rejected referrals of a referrer (leaving one conversion out).
+            async fn successful_on(conn: &mut $conn, referrer_id: &str, except: &str) -> StoreResult<i32> {
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM conversions c WHERE c.referrer_id = $1 AND c.conversion_id <> $2 AND {NOT_REJECTED}"
+                )))
+                .bind(referrer_id)
+                .bind(except)
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(i32::try_from(n).unwrap_or(i32::MAX))
+            }
+
+            async fn badges_on(conn: &mut $conn, referrer_id: &str) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT badge FROM entries WHERE referrer_id = $1 AND kind = 'MILESTONE_REWARD' AND badge <> '' ORDER BY milestone",
+                )
+                .bind(referrer_id)
+                .fetch_all(&mut *conn)
+                .await?)
+            }
+
+            /// The referrer's tier now (for events).
+            async fn tier_in(tx: &mut Tx, referrer_id: &str) -> StoreResult<Option<String>> {
+                let badges = Self::badges_on(&mut **tx, referrer_id).await?;
+                Ok(crate::convert::tier_name(&badges))
+            }
+        }
+    };
+}
+
+pub(super) use sql_store;
