@@ -87,6 +87,8 @@ impl<S: Store> IncentiveApi<S> {
         };
         program::validate(&req.id, &body).map_err(ApiError::Invalid)?;
         body.id = req.id;
+        // Omitted means active: a program an admin writes is meant to be used.
+        body.active = Some(body.active.unwrap_or(true));
         Ok(self.store.put_program(body, ids::now()).await?)
     }
 

@@ -233,7 +233,7 @@ pub fn validate(id: &str, p: &RewardProgram) -> Result<Program, Violations> {
         referee_reward_minor,
         hold,
         expiry,
-        active: p.active,
+        active: p.active.unwrap_or(true),
     })
 }
 
@@ -289,7 +289,7 @@ pub fn default_supplier() -> RewardProgram {
         referee_reward: None,
         hold_days: DEFAULT_HOLD_DAYS as i32,
         expiry_days: DEFAULT_EXPIRY_DAYS as i32,
-        active: true,
+        active: Some(true),
         ..Default::default()
     }
 }
@@ -336,6 +336,15 @@ mod tests {
         let c = validate(DEFAULT_COUPLE_PROGRAM, &default_couple()).unwrap();
         assert_eq!((c.percent_bp, c.conversion_cap_minor), (500, Some(5_000)));
         assert_eq!(c.referrer_kind, PartyKind::Couple);
+    }
+
+    #[test]
+    fn a_program_is_active_unless_it_says_otherwise() {
+        let mut p = default_supplier();
+        p.active = None;
+        assert!(validate(DEFAULT_SUPPLIER_PROGRAM, &p).unwrap().active);
+        p.active = Some(false);
+        assert!(!validate(DEFAULT_SUPPLIER_PROGRAM, &p).unwrap().active);
     }
 
     #[test]

@@ -244,7 +244,7 @@ async fn programs_are_data<S: Harness>(store: &S) {
         ("supplier-fast", Duration::seconds(60))
     );
     let mut off = store.get_program("supplier-fast").await.unwrap().unwrap();
-    off.active = false;
+    off.active = Some(false);
     store.put_program(off, ids::now()).await.expect("put");
     let active = store.active_program("SUPPLIER").await.unwrap().unwrap();
     assert_eq!(active.id, "supplier-default");
