@@ -104,7 +104,7 @@ async fn migrate_then_serve_then_drain_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // One assessment, as invite-svc asks for, then its counter on /metrics.
+    // One assessment, as invite-svc asks for, and one refused call: /metrics counts both.
     let keys = JwtKeys::new(&Secret::new(SECRET));
     let channel = tonic::transport::Endpoint::from_shared(addr.clone())
         .unwrap()
@@ -120,9 +120,21 @@ async fn migrate_then_serve_then_drain_on_sigterm() {
         })
         .await
         .unwrap();
+    let refused = FraudServiceClient::new(channel.clone())
+        .assess_invitation(AssessInvitationRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     let scrape = http_get(metrics, "/metrics").await;
     assert!(scrape.starts_with("HTTP/1.0 200"), "{scrape}");
     assert!(scrape.contains("fraud_assessments_total{"), "{scrape}");
+    assert!(
+        scrape.contains(
+            r#"grpc_server_handled_total{method="/referral.fraud.v1.FraudService/AssessInvitation",code="Ok"} 1"#
+        ),
+        "{scrape}"
+    );
+    assert!(scrape.contains(r#"code="Unauthenticated"} 1"#), "{scrape}");
 
     // A consumer's long-lived stream, as invite-svc, incentive-svc and analytics-svc hold.
     let mut log = EventLogClient::with_interceptor(channel, ServiceCredentials::new(&keys, "test"));

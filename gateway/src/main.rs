@@ -38,14 +38,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = cli.config.validate()?;
-    let (listener, addr) = server::bind(settings.listen).await.map_err(|e| {
+    let (listener, _) = server::bind(settings.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "invalid setting GATEWAY_ADDR: cannot listen on {}: {e}",
             settings.listen
         )
     })?;
+    // run_until_stopped logs the address: stdout stays one JSON object per line in k8s.
     let gateway = gateway::build(cli.config, listener).await?;
-    println!("gateway listening on http://{addr}");
     let (trigger, shutdown) = server::shutdown_pair();
     tokio::spawn(async move {
         server::os_signal().await;

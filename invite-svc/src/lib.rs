@@ -310,6 +310,7 @@ async fn serve_with<S: Store, L: EventLogStore>(
         .await;
     tracing::info!(addr = %listener.local_addr()?, "invite-svc serving");
     tonic::transport::Server::builder()
+        .layer(referral_common::metrics::GrpcMetricsLayer)
         .add_service(health_server)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -103,6 +103,17 @@ fn every_overlay_renders_and_has_the_mesh() {
             "{}: JSON logs for the collectors",
             r.name
         );
+        // dev brings its own datastores so a fresh cluster can try it; prod uses managed ones.
+        let statefulsets: BTreeSet<_> = r.of_kind("StatefulSet").map(name).collect();
+        if r.name.starts_with("dev") {
+            assert_eq!(statefulsets, BTreeSet::from(["postgres", "redis"]), "{}", r.name);
+        } else {
+            assert!(
+                statefulsets.is_empty(),
+                "{}: runs {statefulsets:?} in-cluster",
+                r.name
+            );
+        }
         if r.name.starts_with("prod") {
             let url = shared["PUBLIC_URL"].as_str().unwrap_or("");
             assert!(
