@@ -142,6 +142,7 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         .await;
     tracing::info!(addr = %listener.local_addr()?, "incentive-svc serving");
     tonic::transport::Server::builder()
+        .layer(referral_common::metrics::GrpcMetricsLayer)
         .add_service(health_server)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
