@@ -43,7 +43,7 @@ use crate::{
     fraud::FraudGate,
     grpc::{InviteApi, Settings},
     scheduler::{Scheduler, SchedulerSettings},
-    sender::{DevMailbox, EmailSender, Senders, SmtpSender, SmtpSettings},
+    sender::{DevMailbox, EmailSender, NoSmsProvider, Senders, SmsSender, SmtpSender, SmtpSettings},
     store::{PgStore, SqliteStore, Store},
 };
 
@@ -154,6 +154,7 @@ pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSetting
             format!("{}: {e}", config.dev_mailbox_dir.display()),
         )
     })?;
+    let by_smtp = config.smtp_host.as_deref().is_some_and(|h| !h.trim().is_empty());
     let email: Arc<dyn EmailSender> = match config.smtp_host.as_deref().map(str::trim) {
         Some(host) if !host.is_empty() => Arc::new(
             SmtpSender::new(&SmtpSettings {
@@ -187,16 +188,15 @@ pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSetting
         },
         public_url: config.public_url.trim_end_matches('/').to_string(),
     };
-    // SMS: no provider ships with the service; the dev mailbox keeps them where a person
-    // can read them (a provider's client plugs in through `SmsSender`).
-    Ok((
-        Senders {
-            email,
-            sms: Arc::new(mailbox),
-            from,
-        },
-        settings,
-    ))
+    // SMS: no provider ships with the service (one plugs in through `SmsSender`). Without
+    // SMTP everything is kept in the dev mailbox; with SMTP (production) an SMS cannot go
+    // anywhere real, so it is refused rather than reported as sent.
+    let sms: Arc<dyn SmsSender> = if by_smtp {
+        Arc::new(NoSmsProvider)
+    } else {
+        Arc::new(mailbox)
+    };
+    Ok((Senders { email, sms, from }, settings))
 }
 
 /// `hourly/daily`, e.g. `10/50`.

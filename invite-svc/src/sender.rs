@@ -223,6 +223,20 @@ impl SmsSender for DevMailbox {
     }
 }
 
+/// SMS where no provider is plugged in (production with SMTP but no SMS client): every SMS
+/// fails permanently, so the invitation ends BOUNCED with this reason instead of being
+/// reported as sent.
+pub struct NoSmsProvider;
+
+#[tonic::async_trait]
+impl SmsSender for NoSmsProvider {
+    async fn send_sms(&self, _sms: &OutgoingSms) -> Result<Receipt, SendFailure> {
+        Err(SendFailure::Permanent(
+            "no SMS provider is configured (SMS goes to the dev mailbox only without SMTP_HOST)".into(),
+        ))
+    }
+}
+
 /// The senders the scheduler uses.
 #[derive(Clone)]
 pub struct Senders {

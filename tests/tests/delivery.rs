@@ -508,6 +508,31 @@ async fn smtp_retries_until_the_server_takes_the_message_once() {
         !text.contains("wedding on"),
         "no wedding date line without a date:\n{text}"
     );
+
+    // With SMTP (production) and no SMS provider plugged in, an SMS is refused, not faked.
+    let sms = app
+        .invite_ok(
+            &token,
+            json!({
+                "referrerId": sue, "referrerKind": "SUPPLIER", "refereeKind": "COUPLE",
+                "channel": "SMS", "recipient": {"phone": "+447700900456"},
+            }),
+        )
+        .await;
+    let sms_id = sms["id"].as_str().unwrap().to_string();
+    let bounced = eventually(Duration::from_secs(10), || async {
+        let inv = invitation_of(&app, &token, &sms_id).await;
+        (inv["status"] == "BOUNCED").then_some(inv)
+    })
+    .await
+    .expect("the SMS is given up");
+    assert!(
+        bounced["statusReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no SMS provider"),
+        "{bounced}"
+    );
     app.stop().await;
 }
 
