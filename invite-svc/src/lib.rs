@@ -43,7 +43,7 @@ use crate::{
     fraud::FraudGate,
     grpc::{InviteApi, Settings},
     scheduler::{Scheduler, SchedulerSettings},
-    sender::{DevMailbox, EmailSender, Senders, SmtpSender, SmtpSettings},
+    sender::{DevMailbox, EmailSender, NoSmsProvider, Senders, SmsSender, SmtpSender, SmtpSettings},
     store::{PgStore, SqliteStore, Store},
 };
 
@@ -148,26 +148,6 @@ pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSetting
             format!("is not a mailbox like `Name <a@b.example>`: {e}"),
         )
     })?;
-    let mailbox = DevMailbox::new(&config.dev_mailbox_dir).map_err(|e| {
-        ConfigError::new(
-            "DEV_MAILBOX_DIR",
-            format!("{}: {e}", config.dev_mailbox_dir.display()),
-        )
-    })?;
-    let email: Arc<dyn EmailSender> = match config.smtp_host.as_deref().map(str::trim) {
-        Some(host) if !host.is_empty() => Arc::new(
-            SmtpSender::new(&SmtpSettings {
-                host: host.to_string(),
-                port: config.smtp_port,
-                tls: config.smtp_tls.clone(),
-                username: config.smtp_username.clone(),
-                password: config.smtp_password.expose().to_string(),
-                timeout: Duration::from_secs(30),
-            })
-            .map_err(|e| ConfigError::new("SMTP_HOST", e))?,
-        ),
-        _ => Arc::new(mailbox.clone()),
-    };
     if config.send_max_attempts == 0 {
         return Err(ConfigError::new("SEND_MAX_ATTEMPTS", "must be at least 1"));
     }
@@ -187,16 +167,34 @@ pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSetting
         },
         public_url: config.public_url.trim_end_matches('/').to_string(),
     };
-    // SMS: no provider ships with the service; the dev mailbox keeps them where a person
-    // can read them (a provider's client plugs in through `SmsSender`).
-    Ok((
-        Senders {
-            email,
-            sms: Arc::new(mailbox),
-            from,
-        },
-        settings,
-    ))
+    // SMS: no provider ships with the service (one plugs in through `SmsSender`). Without
+    // SMTP everything is kept in the dev mailbox; with SMTP (production) an SMS cannot go
+    // anywhere real, so it is refused rather than reported as sent.
+    let (email, sms): (Arc<dyn EmailSender>, Arc<dyn SmsSender>) =
+        match config.smtp_host.as_deref().map(str::trim) {
+            Some(host) if !host.is_empty() => {
+                let smtp = SmtpSender::new(&SmtpSettings {
+                    host: host.to_string(),
+                    port: config.smtp_port,
+                    tls: config.smtp_tls.clone(),
+                    username: config.smtp_username.clone(),
+                    password: config.smtp_password.expose().to_string(),
+                    timeout: Duration::from_secs(30),
+                })
+                .map_err(|e| ConfigError::new("SMTP_HOST", e))?;
+                (Arc::new(smtp), Arc::new(NoSmsProvider))
+            }
+            _ => {
+                let mailbox = DevMailbox::new(&config.dev_mailbox_dir).map_err(|e| {
+                    ConfigError::new(
+                        "DEV_MAILBOX_DIR",
+                        format!("{}: {e}", config.dev_mailbox_dir.display()),
+                    )
+                })?;
+                (Arc::new(mailbox.clone()), Arc::new(mailbox))
+            }
+        };
+    Ok((Senders { email, sms, from }, settings))
 }
 
 /// `hourly/daily`, e.g. `10/50`.
@@ -337,5 +335,96 @@ async fn expire_sweeper<S: Store>(store: S, shutdown: Shutdown) {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = shutdown.clone().wait() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: InviteConfig,
+    }
+
+    fn config(args: &[&str]) -> InviteConfig {
+        let base = [
+            "invite-svc",
+            "--jwt-secret",
+            "a-test-secret-of-at-least-32-characters",
+        ];
+        Cli::try_parse_from(base.iter().chain(args))
+            .expect("flags parse")
+            .config
+    }
+
+    fn failing_setting(args: &[&str]) -> String {
+        match settings_from(&config(args)) {
+            Ok(_) => panic!("{args:?} should be refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_webhook_secrets_leave_providers_unconfigured() {
+        let settings = settings_from(&config(&[
+            "--resend-webhook-secret",
+            "",
+            "--mailgun-webhook-signing-key",
+            " ",
+        ]))
+        .unwrap();
+        let w = &settings.webhooks;
+        assert!(w.resend.is_none() && w.sendgrid.is_none() && w.mailgun.is_none() && w.postmark.is_none());
+    }
+
+    #[test]
+    fn unusable_settings_name_themselves() {
+        for (args, name) in [
+            (
+                &["--resend-webhook-secret", "whsec_"][..],
+                "RESEND_WEBHOOK_SECRET",
+            ),
+            (
+                &["--sendgrid-webhook-public-key", "bm90IGEga2V5"][..],
+                "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            ),
+            (
+                &["--postmark-webhook-credentials", "user-only"][..],
+                "POSTMARK_WEBHOOK_CREDENTIALS",
+            ),
+            (&["--preferred-send-slot", "Tue 14:30"][..], "PREFERRED_SEND_SLOT"),
+            (
+                &["--templates-file", "/no/such/templates.json"][..],
+                "TEMPLATES_FILE",
+            ),
+        ] {
+            let message = failing_setting(args);
+            assert!(message.contains(name), "{args:?}: {message}");
+            assert!(!message.contains("user-only"), "secrets never print: {message}");
+        }
+    }
+
+    #[test]
+    fn delivery_settings_are_checked() {
+        let refused = |args: &[&str]| match delivery_from(&config(args)) {
+            Ok(_) => panic!("{args:?} should be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(refused(&["--mail-from", "not a mailbox"]).contains("MAIL_FROM"));
+        assert!(refused(&["--send-max-attempts", "0"]).contains("SEND_MAX_ATTEMPTS"));
+        let dir = std::env::temp_dir().join(format!("mailbox-cfg-{}", uuid::Uuid::now_v7()));
+        let dir_arg = dir.display().to_string();
+        let (senders, settings) = delivery_from(&config(&["--dev-mailbox-dir", &dir_arg])).unwrap();
+        assert!(dir.is_dir(), "the dev mailbox is created at start-up");
+        assert_eq!(settings.lease, chrono::TimeDelta::minutes(2));
+        assert_eq!(
+            senders.from.email.to_string(),
+            "invitations@referral-mesh.localhost"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{
-        Mailbox,
-        header::{ContentType, HeaderName, HeaderValue},
+        Mailbox, SinglePart,
+        header::{HeaderName, HeaderValue},
     },
     transport::smtp::{
         authentication::Credentials,
@@ -92,8 +92,7 @@ pub fn build_message(email: &OutgoingEmail) -> Result<Message, SendFailure> {
         ))
         .raw_header(raw("X-Mailgun-Variables", id_json))
         .raw_header(raw("X-PM-Metadata-invitation_id", email.invitation_id.clone()))
-        .header(ContentType::TEXT_PLAIN)
-        .body(email.text.clone())
+        .singlepart(SinglePart::plain(email.text.clone()))
         .map_err(|e| SendFailure::Permanent(format!("message: {e}")))
 }
 
@@ -223,6 +222,20 @@ impl SmsSender for DevMailbox {
     }
 }
 
+/// SMS where no provider is plugged in (production with SMTP but no SMS client): every SMS
+/// fails permanently, so the invitation ends BOUNCED with this reason instead of being
+/// reported as sent.
+pub struct NoSmsProvider;
+
+#[tonic::async_trait]
+impl SmsSender for NoSmsProvider {
+    async fn send_sms(&self, _sms: &OutgoingSms) -> Result<Receipt, SendFailure> {
+        Err(SendFailure::Permanent(
+            "no SMS provider is configured (SMS goes to the dev mailbox only without SMTP_HOST)".into(),
+        ))
+    }
+}
+
 /// The senders the scheduler uses.
 #[derive(Clone)]
 pub struct Senders {
@@ -258,6 +271,8 @@ mod tests {
             "X-PM-Metadata-invitation_id: inv-1",
             "Date: Thu, 26 Nov 2026 13:00:00 +0000",
             "To: \"Jamie Guest\" <guest@example.com>",
+            "MIME-Version: 1.0",
+            "Content-Type: text/plain; charset=utf-8",
         ] {
             assert!(text.contains(needle), "{needle} in\n{text}");
         }

@@ -88,9 +88,20 @@ pub async fn try_spawn_app_redis(
         redis_url,
         jwt_secret: Secret::new(SECRET),
         gateway_args: isolated_limits(gateway_args),
-        invite_args: patient_fraud_checks(invite_args),
+        invite_args: patient_fraud_checks(idle_scheduler(invite_args)),
     };
     start_with(options).await
+}
+
+/// Tests of creating, listing and cancelling invitations look at them before they are sent;
+/// a scheduler sending whatever is due (on a weekday afternoon, everything) would race them.
+/// Its first look at start-up finds nothing due, and the next is an hour later. Delivery
+/// tests pass their own `--scheduler-tick`.
+fn idle_scheduler(mut invite_args: Vec<String>) -> Vec<String> {
+    if !invite_args.iter().any(|a| a == "--scheduler-tick") {
+        invite_args.extend(["--scheduler-tick".to_string(), "1h".to_string()]);
+    }
+    invite_args
 }
 
 /// A loaded CI machine must not turn fraud-svc's answers into time-outs (PENDING_REVIEW)

@@ -508,5 +508,134 @@ async fn smtp_retries_until_the_server_takes_the_message_once() {
         !text.contains("wedding on"),
         "no wedding date line without a date:\n{text}"
     );
+
+    // With SMTP (production) and no SMS provider plugged in, an SMS is refused, not faked.
+    let sms = app
+        .invite_ok(
+            &token,
+            json!({
+                "referrerId": sue, "referrerKind": "SUPPLIER", "refereeKind": "COUPLE",
+                "channel": "SMS", "recipient": {"phone": "+447700900456"},
+            }),
+        )
+        .await;
+    let sms_id = sms["id"].as_str().unwrap().to_string();
+    let bounced = eventually(Duration::from_secs(10), || async {
+        let inv = invitation_of(&app, &token, &sms_id).await;
+        (inv["status"] == "BOUNCED").then_some(inv)
+    })
+    .await
+    .expect("the SMS is given up");
+    assert!(
+        bounced["statusReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no SMS provider"),
+        "{bounced}"
+    );
+    app.stop().await;
+}
+
+/// SendGrid through the gateway: a batch signed with ECDSA P-256 over timestamp + body moves
+/// the status; a replay, a changed body, a stale timestamp and empty, truncated or
+/// wrong-length signatures change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sendgrid_batches_are_verified_with_p256() {
+    use p256::{
+        ecdsa::{Signature, SigningKey, signature::Signer},
+        pkcs8::EncodePublicKey,
+    };
+    let signing = SigningKey::from_slice(&[42u8; 32]).expect("a valid scalar");
+    let public = STANDARD.encode(
+        signing
+            .verifying_key()
+            .to_public_key_der()
+            .expect("DER")
+            .as_bytes(),
+    );
+    let app = spawn_app_with_args(vec![], invite_args(&["--sendgrid-webhook-public-key", &public])).await;
+    let sue = unique("sue");
+    let token = app.member(&sue, "SUPPLIER");
+    let inv = app
+        .invite_ok(
+            &token,
+            referral_tests::invitation(&sue, "LINK", "kim@example.com"),
+        )
+        .await;
+    let id = inv["id"].as_str().unwrap().to_string();
+    let body = json!([
+        {"email": "kim@example.com", "timestamp": Utc::now().timestamp(), "event": "delivered",
+         "sg_event_id": unique("sg"), "sg_message_id": "m1", "invitation_id": id},
+        {"email": "kim@example.com", "timestamp": Utc::now().timestamp(), "event": "open",
+         "sg_event_id": unique("sg"), "sg_message_id": "m1", "invitation_id": id},
+    ])
+    .to_string();
+    let post = |body: String, sig: String, ts: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .post(app.url("/v1/webhooks/email/sendgrid"))
+                .header("content-type", "application/json")
+                .header("x-twilio-email-event-webhook-signature", sig)
+                .header("x-twilio-email-event-webhook-timestamp", ts)
+                .body(body)
+                .send()
+                .await
+                .expect("webhook request");
+            TestApp::read(r).await
+        }
+    };
+    let sign = |ts: &str, body: &str| {
+        let sig: Signature = signing.sign(format!("{ts}{body}").as_bytes());
+        STANDARD.encode(sig.to_der().as_bytes())
+    };
+    let now = Utc::now().timestamp().to_string();
+    let good = sign(&now, &body);
+
+    let stale = (Utc::now().timestamp() - 600).to_string();
+    let refused = [
+        (
+            "a changed body",
+            body.replace("open", "click"),
+            good.clone(),
+            now.clone(),
+        ),
+        ("a stale timestamp", body.clone(), sign(&stale, &body), stale),
+        ("an empty signature", body.clone(), String::new(), now.clone()),
+        (
+            "a truncated signature",
+            body.clone(),
+            good[..good.len() / 2].to_string(),
+            now.clone(),
+        ),
+        (
+            "a wrong-length signature",
+            body.clone(),
+            format!("{good}AAAA"),
+            now.clone(),
+        ),
+    ];
+    for (what, body, sig, ts) in refused {
+        let (status, answer) = post(body, sig, ts).await;
+        assert_eq!(status, 401, "{what} -> {answer}");
+    }
+    assert_eq!(
+        invitation_of(&app, &token, &id).await["status"],
+        "SENT",
+        "nothing recorded"
+    );
+
+    let (status, answer) = post(body.clone(), good.clone(), now.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["recorded"], 2, "{answer}");
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "OPENED");
+    let (status, answer) = post(body, good, now).await;
+    assert_eq!(
+        (status, &answer["duplicates"]),
+        (200, &json!(2)),
+        "a replay -> {answer}"
+    );
+    assert_eq!(invitation_of(&app, &token, &id).await["status"], "OPENED");
     app.stop().await;
 }

@@ -753,6 +753,24 @@ mod tests {
         assert!(verify_and_parse("postmark", &secrets, &HashMap::new(), body, 0).is_err());
     }
 
+    /// Postmark's documented Delivery webhook example, with our metadata.
+    #[test]
+    fn postmark_documented_delivery_example() {
+        let secrets = WebhookSecrets {
+            postmark: Some(("u".into(), "p".into())),
+            ..Default::default()
+        };
+        let body = br#"{"RecordType":"Delivery","ServerID":23,"MessageStream":"outbound","MessageID":"00000000-0000-0000-0000-000000000000","Recipient":"john@example.com","Tag":"welcome-email","DeliveredAt":"2021-02-21T16:34:52Z","Details":"Test delivery webhook details","Metadata":{"a_key":"a_value","invitation_id":"inv-5"}}"#;
+        let auth = headers(&[("authorization", &format!("Basic {}", STANDARD.encode("u:p")))]);
+        let events = verify_and_parse("postmark", &secrets, &auth, body, 0).unwrap();
+        assert_eq!(events[0].outcome, Outcome::Delivered);
+        assert_eq!(events[0].kind, "Delivery");
+        assert_eq!(events[0].invitation_id.as_deref(), Some("inv-5"));
+        // Same body again: same event id, so the store sees a replay.
+        let again = verify_and_parse("postmark", &secrets, &auth, body, 0).unwrap();
+        assert_eq!(again[0].event_id, events[0].event_id);
+    }
+
     #[test]
     fn a_complaint_counts_as_delivered() {
         assert_eq!(Outcome::Complained.status(), Some(InvitationStatus::Delivered));

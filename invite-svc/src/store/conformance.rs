@@ -1940,6 +1940,11 @@ async fn sending_leases_retries_and_bounces<S: Harness>(store: &S) {
     let due_later = later.scheduled_for.expect("scheduled");
     let held = claim(store, due_later).await.expect("later is due then");
     assert_eq!(held.send_attempts, 1);
+    // While a sender holds it, it may already be with the provider: no cancelling.
+    assert!(matches!(
+        store.transition(&later.id, "CANCELLED", "", due_later).await.unwrap(),
+        TransitionOutcome::Rejected { ref reason, .. } if reason.contains("being sent")
+    ));
     assert!(claim(store, due_later + Duration::seconds(59)).await.is_none());
     let taken_over = claim(store, due_later + Duration::seconds(61))
         .await

@@ -778,6 +778,17 @@ macro_rules! sql_store {
                 let (Some(from), Some(target)) = (InvitationStatus::parse(&row.status).ok(), InvitationStatus::parse(to).ok()) else {
                     return Ok(TransitionOutcome::Rejected { row: Box::new(row), reason: format!("unknown status {to}") });
                 };
+                if target == InvitationStatus::Cancelled && from == InvitationStatus::Scheduled {
+                    // A sender holds it: the message may already be with the provider.
+                    let lease: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT send_lease_until FROM invitations WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    if lease.is_some_and(|until| until > at) {
+                        let reason = "an invitation that is being sent cannot be cancelled".to_string();
+                        return Ok(TransitionOutcome::Rejected { row: Box::new(row), reason });
+                    }
+                }
                 match status::transition(from, target) {
                     Transition::Ignore => return Ok(TransitionOutcome::Ignored(Box::new(row))),
                     Transition::Reject(why) => {
