@@ -247,11 +247,13 @@ impl<S: Store> IncentiveApi<S> {
         p.require_self(&req.referrer_id, "referrerId")?;
         let size = paging::page_size(req.page_size)?;
         let after = paging::decode_token(&req.page_token)?;
-        let standing = self.store.standing(&req.referrer_id).await?;
+        // Entries first: the balance read after them includes every entry listed (a booking
+        // committing between the two reads shows in the balance, never only in the list).
         let mut entries = self
             .store
             .entries(&req.referrer_id, after.as_deref(), i64::from(size) + 1)
             .await?;
+        let standing = self.store.standing(&req.referrer_id).await?;
         let next = next_token(&mut entries, size, |e| e.id.clone());
         // Whose program says what comes next: the kind the ledger knows, or the caller's own.
         let kind = standing
