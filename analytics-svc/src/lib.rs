@@ -1,6 +1,8 @@
 //! analytics-svc. Its contract (API.md, referral.analytics.v1) is served over gRPC with health,
 //! reflection and auth; the RPCs answer UNIMPLEMENTED until the analytics-svc issue lands.
 
+pub mod webhooks;
+
 use referral_common::{
     auth::{AuthInterceptor, JwtKeys},
     config::{self, ConfigError, LogFormat, Secret},

@@ -46,6 +46,8 @@ pub struct MeshOptions {
     pub gateway_args: Vec<String>,
     /// Extra invite-svc flags.
     pub invite_args: Vec<String>,
+    /// Extra analytics-svc flags (webhook retry timing and allowed networks in tests).
+    pub analytics_args: Vec<String>,
 }
 
 /// A running mesh.
@@ -208,12 +210,14 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     ));
 
     let (url, _) = database_url(&opts, "analytics");
-    let analytics_cfg: analytics_svc::AnalyticsConfig = config(vec![
+    let mut args = vec![
         "--database-url".into(),
         url,
         "--jwt-secret".into(),
         secret.clone(),
-    ])?;
+    ];
+    args.extend(opts.analytics_args.clone());
+    let analytics_cfg: analytics_svc::AnalyticsConfig = config(args)?;
     tasks.push((
         "analytics-svc",
         tokio::spawn(analytics_svc::serve(analytics_cfg, analytics_l, shutdown.clone())),
