@@ -209,12 +209,21 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         tokio::spawn(incentive_svc::serve(incentive_cfg, incentive_l, shutdown.clone())),
     ));
 
-    let (url, _) = database_url(&opts, "analytics");
+    let (url, schema) = database_url(&opts, "analytics");
+    // analytics-svc consumes all three services' event logs into its rollups and webhooks.
     let mut args = vec![
         "--database-url".into(),
         url,
+        "--db-schema".into(),
+        schema,
         "--jwt-secret".into(),
         secret.clone(),
+        "--invite-addr".into(),
+        invite.to_string(),
+        "--fraud-addr".into(),
+        fraud.to_string(),
+        "--incentive-addr".into(),
+        incentive.to_string(),
     ];
     args.extend(opts.analytics_args.clone());
     let analytics_cfg: analytics_svc::AnalyticsConfig = config(args)?;

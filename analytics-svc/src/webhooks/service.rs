@@ -24,6 +24,38 @@ use super::{
     store::{PgWebhooks, SqliteWebhooks, WebhookStore},
 };
 
+/// A store whose database also holds the webhook tables (migration 0002).
+pub trait WebhookBackend {
+    fn start_webhooks(
+        &self,
+        settings: &WebhookSettings,
+        sources: Vec<ConsumerConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Webhooks>;
+}
+
+impl WebhookBackend for crate::store::PgStore {
+    fn start_webhooks(
+        &self,
+        settings: &WebhookSettings,
+        sources: Vec<ConsumerConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Webhooks> {
+        Webhooks::start_postgres(self.pool().clone(), settings, sources, shutdown)
+    }
+}
+
+impl WebhookBackend for crate::store::SqliteStore {
+    fn start_webhooks(
+        &self,
+        settings: &WebhookSettings,
+        sources: Vec<ConsumerConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Webhooks> {
+        Webhooks::start_sqlite(self.pool().clone(), settings, sources, shutdown)
+    }
+}
+
 pub enum Webhooks {
     Postgres(WebhookApi<PgWebhooks>),
     Sqlite(WebhookApi<SqliteWebhooks>),
