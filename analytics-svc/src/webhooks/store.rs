@@ -146,6 +146,16 @@ pub fn subscribed(types: &[String], event_type: &str) -> bool {
     types.iter().any(|t| t == "*" || t == event_type)
 }
 
+/// Ids of deliveries due at `$1`, not leased, of enabled endpoints.
+macro_rules! due_deliveries {
+    () => {
+        "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+         WHERE d.state = 'PENDING' AND d.next_attempt_at <= $1 \
+         AND (d.lease_until IS NULL OR d.lease_until < $1) \
+         AND e.enabled = TRUE AND e.deleted_at IS NULL"
+    };
+}
+
 macro_rules! webhook_sql {
     ($store:ty, $skip_locked:literal) => {
         impl WebhookStore for $store {
@@ -266,13 +276,19 @@ macro_rules! webhook_sql {
                 until: DateTime<Utc>,
                 limit: u32,
             ) -> StoreResult<Vec<Claimed>> {
+                // A plain read first: an idle dispatcher polls often and must not take the
+                // write lock (SQLite has one) just to find nothing due.
+                let due: Option<String> = sqlx::query_scalar(concat!(due_deliveries!(), " LIMIT 1"))
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if due.is_none() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.begin_write().await?;
                 let ids: Vec<String> = sqlx::query_scalar(concat!(
-                    "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-                     WHERE d.state = 'PENDING' AND d.next_attempt_at <= $1 \
-                     AND (d.lease_until IS NULL OR d.lease_until < $1) \
-                     AND e.enabled = TRUE AND e.deleted_at IS NULL \
-                     ORDER BY d.next_attempt_at LIMIT $2",
+                    due_deliveries!(),
+                    " ORDER BY d.next_attempt_at LIMIT $2",
                     $skip_locked
                 ))
                 .bind(now)
