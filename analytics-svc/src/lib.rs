@@ -10,7 +10,9 @@
 pub mod consumers;
 pub mod domain;
 pub mod grpc;
+pub mod live;
 pub mod rebuild;
+pub mod reports;
 pub mod settings;
 pub mod store;
 
@@ -32,6 +34,7 @@ pub use settings::{AnalyticsConfig, Settings};
 use crate::{
     consumers::Rollups,
     grpc::AnalyticsApi,
+    live::LiveFeed,
     rebuild::Replayed,
     store::{PgStore, SqliteStore, Store},
 };
@@ -103,7 +106,14 @@ pub async fn serve_with<S: Store>(
         server::reflection(&["referral.analytics.v1.AnalyticsService"])?;
     let interceptor = AuthInterceptor::new(keys.clone());
     let sink = Rollups::new(store.clone(), &settings.currency);
+    let live = LiveFeed::new(settings.live_feed_rate);
     for (source, name, addr) in sources(&config) {
+        live.tail(
+            source,
+            channel_of(name, &addr)?,
+            ServiceCredentials::new(&keys, consumers::CONSUMER),
+            shutdown.receiver(),
+        );
         let consumer_config = ConsumerConfig {
             source: source.into(),
             consumer: consumers::CONSUMER.into(),
@@ -115,7 +125,7 @@ pub async fn serve_with<S: Store>(
         tokio::spawn(consumer::run(consumer_config, sink.clone(), shutdown.receiver()));
         tracing::info!(source, %addr, "consuming an event log into the rollups");
     }
-    let api = AnalyticsApi::new(store, settings);
+    let api = AnalyticsApi::new(store, settings, live);
 
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)
