@@ -10,7 +10,9 @@
 pub mod consumers;
 pub mod domain;
 pub mod grpc;
+pub mod live;
 pub mod rebuild;
+pub mod reports;
 pub mod settings;
 pub mod store;
 pub mod webhooks;
@@ -33,6 +35,7 @@ pub use settings::{AnalyticsConfig, Settings};
 use crate::{
     consumers::Rollups,
     grpc::AnalyticsApi,
+    live::LiveFeed,
     rebuild::Replayed,
     store::{PgStore, SqliteStore, Store},
     webhooks::service::WebhookBackend,
@@ -108,7 +111,14 @@ pub async fn serve_with<S: Store + WebhookBackend>(
         server::reflection(&["referral.analytics.v1.AnalyticsService"])?;
     let interceptor = AuthInterceptor::new(keys.clone());
     let sink = Rollups::new(store.clone(), &settings.currency);
+    let live = LiveFeed::new(settings.live_feed_rate);
     for (source, name, addr) in sources(&config) {
+        live.tail(
+            source,
+            channel_of(name, &addr)?,
+            ServiceCredentials::new(&keys, consumers::CONSUMER),
+            shutdown.receiver(),
+        );
         let consumer_config = ConsumerConfig {
             source: source.into(),
             consumer: consumers::CONSUMER.into(),
@@ -135,7 +145,7 @@ pub async fn serve_with<S: Store + WebhookBackend>(
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let webhooks = store.start_webhooks(&config.webhooks, webhook_sources, shutdown.receiver())?;
-    let api = AnalyticsApi::new(store, settings).with_webhooks(webhooks);
+    let api = AnalyticsApi::new(store, settings, live).with_webhooks(webhooks);
 
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)

@@ -14,7 +14,11 @@ macro_rules! sql_store {
                 rollup::{Change, ConversionFact, InvitationFact, STAGE_CONVERTED, STAGE_SIGNED_UP, SignupFact},
                 scope::{self, FIRST},
             },
-            store::{ApplySummary, Consumed, Store, StoreResult},
+            store::{
+                ApplySummary, CohortRows, Consumed, Credit, CreditKey, DaySums, Ranking, ReferrerSums, Store, StoreResult,
+                Window,
+                sql::{SUMS, dim_filters, ranking_sql},
+            },
         };
 
         impl Store for $store {
@@ -51,6 +55,152 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn day_sums(&self, w: &Window) -> StoreResult<Vec<DaySums>> {
+                let (dims, values) = dim_filters(w, 3);
+                let sql = format!(
+                    "SELECT day, flow, {SUMS} FROM daily WHERE day >= $1 AND day <= $2{dims} GROUP BY day, flow ORDER BY day, flow"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(w.from_day).bind(w.to_day);
+                for v in values {
+                    q = q.bind(v);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn referrer_day_sums(&self, referrer_id: &str, w: &Window) -> StoreResult<Vec<DaySums>> {
+                let flow = if w.flow.is_some() { " AND flow = $4" } else { "" };
+                let sums = SUMS
+                    .replace("CAST(SUM(cycle_seconds) AS BIGINT)", "CAST(0 AS BIGINT)")
+                    .replace("CAST(SUM(cycle_signups) AS BIGINT)", "CAST(0 AS BIGINT)");
+                let sql = format!(
+                    "SELECT day, flow, {sums} FROM referrer_days WHERE referrer_id = $1 AND day >= $2 AND day <= $3{flow}
+                     GROUP BY day, flow ORDER BY day, flow"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(referrer_id).bind(w.from_day).bind(w.to_day);
+                if let Some(f) = &w.flow {
+                    q = q.bind(f);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn gap_rows(&self, scope: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<(i64, i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT day, gap, referrers FROM active_gaps WHERE scope = $1 AND day >= $2 AND day <= $3 AND referrers <> 0",
+                )
+                .bind(scope)
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn cohort_rows(&self, scope: &str, w: &Window) -> StoreResult<CohortRows> {
+                let sizes = sqlx::query_as(
+                    "SELECT first_day, CAST(COUNT(*) AS BIGINT) FROM referrer_firsts
+                     WHERE scope = $1 AND first_day >= $2 AND first_day <= $3 GROUP BY first_day ORDER BY first_day",
+                )
+                .bind(scope)
+                .bind(w.from_day)
+                .bind(w.to_day)
+                .fetch_all(&self.pool)
+                .await?;
+                let flow = if w.flow.is_some() { " AND d.flow = $4" } else { "" };
+                let sql = format!(
+                    "SELECT f.first_day, d.day, CAST(SUM(d.signups) AS BIGINT), CAST(SUM(d.conversions) AS BIGINT)
+                     FROM referrer_firsts f JOIN referrer_days d ON d.referrer_id = f.referrer_id
+                     WHERE f.scope = $1 AND f.first_day >= $2 AND f.first_day <= $3 AND d.day >= f.first_day AND d.day <= $3{flow}
+                     GROUP BY f.first_day, d.day ORDER BY f.first_day, d.day"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(scope).bind(w.from_day).bind(w.to_day);
+                if let Some(f) = &w.flow {
+                    q = q.bind(f);
+                }
+                let outcomes = q.fetch_all(&self.pool).await?;
+                Ok(CohortRows { sizes, outcomes })
+            }
+
+            async fn leaderboard(
+                &self,
+                kind: Option<&str>,
+                days: Option<(i64, i64)>,
+                ranking: Ranking,
+                min_invitations: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<ReferrerSums>> {
+                // Every parameter appears in both statements (Postgres types each one it is sent).
+                let kind_filter = " AND ($4 = '' OR r.referrer_kind = $4)";
+                let sql = match days {
+                    None => format!(
+                        "SELECT r.referrer_id, r.referrer_kind, r.tier, r.badges, r.invitations, r.signups, r.conversions,
+                           r.revenue_minor, r.stage_sum, r.last_day, r.second_order_reach
+                         FROM referrers r WHERE r.invitations >= $1 AND (r.invitations > 0 OR r.signups > 0) AND $2 = $3{kind_filter}
+                         ORDER BY {} DESC, r.referrer_id LIMIT $5",
+                        ranking_sql(ranking, "r.")
+                    ),
+                    Some(_) => format!(
+                        "SELECT d.referrer_id, r.referrer_kind, r.tier, r.badges,
+                           CAST(SUM(d.invitations) AS BIGINT) AS invitations, CAST(SUM(d.signups) AS BIGINT) AS signups,
+                           CAST(SUM(d.conversions) AS BIGINT) AS conversions, CAST(SUM(d.revenue_minor) AS BIGINT) AS revenue_minor,
+                           r.stage_sum, r.last_day, r.second_order_reach
+                         FROM referrer_days d JOIN referrers r ON r.referrer_id = d.referrer_id
+                         WHERE d.day >= $2 AND d.day <= $3{kind_filter}
+                         GROUP BY d.referrer_id, r.referrer_kind, r.tier, r.badges, r.stage_sum, r.last_day, r.second_order_reach
+                         HAVING SUM(d.invitations) >= $1 AND (SUM(d.invitations) > 0 OR SUM(d.signups) > 0)
+                         ORDER BY {} DESC, d.referrer_id LIMIT $5",
+                        ranking_sql(ranking, "SUM(d.")
+                    ),
+                };
+                let (from, to) = days.unwrap_or((0, 0));
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(min_invitations)
+                    .bind(from)
+                    .bind(to)
+                    .bind(kind.unwrap_or(""))
+                    .bind(limit);
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn connectors(&self, min_connections: i64) -> StoreResult<Vec<ReferrerSums>> {
+                Ok(sqlx::query_as(
+                    "SELECT referrer_id, referrer_kind, tier, badges, invitations, signups, conversions, revenue_minor,
+                       stage_sum, last_day, second_order_reach
+                     FROM referrers WHERE invitations >= $1",
+                )
+                .bind(min_connections)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn credits(&self, model: &str, by: CreditKey, w: &Window) -> StoreResult<Vec<Credit>> {
+                let key = match by {
+                    CreditKey::Referrer => "referrer_id",
+                    CreditKey::Channel => "channel",
+                };
+                let (dims, values) = dim_filters(w, 4);
+                let sql = format!(
+                    "SELECT {key} AS key, currency, CAST(SUM(revenue_minor) AS BIGINT) AS revenue_minor, SUM(conversions) AS conversions
+                     FROM attribution_days WHERE model = $1 AND day >= $2 AND day <= $3{dims}
+                     GROUP BY {key}, currency ORDER BY revenue_minor DESC, key, currency"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(model).bind(w.from_day).bind(w.to_day);
+                for v in values {
+                    q = q.bind(v);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn experiment(&self, template_id: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<(String, i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT variant, CAST(SUM(sent) AS BIGINT), CAST(SUM(signups) AS BIGINT) FROM experiment_days
+                     WHERE template_id = $1 AND day >= $2 AND day <= $3 GROUP BY variant ORDER BY variant",
+                )
+                .bind(template_id)
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(&self.pool)
+                .await?)
             }
         }
 
@@ -620,6 +770,48 @@ pub const COUNTERS: [&str; 12] = [
     "cycle_signups",
 ];
 pub const REFERRER_DAY_COUNTERS: usize = 10;
+
+/// The summed counters of `daily` as `DaySums` columns.
+pub const SUMS: &str = "CAST(SUM(invitations) AS BIGINT) AS invitations, CAST(SUM(sent) AS BIGINT) AS sent, \
+    CAST(SUM(delivered) AS BIGINT) AS delivered, CAST(SUM(opened) AS BIGINT) AS opened, \
+    CAST(SUM(clicked) AS BIGINT) AS clicked, CAST(SUM(signed_up) AS BIGINT) AS signed_up, \
+    CAST(SUM(converted) AS BIGINT) AS converted, CAST(SUM(signups) AS BIGINT) AS signups, \
+    CAST(SUM(conversions) AS BIGINT) AS conversions, CAST(SUM(revenue_minor) AS BIGINT) AS revenue_minor, \
+    CAST(SUM(cycle_seconds) AS BIGINT) AS cycle_seconds, CAST(SUM(cycle_signups) AS BIGINT) AS cycle_signups";
+
+/// ` AND flow = $n ..` for the window's dimension filters, numbered from `next`, and their
+/// values in order.
+pub fn dim_filters(w: &super::Window, next: usize) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (col, v) in [
+        ("flow", &w.flow),
+        ("referrer_kind", &w.referrer_kind),
+        ("vendor_type", &w.vendor_type),
+    ] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col} = ${}", next + values.len()));
+            values.push(v.clone());
+        }
+    }
+    (sql, values)
+}
+
+/// The value a leaderboard ranks by; `col` prefixes each column (`r.` or `SUM(d.`).
+pub fn ranking_sql(ranking: super::Ranking, col: &str) -> String {
+    let close = if col.starts_with("SUM(") { ")" } else { "" };
+    let c = |name: &str| format!("{col}{name}{close}");
+    match ranking {
+        super::Ranking::Referrals => c("signups"),
+        super::Ranking::Revenue => c("revenue_minor"),
+        super::Ranking::ConversionRate => format!(
+            "CAST({} AS DOUBLE PRECISION) / CASE WHEN {} = 0 THEN 1 ELSE {} END",
+            c("signups"),
+            c("invitations"),
+            c("invitations")
+        ),
+    }
+}
 
 /// `INSERT .. ON CONFLICT (keys) DO UPDATE` adding each counter to the existing row.
 pub fn counter_upsert(table: &str, keys: &[&str], counters: &[&str]) -> String {
