@@ -313,3 +313,115 @@ conformance! {
     a_success_resets_the_run_of_failures: sqlite_success_resets, pg_success_resets;
     the_delivery_log_pages_in_creation_order: sqlite_paging, pg_paging;
 }
+
+/// The dispatcher against real sockets: the SSRF guard holds at delivery time (an endpoint
+/// registered while loopback was allowed is refused once it is not), and a redirect is a
+/// failure, never followed (it could point inside).
+mod dispatcher {
+    use std::{sync::Arc, time::Duration as StdDuration};
+
+    use analytics_svc::webhooks::{
+        dispatcher::Dispatcher,
+        retry::RetryPolicy,
+        store::{SqliteWebhooks, WebhookStore},
+        target::TargetPolicy,
+    };
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+        sync::Notify,
+    };
+
+    use super::*;
+
+    async fn one_delivery(store: &SqliteWebhooks, url: &str) -> String {
+        let now = ids::now();
+        let id = ids::new_id();
+        store
+            .create_endpoint(NewEndpoint {
+                id: id.clone(),
+                url: url.into(),
+                event_types: vec!["*".into()],
+                description: String::new(),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                created_at: now - Duration::seconds(1),
+            })
+            .await
+            .unwrap();
+        store
+            .fan_out("invite", 1, vec![event("invitation.created", now)])
+            .await
+            .unwrap();
+        id
+    }
+
+    fn dispatcher(store: &SqliteWebhooks, targets: TargetPolicy) -> Dispatcher<SqliteWebhooks> {
+        Dispatcher::new(
+            store.clone(),
+            targets,
+            RetryPolicy::default(),
+            StdDuration::from_secs(5),
+            Arc::new(Notify::new()),
+        )
+        .unwrap()
+    }
+
+    /// A server answering every request with `status_line` and `headers`; counts requests.
+    async fn answering(
+        status_line: &'static str,
+        headers: &'static str,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = vec![0u8; 65536];
+                let _ = socket.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status_line}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}/hook"), hits)
+    }
+
+    #[tokio::test]
+    async fn an_internal_target_is_refused_at_delivery_time() {
+        let store = sqlite().await;
+        let (url, hits) = answering("204 No Content", "").await;
+        let endpoint = one_delivery(&store, &url).await;
+        // Loopback is not allowed now (say the setting changed since registration).
+        assert_eq!(
+            dispatcher(&store, TargetPolicy::default()).pass().await.unwrap(),
+            1
+        );
+        let d = &store.list_deliveries(&endpoint, None, 10).await.unwrap()[0];
+        assert_eq!((d.state.as_str(), d.attempts, d.last_status), ("PENDING", 1, 0));
+        assert!(d.last_error.contains("loopback"), "{}", d.last_error);
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing was sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn redirects_are_failures_and_not_followed() {
+        let store = sqlite().await;
+        let (url, _) = answering(
+            "302 Found",
+            "Location: http://169.254.169.254/latest/meta-data\r\n",
+        )
+        .await;
+        let endpoint = one_delivery(&store, &url).await;
+        let loopback = TargetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert_eq!(dispatcher(&store, loopback).pass().await.unwrap(), 1);
+        let d = &store.list_deliveries(&endpoint, None, 10).await.unwrap()[0];
+        assert_eq!((d.state.as_str(), d.attempts, d.last_status), ("PENDING", 1, 302));
+        assert!(d.next_attempt_at.is_some());
+    }
+}
