@@ -37,7 +37,9 @@ use referral_common::{
     config::Secret,
     server,
 };
-use referral_proto::analytics::v1::{FunnelRequest, MetricsFilter, analytics_service_client::AnalyticsServiceClient};
+use referral_proto::analytics::v1::{
+    FunnelRequest, MetricsFilter, analytics_service_client::AnalyticsServiceClient,
+};
 use tonic::Request;
 
 const SECRET: &str = "analytics-bench-secret-0123456789abcdefgh";
@@ -45,7 +47,15 @@ const ROWS_PER_INSERT: usize = 1000;
 const HISTORY_DAYS: i64 = 365;
 const INVITATIONS_PER_REFERRER_YEAR: usize = 50;
 const ACTIVE_DAY_PROBABILITY: f64 = 0.1;
-const VENDORS: [&str; 7] = ["PHOTOGRAPHER", "VENUE", "FLORIST", "PLANNER", "CATERER", "MUSIC", "OTHER"];
+const VENDORS: [&str; 7] = [
+    "PHOTOGRAPHER",
+    "VENUE",
+    "FLORIST",
+    "PLANNER",
+    "CATERER",
+    "MUSIC",
+    "OTHER",
+];
 const CHANNELS: [&str; 5] = ["EMAIL", "SMS", "LINK", "QR", "SOCIAL"];
 /// Probability an invitation reached at least SENT, DELIVERED, OPENED, CLICKED, SIGNED_UP, CONVERTED.
 const REACHED: [f64; 6] = [0.95, 0.80, 0.50, 0.25, 0.08, 0.03];
@@ -64,15 +74,24 @@ enum Pool {
 impl Pool {
     async fn exec(&self, sql: String) -> anyhow::Result<()> {
         match self {
-            Pool::Sqlite(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ())?,
-            Pool::Pg(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ())?,
+            Pool::Sqlite(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(p)
+                .await
+                .map(|_| ())?,
+            Pool::Pg(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(p)
+                .await
+                .map(|_| ())?,
         }
         Ok(())
     }
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 type DailyKey = (i64, &'static str, &'static str, &'static str, &'static str);
@@ -87,14 +106,19 @@ struct Rollups {
 fn simulate(invitations: usize, today: i64) -> Rollups {
     let mut rng = StdRng::seed_from_u64(11);
     let referrers = (invitations / INVITATIONS_PER_REFERRER_YEAR).max(1);
-    let per_active_day = invitations as f64 / (referrers as f64 * HISTORY_DAYS as f64 * ACTIVE_DAY_PROBABILITY);
+    let per_active_day =
+        invitations as f64 / (referrers as f64 * HISTORY_DAYS as f64 * ACTIVE_DAY_PROBABILITY);
     let mut daily: HashMap<DailyKey, [i64; 9]> = HashMap::new();
     let mut gaps: HashMap<(String, i64, i64), i64> = HashMap::new();
     let mut made = 0usize;
     for r in 0..referrers {
         let supplier = rng.random_bool(0.7);
         let (kind, vendor, flows) = if supplier {
-            ("SUPPLIER", VENDORS[r % VENDORS.len()], ["SUPPLIER_TO_COUPLE", "SUPPLIER_TO_SUPPLIER"])
+            (
+                "SUPPLIER",
+                VENDORS[r % VENDORS.len()],
+                ["SUPPLIER_TO_COUPLE", "SUPPLIER_TO_SUPPLIER"],
+            )
         } else {
             ("COUPLE", "", ["COUPLE_TO_SUPPLIER", "COUPLE_TO_COUPLE"])
         };
@@ -197,15 +221,22 @@ fn percentiles(label: &str, mut samples: Vec<Duration>) -> Duration {
 }
 
 /// Serves `store` and times both queries; returns their p99s.
-async fn time_queries<S: Store>(store: S, label: &str, samples: usize) -> anyhow::Result<(Duration, Duration)> {
+async fn time_queries<S: Store>(
+    store: S,
+    label: &str,
+    samples: usize,
+) -> anyhow::Result<(Duration, Duration)> {
     let config = Cli::parse_from(["analytics-svc", "--jwt-secret", SECRET]).config;
     let settings = config.settings()?;
     let (listener, local) = server::bind("127.0.0.1:0".parse()?).await?;
     let (trigger, shutdown) = server::shutdown_pair();
-    let server = tokio::spawn(analytics_svc::serve_with(config, settings, store, listener, shutdown));
+    let server = tokio::spawn(analytics_svc::serve_with(
+        config, settings, store, listener, shutdown,
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut client = AnalyticsServiceClient::connect(format!("http://{local}")).await?;
-    let token = JwtKeys::new(&Secret::new(SECRET)).mint("bench", Role::Admin, None, Duration::from_secs(3600));
+    let token =
+        JwtKeys::new(&Secret::new(SECRET)).mint("bench", Role::Admin, None, Duration::from_secs(3600));
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
     let warmup = 50;
     let (mut viral, mut funnel) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
@@ -258,7 +289,10 @@ async fn main() -> anyhow::Result<()> {
     for size in sizes {
         let started = Instant::now();
         let rollups = simulate(size, today);
-        println!("simulated {size} invitations in {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "simulated {size} invitations in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         let label = format!("{size} invitations");
         let p = match &pg {
             Some(url) => {
@@ -272,8 +306,10 @@ async fn main() -> anyhow::Result<()> {
                 p
             }
             None => {
-                let dir = std::env::temp_dir().join(format!("analytics-bench-{}", uuid::Uuid::now_v7().simple()));
-                let store = SqliteStore::connect(&format!("sqlite:{}", dir.join("analytics.db").display())).await?;
+                let dir =
+                    std::env::temp_dir().join(format!("analytics-bench-{}", uuid::Uuid::now_v7().simple()));
+                let store =
+                    SqliteStore::connect(&format!("sqlite:{}", dir.join("analytics.db").display())).await?;
                 seed(&Pool::Sqlite(store.pool().clone()), &rollups).await?;
                 let p = time_queries(store.clone(), &format!("[SQLite] {label}"), samples).await?;
                 store.pool().close().await;
