@@ -90,7 +90,9 @@ pub fn window(v: &mut Violations, f: Option<&MetricsFilter>, now: DateTime<Utc>)
         t.flatten()
     };
     let to = instant(v, f.to.as_ref(), "to").unwrap_or(now);
-    let from = instant(v, f.from.as_ref(), "from").unwrap_or(to - Duration::days(DEFAULT_WINDOW_DAYS));
+    // Checked: an instant at the edge of chrono's range must not panic.
+    let before = |t: DateTime<Utc>, d: Duration| t.checked_sub_signed(d).unwrap_or(t);
+    let from = instant(v, f.from.as_ref(), "from").unwrap_or(before(to, Duration::days(DEFAULT_WINDOW_DAYS)));
     v.check(from >= to, "from", "must be before to");
     v.check(
         to - from > Duration::days(MAX_WINDOW_DAYS),
@@ -101,7 +103,7 @@ pub fn window(v: &mut Violations, f: Option<&MetricsFilter>, now: DateTime<Utc>)
     Window {
         from_day,
         // `to` is exclusive: an instant at midnight ends the day before.
-        to_day: day_of(to - Duration::microseconds(1)).max(from_day),
+        to_day: day_of(before(to, Duration::microseconds(1))).max(from_day),
         flow: enum_name(v, f.flow, "flow", |x: Flow| x.as_str_name()),
         referrer_kind: enum_name(v, f.referrer_kind, "referrerKind", |x: PartyKind| x.as_str_name()),
         vendor_type: enum_name(v, f.vendor_type, "vendorType", |x: VendorType| x.as_str_name()),
@@ -401,5 +403,62 @@ impl<S: Store> AnalyticsService for AnalyticsApi<S> {
         Ok(Response::new(
             self.webhooks()?.deliveries(&p, req.into_inner()).await?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn windows_default_to_the_last_30_days_and_bad_filters_name_their_field() {
+        let now = at("2026-11-21T15:00:00Z");
+        let mut v = Violations::default();
+        let w = window(&mut v, None, now);
+        assert!(v.is_empty());
+        assert_eq!(w.to_day - w.from_day, 30);
+        assert_eq!(w.to_day, day_of(now));
+        // `to` at midnight ends the day before.
+        let f = MetricsFilter {
+            from: Some(ids::to_ts(at("2026-11-01T00:00:00Z"))),
+            to: Some(ids::to_ts(at("2026-11-08T00:00:00Z"))),
+            flow: Some(Flow::CoupleToCouple as i32),
+            ..Default::default()
+        };
+        let w = window(&mut v, Some(&f), now);
+        assert!(v.is_empty());
+        assert_eq!(
+            (w.from_day, w.to_day),
+            (
+                day_of(at("2026-11-01T00:00:00Z")),
+                day_of(at("2026-11-07T12:00:00Z"))
+            )
+        );
+        assert_eq!(w.flow.as_deref(), Some("COUPLE_TO_COUPLE"));
+        let bad = MetricsFilter {
+            from: Some(ids::to_ts(at("2026-11-08T00:00:00Z"))),
+            to: Some(ids::to_ts(at("2026-11-01T00:00:00Z"))),
+            flow: Some(0),
+            vendor_type: Some(99),
+            ..Default::default()
+        };
+        let mut v = Violations::default();
+        window(&mut v, Some(&bad), now);
+        let fields: Vec<&str> = v.0.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, vec!["from", "flow", "vendorType"]);
+        let far = MetricsFilter {
+            from: Some(pbjson_types::Timestamp {
+                seconds: -8_000_000_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let mut v = Violations::default();
+        window(&mut v, Some(&far), now);
+        assert!(!v.is_empty(), "out of range or too long, never a panic");
     }
 }
