@@ -1,51 +1,152 @@
-//! analytics-svc. Its contract (API.md, referral.analytics.v1) is served over gRPC with health,
-//! reflection and auth; the RPCs answer UNIMPLEMENTED until the analytics-svc issue lands.
+//! analytics-svc: the viral loop measured from rollups of every service's events, and the
+//! live feed.
+//!
+//! `serve(config, listener, shutdown)` runs the service on an already bound listener until
+//! shutdown: health (readiness SERVING once migrations ran), reflection, `AnalyticsService`
+//! behind the auth interceptor, and a consumer for each configured event log (invite-svc's,
+//! fraud-svc's, incentive-svc's) that keeps the rollups up to date. `rebuild(config)`
+//! recomputes every rollup from the logs.
+
+pub mod consumers;
+pub mod domain;
+pub mod grpc;
+pub mod live;
+pub mod rebuild;
+pub mod reports;
+pub mod settings;
+pub mod store;
+pub mod webhooks;
+
+use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys},
-    config::{self, ConfigError, LogFormat, Secret},
+    auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
+    config::{self, Backend, ConfigError},
+    consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
 };
-use referral_proto::analytics::v1::analytics_service_server::{AnalyticsService, AnalyticsServiceServer};
+use referral_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
 use tonic_health::ServingStatus;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct AnalyticsConfig {
-    /// gRPC listen address.
-    #[arg(long = "listen", env = "ANALYTICS_LISTEN", default_value = "127.0.0.1:50054")]
-    pub listen: String,
-    /// postgres://… or sqlite:…
-    #[arg(
-        long,
-        env = "ANALYTICS_DATABASE_URL",
-        default_value = "sqlite:data/analytics.db"
-    )]
-    pub database_url: String,
-    /// HS256 secret shared with the gateway (at least 32 characters).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
-    pub jwt_secret: Secret,
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
-}
+pub use settings::{AnalyticsConfig, Settings};
 
+use crate::{
+    consumers::Rollups,
+    grpc::AnalyticsApi,
+    live::LiveFeed,
+    rebuild::Replayed,
+    store::{PgStore, SqliteStore, Store},
+    webhooks::service::WebhookBackend,
+};
+
+/// The start-up check the mesh and the binary run before serving.
 pub fn check(config: &AnalyticsConfig) -> Result<(), ConfigError> {
-    config::check_jwt_secret("JWT_SECRET", &config.jwt_secret)?;
-    config::backend_of("ANALYTICS_DATABASE_URL", &config.database_url)?;
-    Ok(())
+    config.settings()?;
+    config.webhooks.target_policy()?;
+    config.webhooks.retry_policy().map(|_| ())
 }
 
-struct AnalyticsApi;
-
-impl AnalyticsService for AnalyticsApi {}
-
-/// Runs analytics-svc on `listener` until `shutdown`.
+/// Runs analytics-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: AnalyticsConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     check(&config)?;
+    let settings = config.settings()?;
+    match config::backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
+            serve_with(config, settings, store, listener, shutdown).await
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&config.database_url).await?;
+            serve_with(config, settings, store, listener, shutdown).await
+        }
+    }
+}
+
+/// Runs the migrations only (the k8s migration Job).
+pub async fn migrate(config: &AnalyticsConfig) -> anyhow::Result<()> {
+    match config::backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            PgStore::connect(&config.database_url, &config.db_schema)
+                .await?
+                .migrate()
+                .await
+        }
+        Backend::Sqlite => SqliteStore::connect(&config.database_url).await?.migrate().await,
+    }
+}
+
+/// The logs this configuration consumes: (source key, setting name, address).
+fn sources(config: &AnalyticsConfig) -> Vec<(&'static str, &'static str, String)> {
+    [
+        (consumers::INVITE_SOURCE, "INVITE_ADDR", &config.invite_addr),
+        (consumers::FRAUD_SOURCE, "FRAUD_ADDR", &config.fraud_addr),
+        (
+            consumers::INCENTIVE_SOURCE,
+            "INCENTIVE_ADDR",
+            &config.incentive_addr,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(source, name, addr)| addr.clone().map(|a| (source, name, a)))
+    .collect()
+}
+
+fn channel_of(name: &'static str, addr: &str) -> Result<Channel, ConfigError> {
+    server::channel(addr).map_err(|e| ConfigError::new(name, e.to_string()))
+}
+
+/// Serves an already migrated store (tests and benchmarks build their own).
+pub async fn serve_with<S: Store + WebhookBackend>(
+    config: AnalyticsConfig,
+    settings: Settings,
+    store: S,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let keys = JwtKeys::new(&config.jwt_secret);
     let (health, health_server) = server::health().await;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.analytics.v1.AnalyticsService"])?;
-    let interceptor = AuthInterceptor::new(JwtKeys::new(&config.jwt_secret));
+    let interceptor = AuthInterceptor::new(keys.clone());
+    let sink = Rollups::new(store.clone(), &settings.currency);
+    let live = LiveFeed::new(settings.live_feed_rate);
+    for (source, name, addr) in sources(&config) {
+        live.tail(
+            source,
+            channel_of(name, &addr)?,
+            ServiceCredentials::new(&keys, consumers::CONSUMER),
+            shutdown.receiver(),
+        );
+        let consumer_config = ConsumerConfig {
+            source: source.into(),
+            consumer: consumers::CONSUMER.into(),
+            channel: channel_of(name, &addr)?,
+            credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
+            max_batch: 200,
+            max_backoff: Duration::from_secs(10),
+        };
+        tokio::spawn(consumer::run(consumer_config, sink.clone(), shutdown.receiver()));
+        tracing::info!(source, %addr, "consuming an event log into the rollups");
+    }
+    // Outbound webhooks read the same logs under their own name and offsets.
+    let webhook_sources = sources(&config)
+        .into_iter()
+        .map(|(source, name, addr)| {
+            Ok(ConsumerConfig {
+                source: source.into(),
+                consumer: webhooks::consumer::CONSUMER.into(),
+                channel: channel_of(name, &addr)?,
+                credentials: ServiceCredentials::new(&keys, webhooks::consumer::CONSUMER),
+                max_batch: 200,
+                max_backoff: Duration::from_secs(10),
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let webhooks = store.start_webhooks(&config.webhooks, webhook_sources, shutdown.receiver())?;
+    let api = AnalyticsApi::new(store, settings, live).with_webhooks(webhooks);
+
     health
         .set_service_status(server::READINESS, ServingStatus::Serving)
         .await;
@@ -54,11 +155,59 @@ pub async fn serve(config: AnalyticsConfig, listener: TcpListener, shutdown: Shu
         .add_service(health_server)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AnalyticsServiceServer::with_interceptor(
-            AnalyticsApi,
-            interceptor,
-        ))
+        .add_service(AnalyticsServiceServer::with_interceptor(api, interceptor))
         .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
         .await?;
+    tracing::info!("analytics-svc stopped");
     Ok(())
+}
+
+/// What `rebuild` did, per log.
+#[derive(Debug, Clone)]
+pub struct RebuildReport {
+    pub logs: Vec<(&'static str, Replayed)>,
+}
+
+/// Empties every rollup and replays every configured log from offset 0 (`analytics-svc
+/// rebuild`). Safe beside a running service: applies are serialised and deduplicated by
+/// event id, so the live consumer and the replay never count an event twice.
+pub async fn rebuild(config: &AnalyticsConfig) -> anyhow::Result<RebuildReport> {
+    let settings = config.settings()?;
+    match config::backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
+            rebuild_with(config, &settings, store).await
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&config.database_url).await?;
+            rebuild_with(config, &settings, store).await
+        }
+    }
+}
+
+async fn rebuild_with<S: Store>(
+    config: &AnalyticsConfig,
+    settings: &Settings,
+    store: S,
+) -> anyhow::Result<RebuildReport> {
+    let keys = JwtKeys::new(&config.jwt_secret);
+    let sources = sources(config);
+    anyhow::ensure!(
+        !sources.is_empty(),
+        "nothing to rebuild from: set INVITE_ADDR, FRAUD_ADDR and INCENTIVE_ADDR"
+    );
+    store.truncate_rollups().await?;
+    let sink = Rollups::new(store, &settings.currency);
+    let replays = sources.into_iter().map(|(source, name, addr)| {
+        let (sink, keys) = (sink.clone(), keys.clone());
+        async move {
+            let channel = channel_of(name, &addr)?;
+            let credentials = ServiceCredentials::new(&keys, consumers::CONSUMER);
+            let done = rebuild::replay(&sink, source, channel, credentials).await?;
+            tracing::info!(source, ?done, "replayed");
+            anyhow::Ok((source, done))
+        }
+    });
+    let logs = futures::future::try_join_all(replays).await?;
+    Ok(RebuildReport { logs })
 }

@@ -37,6 +37,35 @@ pub fn type_name(payload: &Payload) -> &'static str {
     }
 }
 
+/// Every public event type name (`type_name`'s answers), for callers that subscribe by name.
+pub const EVENT_TYPES: &[&str] = &[
+    "invitation.created",
+    "invitation.scheduled",
+    "invitation.sent",
+    "invitation.delivered",
+    "invitation.opened",
+    "invitation.clicked",
+    "invitation.signed_up",
+    "invitation.converted",
+    "invitation.expired",
+    "invitation.bounced",
+    "invitation.cancelled",
+    "invitation.blocked",
+    "invitation.complained",
+    "referral_code.created",
+    "click.recorded",
+    "signup.recorded",
+    "conversion.recorded",
+    "referrer.tier_changed",
+    "fraud.assessed",
+    "fraud.resolved",
+    "reward.granted",
+    "reward.eligible",
+    "reward.voided",
+    "reward.expired",
+    "payout.paid",
+];
+
 /// The type name of an event, `unknown` for an empty payload.
 pub fn event_type(event: &Event) -> &'static str {
     event.payload.as_ref().map(type_name).unwrap_or("unknown")
@@ -63,4 +92,44 @@ pub fn decode(bytes: &[u8], offset: i64) -> Result<Event, prost::DecodeError> {
     let mut e = Event::decode(bytes)?;
     e.offset = offset;
     Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use referral_proto::events::v1::event::Payload as P;
+
+    use super::*;
+
+    #[test]
+    fn event_types_lists_every_type_name_once() {
+        let payloads = [
+            P::InvitationCreated(Default::default()),
+            P::InvitationScheduled(Default::default()),
+            P::InvitationSent(Default::default()),
+            P::InvitationDelivered(Default::default()),
+            P::InvitationOpened(Default::default()),
+            P::InvitationClicked(Default::default()),
+            P::InvitationSignedUp(Default::default()),
+            P::InvitationConverted(Default::default()),
+            P::InvitationExpired(Default::default()),
+            P::InvitationBounced(Default::default()),
+            P::InvitationCancelled(Default::default()),
+            P::InvitationBlocked(Default::default()),
+            P::InvitationComplained(Default::default()),
+            P::ReferralCodeCreated(Default::default()),
+            P::ClickRecorded(Default::default()),
+            P::SignupRecorded(Default::default()),
+            P::ConversionRecorded(Default::default()),
+            P::ReferrerTierChanged(Default::default()),
+            P::FraudAssessed(Default::default()),
+            P::FraudResolved(Default::default()),
+            P::RewardGranted(Default::default()),
+            P::RewardEligible(Default::default()),
+            P::RewardVoided(Default::default()),
+            P::RewardExpired(Default::default()),
+            P::PayoutPaid(Default::default()),
+        ];
+        let names: Vec<&str> = payloads.iter().map(type_name).collect();
+        assert_eq!(names, EVENT_TYPES);
+    }
 }

@@ -229,6 +229,9 @@ pub struct EventLogService<S> {
 
 pub const PAGE: i64 = 500;
 
+/// `after_offset` of a subscription that wants only events committed from now on.
+pub const FROM_HEAD: i64 = -1;
+
 impl<S: EventLogStore> EventLogService<S> {
     pub fn new(store: S, outbox: &Outbox, heartbeat: Duration, stop: crate::server::Shutdown) -> Self {
         Self {
@@ -251,8 +254,8 @@ impl<S: EventLogStore> EventLog for EventLogService<S> {
     async fn subscribe(&self, req: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         crate::auth::Principal::of(&req)?.require_admin()?;
         let req = req.into_inner();
-        if req.after_offset < 0 {
-            return Err(crate::ApiError::invalid("afterOffset", "must not be negative").into());
+        if req.after_offset < FROM_HEAD {
+            return Err(crate::ApiError::invalid("afterOffset", "must be -1 (the head) or more").into());
         }
         // Bounded: a slow reader holds back only its own producer task.
         let (tx, rx) = mpsc::channel(PAGE as usize);
@@ -260,7 +263,12 @@ impl<S: EventLogStore> EventLog for EventLogService<S> {
         let consumer = req.consumer.clone();
         let stop = self.stop.clone();
         tokio::spawn(async move {
-            let mut cursor = req.after_offset;
+            // A live tail (analytics' feed) starts at the head: no replay.
+            let mut cursor = if req.after_offset == FROM_HEAD {
+                *head.borrow_and_update()
+            } else {
+                req.after_offset
+            };
             let stopped = stop.wait();
             tokio::pin!(stopped);
             tracing::debug!(%consumer, cursor, "subscriber attached");

@@ -80,12 +80,28 @@ async fn protected_routes_need_a_valid_bearer_token() {
 #[tokio::test]
 async fn open_routes_need_no_token() {
     let gw = gateway(config()).await;
-    for path in ["/healthz", "/openapi.json", "/", "/metrics"] {
+    for path in [
+        "/healthz",
+        "/openapi.json",
+        "/",
+        "/dashboard.js",
+        "/dashboard.css",
+        "/metrics",
+    ] {
         let reply = gw.send(get(path).body(Body::empty()).unwrap()).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
     }
     let index = gw.send(get("/").body(Body::empty()).unwrap()).await;
     assert!(index.text().contains("/openapi.json"));
+    assert!(index.header("content-type").starts_with("text/html"));
+    assert!(
+        index
+            .header("content-security-policy")
+            .contains("script-src 'self'"),
+        "the dashboard runs only its own script"
+    );
+    let script = gw.send(get("/dashboard.js").body(Body::empty()).unwrap()).await;
+    assert!(script.header("content-type").starts_with("text/javascript"));
     let ready = gw.send(get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["notReady"].as_array().unwrap().len(), 4);

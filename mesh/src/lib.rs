@@ -46,6 +46,8 @@ pub struct MeshOptions {
     pub gateway_args: Vec<String>,
     /// Extra invite-svc flags.
     pub invite_args: Vec<String>,
+    /// Extra analytics-svc flags (webhook retry timing and allowed networks in tests).
+    pub analytics_args: Vec<String>,
 }
 
 /// A running mesh.
@@ -229,13 +231,24 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         tokio::spawn(incentive_svc::serve(incentive_cfg, incentive_l, shutdown.clone())),
     ));
 
-    let (url, _) = database_url(&opts, "analytics");
-    let analytics_cfg: analytics_svc::AnalyticsConfig = config(vec![
+    let (url, schema) = database_url(&opts, "analytics");
+    // analytics-svc consumes all three services' event logs into its rollups and webhooks.
+    let mut args = vec![
         "--database-url".into(),
         url,
+        "--db-schema".into(),
+        schema,
         "--jwt-secret".into(),
         secret.clone(),
-    ])?;
+        "--invite-addr".into(),
+        invite.to_string(),
+        "--fraud-addr".into(),
+        fraud.to_string(),
+        "--incentive-addr".into(),
+        incentive.to_string(),
+    ];
+    args.extend(opts.analytics_args.clone());
+    let analytics_cfg: analytics_svc::AnalyticsConfig = config(args)?;
     tasks.push((
         "analytics-svc",
         tokio::spawn(analytics_svc::serve(analytics_cfg, analytics_l, shutdown.clone())),

@@ -44,6 +44,10 @@ struct ServeArgs {
     redis_url: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = referral_common::config::LogFormat::Pretty)]
     log_format: referral_common::config::LogFormat,
+    /// Internal networks outbound webhooks may reach. The one-machine mesh allows loopback,
+    /// so a receiver on this machine works; the services alone allow none.
+    #[arg(long, env = "WEBHOOK_ALLOWED_NETWORKS", default_value = "127.0.0.0/8,::1/128")]
+    webhook_allowed_networks: String,
 }
 
 #[derive(Args)]
@@ -103,12 +107,16 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
         jwt_secret,
         gateway_args: vec![],
         invite_args: vec![],
+        analytics_args: vec![
+            "--webhook-allowed-networks".into(),
+            s.webhook_allowed_networks.clone(),
+        ],
     })
     .await?;
     let admin = mesh.token("admin", referral_common::auth::Role::Admin, None);
     let url = mesh.gateway_url();
     println!(
-        "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  mailbox     {mailbox}\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
+        "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/  (paste the admin token below)\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  mailbox     {mailbox}\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
         dir = s.data_dir.display(),
         i = mesh.invite,
         f = mesh.fraud,

@@ -68,6 +68,18 @@ pub async fn try_spawn_app_redis(
     invite_args: Vec<String>,
     use_redis: bool,
 ) -> anyhow::Result<TestApp> {
+    start_with(test_options(gateway_args, invite_args, use_redis)).await
+}
+
+/// Extra flags for analytics-svc (e.g. quick webhook retries, a loopback receiver allowed).
+pub async fn spawn_app_with_analytics(analytics_args: Vec<String>) -> TestApp {
+    let mut options = test_options(vec![], vec![], true);
+    options.analytics_args = analytics_args;
+    start_with(options).await.expect("the mesh starts")
+}
+
+/// A fresh data dir and schemas, Postgres and Redis when the test environment names them.
+fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_redis: bool) -> MeshOptions {
     referral_common::telemetry::init(referral_common::config::LogFormat::Pretty);
     let data_dir = std::env::temp_dir().join(format!("referral-mesh-test-{}", uuid::Uuid::now_v7()));
     let storage = match std::env::var("TEST_DATABASE_URL") {
@@ -80,7 +92,7 @@ pub async fn try_spawn_app_redis(
     let redis_url = std::env::var("TEST_REDIS_URL")
         .ok()
         .filter(|u| use_redis && !u.is_empty());
-    let options = MeshOptions {
+    MeshOptions {
         data_dir: data_dir.clone(),
         listen: "127.0.0.1:0".parse().expect("literal address"),
         grpc_ports: GrpcPorts::Auto,
@@ -89,8 +101,8 @@ pub async fn try_spawn_app_redis(
         jwt_secret: Secret::new(SECRET),
         gateway_args: isolated_limits(gateway_args),
         invite_args: patient_fraud_checks(idle_scheduler(invite_args)),
-    };
-    start_with(options).await
+        analytics_args: vec![],
+    }
 }
 
 /// Tests of creating, listing and cancelling invitations look at them before they are sent;

@@ -1,11 +1,11 @@
 //! Operations: liveness, readiness (every service's `readiness` health check), Prometheus
-//! metrics, the OpenAPI document and the placeholder dashboard page.
+//! metrics and the OpenAPI document.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use axum::{
     http::{HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use referral_common::server::READINESS;
 use serde_json::{Value, json};
@@ -72,35 +72,6 @@ pub async fn openapi(state: AppState, _: RawRequest) -> Response {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
-
-pub async fn index(_: AppState, _: RawRequest) -> Response {
-    Html(INDEX).into_response()
-}
-
-const INDEX: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>referral-mesh</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.5}code{background:#f3f3f3;padding:0 .25rem}</style>
-</head>
-<body>
-<h1>referral-mesh</h1>
-<p>The referral and viral-growth engine of a wedding marketplace: suppliers invite couples,
-couples invite suppliers, and both invite their own kind. It issues referral codes and
-invitations, tracks every touch from click to paid conversion, scores fraud, pays rewards and
-measures the viral loop.</p>
-<p>Four gRPC services (invite, fraud, incentive, analytics) sit behind this HTTP/JSON gateway.
-The dashboard is coming; meanwhile the API is described in <a href="/openapi.json">/openapi.json</a>.</p>
-<ul>
-<li><a href="/openapi.json">OpenAPI document</a></li>
-<li><a href="/healthz">/healthz</a> and <a href="/readyz">/readyz</a></li>
-<li><a href="/metrics">/metrics</a> (Prometheus)</li>
-</ul>
-</body>
-</html>
-"#;
 
 pub fn health_schema() -> Value {
     json!({"type": "object", "properties": {"status": {"type": "string", "const": "ok"}}})

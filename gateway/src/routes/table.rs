@@ -8,7 +8,7 @@ use referral_proto::{
     analytics::v1 as analytics, fraud::v1 as fraud, incentive::v1 as incentive, invite::v1 as invite,
 };
 
-use super::{Answer, Body, Handler, Route, Rpc, ops, privacy, webhook};
+use super::{Answer, Body, Handler, Route, Rpc, dashboard, ops, privacy, webhook};
 use crate::{errors::HttpError, json, redirect, sse};
 
 pub const INVITE: &str = "referral.invite.v1.InviteService";
@@ -228,9 +228,17 @@ fn routes() -> Vec<Route> {
             .tag(OPS)
             .answer(Answer::Schema(ops::openapi_schema))
             .raw(|s, r| Box::pin(ops::openapi(s, r))),
-        Route::new(M::GET, "/", "Dashboard", "The dashboard")
+        Route::new(M::GET, "/", "Dashboard", "The dashboard (asks for a token, then reads this API)")
             .tag(OPS)
             .answer(Answer::Html)
-            .raw(|s, r| Box::pin(ops::index(s, r))),
+            .raw(|s, r| Box::pin(dashboard::index(s, r))),
+        Route::new(M::GET, "/dashboard.js", "DashboardScript", "The dashboard's script")
+            .tag(OPS)
+            .answer(Answer::Text)
+            .raw(|s, r| Box::pin(dashboard::script(s, r))),
+        Route::new(M::GET, "/dashboard.css", "DashboardStyle", "The dashboard's style sheet")
+            .tag(OPS)
+            .answer(Answer::Text)
+            .raw(|s, r| Box::pin(dashboard::style(s, r))),
     ]
 }

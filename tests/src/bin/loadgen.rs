@@ -1270,6 +1270,7 @@ async fn mesh_suite(run: MeshRun<'_>) -> anyhow::Result<MeshResults> {
             limit,
         ],
         invite_args: vec![],
+        analytics_args: vec![],
     };
     let mesh = referral_mesh::start(options).await?;
     let mut results = MeshResults {

@@ -1,0 +1,313 @@
+//! What each consumed event changes in the rollups (pure): the event's facts, reduced to the
+//! dimensions the rollups are keyed by. Enum values become their API names; missing ones ''.
+
+use chrono::{DateTime, Utc};
+use referral_common::ids::from_ts;
+use referral_proto::{
+    common::v1::{Flow, FraudAction, PartyKind, VendorType},
+    events::v1::{Event, InvitationTransition, event::Payload},
+    fraud::v1::SubjectType,
+    invite::v1::{Channel, InvitationStatus},
+};
+
+/// Funnel stages in order; an invitation's stage is the furthest it reached.
+pub const STAGES: [&str; 6] = ["SENT", "DELIVERED", "OPENED", "CLICKED", "SIGNED_UP", "CONVERTED"];
+pub const STAGE_SIGNED_UP: i32 = 5;
+pub const STAGE_CONVERTED: i32 = 6;
+
+/// The funnel stage a status stands for (1 SENT .. 6 CONVERTED); 0 for the others.
+pub fn stage_of(status: InvitationStatus) -> i32 {
+    match status {
+        InvitationStatus::Sent => 1,
+        InvitationStatus::Delivered => 2,
+        InvitationStatus::Opened => 3,
+        InvitationStatus::Clicked => 4,
+        InvitationStatus::SignedUp => STAGE_SIGNED_UP,
+        InvitationStatus::Converted => STAGE_CONVERTED,
+        _ => 0,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationFact {
+    pub invitation_id: String,
+    /// Unix seconds of creation; its day is the invitation's cohort.
+    pub created_at: i64,
+    pub flow: String,
+    pub referrer_id: String,
+    pub referrer_kind: String,
+    pub vendor_type: String,
+    pub channel: String,
+    pub template_id: String,
+    pub template_variant: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignupFact {
+    pub user_id: String,
+    pub signup_id: String,
+    pub referrer_id: String,
+    /// Empty for a signup through a code or click without an invitation.
+    pub invitation_id: String,
+    pub at: i64,
+    pub invitation_created_at: Option<i64>,
+    pub flow: String,
+    pub referrer_kind: String,
+    pub vendor_type: String,
+    pub channel: String,
+}
+
+/// One touch a conversion's attribution credits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touch {
+    pub referrer_id: String,
+    pub channel: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversionFact {
+    pub user_id: String,
+    pub referrer_id: String,
+    pub invitation_id: String,
+    pub at: i64,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// Only a user's first paid conversion counts as a conversion; every one is revenue.
+    pub first_paid: bool,
+    pub flow: String,
+    pub referrer_kind: String,
+    /// In time order; at least one (the attributed referrer's) when the event named none.
+    pub touches: Vec<Touch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Invitation(InvitationFact),
+    /// An invitation reached a funnel stage (1..=6).
+    Stage {
+        invitation_id: String,
+        stage: i32,
+    },
+    Signup(SignupFact),
+    Conversion(ConversionFact),
+    /// A referrer earned a badge (incentive-svc's milestone rewards).
+    Badge {
+        referrer_id: String,
+        badge: String,
+    },
+    /// Fraud review rejected an attributed signup: its referral no longer counts.
+    RejectSignup {
+        signup_id: String,
+    },
+    Nothing,
+}
+
+fn secs(ts: Option<&pbjson_types::Timestamp>, fallback: i64) -> i64 {
+    ts.and_then(from_ts)
+        .map(|t: DateTime<Utc>| t.timestamp())
+        .unwrap_or(fallback)
+}
+
+fn name_of<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> String {
+    match E::try_from(value) {
+        Ok(e) => {
+            let n = name(e);
+            if n.ends_with("_UNSPECIFIED") {
+                String::new()
+            } else {
+                n.to_string()
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+pub fn flow_name(v: i32) -> String {
+    name_of(v, |f: Flow| f.as_str_name())
+}
+pub fn kind_name(v: i32) -> String {
+    name_of(v, |k: PartyKind| k.as_str_name())
+}
+pub fn vendor_name(v: Option<i32>) -> String {
+    v.map(|v| name_of(v, |t: VendorType| t.as_str_name()))
+        .unwrap_or_default()
+}
+pub fn channel_name(v: i32) -> String {
+    name_of(v, |c: Channel| c.as_str_name())
+}
+
+/// The referrer's side of a flow (`SUPPLIER_TO_COUPLE` -> `SUPPLIER`).
+pub fn referrer_kind_of_flow(flow: &str) -> &'static str {
+    if flow.starts_with("SUPPLIER_") {
+        "SUPPLIER"
+    } else if flow.starts_with("COUPLE_") {
+        "COUPLE"
+    } else {
+        ""
+    }
+}
+
+/// What one event changes (pure).
+pub fn change_of(event: &Event) -> Change {
+    let event_at = secs(event.occurred_at.as_ref(), 0);
+    let Some(payload) = &event.payload else {
+        return Change::Nothing;
+    };
+    match payload {
+        Payload::InvitationCreated(created) => {
+            let Some(f) = &created.invitation else {
+                return Change::Nothing;
+            };
+            if f.invitation_id.is_empty() || f.referrer_id.is_empty() {
+                return Change::Nothing;
+            }
+            let flow = flow_name(f.flow);
+            let mut kind = kind_name(f.referrer_kind);
+            if kind.is_empty() {
+                kind = referrer_kind_of_flow(&flow).to_string();
+            }
+            Change::Invitation(InvitationFact {
+                invitation_id: f.invitation_id.clone(),
+                created_at: secs(f.created_at.as_ref(), event_at),
+                flow,
+                referrer_id: f.referrer_id.clone(),
+                referrer_kind: kind,
+                vendor_type: vendor_name(f.vendor_type),
+                channel: channel_name(f.channel),
+                template_id: f.template_id.clone(),
+                template_variant: f.template_variant.clone(),
+            })
+        }
+        Payload::InvitationSent(t)
+        | Payload::InvitationDelivered(t)
+        | Payload::InvitationOpened(t)
+        | Payload::InvitationClicked(t)
+        | Payload::InvitationSignedUp(t)
+        | Payload::InvitationConverted(t) => transition(t),
+        Payload::SignupRecorded(s) => {
+            if !s.attributed || s.user_id.is_empty() || s.referrer_id.is_empty() {
+                return Change::Nothing;
+            }
+            let flow = s.flow.map(flow_name).unwrap_or_default();
+            let mut kind = kind_name(s.referrer_kind);
+            if kind.is_empty() {
+                kind = referrer_kind_of_flow(&flow).to_string();
+            }
+            Change::Signup(SignupFact {
+                user_id: s.user_id.clone(),
+                signup_id: s.signup_id.clone(),
+                referrer_id: s.referrer_id.clone(),
+                invitation_id: s.invitation_id.clone(),
+                at: secs(s.at.as_ref(), event_at),
+                invitation_created_at: s
+                    .invitation_created_at
+                    .as_ref()
+                    .and_then(from_ts)
+                    .map(|t| t.timestamp()),
+                flow,
+                referrer_kind: kind,
+                vendor_type: vendor_name(s.vendor_type),
+                channel: channel_name(s.channel),
+            })
+        }
+        Payload::ConversionRecorded(c) => {
+            if !c.attributed || c.user_id.is_empty() || c.referrer_id.is_empty() {
+                return Change::Nothing;
+            }
+            if c.signup_action == FraudAction::Reject as i32 {
+                return Change::Nothing;
+            }
+            let at = secs(c.at.as_ref(), event_at);
+            let (amount_minor, currency) = c
+                .value
+                .as_ref()
+                .map(|m| (m.amount_minor, m.currency.to_ascii_uppercase()))
+                .unwrap_or((0, String::new()));
+            let mut touches: Vec<Touch> = c
+                .touchpoints
+                .iter()
+                .filter(|t| !t.referrer_id.is_empty())
+                .map(|t| Touch {
+                    referrer_id: t.referrer_id.clone(),
+                    channel: channel_name(t.channel),
+                    at: secs(t.at.as_ref(), at),
+                })
+                .collect();
+            touches.sort_by_key(|t| t.at);
+            if touches.is_empty() {
+                touches.push(Touch {
+                    referrer_id: c.referrer_id.clone(),
+                    channel: String::new(),
+                    at,
+                });
+            }
+            let flow = c.flow.map(flow_name).unwrap_or_default();
+            let mut kind = kind_name(c.referrer_kind);
+            if kind.is_empty() {
+                kind = referrer_kind_of_flow(&flow).to_string();
+            }
+            Change::Conversion(ConversionFact {
+                user_id: c.user_id.clone(),
+                referrer_id: c.referrer_id.clone(),
+                invitation_id: c.invitation_id.clone(),
+                at,
+                amount_minor,
+                currency,
+                first_paid: c.first_paid,
+                flow,
+                referrer_kind: kind,
+                touches,
+            })
+        }
+        Payload::RewardGranted(g) => match g.entry.as_ref().and_then(|e| e.badge.map(|b| (e, b))) {
+            Some((entry, badge)) if !entry.referrer_id.is_empty() => {
+                let name = referral_proto::incentive::v1::Badge::try_from(badge)
+                    .map(|b| b.as_str_name().to_string())
+                    .unwrap_or_default();
+                if name.is_empty() || name.ends_with("_UNSPECIFIED") {
+                    Change::Nothing
+                } else {
+                    Change::Badge {
+                        referrer_id: entry.referrer_id.clone(),
+                        badge: name,
+                    }
+                }
+            }
+            _ => Change::Nothing,
+        },
+        Payload::FraudResolved(r) => {
+            if r.subject_type == SubjectType::Signup as i32 && r.decision == FraudAction::Reject as i32 {
+                Change::RejectSignup {
+                    signup_id: r.subject_id.clone(),
+                }
+            } else {
+                Change::Nothing
+            }
+        }
+        Payload::FraudAssessed(a) => match &a.assessment {
+            Some(a)
+                if a.subject_type == SubjectType::Signup as i32
+                    && a.action == FraudAction::Reject as i32
+                    && !a.subject_id.is_empty() =>
+            {
+                Change::RejectSignup {
+                    signup_id: a.subject_id.clone(),
+                }
+            }
+            _ => Change::Nothing,
+        },
+        _ => Change::Nothing,
+    }
+}
+
+fn transition(t: &InvitationTransition) -> Change {
+    let stage = InvitationStatus::try_from(t.to).map(stage_of).unwrap_or(0);
+    if stage == 0 || t.invitation_id.is_empty() {
+        return Change::Nothing;
+    }
+    Change::Stage {
+        invitation_id: t.invitation_id.clone(),
+        stage,
+    }
+}

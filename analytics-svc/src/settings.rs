@@ -1,0 +1,122 @@
+//! analytics-svc settings: flags and environment, defaults that work for the embedded mesh.
+
+use referral_common::config::{ConfigError, LogFormat, Secret};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnalyticsConfig {
+    /// gRPC listen address.
+    #[arg(long = "listen", env = "ANALYTICS_LISTEN", default_value = "127.0.0.1:50054")]
+    pub listen: String,
+    /// postgres://… or sqlite:…
+    #[arg(
+        long,
+        env = "ANALYTICS_DATABASE_URL",
+        default_value = "sqlite:data/analytics.db"
+    )]
+    pub database_url: String,
+    /// Postgres schema owned by this service.
+    #[arg(long, env = "ANALYTICS_DB_SCHEMA", default_value = "analytics")]
+    pub db_schema: String,
+    /// HS256 secret shared with the gateway (at least 32 characters).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub jwt_secret: Secret,
+    /// invite-svc, whose event log (invitations, clicks, signups, conversions) is consumed.
+    /// Unset: not consumed.
+    #[arg(long, env = "INVITE_ADDR")]
+    pub invite_addr: Option<String>,
+    /// fraud-svc, whose event log (assessments, resolutions) is consumed. Unset: not consumed.
+    #[arg(long, env = "FRAUD_ADDR")]
+    pub fraud_addr: Option<String>,
+    /// incentive-svc, whose event log (rewards, badges, payouts) is consumed. Unset: not consumed.
+    #[arg(long, env = "INCENTIVE_ADDR")]
+    pub incentive_addr: Option<String>,
+    /// Revenue figures (time series, leaderboards) count conversions in this ISO 4217
+    /// currency; attribution reports every currency apart.
+    #[arg(long, env = "ANALYTICS_CURRENCY", default_value = "GBP")]
+    pub currency: String,
+    /// Live feed: at most this many events a second per client; older ones are dropped with
+    /// a `lagged` notice.
+    #[arg(long, env = "LIVE_FEED_RATE", default_value_t = 10)]
+    pub live_feed_rate: u32,
+    /// Prometheus /metrics address for the standalone binary.
+    #[arg(long, env = "ANALYTICS_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::settings::WebhookSettings,
+}
+
+/// The checked settings the service runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub currency: String,
+    pub live_feed_rate: u32,
+}
+
+impl AnalyticsConfig {
+    /// Checks every setting: one line naming a bad one.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        referral_common::config::check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
+        referral_common::config::backend_of("ANALYTICS_DATABASE_URL", &self.database_url)?;
+        for (name, addr) in [
+            ("INVITE_ADDR", &self.invite_addr),
+            ("FRAUD_ADDR", &self.fraud_addr),
+            ("INCENTIVE_ADDR", &self.incentive_addr),
+        ] {
+            if addr.as_ref().is_some_and(|a| a.trim().is_empty()) {
+                return Err(ConfigError::new(name, "must be HOST:PORT or a URL when set"));
+            }
+        }
+        let currency = self.currency.trim().to_ascii_uppercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(ConfigError::new(
+                "ANALYTICS_CURRENCY",
+                "must be a three-letter ISO 4217 code",
+            ));
+        }
+        if self.live_feed_rate == 0 || self.live_feed_rate > 1000 {
+            return Err(ConfigError::new("LIVE_FEED_RATE", "must be between 1 and 1000"));
+        }
+        Ok(Settings {
+            currency,
+            live_feed_rate: self.live_feed_rate,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: AnalyticsConfig,
+    }
+
+    fn parse(args: &[&str]) -> AnalyticsConfig {
+        let mut all = vec![
+            "analytics-svc",
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef",
+        ];
+        all.extend_from_slice(args);
+        Cli::parse_from(all).config
+    }
+
+    #[test]
+    fn defaults_and_bad_values_name_the_setting() {
+        let s = parse(&[]).settings().unwrap();
+        assert_eq!(s.currency, "GBP");
+        assert_eq!(s.live_feed_rate, 10);
+        let e = parse(&["--currency", "pounds"]).settings().unwrap_err();
+        assert!(e.to_string().contains("ANALYTICS_CURRENCY"), "{e}");
+        let e = parse(&["--live-feed-rate", "0"]).settings().unwrap_err();
+        assert!(e.to_string().contains("LIVE_FEED_RATE"), "{e}");
+        let e = parse(&["--fraud-addr", " "]).settings().unwrap_err();
+        assert!(e.to_string().contains("FRAUD_ADDR"), "{e}");
+    }
+}

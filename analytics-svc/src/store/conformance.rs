@@ -1,0 +1,696 @@
+//! The store conformance suite: one set of cases, written once against the `Store` trait,
+//! run on SQLite always (a fresh file per test) and on Postgres when `TEST_DATABASE_URL` is
+//! set (a fresh schema per test). Events go in as the real protos (through
+//! `domain::rollup::change_of`, as the consumer applies them) and the reports come out
+//! compared with counts made by hand.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use referral_common::{events::new_event, ids::to_ts};
+use referral_proto::{
+    common::v1::{AttributionModel, FraudAction, Money, PartyKind, VendorType},
+    events::v1::{
+        ConversionRecorded, Event, FraudResolved, InvitationCreated, InvitationFacts, InvitationTransition,
+        RewardGranted, SignupRecorded, event::Payload,
+    },
+    fraud::v1::SubjectType,
+    incentive::v1::{Badge, LedgerEntry},
+    invite::v1::{Channel, InvitationStatus, Touchpoint},
+};
+use sqlx::PgPool;
+
+use super::{Consumed, PgStore, Ranking, SqliteStore, Store, Window};
+use crate::{
+    domain::{DAY_SECONDS, attribution::Model, rollup::change_of, scope},
+    reports,
+};
+
+// ---- harness -------------------------------------------------------------------------
+
+async fn sqlite_store() -> (SqliteStore, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("analytics-conformance-{}", uuid::Uuid::now_v7().simple()));
+    let url = format!("sqlite:{}", dir.join("analytics.db").display());
+    let store = SqliteStore::connect(&url).await.expect("open sqlite store");
+    (store, dir)
+}
+
+async fn close_sqlite(store: SqliteStore, dir: PathBuf) {
+    store.pool().close().await;
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+struct PgTest {
+    store: PgStore,
+    url: String,
+    schema: String,
+}
+
+async fn pg_store(test: &str) -> Option<PgTest> {
+    let url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            eprintln!("skipping {test}: TEST_DATABASE_URL is not set");
+            return None;
+        }
+    };
+    let schema = referral_common::db::test_schema("analytics");
+    let store = PgStore::connect(&url, &schema)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    Some(PgTest { store, url, schema })
+}
+
+impl PgTest {
+    async fn close(self) {
+        self.store.pool().close().await;
+        drop(self.store);
+        if let Ok(pool) = PgPool::connect(&self.url).await {
+            let drop_schema = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop_schema)).execute(&pool).await;
+            pool.close().await;
+        }
+    }
+}
+
+/// Emits `sqlite_<case>` and `pg_<case>` for each generic case.
+macro_rules! conformance {
+    ($($case:ident: $sqlite:ident, $pg:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let (store, dir) = sqlite_store().await;
+            $case(&store).await;
+            close_sqlite(store, dir).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $pg() {
+            let Some(pg) = pg_store(stringify!($pg)).await else { return };
+            $case(&pg.store).await;
+            pg.close().await;
+        }
+    )*};
+}
+
+conformance! {
+    the_viral_loop_by_hand: sqlite_the_viral_loop_by_hand, pg_the_viral_loop_by_hand;
+    events_apply_once: sqlite_events_apply_once, pg_events_apply_once;
+    distinct_referrers_whatever_the_order: sqlite_distinct_referrers_whatever_the_order, pg_distinct_referrers_whatever_the_order;
+    a_rebuild_gives_the_same_numbers: sqlite_a_rebuild_gives_the_same_numbers, pg_a_rebuild_gives_the_same_numbers;
+    attribution_connectors_and_rejections: sqlite_attribution_connectors_and_rejections, pg_attribution_connectors_and_rejections;
+}
+
+// ---- fixtures ------------------------------------------------------------------------
+
+/// Day 0 of the scenarios (2026-01-05, a Monday), 10:00 UTC.
+const D: i64 = 20_458;
+
+fn at(days: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp(D * DAY_SECONDS + 36_000 + (days * DAY_SECONDS as f64) as i64, 0)
+        .expect("instant")
+}
+
+fn window(from: i64, to: i64) -> Window {
+    Window {
+        from_day: D + from,
+        to_day: D + to,
+        ..Window::default()
+    }
+}
+
+struct Invite<'a> {
+    id: &'a str,
+    referrer: &'a str,
+    supplier: bool,
+    vendor: Option<VendorType>,
+    day: f64,
+    template: &'a str,
+    variant: &'a str,
+}
+
+fn created(i: &Invite) -> Event {
+    let (kind, referee, flow) = if i.supplier {
+        (
+            PartyKind::Supplier,
+            PartyKind::Couple,
+            referral_proto::common::v1::Flow::SupplierToCouple,
+        )
+    } else {
+        (
+            PartyKind::Couple,
+            PartyKind::Supplier,
+            referral_proto::common::v1::Flow::CoupleToSupplier,
+        )
+    };
+    new_event(
+        "invite",
+        i.id,
+        at(i.day),
+        Payload::InvitationCreated(InvitationCreated {
+            invitation: Some(InvitationFacts {
+                invitation_id: i.id.into(),
+                referrer_id: i.referrer.into(),
+                referrer_kind: kind as i32,
+                referee_kind: referee as i32,
+                flow: flow as i32,
+                channel: Channel::Email as i32,
+                vendor_type: i.vendor.map(|v| v as i32),
+                template_id: i.template.into(),
+                template_variant: i.variant.into(),
+                created_at: Some(to_ts(at(i.day))),
+                ..Default::default()
+            }),
+            status: InvitationStatus::Scheduled as i32,
+            ..Default::default()
+        }),
+    )
+}
+
+fn moved(invitation: &str, to: InvitationStatus, day: f64) -> Event {
+    let t = InvitationTransition {
+        invitation_id: invitation.into(),
+        to: to as i32,
+        at: Some(to_ts(at(day))),
+        ..Default::default()
+    };
+    let payload = match to {
+        InvitationStatus::Sent => Payload::InvitationSent(t),
+        InvitationStatus::Delivered => Payload::InvitationDelivered(t),
+        InvitationStatus::Opened => Payload::InvitationOpened(t),
+        InvitationStatus::Clicked => Payload::InvitationClicked(t),
+        _ => Payload::InvitationSignedUp(t),
+    };
+    new_event("invite", invitation, at(day), payload)
+}
+
+fn signup(
+    user: &str,
+    referrer: &str,
+    invitation: &str,
+    supplier_referrer: bool,
+    day: f64,
+    invited_day: f64,
+) -> Event {
+    let (kind, flow) = if supplier_referrer {
+        (
+            PartyKind::Supplier,
+            referral_proto::common::v1::Flow::SupplierToCouple,
+        )
+    } else {
+        (
+            PartyKind::Couple,
+            referral_proto::common::v1::Flow::CoupleToSupplier,
+        )
+    };
+    new_event(
+        "invite",
+        user,
+        at(day),
+        Payload::SignupRecorded(SignupRecorded {
+            signup_id: format!("s-{user}"),
+            user_id: user.into(),
+            attributed: true,
+            referrer_id: referrer.into(),
+            invitation_id: invitation.into(),
+            flow: Some(flow as i32),
+            referrer_kind: kind as i32,
+            at: Some(to_ts(at(day))),
+            invitation_created_at: Some(to_ts(at(invited_day))),
+            channel: Channel::Email as i32,
+            ..Default::default()
+        }),
+    )
+}
+
+fn conversion(
+    user: &str,
+    referrer: &str,
+    minor: i64,
+    currency: &str,
+    first_paid: bool,
+    day: f64,
+    touches: &[(&str, f64)],
+) -> Event {
+    new_event(
+        "invite",
+        user,
+        at(day),
+        Payload::ConversionRecorded(ConversionRecorded {
+            conversion_id: format!("c-{user}-{minor}"),
+            user_id: user.into(),
+            value: Some(Money {
+                amount_minor: minor,
+                currency: currency.into(),
+            }),
+            attributed: true,
+            first_paid,
+            referrer_id: referrer.into(),
+            flow: Some(referral_proto::common::v1::Flow::SupplierToCouple as i32),
+            referrer_kind: PartyKind::Supplier as i32,
+            at: Some(to_ts(at(day))),
+            touchpoints: touches
+                .iter()
+                .map(|(r, d)| Touchpoint {
+                    kind: "INVITATION".into(),
+                    referrer_id: (*r).into(),
+                    channel: Channel::Email as i32,
+                    at: Some(to_ts(at(*d))),
+                    ..Default::default()
+                })
+                .collect(),
+            signup_action: FraudAction::Approve as i32,
+            ..Default::default()
+        }),
+    )
+}
+
+async fn apply<S: Store>(store: &S, source: &str, events: &[Event], first_offset: i64) {
+    let items = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Consumed {
+            event_id: e.id.clone(),
+            offset: first_offset + i as i64,
+            change: change_of(e),
+        })
+        .collect();
+    store.apply_events(source, items, "GBP").await.expect("apply");
+}
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+}
+
+/// Six suppliers (three photographers, three venues) invite two couples each on day 0
+/// (template t1: `a` the control, `b` variant B); four couples sign up on day 2, two pay;
+/// the four and one more couple each invite a supplier on day 3; one signs up on day 4.
+fn the_loop() -> Vec<Event> {
+    let mut events = Vec::new();
+    let suppliers = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    let ids: Vec<(String, String)> = suppliers
+        .iter()
+        .map(|s| (format!("{s}a"), format!("{s}b")))
+        .collect();
+    for (n, s) in suppliers.iter().enumerate() {
+        let vendor = if n < 3 {
+            VendorType::Photographer
+        } else {
+            VendorType::Venue
+        };
+        for (id, variant) in [(&ids[n].0, "control"), (&ids[n].1, "B")] {
+            events.push(created(&Invite {
+                id,
+                referrer: s,
+                supplier: true,
+                vendor: Some(vendor),
+                day: 0.0,
+                template: "t1",
+                variant,
+            }));
+            events.push(moved(id, InvitationStatus::Sent, 0.01));
+        }
+    }
+    for (a, b) in &ids[..4] {
+        events.push(moved(a, InvitationStatus::Delivered, 0.1));
+        events.push(moved(b, InvitationStatus::Delivered, 0.1));
+    }
+    for (a, b) in &ids[..3] {
+        events.push(moved(a, InvitationStatus::Opened, 0.2));
+        events.push(moved(b, InvitationStatus::Opened, 0.2));
+        events.push(moved(a, InvitationStatus::Clicked, 0.3));
+    }
+    events.push(moved("s1b", InvitationStatus::Clicked, 0.3));
+    // A late DELIVERED never moves an invitation back.
+    events.push(moved("s1a", InvitationStatus::Delivered, 0.4));
+    events.push(signup("u1", "s1", "s1a", true, 2.0, 0.0));
+    events.push(signup("u2", "s1", "s1b", true, 2.0, 0.0));
+    events.push(signup("u3", "s2", "s2a", true, 2.0, 0.0));
+    events.push(signup("u4", "s3", "s3a", true, 2.0, 0.0));
+    events.push(conversion("u1", "s1", 10_000, "GBP", true, 3.0, &[]));
+    events.push(conversion("u1", "s1", 5_000, "GBP", false, 4.0, &[]));
+    events.push(conversion("u3", "s2", 2_000, "EUR", true, 3.0, &[]));
+    for c in ["u1", "u2", "u3", "u4", "c5"] {
+        let id = format!("j{c}");
+        events.push(created(&Invite {
+            id: &id,
+            referrer: c,
+            supplier: false,
+            vendor: None,
+            day: 3.0,
+            template: "",
+            variant: "",
+        }));
+        events.push(moved(&id, InvitationStatus::Sent, 3.0));
+    }
+    events.push(signup("v1", "u1", "ju1", false, 4.0, 3.0));
+    events
+}
+
+// ---- cases ---------------------------------------------------------------------------
+
+async fn the_viral_loop_by_hand<S: Store>(store: &S) {
+    apply(store, "invite", &the_loop(), 1).await;
+    let w = window(0, 10);
+    let v = reports::viral(store, &w).await.unwrap();
+    assert!(!v.suppressed);
+    assert_eq!(
+        (v.referrers, v.invitations, v.signups, v.conversions),
+        (11, 17, 5, 2)
+    );
+    close(v.invites_per_referrer, 17.0 / 11.0);
+    close(v.conversion_rate, 5.0 / 17.0);
+    close(v.k_factor, 5.0 / 11.0);
+    let s2c = &v.by_flow[0];
+    assert_eq!(
+        (s2c.referrers, s2c.invitations, s2c.signups, s2c.conversions),
+        (6, 12, 4, 2)
+    );
+    close(s2c.k_factor, 4.0 / 6.0);
+    close(s2c.cycle_time_days.unwrap(), 2.0);
+    let c2s = &v.by_flow[1];
+    assert_eq!((c2s.referrers, c2s.invitations, c2s.signups), (5, 5, 1));
+    close(c2s.k_factor, 0.2);
+    close(v.loop_k, 4.0 / 6.0 * 0.2);
+    close(v.cycle_time_days.unwrap(), 3.0);
+    assert_eq!(v.doubling_time_days, None);
+    assert_eq!(
+        v.growth_status,
+        referral_proto::analytics::v1::GrowthStatus::SubViral as i32
+    );
+    // Flows nobody used: under five people.
+    assert!(v.by_flow[2].suppressed && v.by_flow[2].invitations == 0);
+
+    let f = reports::funnel(store, &w, "").await.unwrap();
+    let counts: Vec<i64> = f.stages.iter().map(|s| s.count).collect();
+    assert_eq!(counts, vec![17, 9, 7, 5, 5, 2]);
+    assert_eq!(f.bottleneck, "CONVERTED");
+    close(f.stages[1].step_rate, 9.0 / 17.0);
+
+    // Three venues: fewer than five people, no numbers.
+    let venues = Window {
+        vendor_type: Some("VENUE".into()),
+        ..w.clone()
+    };
+    let v = reports::viral(store, &venues).await.unwrap();
+    assert!(v.suppressed);
+    assert_eq!((v.referrers, v.invitations), (0, 0));
+    assert!(reports::funnel(store, &venues, "").await.unwrap().suppressed);
+    // s1 invited two people: its own funnel is suppressed too.
+    assert!(reports::funnel(store, &w, "s1").await.unwrap().suppressed);
+    // Suppliers only: six photographers and venues.
+    let suppliers = Window {
+        referrer_kind: Some("SUPPLIER".into()),
+        ..w.clone()
+    };
+    let v = reports::viral(store, &suppliers).await.unwrap();
+    assert_eq!((v.referrers, v.invitations, v.signups), (6, 12, 4));
+    // The window counts by invitation day: days 1-10 see only the couples' invitations.
+    let later = reports::viral(store, &window(1, 10)).await.unwrap();
+    assert_eq!((later.referrers, later.invitations, later.signups), (5, 5, 1));
+
+    // Experiment t1: control 6 sent / 3 signups, B 6 / 1.
+    let e = reports::experiment(store, "t1", &w).await.unwrap();
+    let b = &e.variants[0];
+    let control = &e.variants[1];
+    assert_eq!((b.variant.as_str(), b.sent, b.signups), ("B", 6, 1));
+    assert!(control.control && control.variant == "control");
+    assert_eq!((control.sent, control.signups), (6, 3));
+    close(b.lift, (1.0 / 6.0 - 0.5) / 0.5);
+    // pooled 1/3, se = sqrt(1/3 × 2/3 × 1/3) = 0.272166, z = -1.224745, p = 0.220671.
+    assert!((b.p_value - 0.220_671).abs() < 1e-5, "{}", b.p_value);
+
+    // Leaderboard of all time by referrals: s1 (2), then s2, s3, u1 (1 each) by id.
+    let l = reports::leaderboard(store, None, None, Ranking::Referrals, 4).await;
+    let l = l.unwrap();
+    assert!(l.suppressed, "four entries are under five people");
+    let l = reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+        .await
+        .unwrap();
+    let top: Vec<(&str, f64)> = l
+        .entries
+        .iter()
+        .take(4)
+        .map(|e| (e.referrer_id.as_str(), e.value))
+        .collect();
+    assert_eq!(top, vec![("s1", 2.0), ("s2", 1.0), ("s3", 1.0), ("u1", 1.0)]);
+    assert_eq!(l.entries.len(), 10);
+    let revenue = reports::leaderboard(store, Some("SUPPLIER"), Some((D, D + 10)), Ranking::Revenue, 10)
+        .await
+        .unwrap();
+    assert_eq!(revenue.entries[0].referrer_id, "s1");
+    assert_eq!(
+        revenue.entries[0].value, 15_000.0,
+        "GBP only: s2's EUR is not reporting currency"
+    );
+
+    // Cohorts by week: the suppliers' cohort (week of day 0) holds all eleven referrers.
+    let c = reports::cohorts(store, &w, crate::domain::metrics::Granularity::Week)
+        .await
+        .unwrap();
+    assert_eq!(c.cohorts.len(), 1);
+    assert_eq!(c.cohorts[0].referrers, 11);
+    assert_eq!(c.cohorts[0].periods[0].cumulative_signups, 5);
+    assert_eq!(c.cohorts[0].periods[0].cumulative_conversions, 2);
+
+    // Time series of invitations per day: 12 on day 0 (six referrers), 5 on day 3 (five).
+    let t = reports::timeseries(
+        store,
+        &window(0, 3),
+        crate::domain::metrics::Granularity::Day,
+        "invitations",
+    )
+    .await
+    .unwrap();
+    let points: Vec<(f64, bool)> = t.points.iter().map(|p| (p.value, p.suppressed)).collect();
+    assert_eq!(
+        points,
+        vec![(12.0, false), (0.0, true), (0.0, true), (5.0, false)]
+    );
+}
+
+async fn events_apply_once<S: Store>(store: &S) {
+    let events = the_loop();
+    apply(store, "invite", &events, 1).await;
+    let first = reports::viral(store, &window(0, 10)).await.unwrap();
+    // The same events again (a replay after a crash): nothing changes.
+    apply(store, "invite", &events, 1).await;
+    assert_eq!(reports::viral(store, &window(0, 10)).await.unwrap(), first);
+    assert_eq!(store.last_offset("invite").await.unwrap(), events.len() as i64);
+    assert_eq!(store.last_offset("fraud").await.unwrap(), 0);
+}
+
+async fn distinct_referrers_whatever_the_order<S: Store>(store: &S) {
+    // r1 invites on days 5, 1, 3 (in that order of arrival), r2 on 3 and 9, r3 on 1.
+    let plan = [
+        ("r1", 5.0),
+        ("r1", 1.0),
+        ("r2", 9.0),
+        ("r1", 3.0),
+        ("r3", 1.0),
+        ("r2", 3.0),
+        ("r1", 3.5),
+    ];
+    let events: Vec<Event> = plan
+        .iter()
+        .enumerate()
+        .map(|(n, (r, day))| {
+            created(&Invite {
+                id: &format!("i{n}"),
+                referrer: r,
+                supplier: true,
+                vendor: Some(VendorType::Florist),
+                day: *day,
+                template: "",
+                variant: "",
+            })
+        })
+        .collect();
+    for (n, e) in events.iter().enumerate() {
+        apply(store, "invite", std::slice::from_ref(e), n as i64 + 1).await;
+    }
+    for s in [
+        "",
+        "k=SUPPLIER",
+        "v=FLORIST",
+        "f=SUPPLIER_TO_COUPLE",
+        "f=SUPPLIER_TO_COUPLE|v=FLORIST",
+    ] {
+        for from in 0..11 {
+            for to in from..11 {
+                let rows = store.gap_rows(s, D + from, D + to).await.unwrap();
+                let by_hand = ["r1", "r2", "r3"]
+                    .iter()
+                    .filter(|r| {
+                        plan.iter()
+                            .any(|(p, d)| p == *r && (from..=to).contains(&(*d as i64)))
+                    })
+                    .count() as i64;
+                assert_eq!(
+                    scope::distinct_in(&rows, D + from, D + to),
+                    by_hand,
+                    "{s:?} [{from}, {to}]"
+                );
+            }
+        }
+    }
+}
+
+async fn a_rebuild_gives_the_same_numbers<S: Store>(store: &S) {
+    let events = the_loop();
+    // Applied in small batches as the consumer would.
+    for (n, chunk) in events.chunks(7).enumerate() {
+        apply(store, "invite", chunk, (n * 7) as i64 + 1).await;
+    }
+    let w = window(0, 10);
+    let before = (
+        reports::viral(store, &w).await.unwrap(),
+        reports::funnel(store, &w, "").await.unwrap(),
+        reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+            .await
+            .unwrap(),
+    );
+    store.truncate_rollups().await.unwrap();
+    assert_eq!(store.last_offset("invite").await.unwrap(), 0);
+    assert!(reports::viral(store, &w).await.unwrap().suppressed);
+    // Replayed in one batch.
+    apply(store, "invite", &events, 1).await;
+    let after = (
+        reports::viral(store, &w).await.unwrap(),
+        reports::funnel(store, &w, "").await.unwrap(),
+        reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(before, after);
+}
+
+async fn attribution_connectors_and_rejections<S: Store>(store: &S) {
+    let mut events = the_loop();
+    // s6 invites twenty more on day 1: 22 connections, a super-connector.
+    for n in 0..20 {
+        let id = format!("bulk{n}");
+        events.push(created(&Invite {
+            id: &id,
+            referrer: "s6",
+            supplier: true,
+            vendor: Some(VendorType::Venue),
+            day: 1.0,
+            template: "",
+            variant: "",
+        }));
+        events.push(moved(&id, InvitationStatus::Sent, 1.0));
+    }
+    // Conversions touched by five referrers (p1..p5, days 0, 7 and 14 before day 14).
+    events.push(conversion(
+        "w1",
+        "p3",
+        10_000,
+        "GBP",
+        true,
+        14.0,
+        &[("p1", 0.0), ("p2", 7.0), ("p3", 14.0)],
+    ));
+    events.push(conversion(
+        "w2",
+        "p5",
+        700,
+        "GBP",
+        true,
+        14.0,
+        &[("p4", 14.0), ("p5", 14.0)],
+    ));
+    events.push(conversion("w3", "p1", 300, "GBP", true, 14.0, &[]));
+    apply(store, "invite", &events, 1).await;
+
+    let w = window(14, 14);
+    let r = reports::attribution(store, &w, Model::TimeDecay, AttributionModel::TimeDecay)
+        .await
+        .unwrap();
+    assert!(!r.suppressed);
+    let credit = |id: &str| {
+        r.by_referrer
+            .iter()
+            .find(|c| c.referrer_id == id)
+            .map(|c| (c.revenue.as_ref().unwrap().amount_minor, c.conversions))
+            .unwrap()
+    };
+    // w1 by time decay: 1/7, 2/7, 4/7 of 10 000 -> 1429 (1428.57 rounds up: largest
+    // remainder), 2857, 5714; w2: half each; w3: all to p1.
+    assert_eq!(credit("p1").0, 1_429 + 300);
+    assert_eq!(credit("p2").0, 2_857);
+    assert_eq!(credit("p3").0, 5_714);
+    assert_eq!((credit("p4").0, credit("p5").0), (350, 350));
+    close(credit("p1").1, 1.0 / 7.0 + 1.0);
+    let total: i64 = r
+        .by_channel
+        .iter()
+        .map(|c| c.revenue.as_ref().unwrap().amount_minor)
+        .sum();
+    assert_eq!(total, 11_000);
+    let first = reports::attribution(store, &w, Model::FirstTouch, AttributionModel::FirstTouch)
+        .await
+        .unwrap();
+    assert_eq!(first.by_referrer[0].referrer_id, "p1");
+    assert_eq!(
+        first.by_referrer[0].revenue.as_ref().unwrap().amount_minor,
+        10_300
+    );
+
+    let c = reports::super_connectors(store, D + 1, 10).await.unwrap();
+    assert_eq!(c.connectors.len(), 1);
+    let s6 = &c.connectors[0];
+    assert_eq!(
+        (s6.referrer_id.as_str(), s6.connections, s6.successes),
+        ("s6", 22, 0)
+    );
+    // Every invitation only SENT (stage 1 of 6); active today: boost 2. 22 × 1/6 × 1 × 2.
+    close(s6.mean_strength, 1.0 / 6.0);
+    close(s6.score, 22.0 / 6.0 * 2.0);
+    assert_eq!(s6.tier, "BRONZE");
+
+    // Second-order reach: v1 signed up through u1, whom s1 brought in.
+    let before = reports::viral(store, &window(0, 10)).await.unwrap();
+    assert_eq!(before.signups, 5);
+    let badges = [
+        new_event(
+            "incentive",
+            "e1",
+            at(5.0),
+            Payload::RewardGranted(RewardGranted {
+                entry: Some(LedgerEntry {
+                    referrer_id: "s1".into(),
+                    badge: Some(Badge::Bronze as i32),
+                    ..Default::default()
+                }),
+            }),
+        ),
+        // fraud review rejects u2's signup: s1 keeps one referral.
+        new_event(
+            "fraud",
+            "case",
+            at(5.0),
+            Payload::FraudResolved(FraudResolved {
+                subject_type: SubjectType::Signup as i32,
+                subject_id: "s-u2".into(),
+                decision: FraudAction::Reject as i32,
+                ..Default::default()
+            }),
+        ),
+    ];
+    apply(store, "incentive", &badges[..1], 1).await;
+    apply(store, "fraud", &badges[1..], 1).await;
+    let after = reports::viral(store, &window(0, 10)).await.unwrap();
+    assert_eq!(after.signups, 4);
+    let l = reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+        .await
+        .unwrap();
+    let s1 = l.entries.iter().find(|e| e.referrer_id == "s1").unwrap();
+    assert_eq!(
+        (s1.value, s1.tier.as_str(), s1.badges.clone()),
+        (1.0, "BRONZE", vec!["BRONZE".to_string()])
+    );
+    let all = store.connectors(0).await.unwrap();
+    let s1 = all.iter().find(|r| r.referrer_id == "s1").unwrap();
+    assert_eq!(s1.second_order_reach, 1);
+}

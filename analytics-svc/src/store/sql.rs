@@ -1,0 +1,831 @@
+//! The SQL of analytics-svc, written once and instantiated for Postgres and SQLite by
+//! `sql_store!`. Each backend supplies `begin_write()` (Postgres: a transaction holding the
+//! rollup advisory lock; SQLite: BEGIN IMMEDIATE), its connection type and its
+//! consumer-offset helpers. Only portable SQL here (upserts with ON CONFLICT, no GREATEST).
+
+macro_rules! sql_store {
+    ($store:ty, $conn:ty, $consumer:ident) => {
+        use referral_common::consumer::$consumer as offsets;
+
+        use crate::{
+            domain::{
+                attribution::{self, MODELS},
+                day_of_secs,
+                rollup::{Change, ConversionFact, InvitationFact, STAGE_CONVERTED, STAGE_SIGNED_UP, SignupFact},
+                scope::{self, FIRST},
+            },
+            store::{
+                ApplySummary, CohortRows, Consumed, Credit, CreditKey, DaySums, Ranking, ReferrerSums, Store, StoreResult,
+                Window,
+                sql::{SUMS, dim_filters, ranking_sql},
+            },
+        };
+
+        impl Store for $store {
+            async fn apply_events(&self, source: &str, items: Vec<Consumed>, currency: &str) -> StoreResult<ApplySummary> {
+                let mut summary = ApplySummary::default();
+                let Some(last) = items.iter().map(|i| i.offset).max() else {
+                    return Ok(summary);
+                };
+                let mut tx = self.begin_write().await?;
+                for item in items {
+                    if !offsets::first_time(&mut tx, &item.event_id).await? {
+                        summary.duplicates += 1;
+                        continue;
+                    }
+                    summary.applied += 1;
+                    apply_change(&mut tx, &item.change, currency).await?;
+                }
+                offsets::save_offset(&mut tx, source, last).await?;
+                tx.commit().await?;
+                Ok(summary)
+            }
+
+            async fn last_offset(&self, source: &str) -> StoreResult<i64> {
+                let mut conn = self.pool.acquire().await?;
+                Ok(offsets::load_offset(&mut conn, source).await?)
+            }
+
+            async fn truncate_rollups(&self) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                for table in ROLLUP_TABLES {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn day_sums(&self, w: &Window) -> StoreResult<Vec<DaySums>> {
+                let (dims, values) = dim_filters(w, 3);
+                let sql = format!(
+                    "SELECT day, flow, {SUMS} FROM daily WHERE day >= $1 AND day <= $2{dims} GROUP BY day, flow ORDER BY day, flow"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(w.from_day).bind(w.to_day);
+                for v in values {
+                    q = q.bind(v);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn referrer_day_sums(&self, referrer_id: &str, w: &Window) -> StoreResult<Vec<DaySums>> {
+                let flow = if w.flow.is_some() { " AND flow = $4" } else { "" };
+                let sums = SUMS
+                    .replace("CAST(SUM(cycle_seconds) AS BIGINT)", "CAST(0 AS BIGINT)")
+                    .replace("CAST(SUM(cycle_signups) AS BIGINT)", "CAST(0 AS BIGINT)");
+                let sql = format!(
+                    "SELECT day, flow, {sums} FROM referrer_days WHERE referrer_id = $1 AND day >= $2 AND day <= $3{flow}
+                     GROUP BY day, flow ORDER BY day, flow"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(referrer_id).bind(w.from_day).bind(w.to_day);
+                if let Some(f) = &w.flow {
+                    q = q.bind(f);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn gap_rows(&self, scope: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<(i64, i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT day, gap, referrers FROM active_gaps WHERE scope = $1 AND day >= $2 AND day <= $3 AND referrers <> 0",
+                )
+                .bind(scope)
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn cohort_rows(&self, scope: &str, w: &Window) -> StoreResult<CohortRows> {
+                let sizes = sqlx::query_as(
+                    "SELECT first_day, CAST(COUNT(*) AS BIGINT) FROM referrer_firsts
+                     WHERE scope = $1 AND first_day >= $2 AND first_day <= $3 GROUP BY first_day ORDER BY first_day",
+                )
+                .bind(scope)
+                .bind(w.from_day)
+                .bind(w.to_day)
+                .fetch_all(&self.pool)
+                .await?;
+                let flow = if w.flow.is_some() { " AND d.flow = $4" } else { "" };
+                let sql = format!(
+                    "SELECT f.first_day, d.day, CAST(SUM(d.signups) AS BIGINT), CAST(SUM(d.conversions) AS BIGINT)
+                     FROM referrer_firsts f JOIN referrer_days d ON d.referrer_id = f.referrer_id
+                     WHERE f.scope = $1 AND f.first_day >= $2 AND f.first_day <= $3 AND d.day >= f.first_day AND d.day <= $3{flow}
+                     GROUP BY f.first_day, d.day ORDER BY f.first_day, d.day"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(scope).bind(w.from_day).bind(w.to_day);
+                if let Some(f) = &w.flow {
+                    q = q.bind(f);
+                }
+                let outcomes = q.fetch_all(&self.pool).await?;
+                Ok(CohortRows { sizes, outcomes })
+            }
+
+            async fn leaderboard(
+                &self,
+                kind: Option<&str>,
+                days: Option<(i64, i64)>,
+                ranking: Ranking,
+                min_invitations: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<ReferrerSums>> {
+                // Every parameter appears in both statements (Postgres types each one it is sent).
+                let kind_filter = " AND ($4 = '' OR r.referrer_kind = $4)";
+                let sql = match days {
+                    None => format!(
+                        "SELECT r.referrer_id, r.referrer_kind, r.tier, r.badges, r.invitations, r.signups, r.conversions,
+                           r.revenue_minor, r.stage_sum, r.last_day, r.second_order_reach
+                         FROM referrers r WHERE r.invitations >= $1 AND (r.invitations > 0 OR r.signups > 0) AND $2 = $3{kind_filter}
+                         ORDER BY {} DESC, r.referrer_id LIMIT $5",
+                        ranking_sql(ranking, "r.")
+                    ),
+                    Some(_) => format!(
+                        "SELECT d.referrer_id, r.referrer_kind, r.tier, r.badges,
+                           CAST(SUM(d.invitations) AS BIGINT) AS invitations, CAST(SUM(d.signups) AS BIGINT) AS signups,
+                           CAST(SUM(d.conversions) AS BIGINT) AS conversions, CAST(SUM(d.revenue_minor) AS BIGINT) AS revenue_minor,
+                           r.stage_sum, r.last_day, r.second_order_reach
+                         FROM referrer_days d JOIN referrers r ON r.referrer_id = d.referrer_id
+                         WHERE d.day >= $2 AND d.day <= $3{kind_filter}
+                         GROUP BY d.referrer_id, r.referrer_kind, r.tier, r.badges, r.stage_sum, r.last_day, r.second_order_reach
+                         HAVING SUM(d.invitations) >= $1 AND (SUM(d.invitations) > 0 OR SUM(d.signups) > 0)
+                         ORDER BY {} DESC, d.referrer_id LIMIT $5",
+                        ranking_sql(ranking, "SUM(d.")
+                    ),
+                };
+                let (from, to) = days.unwrap_or((0, 0));
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(min_invitations)
+                    .bind(from)
+                    .bind(to)
+                    .bind(kind.unwrap_or(""))
+                    .bind(limit);
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn connectors(&self, min_connections: i64) -> StoreResult<Vec<ReferrerSums>> {
+                Ok(sqlx::query_as(
+                    "SELECT referrer_id, referrer_kind, tier, badges, invitations, signups, conversions, revenue_minor,
+                       stage_sum, last_day, second_order_reach
+                     FROM referrers WHERE invitations >= $1",
+                )
+                .bind(min_connections)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn credits(&self, model: &str, by: CreditKey, w: &Window) -> StoreResult<Vec<Credit>> {
+                let key = match by {
+                    CreditKey::Referrer => "referrer_id",
+                    CreditKey::Channel => "channel",
+                };
+                let (dims, values) = dim_filters(w, 4);
+                let sql = format!(
+                    "SELECT {key} AS key, currency, CAST(SUM(revenue_minor) AS BIGINT) AS revenue_minor, SUM(conversions) AS conversions
+                     FROM attribution_days WHERE model = $1 AND day >= $2 AND day <= $3{dims}
+                     GROUP BY {key}, currency ORDER BY revenue_minor DESC, key, currency"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(model).bind(w.from_day).bind(w.to_day);
+                for v in values {
+                    q = q.bind(v);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn experiment(&self, template_id: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<(String, i64, i64)>> {
+                Ok(sqlx::query_as(
+                    "SELECT variant, CAST(SUM(sent) AS BIGINT), CAST(SUM(signups) AS BIGINT) FROM experiment_days
+                     WHERE template_id = $1 AND day >= $2 AND day <= $3 GROUP BY variant ORDER BY variant",
+                )
+                .bind(template_id)
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+        }
+
+        /// Every table `rebuild` empties: rollups, write-side rows, offsets, applied ids.
+        const ROLLUP_TABLES: [&str; 12] = [
+            "invitation_facts",
+            "referred_users",
+            "referrers",
+            "daily",
+            "referrer_days",
+            "active_days",
+            "active_gaps",
+            "referrer_firsts",
+            "experiment_days",
+            "attribution_days",
+            "consumer_offsets",
+            "processed_events",
+        ];
+
+        /// An invitation's cohort: its creation day and dimensions.
+        #[derive(Debug, Clone, sqlx::FromRow)]
+        struct Cohort {
+            day: i64,
+            flow: String,
+            referrer_id: String,
+            referrer_kind: String,
+            vendor_type: String,
+            channel: String,
+            template_id: String,
+            template_variant: String,
+        }
+
+        /// Additions to one rollup row (negative to take back).
+        #[derive(Debug, Default, Clone)]
+        struct Delta {
+            invitations: i64,
+            stages: [i64; 6],
+            signups: i64,
+            conversions: i64,
+            revenue_minor: i64,
+            cycle_seconds: i64,
+            cycle_signups: i64,
+        }
+
+        impl Delta {
+            /// In the order of `COUNTERS`.
+            fn values(&self) -> [i64; 12] {
+                let s = self.stages;
+                [
+                    self.invitations, s[0], s[1], s[2], s[3], s[4], s[5], self.signups, self.conversions,
+                    self.revenue_minor, self.cycle_seconds, self.cycle_signups,
+                ]
+            }
+        }
+
+        async fn apply_change(conn: &mut $conn, change: &Change, currency: &str) -> sqlx::Result<()> {
+            match change {
+                Change::Invitation(f) => invitation(conn, f).await,
+                Change::Stage { invitation_id, stage } => raise_stage(conn, invitation_id, *stage).await,
+                Change::Signup(s) => signup(conn, s).await,
+                Change::Conversion(c) => conversion(conn, c, currency).await,
+                Change::Badge { referrer_id, badge } => award_badge(conn, referrer_id, badge).await,
+                Change::RejectSignup { signup_id } => reject_signup(conn, signup_id).await,
+                Change::Nothing => Ok(()),
+            }
+        }
+
+        async fn invitation(conn: &mut $conn, f: &InvitationFact) -> sqlx::Result<()> {
+            let day = day_of_secs(f.created_at);
+            let inserted = sqlx::query(
+                "INSERT INTO invitation_facts (invitation_id, day, created_at, flow, referrer_id, referrer_kind, vendor_type, channel, template_id, template_variant, stage)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0) ON CONFLICT (invitation_id) DO NOTHING",
+            )
+            .bind(&f.invitation_id)
+            .bind(day)
+            .bind(f.created_at)
+            .bind(&f.flow)
+            .bind(&f.referrer_id)
+            .bind(&f.referrer_kind)
+            .bind(&f.vendor_type)
+            .bind(&f.channel)
+            .bind(&f.template_id)
+            .bind(&f.template_variant)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok(());
+            }
+            let cohort = Cohort {
+                day,
+                flow: f.flow.clone(),
+                referrer_id: f.referrer_id.clone(),
+                referrer_kind: f.referrer_kind.clone(),
+                vendor_type: f.vendor_type.clone(),
+                channel: f.channel.clone(),
+                template_id: f.template_id.clone(),
+                template_variant: f.template_variant.clone(),
+            };
+            let delta = Delta {
+                invitations: 1,
+                ..Delta::default()
+            };
+            bump_cohort(conn, &cohort, &delta).await?;
+            bump_referrer(conn, &cohort, &delta, 0).await?;
+            for s in scope::scopes_of(&f.flow, &f.referrer_kind, &f.vendor_type) {
+                mark_active(conn, &s, &f.referrer_id, day).await?;
+            }
+            Ok(())
+        }
+
+        /// The columns of [`Cohort`].
+        const COHORT_COLS: &str = "day, flow, referrer_id, referrer_kind, vendor_type, channel, template_id, template_variant";
+
+        #[derive(sqlx::FromRow)]
+        struct InvitationRow {
+            #[sqlx(flatten)]
+            cohort: Cohort,
+            stage: i32,
+            created_at: i64,
+        }
+
+        #[derive(sqlx::FromRow)]
+        struct ReferredRow {
+            #[sqlx(flatten)]
+            cohort: Cohort,
+            user_id: String,
+            invitation_id: String,
+            cycle_seconds: Option<i64>,
+            converted: i32,
+            rejected: i32,
+        }
+
+        async fn cohort_of_invitation(conn: &mut $conn, invitation_id: &str) -> sqlx::Result<Option<(Cohort, i32, i64)>> {
+            let sql = format!("SELECT {COHORT_COLS}, stage, created_at FROM invitation_facts WHERE invitation_id = $1");
+            let row: Option<InvitationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(invitation_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(row.map(|r| (r.cohort, r.stage, r.created_at)))
+        }
+
+        /// The referral of a user (by user id, or by signup id).
+        async fn referred(conn: &mut $conn, key_col: &str, key: &str) -> sqlx::Result<Option<ReferredRow>> {
+            let sql = format!(
+                "SELECT {COHORT_COLS}, user_id, invitation_id, cycle_seconds, converted, rejected FROM referred_users WHERE {key_col} = $1"
+            );
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *conn).await
+        }
+
+        /// Moves an invitation forward to `stage`, counting every stage it passed once.
+        async fn raise_stage(conn: &mut $conn, invitation_id: &str, stage: i32) -> sqlx::Result<()> {
+            let Some((cohort, current, _)) = cohort_of_invitation(conn, invitation_id).await? else {
+                return Ok(());
+            };
+            if stage <= current {
+                return Ok(());
+            }
+            sqlx::query("UPDATE invitation_facts SET stage = $2 WHERE invitation_id = $1")
+                .bind(invitation_id)
+                .bind(stage)
+                .execute(&mut *conn)
+                .await?;
+            let mut delta = Delta::default();
+            for s in current + 1..=stage {
+                delta.stages[(s - 1) as usize] = 1;
+            }
+            bump_cohort(conn, &cohort, &delta).await?;
+            bump_referrer(conn, &cohort, &Delta::default(), i64::from(stage - current)).await?;
+            if current < 1 && !cohort.template_id.is_empty() {
+                bump_experiment(conn, &cohort, 1, 0).await?;
+            }
+            Ok(())
+        }
+
+        async fn signup(conn: &mut $conn, s: &SignupFact) -> sqlx::Result<()> {
+            if referred(conn, "user_id", &s.user_id).await?.is_some() {
+                return Ok(()); // a user is attributed once
+            }
+            let by_invitation = if s.invitation_id.is_empty() {
+                None
+            } else {
+                cohort_of_invitation(conn, &s.invitation_id).await?
+            };
+            let (cohort, created_at) = match by_invitation {
+                Some((cohort, _, created_at)) => (cohort, Some(created_at)),
+                None => {
+                    // A signup through a code or click without an invitation counts on the
+                    // day of its invitation if known, else its own.
+                    let day = day_of_secs(s.invitation_created_at.unwrap_or(s.at));
+                    let vendor = if s.vendor_type.is_empty() {
+                        referrer_vendor(conn, &s.referrer_id).await?
+                    } else {
+                        s.vendor_type.clone()
+                    };
+                    (
+                        Cohort {
+                            day,
+                            flow: s.flow.clone(),
+                            referrer_id: s.referrer_id.clone(),
+                            referrer_kind: s.referrer_kind.clone(),
+                            vendor_type: vendor,
+                            channel: s.channel.clone(),
+                            template_id: String::new(),
+                            template_variant: String::new(),
+                        },
+                        s.invitation_created_at,
+                    )
+                }
+            };
+            let cycle = created_at.map(|c| (s.at - c).max(0));
+            sqlx::query(
+                "INSERT INTO referred_users (user_id, signup_id, referrer_id, invitation_id, day, flow, referrer_kind, vendor_type, channel, template_id, template_variant, signed_up_at, cycle_seconds)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(&s.user_id)
+            .bind(&s.signup_id)
+            .bind(&cohort.referrer_id)
+            .bind(&s.invitation_id)
+            .bind(cohort.day)
+            .bind(&cohort.flow)
+            .bind(&cohort.referrer_kind)
+            .bind(&cohort.vendor_type)
+            .bind(&cohort.channel)
+            .bind(&cohort.template_id)
+            .bind(&cohort.template_variant)
+            .bind(s.at)
+            .bind(cycle)
+            .execute(&mut *conn)
+            .await?;
+            let delta = Delta {
+                signups: 1,
+                cycle_seconds: cycle.unwrap_or(0),
+                cycle_signups: i64::from(cycle.is_some()),
+                ..Delta::default()
+            };
+            bump_cohort(conn, &cohort, &delta).await?;
+            bump_referrer(conn, &cohort, &delta, 0).await?;
+            if !cohort.template_id.is_empty() {
+                bump_experiment(conn, &cohort, 0, 1).await?;
+            }
+            if !s.invitation_id.is_empty() {
+                raise_stage(conn, &s.invitation_id, STAGE_SIGNED_UP).await?;
+            }
+            second_order(conn, &cohort.referrer_id, &s.user_id, 1).await
+        }
+
+        /// Second-order reach: the referrer of this signup's referrer gains one; and the new
+        /// user's own referrals so far (if they referred before being referred) count for
+        /// the referrer who brought them in.
+        async fn second_order(conn: &mut $conn, referrer_id: &str, user_id: &str, sign: i64) -> sqlx::Result<()> {
+            let grand: Option<(String,)> =
+                sqlx::query_as("SELECT referrer_id FROM referred_users WHERE user_id = $1 AND rejected = 0")
+                    .bind(referrer_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some((grand,)) = grand {
+                add_reach(conn, &grand, sign).await?;
+            }
+            let own: Option<(i64,)> = sqlx::query_as("SELECT signups FROM referrers WHERE referrer_id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if let Some((n,)) = own
+                && n != 0
+            {
+                add_reach(conn, referrer_id, sign * n).await?;
+            }
+            Ok(())
+        }
+
+        async fn add_reach(conn: &mut $conn, referrer_id: &str, n: i64) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO referrers (referrer_id, second_order_reach) VALUES ($1, $2)
+                 ON CONFLICT (referrer_id) DO UPDATE SET second_order_reach = referrers.second_order_reach + excluded.second_order_reach",
+            )
+            .bind(referrer_id)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn referrer_vendor(conn: &mut $conn, referrer_id: &str) -> sqlx::Result<String> {
+            let row: Option<(String,)> = sqlx::query_as("SELECT vendor_type FROM referrers WHERE referrer_id = $1")
+                .bind(referrer_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            Ok(row.map(|r| r.0).unwrap_or_default())
+        }
+
+        async fn conversion(conn: &mut $conn, c: &ConversionFact, currency: &str) -> sqlx::Result<()> {
+            let (cohort, invitation_id, converted) = match referred(conn, "user_id", &c.user_id).await? {
+                Some(r) if r.rejected == 1 => return Ok(()), // the referral was rejected
+                Some(r) => (r.cohort, r.invitation_id, r.converted == 1),
+                None => (
+                    Cohort {
+                        day: day_of_secs(c.at),
+                        flow: c.flow.clone(),
+                        referrer_id: c.referrer_id.clone(),
+                        referrer_kind: c.referrer_kind.clone(),
+                        vendor_type: referrer_vendor(conn, &c.referrer_id).await?,
+                        channel: String::new(),
+                        template_id: String::new(),
+                        template_variant: String::new(),
+                    },
+                    c.invitation_id.clone(),
+                    false,
+                ),
+            };
+            let counts = c.first_paid && !converted;
+            let delta = Delta {
+                conversions: i64::from(counts),
+                revenue_minor: if c.currency == currency { c.amount_minor } else { 0 },
+                ..Delta::default()
+            };
+            bump_cohort(conn, &cohort, &delta).await?;
+            bump_referrer(conn, &cohort, &delta, 0).await?;
+            if counts {
+                sqlx::query("UPDATE referred_users SET converted = 1 WHERE user_id = $1")
+                    .bind(&c.user_id)
+                    .execute(&mut *conn)
+                    .await?;
+                if !invitation_id.is_empty() {
+                    raise_stage(conn, &invitation_id, STAGE_CONVERTED).await?;
+                }
+            }
+            // Every attributed conversion's revenue is credited by each model.
+            let day = day_of_secs(c.at);
+            for model in MODELS {
+                let w = attribution::weights(model, &c.touches, c.at);
+                let revenue = attribution::split_minor(c.amount_minor, &w);
+                for ((touch, weight), minor) in c.touches.iter().zip(&w).zip(revenue) {
+                    let (flow, kind, vendor) = if touch.referrer_id == cohort.referrer_id {
+                        (cohort.flow.clone(), cohort.referrer_kind.clone(), cohort.vendor_type.clone())
+                    } else {
+                        let row: Option<(String, String)> =
+                            sqlx::query_as("SELECT referrer_kind, vendor_type FROM referrers WHERE referrer_id = $1")
+                                .bind(&touch.referrer_id)
+                                .fetch_optional(&mut *conn)
+                                .await?;
+                        let (k, v) = row.unwrap_or_default();
+                        (String::new(), k, v)
+                    };
+                    let channel = if touch.channel.is_empty() { cohort.channel.clone() } else { touch.channel.clone() };
+                    sqlx::query(
+                        "INSERT INTO attribution_days (model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency, revenue_minor, conversions)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         ON CONFLICT (model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency) DO UPDATE SET
+                           revenue_minor = attribution_days.revenue_minor + excluded.revenue_minor,
+                           conversions = attribution_days.conversions + excluded.conversions",
+                    )
+                    .bind(model.as_str())
+                    .bind(day)
+                    .bind(&touch.referrer_id)
+                    .bind(channel)
+                    .bind(flow)
+                    .bind(kind)
+                    .bind(vendor)
+                    .bind(&c.currency)
+                    .bind(minor)
+                    .bind(if counts { *weight } else { 0.0 })
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+
+        /// A rejected referral stops counting: its signup, its conversion and the second-
+        /// order reach it gave. (Revenue already credited stays: it was paid.)
+        async fn reject_signup(conn: &mut $conn, signup_id: &str) -> sqlx::Result<()> {
+            if signup_id.is_empty() {
+                return Ok(());
+            }
+            let Some(r) = referred(conn, "signup_id", signup_id).await? else { return Ok(()) };
+            if r.rejected == 1 {
+                return Ok(());
+            }
+            let cohort = r.cohort;
+            second_order(conn, &cohort.referrer_id, &r.user_id, -1).await?;
+            sqlx::query("UPDATE referred_users SET rejected = 1 WHERE user_id = $1")
+                .bind(&r.user_id)
+                .execute(&mut *conn)
+                .await?;
+            let delta = Delta {
+                signups: -1,
+                conversions: -i64::from(r.converted),
+                cycle_seconds: -r.cycle_seconds.unwrap_or(0),
+                cycle_signups: -i64::from(r.cycle_seconds.is_some()),
+                ..Delta::default()
+            };
+            bump_cohort(conn, &cohort, &delta).await?;
+            bump_referrer(conn, &cohort, &delta, 0).await?;
+            if !cohort.template_id.is_empty() {
+                bump_experiment(conn, &cohort, 0, -1).await?;
+            }
+            Ok(())
+        }
+
+        async fn award_badge(conn: &mut $conn, referrer_id: &str, badge: &str) -> sqlx::Result<()> {
+            let row: Option<(String,)> = sqlx::query_as("SELECT badges FROM referrers WHERE referrer_id = $1")
+                .bind(referrer_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let badges = crate::domain::metrics::add_badge(row.map(|r| r.0).as_deref().unwrap_or(""), badge);
+            let tier = crate::domain::metrics::tier_of_badges(&badges);
+            sqlx::query(
+                "INSERT INTO referrers (referrer_id, badges, tier) VALUES ($1, $2, $3)
+                 ON CONFLICT (referrer_id) DO UPDATE SET badges = excluded.badges, tier = excluded.tier",
+            )
+            .bind(referrer_id)
+            .bind(badges)
+            .bind(tier)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Adds to the cohort's `daily` and `referrer_days` rows.
+        async fn bump_cohort(conn: &mut $conn, c: &Cohort, d: &Delta) -> sqlx::Result<()> {
+            let values = d.values();
+            let sql = super::sql::counter_upsert("daily", &["day", "flow", "referrer_kind", "vendor_type", "channel"], &super::sql::COUNTERS);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(c.day)
+                .bind(&c.flow)
+                .bind(&c.referrer_kind)
+                .bind(&c.vendor_type)
+                .bind(&c.channel);
+            for v in values {
+                q = q.bind(v);
+            }
+            q.execute(&mut *conn).await?;
+            let counters = &super::sql::COUNTERS[..super::sql::REFERRER_DAY_COUNTERS];
+            let sql = super::sql::counter_upsert("referrer_days", &["referrer_id", "day", "flow"], counters);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&c.referrer_id).bind(c.day).bind(&c.flow);
+            for v in &values[..super::sql::REFERRER_DAY_COUNTERS] {
+                q = q.bind(*v);
+            }
+            q.execute(&mut *conn).await?;
+            Ok(())
+        }
+
+        /// Adds to the referrer's all-time totals (and learns its kind and vendor type).
+        async fn bump_referrer(conn: &mut $conn, c: &Cohort, d: &Delta, stage_sum: i64) -> sqlx::Result<()> {
+            let last_day = if d.invitations > 0 { c.day } else { 0 };
+            sqlx::query(
+                "INSERT INTO referrers (referrer_id, referrer_kind, vendor_type, invitations, signups, conversions, revenue_minor, stage_sum, last_day)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (referrer_id) DO UPDATE SET
+                   referrer_kind = CASE WHEN excluded.referrer_kind = '' THEN referrers.referrer_kind ELSE excluded.referrer_kind END,
+                   vendor_type = CASE WHEN excluded.vendor_type = '' THEN referrers.vendor_type ELSE excluded.vendor_type END,
+                   invitations = referrers.invitations + excluded.invitations,
+                   signups = referrers.signups + excluded.signups,
+                   conversions = referrers.conversions + excluded.conversions,
+                   revenue_minor = referrers.revenue_minor + excluded.revenue_minor,
+                   stage_sum = referrers.stage_sum + excluded.stage_sum,
+                   last_day = CASE WHEN excluded.last_day > referrers.last_day THEN excluded.last_day ELSE referrers.last_day END",
+            )
+            .bind(&c.referrer_id)
+            .bind(&c.referrer_kind)
+            .bind(&c.vendor_type)
+            .bind(d.invitations)
+            .bind(d.signups)
+            .bind(d.conversions)
+            .bind(d.revenue_minor)
+            .bind(stage_sum)
+            .bind(last_day)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn bump_experiment(conn: &mut $conn, c: &Cohort, sent: i64, signups: i64) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO experiment_days (template_id, variant, day, sent, signups) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (template_id, variant, day) DO UPDATE SET
+                   sent = experiment_days.sent + excluded.sent, signups = experiment_days.signups + excluded.signups",
+            )
+            .bind(&c.template_id)
+            .bind(&c.template_variant)
+            .bind(c.day)
+            .bind(sent)
+            .bind(signups)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Records that `referrer_id` invited on `day` in `scope`, keeping the scope's gap
+        /// histogram exact: the new day's gap to the previous active day, and the next
+        /// active day's gap (which now reaches back to this day instead).
+        async fn mark_active(conn: &mut $conn, scope: &str, referrer_id: &str, day: i64) -> sqlx::Result<()> {
+            let inserted = sqlx::query("INSERT INTO active_days (scope, referrer_id, day) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(scope)
+                .bind(referrer_id)
+                .bind(day)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            if inserted == 0 {
+                return Ok(());
+            }
+            let prev: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(day) FROM active_days WHERE scope = $1 AND referrer_id = $2 AND day < $3")
+                    .bind(scope)
+                    .bind(referrer_id)
+                    .bind(day)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            let next: Option<i64> =
+                sqlx::query_scalar("SELECT MIN(day) FROM active_days WHERE scope = $1 AND referrer_id = $2 AND day > $3")
+                    .bind(scope)
+                    .bind(referrer_id)
+                    .bind(day)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            bump_gap(conn, scope, day, prev.map_or(FIRST, |p| day - p), 1).await?;
+            if let Some(n) = next {
+                bump_gap(conn, scope, n, prev.map_or(FIRST, |p| n - p), -1).await?;
+                bump_gap(conn, scope, n, n - day, 1).await?;
+            }
+            sqlx::query(
+                "INSERT INTO referrer_firsts (scope, referrer_id, first_day) VALUES ($1, $2, $3)
+                 ON CONFLICT (scope, referrer_id) DO UPDATE SET first_day = excluded.first_day
+                 WHERE excluded.first_day < referrer_firsts.first_day",
+            )
+            .bind(scope)
+            .bind(referrer_id)
+            .bind(day)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn bump_gap(conn: &mut $conn, scope: &str, day: i64, gap: i64, n: i64) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO active_gaps (scope, day, gap, referrers) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (scope, day, gap) DO UPDATE SET referrers = active_gaps.referrers + excluded.referrers",
+            )
+            .bind(scope)
+            .bind(day)
+            .bind(gap)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use sql_store;
+
+/// The counter columns of `daily`, in order; `referrer_days` has the first ten.
+pub const COUNTERS: [&str; 12] = [
+    "invitations",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "signed_up",
+    "converted",
+    "signups",
+    "conversions",
+    "revenue_minor",
+    "cycle_seconds",
+    "cycle_signups",
+];
+pub const REFERRER_DAY_COUNTERS: usize = 10;
+
+/// The summed counters of `daily` as `DaySums` columns.
+pub const SUMS: &str = "CAST(SUM(invitations) AS BIGINT) AS invitations, CAST(SUM(sent) AS BIGINT) AS sent, \
+    CAST(SUM(delivered) AS BIGINT) AS delivered, CAST(SUM(opened) AS BIGINT) AS opened, \
+    CAST(SUM(clicked) AS BIGINT) AS clicked, CAST(SUM(signed_up) AS BIGINT) AS signed_up, \
+    CAST(SUM(converted) AS BIGINT) AS converted, CAST(SUM(signups) AS BIGINT) AS signups, \
+    CAST(SUM(conversions) AS BIGINT) AS conversions, CAST(SUM(revenue_minor) AS BIGINT) AS revenue_minor, \
+    CAST(SUM(cycle_seconds) AS BIGINT) AS cycle_seconds, CAST(SUM(cycle_signups) AS BIGINT) AS cycle_signups";
+
+/// ` AND flow = $n ..` for the window's dimension filters, numbered from `next`, and their
+/// values in order.
+pub fn dim_filters(w: &super::Window, next: usize) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (col, v) in [
+        ("flow", &w.flow),
+        ("referrer_kind", &w.referrer_kind),
+        ("vendor_type", &w.vendor_type),
+    ] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col} = ${}", next + values.len()));
+            values.push(v.clone());
+        }
+    }
+    (sql, values)
+}
+
+/// The value a leaderboard ranks by; `col` prefixes each column (`r.` or `SUM(d.`).
+pub fn ranking_sql(ranking: super::Ranking, col: &str) -> String {
+    let close = if col.starts_with("SUM(") { ")" } else { "" };
+    let c = |name: &str| format!("{col}{name}{close}");
+    match ranking {
+        super::Ranking::Referrals => c("signups"),
+        super::Ranking::Revenue => c("revenue_minor"),
+        super::Ranking::ConversionRate => format!(
+            "CAST({} AS DOUBLE PRECISION) / CASE WHEN {} = 0 THEN 1 ELSE {} END",
+            c("signups"),
+            c("invitations"),
+            c("invitations")
+        ),
+    }
+}
+
+/// `INSERT .. ON CONFLICT (keys) DO UPDATE` adding each counter to the existing row.
+pub fn counter_upsert(table: &str, keys: &[&str], counters: &[&str]) -> String {
+    let cols: Vec<&str> = keys.iter().chain(counters).copied().collect();
+    let params: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+    let set: Vec<String> = counters
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        cols.join(", "),
+        params.join(", "),
+        keys.join(", "),
+        set.join(", ")
+    )
+}

@@ -1,0 +1,41 @@
+//! analytics-svc on SQLite (one file, WAL; writers take BEGIN IMMEDIATE).
+
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use super::sql::sql_store;
+
+type Tx = Transaction<'static, Sqlite>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating) and migrates the file.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let pool = referral_common::db::connect_sqlite(url).await?;
+        referral_common::db::migrate_sqlite(&pool, &MIGRATOR).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        referral_common::db::migrate_sqlite(&self.pool, &MIGRATOR).await
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> sqlx::Result<Tx> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+sql_store!(SqliteStore, SqliteConnection, sqlite);

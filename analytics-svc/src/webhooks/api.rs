@@ -1,0 +1,205 @@
+//! The four webhook RPCs (admin only), as plain functions over the store: validation
+//! (field violations named by their JSON names), the secret shown once, paging of the
+//! delivery log. grpc glue in lib.rs calls these.
+
+use std::sync::Arc;
+
+use referral_common::{
+    ApiError, ApiResult, Violations,
+    auth::Principal,
+    events::EVENT_TYPES,
+    ids::{self, to_ts, to_ts_opt},
+    paging,
+};
+use referral_proto::analytics::v1::{
+    CreateWebhookEndpointRequest, DeleteWebhookEndpointRequest, GetWebhookEndpointRequest,
+    ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, WebhookDelivery, WebhookEndpoint,
+};
+
+use super::{
+    signing,
+    store::{DeliveryRow, EndpointRow, NewEndpoint, WebhookStore},
+    target::TargetPolicy,
+};
+
+const MAX_URL_CHARS: usize = 2048;
+const MAX_DESCRIPTION_CHARS: usize = 500;
+const MAX_EVENT_TYPES: usize = 64;
+
+#[derive(Clone)]
+pub struct WebhookApi<W> {
+    store: W,
+    targets: Arc<TargetPolicy>,
+}
+
+fn internal(e: sqlx::Error) -> ApiError {
+    ApiError::Internal(e.into())
+}
+
+impl<W: WebhookStore> WebhookApi<W> {
+    pub fn new(store: W, targets: TargetPolicy) -> Self {
+        Self {
+            store,
+            targets: Arc::new(targets),
+        }
+    }
+
+    pub async fn create(
+        &self,
+        p: &Principal,
+        req: CreateWebhookEndpointRequest,
+    ) -> ApiResult<WebhookEndpoint> {
+        p.require_admin()?;
+        let mut v = Violations::default();
+        let url = req.url.trim();
+        if url.is_empty() {
+            v.add("url", "is required");
+        } else if url.chars().count() > MAX_URL_CHARS {
+            v.add("url", format!("must be at most {MAX_URL_CHARS} characters"));
+        } else if let Err(e) = self.targets.check_url(url) {
+            v.add("url", e.to_string());
+        }
+        let mut types: Vec<String> = Vec::new();
+        if req.event_types.is_empty() {
+            v.add("eventTypes", "name at least one event type (or \"*\" for all)");
+        }
+        if req.event_types.len() > MAX_EVENT_TYPES {
+            v.add("eventTypes", format!("at most {MAX_EVENT_TYPES} types"));
+        }
+        for (i, t) in req.event_types.iter().enumerate() {
+            let t = t.trim();
+            if t != "*" && !EVENT_TYPES.contains(&t) {
+                v.add(
+                    &format!("eventTypes[{i}]"),
+                    format!("unknown event type {t:?}; known: * or {}", EVENT_TYPES.join(", ")),
+                );
+            } else if !types.iter().any(|x| x == t) {
+                types.push(t.to_string());
+            }
+        }
+        if req.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            v.add(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            );
+        }
+        v.into_result()?;
+        let secret = signing::new_secret();
+        let row = self
+            .store
+            .create_endpoint(NewEndpoint {
+                id: ids::new_id(),
+                url: url.to_string(),
+                event_types: types,
+                description: req.description.trim().to_string(),
+                secret: secret.clone(),
+                created_at: ids::now(),
+            })
+            .await
+            .map_err(internal)?;
+        tracing::info!(endpoint = %row.id, url = %row.url, "webhook endpoint created");
+        // The secret is shown here, once; reads never return it.
+        Ok(endpoint_view(&row, Some(secret)))
+    }
+
+    pub async fn get(&self, p: &Principal, req: GetWebhookEndpointRequest) -> ApiResult<WebhookEndpoint> {
+        p.require_admin()?;
+        let id = required_id(&req.id, "id")?;
+        let row = self.store.get_endpoint(id).await.map_err(internal)?;
+        row.map(|r| endpoint_view(&r, None))
+            .ok_or_else(|| ApiError::not_found("webhook endpoint", id))
+    }
+
+    pub async fn delete(
+        &self,
+        p: &Principal,
+        req: DeleteWebhookEndpointRequest,
+    ) -> ApiResult<WebhookEndpoint> {
+        p.require_admin()?;
+        let id = required_id(&req.id, "id")?;
+        let row = self
+            .store
+            .delete_endpoint(id, ids::now())
+            .await
+            .map_err(internal)?;
+        let row = row.ok_or_else(|| ApiError::not_found("webhook endpoint", id))?;
+        tracing::info!(endpoint = %row.id, "webhook endpoint deleted");
+        let mut view = endpoint_view(&row, None);
+        view.enabled = false;
+        Ok(view)
+    }
+
+    pub async fn deliveries(
+        &self,
+        p: &Principal,
+        req: ListWebhookDeliveriesRequest,
+    ) -> ApiResult<ListWebhookDeliveriesResponse> {
+        p.require_admin()?;
+        let id = required_id(&req.endpoint_id, "endpointId")?;
+        let size = paging::page_size(req.page_size)?;
+        let after = paging::decode_token(&req.page_token)?;
+        if self.store.get_endpoint(id).await.map_err(internal)?.is_none() {
+            return Err(ApiError::not_found("webhook endpoint", id));
+        }
+        let mut rows = self
+            .store
+            .list_deliveries(id, after.as_deref(), size + 1)
+            .await
+            .map_err(internal)?;
+        let more = rows.len() > size as usize;
+        rows.truncate(size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if more => paging::encode_token(&last.id),
+            _ => String::new(),
+        };
+        Ok(ListWebhookDeliveriesResponse {
+            deliveries: rows.iter().map(delivery_view).collect(),
+            next_page_token,
+        })
+    }
+}
+
+fn required_id<'a>(id: &'a str, field: &str) -> ApiResult<&'a str> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    if id.len() > 64 {
+        return Err(ApiError::invalid(field, "is not an id"));
+    }
+    Ok(id)
+}
+
+fn endpoint_view(row: &EndpointRow, secret: Option<String>) -> WebhookEndpoint {
+    WebhookEndpoint {
+        id: row.id.clone(),
+        url: row.url.clone(),
+        event_types: row.event_types(),
+        description: row.description.clone(),
+        secret: secret.unwrap_or_default(),
+        enabled: row.enabled,
+        consecutive_failures: row.consecutive_failures,
+        created_at: Some(to_ts(row.created_at)),
+        disabled_reason: row.disabled_reason.clone(),
+    }
+}
+
+fn delivery_view(row: &DeliveryRow) -> WebhookDelivery {
+    WebhookDelivery {
+        id: row.id.clone(),
+        endpoint_id: row.endpoint_id.clone(),
+        event_id: row.event_id.clone(),
+        event_type: row.event_type.clone(),
+        attempts: row.attempts,
+        state: row.state.clone(),
+        last_status: row.last_status,
+        last_error: row.last_error.clone(),
+        next_attempt_at: if row.state == super::store::PENDING {
+            to_ts_opt(row.next_attempt_at)
+        } else {
+            None
+        },
+        delivered_at: to_ts_opt(row.delivered_at),
+        created_at: Some(to_ts(row.created_at)),
+    }
+}
