@@ -35,14 +35,28 @@ pub const FLOWS: [Flow; 4] = [
 ];
 
 /// Distinct referrers with an invitation in the window, exactly, for the window's filters
-/// with `flow` instead of the window's own when given.
-async fn referrers<S: Store>(store: &S, w: &Window, flow: Option<&str>) -> StoreResult<i64> {
-    let flow = flow.or(w.flow.as_deref());
-    let Some(scope) = scope_of_filter(flow, w.referrer_kind.as_deref(), w.vendor_type.as_deref()) else {
-        return Ok(0);
-    };
-    let rows = store.gap_rows(&scope, w.from_day, w.to_day).await?;
-    Ok(distinct_in(&rows, w.from_day, w.to_day))
+/// and for each flow in `flows` instead of the window's own (`None`: the window's flow).
+async fn referrers<S: Store>(store: &S, w: &Window, flows: &[Option<&str>]) -> StoreResult<Vec<i64>> {
+    let scopes: Vec<Option<String>> = flows
+        .iter()
+        .map(|f| {
+            scope_of_filter(
+                f.or(w.flow.as_deref()),
+                w.referrer_kind.as_deref(),
+                w.vendor_type.as_deref(),
+            )
+        })
+        .collect();
+    let wanted: Vec<String> = scopes.iter().flatten().cloned().collect();
+    let counts = store.distinct_referrers(&wanted, w.from_day, w.to_day).await?;
+    Ok(scopes
+        .iter()
+        .map(|s| {
+            s.as_ref()
+                .and_then(|s| counts.iter().find(|(c, _)| c == s).map(|(_, n)| *n))
+                .unwrap_or(0)
+        })
+        .collect())
 }
 
 fn total(rows: &[DaySums]) -> DaySums {
@@ -71,15 +85,19 @@ fn growth(g: Growth) -> GrowthStatus {
 pub async fn viral<S: Store>(store: &S, w: &Window) -> StoreResult<ViralMetrics> {
     let rows = store.day_sums(w).await?;
     let all = total(&rows);
-    let people = referrers(store, w, None).await?;
+    let flows: Vec<Flow> = FLOWS
+        .into_iter()
+        .filter(|f| w.flow.as_deref().is_none_or(|x| x == f.as_str_name()))
+        .collect();
+    let mut asked: Vec<Option<&str>> = vec![None];
+    asked.extend(flows.iter().map(|f| Some(f.as_str_name())));
+    let counted = referrers(store, w, &asked).await?;
+    let people = counted[0];
     let mut by_flow = Vec::new();
     let mut flow_k = BTreeMap::new();
     let mut flow_cycle = BTreeMap::new();
-    for flow in FLOWS {
+    for (flow, n) in flows.into_iter().zip(counted[1..].iter().copied()) {
         let name = flow.as_str_name();
-        if w.flow.as_deref().is_some_and(|f| f != name) {
-            continue;
-        }
         let sums = total(
             &rows
                 .iter()
@@ -87,7 +105,6 @@ pub async fn viral<S: Store>(store: &S, w: &Window) -> StoreResult<ViralMetrics>
                 .cloned()
                 .collect::<Vec<_>>(),
         );
-        let n = referrers(store, w, Some(name)).await?;
         let v = metrics::viral(counts(n, &sums));
         let cycle = metrics::mean_days(sums.cycle_seconds, sums.cycle_signups);
         flow_k.insert(name, v.k_factor);
@@ -151,7 +168,7 @@ pub async fn funnel<S: Store>(store: &S, w: &Window, referrer_id: &str) -> Store
     let people = match people {
         // A referrer's own funnel is over the people it invited.
         Some(()) => all.invitations,
-        None => referrers(store, w, None).await?,
+        None => referrers(store, w, &[None]).await?[0],
     };
     if metrics::suppressed(people) {
         return Ok(Funnel {

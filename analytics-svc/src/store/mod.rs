@@ -182,6 +182,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         from_day: i64,
         to_day: i64,
     ) -> impl Future<Output = StoreResult<Vec<(i64, i64, i64)>>> + Send;
+    /// Distinct referrers with an invitation in `[from_day, to_day]`, per scope asked for
+    /// (summed in the database from the gap histograms: one row per scope comes back).
+    fn distinct_referrers(
+        &self,
+        scopes: &[String],
+        from_day: i64,
+        to_day: i64,
+    ) -> impl Future<Output = StoreResult<Vec<(String, i64)>>> + Send;
     /// Referrers whose first active day in `scope` is inside the window, and their outcomes.
     fn cohort_rows(&self, scope: &str, w: &Window) -> impl Future<Output = StoreResult<CohortRows>> + Send;
     /// The top `limit` referrers by `ranking` over `[from_day, to_day]` (None: all time);

@@ -96,6 +96,25 @@ macro_rules! sql_store {
                 .await?)
             }
 
+            async fn distinct_referrers(&self, scopes: &[String], from_day: i64, to_day: i64) -> StoreResult<Vec<(String, i64)>> {
+                if scopes.is_empty() {
+                    return Ok(vec![]);
+                }
+                let list: Vec<String> = (0..scopes.len()).map(|i| format!("${}", i + 3)).collect();
+                // A referrer counts on its first active day inside the window: the day whose
+                // gap to the previous one reaches back before `from`.
+                let sql = format!(
+                    "SELECT scope, CAST(SUM(referrers) AS BIGINT) FROM active_gaps
+                     WHERE scope IN ({}) AND day >= $1 AND day <= $2 AND gap > day - $1 GROUP BY scope",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from_day).bind(to_day);
+                for s in scopes {
+                    q = q.bind(s);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
+            }
+
             async fn cohort_rows(&self, scope: &str, w: &Window) -> StoreResult<CohortRows> {
                 let sizes = sqlx::query_as(
                     "SELECT first_day, CAST(COUNT(*) AS BIGINT) FROM referrer_firsts
