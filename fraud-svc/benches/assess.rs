@@ -97,6 +97,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StatementCounter {
     }
 }
 
+/// This process's CPU time so far (user + system, all threads) from /proc/self/stat; None
+/// where there is no procfs.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    // Linux reports in USER_HZ, 100 on every platform Rust targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     // The text sqlx writes for a DateTime<Utc> in SQLite (and a valid timestamptz literal).
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
@@ -261,6 +273,7 @@ async fn run<S: Store, L: EventLogStore>(
     // BENCH_PAUSE_MS: idle time between direct calls (isolates the outbox relay's turn).
     let pause = Duration::from_millis(env_usize("BENCH_PAUSE_MS", 0) as u64);
     let mut direct = Vec::with_capacity(samples);
+    let cpu_before = process_cpu();
     for i in 0..samples {
         let (referrer, user, email, ip) = question(&mut rng, i + 1_000_000, referrers, now);
         let input = signup_input(SignupQuestion {
@@ -281,7 +294,15 @@ async fn run<S: Store, L: EventLogStore>(
         store.assess(input, &scoring).await?;
         direct.push(started.elapsed());
     }
+    let n = direct.len() as u32;
     percentiles("Store::assess (no gRPC)", direct);
+    if let (Some(a), Some(b)) = (cpu_before, process_cpu()) {
+        // The bench process only: on Postgres the server's CPU is not in it.
+        println!(
+            "bench-process CPU per Store::assess: {:.3} ms",
+            (b - a).as_secs_f64() * 1000.0 / f64::from(n)
+        );
+    }
 
     // Statements per assessment, counted apart from the timed phases and only while an
     // assessment runs: the idle gap between them lets the outbox relay run uncounted.
