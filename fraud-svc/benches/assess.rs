@@ -16,7 +16,10 @@
 //! event) for new referees of random existing referrers, then the same through the store
 //! directly. It prints p50 / p90 / p99 / max.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Parser;
@@ -36,6 +39,7 @@ use referral_common::{
 };
 use referral_proto::fraud::v1::{AssessSignupRequest, fraud_service_client::FraudServiceClient};
 use tonic::Request;
+use tracing_subscriber::layer::SubscriberExt;
 
 const SECRET: &str = "fraud-bench-secret-0123456789abcdefghij";
 const REFEREES_PER_REFERRER: usize = 10;
@@ -66,6 +70,43 @@ impl Pool {
         }
         Ok(())
     }
+}
+
+/// Counts the statements sqlx runs (its `sqlx::query` events) while `COUNTING` is set, so
+/// the timed phases pay nothing for it.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+struct StatementCounter;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StatementCounter {
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn enabled(
+        &self,
+        metadata: &tracing::Metadata<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        COUNTING.load(Ordering::Relaxed) && metadata.target().starts_with("sqlx::query")
+    }
+
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// This process's CPU time so far (user + system, all threads) from /proc/self/stat; None
+/// where there is no procfs.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    // Linux reports in USER_HZ, 100 on every platform Rust targets.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -232,6 +273,7 @@ async fn run<S: Store, L: EventLogStore>(
     // BENCH_PAUSE_MS: idle time between direct calls (isolates the outbox relay's turn).
     let pause = Duration::from_millis(env_usize("BENCH_PAUSE_MS", 0) as u64);
     let mut direct = Vec::with_capacity(samples);
+    let cpu_before = process_cpu();
     for i in 0..samples {
         let (referrer, user, email, ip) = question(&mut rng, i + 1_000_000, referrers, now);
         let input = signup_input(SignupQuestion {
@@ -252,7 +294,42 @@ async fn run<S: Store, L: EventLogStore>(
         store.assess(input, &scoring).await?;
         direct.push(started.elapsed());
     }
+    let n = direct.len() as u32;
     percentiles("Store::assess (no gRPC)", direct);
+    if let (Some(a), Some(b)) = (cpu_before, process_cpu()) {
+        // The bench process only: on Postgres the server's CPU is not in it.
+        println!(
+            "bench-process CPU per Store::assess: {:.3} ms",
+            (b - a).as_secs_f64() * 1000.0 / f64::from(n)
+        );
+    }
+
+    // Statements per assessment, counted apart from the timed phases and only while an
+    // assessment runs: the idle gap between them lets the outbox relay run uncounted.
+    let counted = 200;
+    for i in 0..counted {
+        let (referrer, user, email, ip) = question(&mut rng, i + 2_000_000, referrers, now);
+        let input = signup_input(SignupQuestion {
+            signup_id: format!("s-{user}"),
+            user_id: user,
+            referrer_id: referrer,
+            email,
+            name: "olivia jones".into(),
+            ip,
+            device_id: format!("dev-c{i}"),
+            occurred_at: now,
+            click_at: None,
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        COUNTING.store(true, Ordering::Relaxed);
+        let assessed = store.assess(input, &scoring).await;
+        COUNTING.store(false, Ordering::Relaxed);
+        assessed?;
+    }
+    println!(
+        "statements per Store::assess (incl. BEGIN/COMMIT as sqlx logs them): {:.2}",
+        STATEMENTS.load(Ordering::Relaxed) as f64 / counted as f64
+    );
     trigger.trigger();
     Ok(())
 }
@@ -294,6 +371,7 @@ fn main() -> anyhow::Result<()> {
         println!("assess: a benchmark; run it with `cargo bench -p fraud-svc --bench assess`");
         return Ok(());
     }
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(StatementCounter))?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -267,13 +267,14 @@ macro_rules! sql_store {
                         }
                     }
                 }
-                if input.kind != SubjectKind::Invitation && !input.referrer_id.is_empty() {
-                    self.referral_windows_in(tx, scoring, &mut e).await?;
-                }
-                // The ring signal counts the larger of the referee's and the referrer's rings.
+                // The ring signal counts the larger of the referee's and the referrer's rings;
+                // the referrer's windows read both clusters with them.
                 let referrer_counts = input.kind != SubjectKind::Invitation && !input.referrer_id.is_empty();
-                let other = if referrer_counts { input.referrer_id.as_str() } else { "" };
-                let (mut ring, theirs) = Self::clusters_of_on(&mut **tx, &ring_person, other).await?;
+                let (mut ring, theirs) = if referrer_counts {
+                    self.referral_windows_in(tx, scoring, &mut e, &ring_person).await?
+                } else {
+                    Self::clusters_of_on(&mut **tx, &ring_person, "").await?
+                };
                 if let Some(t) = theirs
                     && ring.as_ref().is_none_or(|r| t.size > r.size)
                 {
@@ -418,13 +419,30 @@ macro_rules! sql_store {
             }
 
             /// The referrer's windows for a signup or conversion at `e.occurred_at`: the
-            /// counts and the referrer-identity checks in one read, the recent referees in
-            /// another.
-            async fn referral_windows_in(&self, tx: &mut Tx, scoring: &Scoring, e: &mut Evidence) -> StoreResult<()> {
+            /// counts, the referrer-identity checks and the clusters of `referee` and the
+            /// referrer (as [`Self::clusters_of_on`] reads them) in one read, the recent
+            /// referees in another.
+            async fn referral_windows_in(
+                &self,
+                tx: &mut Tx,
+                scoring: &Scoring,
+                e: &mut Evidence,
+                referee: &str,
+            ) -> StoreResult<(Option<ClusterSize>, Option<ClusterSize>)> {
                 let at = e.occurred_at;
                 let velocity_cap = domain::count_cap(scoring.velocity_limit);
                 let ip_cap = domain::count_cap(scoring.ip_cluster_min);
-                let (signups, same_ip, own_email, own_device): (i64, i64, i64, i64) = sqlx::query_as(
+                #[allow(clippy::type_complexity)]
+                let (signups, same_ip, own_email, own_device, referee_cluster, referee_size, referrer_cluster, referrer_size): (
+                    i64,
+                    i64,
+                    i64,
+                    i64,
+                    Option<String>,
+                    Option<i64>,
+                    Option<String>,
+                    Option<i64>,
+                ) = sqlx::query_as(
                     "SELECT
                        (SELECT COUNT(*) FROM (SELECT 1 AS one FROM referral_facts
                           WHERE referrer_id = $1 AND occurred_at > $2 AND occurred_at <= $3
@@ -433,7 +451,11 @@ macro_rules! sql_store {
                           WHERE referrer_id = $1 AND ip = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
                           ORDER BY occurred_at DESC LIMIT $7) AS i),
                        (SELECT COUNT(*) FROM identities WHERE person_id = $1 AND kind = 'email' AND value = $8 AND $8 <> ''),
-                       (SELECT COUNT(*) FROM identities WHERE person_id = $1 AND kind = 'device' AND value = $9 AND $9 <> '')",
+                       (SELECT COUNT(*) FROM identities WHERE person_id = $1 AND kind = 'device' AND value = $9 AND $9 <> ''),
+                       (SELECT cluster_id FROM cluster_members WHERE member_id = $10 AND $10 <> ''),
+                       (SELECT c.size FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id = $10 AND $10 <> ''),
+                       (SELECT cluster_id FROM cluster_members WHERE member_id = $1),
+                       (SELECT c.size FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id = $1)",
                 )
                 .bind(&e.referrer_id)
                 .bind(at - domain::VELOCITY_WINDOW)
@@ -444,8 +466,16 @@ macro_rules! sql_store {
                 .bind(i64::from(ip_cap))
                 .bind(&e.email)
                 .bind(&e.device_id)
+                .bind(referee)
                 .fetch_one(&mut **tx)
                 .await?;
+                let cluster = |id: Option<String>, n: Option<i64>| {
+                    id.zip(n).map(|(id, n)| ClusterSize {
+                        id,
+                        size: u32::try_from(n).unwrap_or(u32::MAX),
+                    })
+                };
+                let clusters = (cluster(referee_cluster, referee_size), cluster(referrer_cluster, referrer_size));
                 e.signups_24h = Count::of(signups, velocity_cap);
                 e.same_ip_referees = Count::of(same_ip, ip_cap);
                 e.referrer_match = ReferrerMatch {
@@ -471,7 +501,7 @@ macro_rules! sql_store {
                         occurred_at,
                     })
                     .collect();
-                Ok(())
+                Ok(clusters)
             }
 
             /// Records who a person is (e-mail, device) and links them into rings by their keys.
@@ -506,14 +536,35 @@ macro_rules! sql_store {
 
             /// Union-find: puts `person` and every holder of `keys` in one cluster (see
             /// [`domain::ring::plan_union`]). A person seen again with the same keys costs
-            /// two reads.
+            /// two statements: one read (the person's cluster and the keys' clusters, by
+            /// primary key) and the holders insert.
             async fn link_in(tx: &mut Tx, person: &str, role: &str, keys: &[String], at: DateTime<Utc>) -> StoreResult<()> {
-                let member: Option<(String, String, i64)> = sqlx::query_as(
-                    "SELECT m.cluster_id, m.role, c.size FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id = $1",
-                )
-                .bind(person)
-                .fetch_optional(&mut **tx)
-                .await?;
+                // part 0: the person's membership; part 1: each key's cluster, in key order
+                // (ties in plan_union go to the first). Read before the holders insert, which
+                // changes neither.
+                let sql = format!(
+                    "SELECT CAST(0 AS BIGINT) AS part, '' AS link_key, m.cluster_id, m.role, c.size
+                       FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id = $1
+                     UNION ALL
+                     SELECT 1, l.link_key, l.cluster_id, '', c.size
+                       FROM cluster_links l JOIN clusters c ON c.id = l.cluster_id WHERE l.link_key IN ({})
+                     ORDER BY part, link_key",
+                    placeholders(2, keys.len())
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(person);
+                for k in keys {
+                    q = q.bind(k);
+                }
+                let rows: Vec<(i64, String, String, String, i64)> = q.fetch_all(&mut **tx).await?;
+                let mut member: Option<(String, String, i64)> = None;
+                let mut keyed: Vec<(String, String, i64)> = Vec::new();
+                for (part, key, cluster_id, member_role, n) in rows {
+                    if part == 0 {
+                        member = Some((cluster_id, member_role, n));
+                    } else {
+                        keyed.push((key, cluster_id, n));
+                    }
+                }
                 if let Some((_, current_role, _)) = &member
                     && role == REFERRER
                     && current_role != REFERRER
@@ -537,15 +588,8 @@ macro_rules! sql_store {
                 if first_time.is_empty() {
                     return Ok(());
                 }
-                let sql = format!(
-                    "SELECT l.link_key, l.cluster_id, c.size FROM cluster_links l JOIN clusters c ON c.id = l.cluster_id WHERE l.link_key IN ({})",
-                    placeholders(1, first_time.len())
-                );
-                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-                for k in &first_time {
-                    q = q.bind(k);
-                }
-                let keyed: Vec<(String, String, i64)> = q.fetch_all(&mut **tx).await?;
+                // Only the keys this person holds for the first time take part in the union.
+                keyed.retain(|(key, _, _)| first_time.contains(key));
                 let size = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
                 let mine = member.map(|(id, _, n)| ClusterSize { id, size: size(n) });
                 let keyed: Vec<(String, ClusterSize)> = keyed
@@ -641,20 +685,30 @@ macro_rules! sql_store {
             }
 
             async fn cluster_view_on(conn: &mut $conn, cluster: &ClusterSize, member_limit: i64) -> StoreResult<ClusterView> {
-                let members: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT member_id, role FROM cluster_members WHERE cluster_id = $1 ORDER BY member_id LIMIT $2",
+                // Members (part 0) and shared links (part 1) in one read, each its own bounded
+                // index range; the outer sort only orders those few rows.
+                let rows: Vec<(i64, String, String)> = sqlx::query_as(
+                    "SELECT CAST(0 AS BIGINT) AS part, member_id, role FROM (SELECT member_id, role FROM cluster_members
+                       WHERE cluster_id = $1 ORDER BY member_id LIMIT $2) AS m
+                     UNION ALL
+                     SELECT 1, link_key, '' FROM (SELECT link_key FROM cluster_links
+                       WHERE cluster_id = $1 AND holders > 1 ORDER BY link_key LIMIT $3) AS l
+                     ORDER BY part, member_id",
                 )
                 .bind(&cluster.id)
                 .bind(member_limit)
-                .fetch_all(&mut *conn)
-                .await?;
-                let links: Vec<String> = sqlx::query_scalar(
-                    "SELECT link_key FROM cluster_links WHERE cluster_id = $1 AND holders > 1 ORDER BY link_key LIMIT $2",
-                )
-                .bind(&cluster.id)
                 .bind(VIEW_LINKS)
                 .fetch_all(&mut *conn)
                 .await?;
+                let mut members = Vec::new();
+                let mut links = Vec::new();
+                for (part, name, role) in rows {
+                    if part == 0 {
+                        members.push((name, role));
+                    } else {
+                        links.push(name);
+                    }
+                }
                 Ok(ClusterView {
                     id: cluster.id.clone(),
                     size: i64::from(cluster.size),
