@@ -68,6 +68,27 @@ pub async fn migrate_sqlite(pool: &SqlitePool, migrator: &Migrator) -> anyhow::R
     Ok(())
 }
 
+/// The Postgres URL a store conformance case runs on, or `None` (saying so) when
+/// TEST_DATABASE_URL is unset: those cases then run on SQLite only.
+pub fn test_database_url(test: &str) -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            eprintln!("skipping {test}: TEST_DATABASE_URL is not set");
+            None
+        }
+    }
+}
+
+/// Drops a test's schema; best effort, since a leftover schema only costs space.
+pub async fn drop_test_schema(url: &str, schema: &str) {
+    if let Ok(pool) = PgPool::connect(url).await {
+        let drop_schema = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop_schema)).execute(&pool).await;
+        pool.close().await;
+    }
+}
+
 /// A fresh schema name for one test (tests on a shared Postgres never see each other).
 pub fn test_schema(prefix: &str) -> String {
     format!("{prefix}_t{}", uuid::Uuid::now_v7().simple())

@@ -18,7 +18,6 @@ use referral_proto::{
     incentive::v1::{Badge, LedgerEntry},
     invite::v1::{Channel, InvitationStatus, Touchpoint},
 };
-use sqlx::PgPool;
 
 use super::{Consumed, PgStore, Ranking, SqliteStore, Store, Window};
 use crate::{
@@ -48,13 +47,7 @@ struct PgTest {
 }
 
 async fn pg_store(test: &str) -> Option<PgTest> {
-    let url = match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            eprintln!("skipping {test}: TEST_DATABASE_URL is not set");
-            return None;
-        }
-    };
+    let url = referral_common::db::test_database_url(test)?;
     let schema = referral_common::db::test_schema("analytics");
     let store = PgStore::connect(&url, &schema)
         .await
@@ -66,11 +59,7 @@ impl PgTest {
     async fn close(self) {
         self.store.pool().close().await;
         drop(self.store);
-        if let Ok(pool) = PgPool::connect(&self.url).await {
-            let drop_schema = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(drop_schema)).execute(&pool).await;
-            pool.close().await;
-        }
+        referral_common::db::drop_test_schema(&self.url, &self.schema).await;
     }
 }
 
