@@ -16,6 +16,11 @@ pub const DEFAULT_API_RATE_LIMIT: u32 = 600;
 pub const DEFAULT_REDIRECT_RATE_LIMIT: u32 = 300;
 pub const DEFAULT_SERVICE_RATE_LIMIT: u32 = 60_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The redirect and the invitation API live on invite-svc: without it the gateway is of no
+/// use, while any other service being down only degrades its own routes.
+pub const DEFAULT_READY_REQUIRES: &str = "invite-svc";
+/// The services behind the gateway, by the names `/readyz` reports.
+pub const SERVICES: [&str; 4] = ["invite-svc", "fraud-svc", "incentive-svc", "analytics-svc"];
 
 /// Flags and environment of the gateway. Every field but the JWT secret has a default that
 /// works for the embedded mesh; [`GatewayConfig::validate`] checks them all.
@@ -72,6 +77,11 @@ pub struct GatewayConfig {
     /// How long a resolved referral code is cached for the redirect (e.g. 5m).
     #[arg(long, env = "CODE_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
     pub code_cache_ttl: Duration,
+    /// Services that must be SERVING for `/readyz` to answer 200: a comma-separated list of
+    /// invite-svc, fraud-svc, incentive-svc, analytics-svc, or `all`, or empty for none.
+    /// The others are still reported; when one is down only its routes answer 503.
+    #[arg(long, env = "READY_REQUIRES", default_value = DEFAULT_READY_REQUIRES)]
+    pub ready_requires: String,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
 }
@@ -95,6 +105,7 @@ impl Default for GatewayConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             upstream_timeout: Duration::from_secs(15),
             code_cache_ttl: Duration::from_secs(300),
+            ready_requires: DEFAULT_READY_REQUIRES.into(),
             log_format: LogFormat::Pretty,
         }
     }
@@ -122,6 +133,8 @@ pub struct Settings {
     pub code_cache_ttl: Duration,
     /// Cookies get `Secure` when the public URL is https.
     pub secure_cookies: bool,
+    /// The services `/readyz` requires (names from [`SERVICES`]).
+    pub ready_requires: Vec<&'static str>,
 }
 
 impl GatewayConfig {
@@ -152,6 +165,7 @@ impl GatewayConfig {
             _ => None,
         };
         let trusted_proxies = parse_trusted_proxies(&self.trusted_proxies)?;
+        let ready_requires = parse_ready_requires(&self.ready_requires)?;
         if self.api_rate_limit_per_minute == 0 {
             return Err(ConfigError::new(
                 "API_RATE_LIMIT_PER_MINUTE",
@@ -194,8 +208,37 @@ impl GatewayConfig {
             max_body_bytes: self.max_body_bytes,
             upstream_timeout: self.upstream_timeout,
             code_cache_ttl: self.code_cache_ttl,
+            ready_requires,
         })
     }
+}
+
+/// `READY_REQUIRES`: service names (with or without `-svc`), `all`, or empty.
+fn parse_ready_requires(raw: &str) -> Result<Vec<&'static str>, ConfigError> {
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.eq_ignore_ascii_case("all") {
+            return Ok(SERVICES.to_vec());
+        }
+        let name = item.to_ascii_lowercase();
+        let name = name.strip_suffix("-svc").unwrap_or(&name);
+        let service = SERVICES
+            .iter()
+            .find(|s| s.strip_suffix("-svc") == Some(name))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "READY_REQUIRES",
+                    format!(
+                        "unknown service {item:?} (expected {}, or all)",
+                        SERVICES.join(", ")
+                    ),
+                )
+            })?;
+        if !out.contains(service) {
+            out.push(*service);
+        }
+    }
+    Ok(out)
 }
 
 /// `host:port`, `http(s)://host:port` or `dns:///host:port`: k8s names are hosts, not
@@ -303,6 +346,13 @@ mod tests {
                     ..valid()
                 },
             ),
+            (
+                "READY_REQUIRES",
+                GatewayConfig {
+                    ready_requires: "invite-svc, billing".into(),
+                    ..valid()
+                },
+            ),
         ];
         for (name, config) in cases {
             let e = config.validate().unwrap_err().to_string();
@@ -320,6 +370,17 @@ mod tests {
             ..valid()
         };
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn readiness_requires_invite_svc_unless_told_otherwise() {
+        assert_eq!(valid().validate().unwrap().ready_requires, ["invite-svc"]);
+        assert_eq!(parse_ready_requires("all").unwrap(), SERVICES);
+        assert_eq!(
+            parse_ready_requires(" Fraud, invite-svc,fraud-svc ").unwrap(),
+            ["fraud-svc", "invite-svc"]
+        );
+        assert!(parse_ready_requires("").unwrap().is_empty());
     }
 
     #[test]

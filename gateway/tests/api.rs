@@ -119,7 +119,31 @@ async fn readiness_follows_the_services_health() {
     let gw = gateway(c).await;
     let ready = gw.send(get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "ready");
     assert_eq!(ready.json()["services"]["fraud-svc"], "SERVING");
+}
+
+#[tokio::test]
+async fn a_service_the_gateway_can_do_without_degrades_readiness_without_failing_it() {
+    // invite-svc answers, analytics-svc is nowhere: the redirect and the invitation API still
+    // work, so the pod stays in rotation (unless READY_REQUIRES says analytics-svc matters).
+    let fake = FakeInvite::default();
+    let addr = fake.serve().await.to_string();
+    let mut c = config();
+    c.invite_addr = addr.clone();
+    c.fraud_addr = addr.clone();
+    c.incentive_addr = addr;
+    let gw = gateway(c.clone()).await;
+    let ready = gw.send(get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "degraded");
+    assert_eq!(ready.json()["notReady"], json!(["analytics-svc"]));
+
+    c.ready_requires = "invite,analytics".into();
+    let strict = gateway(c).await;
+    let ready = strict.send(get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.text());
+    assert_eq!(ready.json()["status"], "not ready");
 }
 
 #[tokio::test]

@@ -296,13 +296,15 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     Ok(mesh)
 }
 
-/// Ready when the gateway's /readyz says every service is (migrations done).
+/// Ready when the gateway's /readyz says every service is (migrations done): `ready`, not
+/// merely the 200 of `degraded` that READY_REQUIRES allows a pod.
 async fn wait_ready(mesh: &Mesh, _shutdown: &Shutdown) -> anyhow::Result<()> {
     let url = format!("{}/readyz", mesh.gateway_url());
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if let Ok(r) = client.get(&url).send().await
-            && r.status().is_success()
+            && let Ok(body) = r.json::<serde_json::Value>().await
+            && body["status"] == "ready"
         {
             return Ok(());
         }

@@ -1,5 +1,5 @@
-//! Operations: liveness, readiness (every service's `readiness` health check), Prometheus
-//! metrics and the OpenAPI document.
+//! Operations: liveness, readiness (the `readiness` health check of every service, of which
+//! those in `READY_REQUIRES` must be SERVING), Prometheus metrics and the OpenAPI document.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -47,13 +47,29 @@ pub async fn readyz(state: AppState, _: RawRequest) -> Response {
         .filter(|(_, s)| s.as_str() != "SERVING")
         .map(|(n, _)| *n)
         .collect();
-    if not_ready.is_empty() {
-        json::respond(&json!({"status": "ready", "services": results}))
+    let required = &state.settings.ready_requires;
+    let body = json!({
+        "status": readiness(required, &not_ready),
+        "notReady": not_ready,
+        "required": required,
+        "services": results,
+    });
+    if not_ready.iter().any(|n| required.contains(n)) {
+        json::respond_with(StatusCode::SERVICE_UNAVAILABLE, &body)
     } else {
-        json::respond_with(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "not ready", "notReady": not_ready, "services": results}),
-        )
+        json::respond(&body)
+    }
+}
+
+/// `ready` (everything serving), `degraded` (only services the gateway can do without are
+/// down: their routes answer 503) or `not ready` (a required one is down).
+fn readiness(required: &[&str], not_ready: &[&str]) -> &'static str {
+    if not_ready.iter().any(|n| required.contains(n)) {
+        "not ready"
+    } else if not_ready.is_empty() {
+        "ready"
+    } else {
+        "degraded"
     }
 }
 
@@ -81,8 +97,11 @@ pub fn readiness_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "status": {"type": "string", "enum": ["ready", "not ready"]},
+            "status": {"type": "string", "enum": ["ready", "degraded", "not ready"],
+                       "description": "`not ready` (503) only when a service in READY_REQUIRES is down"},
             "notReady": {"type": "array", "items": {"type": "string"}},
+            "required": {"type": "array", "items": {"type": "string"},
+                         "description": "The services READY_REQUIRES names (default invite-svc)"},
             "services": {"type": "object", "additionalProperties": {"type": "string"},
                          "description": "Health of each service's `readiness` check, e.g. SERVING"},
         },

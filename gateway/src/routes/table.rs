@@ -216,7 +216,7 @@ fn routes() -> Vec<Route> {
             .tag(OPS)
             .answer(Answer::Schema(ops::health_schema))
             .raw(|s, r| Box::pin(ops::healthz(s, r))),
-        Route::new(M::GET, "/readyz", "Readyz", "Readiness: every service's `readiness` health check is SERVING")
+        Route::new(M::GET, "/readyz", "Readyz", "Readiness: the services in READY_REQUIRES (default invite-svc) are SERVING; the others are reported")
             .tag(OPS)
             .answer(Answer::Schema(ops::readiness_schema))
             .raw(|s, r| Box::pin(ops::readyz(s, r))),
