@@ -24,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .compile_well_known_types(true)
         .generate_default_stubs(true)
+        // Timestamps get proto3 JSON's canonical "Z" form (see src/timestamp.rs); the other
+        // well-known types are pbjson-types'.
+        .extern_path(".google.protobuf.Timestamp", "crate::Timestamp")
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
 

@@ -82,7 +82,7 @@ impl<S: Store> AnalyticsApi<S> {
 /// A metrics filter checked, as a window of whole UTC days `[from, to)` and dimensions.
 pub fn window(v: &mut Violations, f: Option<&MetricsFilter>, now: DateTime<Utc>) -> Window {
     let f = f.cloned().unwrap_or_default();
-    let instant = |v: &mut Violations, ts: Option<&pbjson_types::Timestamp>, field: &str| {
+    let instant = |v: &mut Violations, ts: Option<&referral_proto::Timestamp>, field: &str| {
         let t = ts.map(from_ts);
         if matches!(t, Some(None)) {
             v.add(field, "is not a valid timestamp");
@@ -451,7 +451,7 @@ mod tests {
         let fields: Vec<&str> = v.0.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, vec!["from", "flow", "vendorType"]);
         let far = MetricsFilter {
-            from: Some(pbjson_types::Timestamp {
+            from: Some(referral_proto::Timestamp {
                 seconds: -8_000_000_000_000,
                 nanos: 0,
             }),

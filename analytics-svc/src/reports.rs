@@ -191,8 +191,8 @@ pub async fn funnel<S: Store>(store: &S, w: &Window, referrer_id: &str) -> Store
     })
 }
 
-pub fn to_ts_day(day: i64) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
+pub fn to_ts_day(day: i64) -> referral_proto::Timestamp {
+    referral_proto::Timestamp {
         seconds: day * DAY_SECONDS,
         nanos: 0,
     }

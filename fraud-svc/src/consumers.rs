@@ -85,7 +85,7 @@ pub fn work_for(event: &Event) -> Work {
     }
 }
 
-fn at_or(ts: Option<&pbjson_types::Timestamp>, fallback: Option<DateTime<Utc>>) -> DateTime<Utc> {
+fn at_or(ts: Option<&referral_proto::Timestamp>, fallback: Option<DateTime<Utc>>) -> DateTime<Utc> {
     ts.and_then(from_ts).or(fallback).unwrap_or_else(ids::now)
 }
 

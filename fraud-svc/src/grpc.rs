@@ -360,13 +360,13 @@ fn client_fields(v: &mut Violations, ip: &str, device: &str) -> (String, String)
 }
 
 /// `occurredAt`, defaulting to now.
-fn instant(v: &mut Violations, ts: Option<&pbjson_types::Timestamp>, field: &str) -> DateTime<Utc> {
+fn instant(v: &mut Violations, ts: Option<&referral_proto::Timestamp>, field: &str) -> DateTime<Utc> {
     optional_instant(v, ts, field).unwrap_or_else(ids::now)
 }
 
 fn optional_instant(
     v: &mut Violations,
-    ts: Option<&pbjson_types::Timestamp>,
+    ts: Option<&referral_proto::Timestamp>,
     field: &str,
 ) -> Option<DateTime<Utc>> {
     let ts = ts?;

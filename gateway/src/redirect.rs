@@ -108,7 +108,7 @@ fn click(req: &RawRequest, code: &str, click_id: &str) -> RecordClickRequest {
         utm: has_utm.then_some(utm),
         ip: req.ctx.client_ip.0.map(|ip| ip.to_string()).unwrap_or_default(),
         device_id: req.ctx.device_id.clone().unwrap_or_default(),
-        occurred_at: Some(pbjson_types::Timestamp {
+        occurred_at: Some(referral_proto::Timestamp {
             seconds: now.timestamp(),
             nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
         }),

@@ -354,7 +354,7 @@ fn check_id(v: &mut Violations, value: &str, field: &str) {
 
 fn optional_instant(
     v: &mut Violations,
-    ts: Option<&pbjson_types::Timestamp>,
+    ts: Option<&referral_proto::Timestamp>,
     field: &str,
 ) -> Option<DateTime<Utc>> {
     let ts = ts?;
@@ -367,7 +367,7 @@ fn optional_instant(
 
 fn required_instant(
     v: &mut Violations,
-    ts: Option<&pbjson_types::Timestamp>,
+    ts: Option<&referral_proto::Timestamp>,
     field: &str,
 ) -> Option<DateTime<Utc>> {
     if ts.is_none() {

@@ -109,6 +109,6 @@ fn pending() -> Risk {
 }
 
 /// The timestamp fraud-svc sees for an invitation.
-pub fn occurred_at(at: chrono::DateTime<chrono::Utc>) -> Option<pbjson_types::Timestamp> {
+pub fn occurred_at(at: chrono::DateTime<chrono::Utc>) -> Option<referral_proto::Timestamp> {
     Some(to_ts(at))
 }

@@ -43,4 +43,6 @@ pub mod events {
     }
 }
 
-pub use pbjson_types::Timestamp;
+mod timestamp;
+
+pub use timestamp::Timestamp;

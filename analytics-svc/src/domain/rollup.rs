@@ -103,7 +103,7 @@ pub enum Change {
     Nothing,
 }
 
-fn secs(ts: Option<&pbjson_types::Timestamp>, fallback: i64) -> i64 {
+fn secs(ts: Option<&referral_proto::Timestamp>, fallback: i64) -> i64 {
     ts.and_then(from_ts)
         .map(|t: DateTime<Utc>| t.timestamp())
         .unwrap_or(fallback)
