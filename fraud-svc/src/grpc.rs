@@ -16,8 +16,8 @@ use referral_proto::{
     common::v1::FraudAction,
     fraud::v1::{
         AssessConversionRequest, AssessInvitationRequest, AssessSignupRequest, Assessment, Case, CaseState,
-        GetCaseRequest, ListCasesRequest, ListCasesResponse, ResolveCaseRequest,
-        fraud_service_server::FraudService,
+        GetAssessmentRequest, GetCaseRequest, ListCasesRequest, ListCasesResponse, ResolveCaseRequest,
+        SubjectType, fraud_service_server::FraudService,
     },
 };
 use tonic::{Request, Response, Status};
@@ -206,6 +206,36 @@ impl<S: Store> FraudApi<S> {
             .await?
             .ok_or_else(|| ApiError::not_found("case", &req.id))?;
         self.case_view(&row, CASE_MEMBERS).await
+    }
+
+    /// Subjects are found by the key their question was asked with: a signup by its user,
+    /// an invitation or conversion by its id.
+    pub async fn get_assessment_as(&self, p: &Principal, req: GetAssessmentRequest) -> ApiResult<Assessment> {
+        p.require_admin()?;
+        let kind = match SubjectType::try_from(req.subject_type) {
+            Ok(SubjectType::Invitation) => SubjectKind::Invitation,
+            Ok(SubjectType::Signup) => SubjectKind::Signup,
+            Ok(SubjectType::Conversion) => SubjectKind::Conversion,
+            _ => {
+                return Err(ApiError::invalid(
+                    "subjectType",
+                    "must be INVITATION, SIGNUP or CONVERSION",
+                ));
+            }
+        };
+        let mut v = Violations::default();
+        check_id(&mut v, &req.subject_id, "subjectId", true);
+        v.into_result()?;
+        let key = match kind {
+            SubjectKind::Signup => format!("user:{}", req.subject_id),
+            _ => req.subject_id.clone(),
+        };
+        let row = self
+            .store
+            .find_assessment(kind, &key)
+            .await?
+            .ok_or_else(|| ApiError::not_found("assessment", &req.subject_id))?;
+        Ok(convert::assessment(&row))
     }
 
     pub async fn resolve_case_as(&self, p: &Principal, req: ResolveCaseRequest) -> ApiResult<Case> {
@@ -420,5 +450,13 @@ impl<S: Store> FraudService for FraudApi<S> {
     async fn resolve_case(&self, req: Request<ResolveCaseRequest>) -> Result<Response<Case>, Status> {
         let p = Principal::of(&req)?;
         Ok(Response::new(self.resolve_case_as(&p, req.into_inner()).await?))
+    }
+
+    async fn get_assessment(
+        &self,
+        req: Request<GetAssessmentRequest>,
+    ) -> Result<Response<Assessment>, Status> {
+        let p = Principal::of(&req)?;
+        Ok(Response::new(self.get_assessment_as(&p, req.into_inner()).await?))
     }
 }

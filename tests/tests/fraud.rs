@@ -303,6 +303,38 @@ async fn a_conversion_minutes_after_its_click_shows_the_speed_signal() {
         (100.0..=140.0).contains(&speed.value),
         "about two minutes: {speed:?}"
     );
+    // The same verdict through the gateway, for an admin, by the conversion's id.
+    let path = format!("/v1/fraud/assessments?subjectType=CONVERSION&subjectId={conversion_id}");
+    let (status, json_assessment) = app.get(&app.admin(), &path).await;
+    assert_eq!(status, 200, "{json_assessment}");
+    assert_eq!(json_assessment["subjectId"], conversion_id.as_str());
+    assert_eq!(json_assessment["action"], "APPROVE", "{json_assessment}");
+    assert_eq!(
+        signal(&json_assessment, "conversion_speed")["triggered"],
+        true,
+        "{json_assessment}"
+    );
+    // A signup is found by its user; members may not look; a bad question names its field.
+    let (status, signup) = app
+        .get(
+            &app.admin(),
+            &format!("/v1/fraud/assessments?subjectType=SIGNUP&subjectId={user}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{signup}");
+    assert_eq!(signup["subjectType"], "SIGNUP");
+    let (status, _) = app.get(&app.member(&sup, "SUPPLIER"), &path).await;
+    assert_eq!(status, 403);
+    let (status, missing) = app
+        .get(
+            &app.admin(),
+            "/v1/fraud/assessments?subjectType=CONVERSION&subjectId=conv-nope",
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, bad) = app.get(&app.admin(), "/v1/fraud/assessments?subjectId=x").await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.to_string().contains("subjectType"), "{bad}");
     app.stop().await;
 }
 

@@ -130,6 +130,10 @@ fn routes() -> Vec<Route> {
         api(M::GET, "/v1/fraud/cases/{id}", "A fraud review case with its assessment and cluster (admin)", FRAUD_TAG,
             Rpc::new(FRAUD, "GetCase", NoBody),
             unary!(fraud.get_case(fraud::GetCaseRequest))),
+        api(M::GET, "/v1/fraud/assessments", "How one subject was assessed: its score, every signal and rule (admin). \
+            subjectType INVITATION | SIGNUP | CONVERSION; subjectId the invitation or conversion id, or a signup's user id", FRAUD_TAG,
+            Rpc::new(FRAUD, "GetAssessment", NoBody),
+            unary!(fraud.get_assessment(fraud::GetAssessmentRequest))),
         api(M::POST, "/v1/fraud/cases/{id}:resolve", "Resolve a case: APPROVE releases held rewards, REJECT voids them (admin)", FRAUD_TAG,
             Rpc::new(FRAUD, "ResolveCase", Whole),
             unary!(fraud.resolve_case(fraud::ResolveCaseRequest))),
