@@ -15,14 +15,51 @@ use referral_common::{
 };
 use tokio::task::JoinHandle;
 
+/// The first of the fixed gRPC ports: invite-svc, then fraud-, incentive- and analytics-svc.
+pub const DEFAULT_GRPC_BASE_PORT: u16 = 50051;
+
 /// Where each service listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum GrpcPorts {
-    /// 50051-50054 on 127.0.0.1.
+    /// 127.0.0.1, from the base port (50051-50054 by default).
     #[default]
     Fixed,
     /// Free ports chosen by the OS.
     Auto,
+}
+
+/// A part of the mesh: a service or the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    #[value(alias = "invite-svc")]
+    Invite,
+    #[value(alias = "fraud-svc")]
+    Fraud,
+    #[value(alias = "incentive-svc")]
+    Incentive,
+    #[value(alias = "analytics-svc")]
+    Analytics,
+    Gateway,
+}
+
+impl Part {
+    pub const ALL: [Part; 5] = [
+        Part::Invite,
+        Part::Fraud,
+        Part::Incentive,
+        Part::Analytics,
+        Part::Gateway,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Invite => "invite-svc",
+            Part::Fraud => "fraud-svc",
+            Part::Incentive => "incentive-svc",
+            Part::Analytics => "analytics-svc",
+            Part::Gateway => "gateway",
+        }
+    }
 }
 
 /// Which database the services use.
@@ -39,6 +76,8 @@ pub struct MeshOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub grpc_ports: GrpcPorts,
+    /// With fixed ports: invite-svc's; the other services take the next three.
+    pub grpc_base_port: u16,
     pub storage: Storage,
     pub redis_url: Option<String>,
     pub jwt_secret: Secret,
@@ -48,6 +87,16 @@ pub struct MeshOptions {
     pub invite_args: Vec<String>,
     /// Extra analytics-svc flags (webhook retry timing and allowed networks in tests).
     pub analytics_args: Vec<String>,
+    /// The parts this process runs (all of them normally). The others are expected at their
+    /// fixed addresses, run by another `referral-mesh serve --parts ...` on the same data dir:
+    /// that is how one service is stopped and started again while the rest keep running.
+    pub parts: Vec<Part>,
+}
+
+impl MeshOptions {
+    fn runs(&self, part: Part) -> bool {
+        self.parts.contains(&part)
+    }
 }
 
 /// A running mesh.
@@ -125,11 +174,28 @@ fn config<T: Args>(args: Vec<String>) -> anyhow::Result<T> {
         .inner)
 }
 
-async fn bind(ports: GrpcPorts, fixed: u16) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
-    let port = if ports == GrpcPorts::Auto { 0 } else { fixed };
-    server::bind(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {e} (try --grpc-ports auto)"))
+/// A service's listener when this process runs it, and its address either way.
+async fn bind(
+    opts: &MeshOptions,
+    part: Part,
+    fixed: u16,
+) -> anyhow::Result<(Option<tokio::net::TcpListener>, SocketAddr)> {
+    let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    if !opts.runs(part) {
+        return Ok((None, at(fixed)));
+    }
+    let port = if opts.grpc_ports == GrpcPorts::Auto {
+        0
+    } else {
+        fixed
+    };
+    let (listener, addr) = server::bind(at(port)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on 127.0.0.1:{port} for {}: {e} (is another mesh running it? try --grpc-ports auto)",
+            part.name()
+        )
+    })?;
+    Ok((Some(listener), addr))
 }
 
 fn database_url(opts: &MeshOptions, service: &str) -> (String, String) {
@@ -142,18 +208,38 @@ fn database_url(opts: &MeshOptions, service: &str) -> (String, String) {
     }
 }
 
-/// Starts every service and the gateway; returns once all are listening.
+/// Starts the parts `opts` names (normally every service and the gateway); returns once
+/// they are ready.
 pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
+    if opts.parts.is_empty() {
+        anyhow::bail!("--parts names no part to run");
+    }
+    if opts.parts.len() < Part::ALL.len() && opts.grpc_ports == GrpcPorts::Auto {
+        anyhow::bail!(
+            "--parts needs --grpc-ports fixed: the parts run elsewhere are found at their fixed ports"
+        );
+    }
     std::fs::create_dir_all(&opts.data_dir)?;
     let secret = opts.jwt_secret.expose().to_string();
     let (trigger, shutdown) = server::shutdown_pair();
-    let (invite_l, invite) = bind(opts.grpc_ports, 50051).await?;
-    let (fraud_l, fraud) = bind(opts.grpc_ports, 50052).await?;
-    let (incentive_l, incentive) = bind(opts.grpc_ports, 50053).await?;
-    let (analytics_l, analytics) = bind(opts.grpc_ports, 50054).await?;
-    let (gateway_l, gateway) = server::bind(opts.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen): {e}", opts.listen))?;
+    let base = opts.grpc_base_port;
+    if base > u16::MAX - 3 {
+        anyhow::bail!("--grpc-base-port {base} leaves no room for the four services' ports");
+    }
+    let (invite_l, invite) = bind(&opts, Part::Invite, base).await?;
+    let (fraud_l, fraud) = bind(&opts, Part::Fraud, base + 1).await?;
+    let (incentive_l, incentive) = bind(&opts, Part::Incentive, base + 2).await?;
+    let (analytics_l, analytics) = bind(&opts, Part::Analytics, base + 3).await?;
+    let gateway_l = if opts.runs(Part::Gateway) {
+        Some(
+            server::bind(opts.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen): {e}", opts.listen))?,
+        )
+    } else {
+        None
+    };
+    let gateway = gateway_l.as_ref().map_or(opts.listen, |(_, addr)| *addr);
     let public_url = format!("http://{gateway}");
     let redis: Vec<String> = opts
         .redis_url
@@ -190,10 +276,12 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         .as_deref()
         .is_some_and(|h| !h.trim().is_empty());
     let mailbox = (!by_smtp).then(|| invite_cfg.dev_mailbox_dir.clone());
-    tasks.push((
-        "invite-svc",
-        tokio::spawn(invite_svc::serve(invite_cfg, invite_l, shutdown.clone())),
-    ));
+    if let Some(l) = invite_l {
+        tasks.push((
+            "invite-svc",
+            tokio::spawn(invite_svc::serve(invite_cfg, l, shutdown.clone())),
+        ));
+    }
 
     let (url, schema) = database_url(&opts, "fraud");
     let fraud_cfg: fraud_svc::FraudConfig = config(vec![
@@ -206,10 +294,12 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         "--invite-addr".into(),
         invite.to_string(),
     ])?;
-    tasks.push((
-        "fraud-svc",
-        tokio::spawn(fraud_svc::serve(fraud_cfg, fraud_l, shutdown.clone())),
-    ));
+    if let Some(l) = fraud_l {
+        tasks.push((
+            "fraud-svc",
+            tokio::spawn(fraud_svc::serve(fraud_cfg, l, shutdown.clone())),
+        ));
+    }
 
     let (url, schema) = database_url(&opts, "incentive");
     let mut args = vec![
@@ -226,10 +316,12 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     ];
     args.extend(redis.clone());
     let incentive_cfg: incentive_svc::IncentiveConfig = config(args)?;
-    tasks.push((
-        "incentive-svc",
-        tokio::spawn(incentive_svc::serve(incentive_cfg, incentive_l, shutdown.clone())),
-    ));
+    if let Some(l) = incentive_l {
+        tasks.push((
+            "incentive-svc",
+            tokio::spawn(incentive_svc::serve(incentive_cfg, l, shutdown.clone())),
+        ));
+    }
 
     let (url, schema) = database_url(&opts, "analytics");
     // analytics-svc consumes all three services' event logs into its rollups and webhooks.
@@ -249,10 +341,12 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     ];
     args.extend(opts.analytics_args.clone());
     let analytics_cfg: analytics_svc::AnalyticsConfig = config(args)?;
-    tasks.push((
-        "analytics-svc",
-        tokio::spawn(analytics_svc::serve(analytics_cfg, analytics_l, shutdown.clone())),
-    ));
+    if let Some(l) = analytics_l {
+        tasks.push((
+            "analytics-svc",
+            tokio::spawn(analytics_svc::serve(analytics_cfg, l, shutdown.clone())),
+        ));
+    }
 
     let mut args = vec![
         "--invite-addr".into(),
@@ -273,9 +367,14 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     args.extend(redis);
     args.extend(opts.gateway_args.clone());
     let gateway_cfg: gateway::GatewayConfig = config(args)?;
-    let gw = gateway::build(gateway_cfg, gateway_l).await?;
     let (gateway_trigger, gateway_shutdown) = server::shutdown_pair();
-    let gateway_task = Some(tokio::spawn(gw.run_until_stopped(gateway_shutdown)));
+    let gateway_task = match gateway_l {
+        Some((l, _)) => {
+            let gw = gateway::build(gateway_cfg, l).await?;
+            Some(tokio::spawn(gw.run_until_stopped(gateway_shutdown)))
+        }
+        None => None,
+    };
 
     let keys = JwtKeys::new(&opts.jwt_secret);
     let mesh = Mesh {
@@ -292,25 +391,65 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         trigger,
         tasks,
     };
-    wait_ready(&mesh, &shutdown).await?;
+    wait_ready(&mesh, &opts.parts, &shutdown).await?;
     Ok(mesh)
 }
 
-/// Ready when the gateway's /readyz says every service is (migrations done): `ready`, not
-/// merely the 200 of `degraded` that READY_REQUIRES allows a pod.
-async fn wait_ready(mesh: &Mesh, _shutdown: &Shutdown) -> anyhow::Result<()> {
-    let url = format!("{}/readyz", mesh.gateway_url());
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(r) = client.get(&url).send().await
-            && let Ok(body) = r.json::<serde_json::Value>().await
-            && body["status"] == "ready"
-        {
-            return Ok(());
+/// Ready when every service this process runs answers SERVING on its `readiness` health
+/// check (migrations done) and the gateway, if run here, answers `/healthz`. Parts run by
+/// another process are not waited for: they may be stopped on purpose.
+async fn wait_ready(mesh: &Mesh, parts: &[Part], _shutdown: &Shutdown) -> anyhow::Result<()> {
+    let services = [
+        (Part::Invite, mesh.invite),
+        (Part::Fraud, mesh.fraud),
+        (Part::Incentive, mesh.incentive),
+        (Part::Analytics, mesh.analytics),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for (part, addr) in services.into_iter().filter(|(p, _)| parts.contains(p)) {
+        while !serving(addr).await {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("{} did not become ready within 15 s ({addr})", part.name());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("the mesh did not become ready within 15 s ({url})")
+    if parts.contains(&Part::Gateway) {
+        let url = format!("{}/healthz", mesh.gateway_url());
+        let client = reqwest::Client::new();
+        while !client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the gateway did not answer within 15 s ({url})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn serving(addr: SocketAddr) -> bool {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+        return false;
+    };
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let mut client = HealthClient::new(channel);
+    let req = HealthCheckRequest {
+        service: server::READINESS.to_string(),
+    };
+    client
+        .check(req)
+        .await
+        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
 }
 
 /// `Role` by its name, for the `token` subcommand.

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use referral_common::{auth::JwtKeys, config::parse_duration};
-use referral_mesh::{GrpcPorts, MeshOptions, Storage, parse_role, secret};
+use referral_mesh::{GrpcPorts, MeshOptions, Part, Storage, parse_role, secret};
 
 #[derive(Parser)]
 #[command(
@@ -37,9 +37,12 @@ struct ServeArgs {
     /// The gateway's HTTP address.
     #[arg(long, env = "MESH_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// fixed: services on 127.0.0.1:50051-50054; auto: free ports.
+    /// fixed: services on 127.0.0.1:50051-50054 (from --grpc-base-port); auto: free ports.
     #[arg(long, value_enum, default_value_t = GrpcPorts::Fixed)]
     grpc_ports: GrpcPorts,
+    /// invite-svc's fixed port; fraud-, incentive- and analytics-svc take the next three.
+    #[arg(long, env = "MESH_GRPC_BASE_PORT", default_value_t = referral_mesh::DEFAULT_GRPC_BASE_PORT)]
+    grpc_base_port: u16,
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = referral_common::config::LogFormat::Pretty)]
@@ -48,6 +51,11 @@ struct ServeArgs {
     /// so a receiver on this machine works; the services alone allow none.
     #[arg(long, env = "WEBHOOK_ALLOWED_NETWORKS", default_value = "127.0.0.0/8,::1/128")]
     webhook_allowed_networks: String,
+    /// The parts this process runs (comma-separated; default all). Run the rest in another
+    /// terminal on the same data dir to stop and start one service on its own, e.g.
+    /// `--parts invite,incentive,analytics,gateway` here and `--parts fraud` there.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Part::ALL)]
+    parts: Vec<Part>,
 }
 
 #[derive(Args)]
@@ -102,6 +110,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
         data_dir: s.data_dir.clone(),
         listen: s.listen,
         grpc_ports: s.grpc_ports,
+        grpc_base_port: s.grpc_base_port,
         storage: Storage::Sqlite,
         redis_url: s.redis_url.clone(),
         jwt_secret,
@@ -111,22 +120,39 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
             "--webhook-allowed-networks".into(),
             s.webhook_allowed_networks.clone(),
         ],
+        parts: s.parts.clone(),
     })
     .await?;
-    let admin = mesh.token("admin", referral_common::auth::Role::Admin, None);
-    let url = mesh.gateway_url();
-    println!(
-        "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/  (paste the admin token below)\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  mailbox     {mailbox}\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
-        dir = s.data_dir.display(),
-        i = mesh.invite,
-        f = mesh.fraud,
-        n = mesh.incentive,
-        a = mesh.analytics,
-        mailbox = match &mesh.mailbox {
-            Some(dir) => format!("{}  (every invitation sent, as .eml / .sms.txt)", dir.display()),
-            None => "none: invitations go out by SMTP (SMTP_HOST)".to_string(),
-        },
-    );
+    if s.parts.len() < Part::ALL.len() {
+        let here: Vec<&str> = s.parts.iter().map(|p| p.name()).collect();
+        let elsewhere: Vec<&str> = Part::ALL
+            .iter()
+            .filter(|p| !s.parts.contains(p))
+            .map(|p| p.name())
+            .collect();
+        println!(
+            "\nthis process runs {} (SQLite in {dir}; Ctrl-C to stop)\nexpected from another `referral-mesh serve --parts ...` on the same data dir: {}",
+            here.join(", "),
+            elsewhere.join(", "),
+            dir = s.data_dir.display(),
+        );
+    }
+    if s.parts.contains(&Part::Gateway) {
+        let admin = mesh.token("admin", referral_common::auth::Role::Admin, None);
+        let url = mesh.gateway_url();
+        println!(
+            "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/  (paste the admin token below)\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  mailbox     {mailbox}\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
+            dir = s.data_dir.display(),
+            i = mesh.invite,
+            f = mesh.fraud,
+            n = mesh.incentive,
+            a = mesh.analytics,
+            mailbox = match &mesh.mailbox {
+                Some(dir) => format!("{}  (every invitation sent, as .eml / .sms.txt)", dir.display()),
+                None => "none: invitations go out by SMTP (SMTP_HOST)".to_string(),
+            },
+        );
+    }
     tokio::select! {
         _ = referral_common::server::os_signal() => {}
         (name, result) = mesh.any_stopped() => {

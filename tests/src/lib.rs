@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
 use referral_common::{auth::Role, config::Secret};
-use referral_mesh::{GrpcPorts, Mesh, MeshOptions, Storage};
+use referral_mesh::{GrpcPorts, Mesh, MeshOptions, Part, Storage};
 use serde_json::{Value, json};
 
 pub struct TestApp {
@@ -79,7 +79,7 @@ pub async fn spawn_app_with_analytics(analytics_args: Vec<String>) -> TestApp {
 }
 
 /// A fresh data dir and schemas, Postgres and Redis when the test environment names them.
-fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_redis: bool) -> MeshOptions {
+pub fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_redis: bool) -> MeshOptions {
     referral_common::telemetry::init(referral_common::config::LogFormat::Pretty);
     let data_dir = std::env::temp_dir().join(format!("referral-mesh-test-{}", uuid::Uuid::now_v7()));
     let storage = match std::env::var("TEST_DATABASE_URL") {
@@ -96,12 +96,14 @@ fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_redis: 
         data_dir: data_dir.clone(),
         listen: "127.0.0.1:0".parse().expect("literal address"),
         grpc_ports: GrpcPorts::Auto,
+        grpc_base_port: referral_mesh::DEFAULT_GRPC_BASE_PORT,
         storage,
         redis_url,
         jwt_secret: Secret::new(SECRET),
         gateway_args: isolated_limits(gateway_args),
         invite_args: patient_fraud_checks(idle_scheduler(invite_args)),
         analytics_args: vec![],
+        parts: Part::ALL.to_vec(),
     }
 }
 
@@ -125,7 +127,7 @@ fn patient_fraud_checks(mut invite_args: Vec<String>) -> Vec<String> {
     invite_args
 }
 
-async fn start_with(options: MeshOptions) -> anyhow::Result<TestApp> {
+pub async fn start_with(options: MeshOptions) -> anyhow::Result<TestApp> {
     let mesh = referral_mesh::start(options.clone()).await?;
     let base = mesh.gateway_url();
     let http = reqwest::Client::builder()

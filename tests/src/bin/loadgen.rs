@@ -1258,6 +1258,7 @@ async fn mesh_suite(run: MeshRun<'_>) -> anyhow::Result<MeshResults> {
         data_dir: data_dir.clone(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         grpc_ports: GrpcPorts::Auto,
+        grpc_base_port: referral_mesh::DEFAULT_GRPC_BASE_PORT,
         storage: run.storage.clone(),
         redis_url: run.redis.clone(),
         jwt_secret: Secret::new(SECRET),
@@ -1271,6 +1272,7 @@ async fn mesh_suite(run: MeshRun<'_>) -> anyhow::Result<MeshResults> {
         ],
         invite_args: vec![],
         analytics_args: vec![],
+        parts: referral_mesh::Part::ALL.to_vec(),
     };
     let mesh = referral_mesh::start(options).await?;
     let mut results = MeshResults {
