@@ -542,3 +542,49 @@ pub async fn read_event_log(
     }
     events
 }
+
+/// What a referrer's invitation and a couple's signup through its code came back as while
+/// fraud-svc could not answer: held (PENDING_REVIEW / REVIEW, `risk.pending`), never lost.
+pub struct HeldWhileFraudAway {
+    pub referrer: String,
+    pub referrer_token: String,
+    pub invitation: Value,
+    pub user: String,
+}
+
+pub async fn held_while_fraud_away(app: &TestApp, vendor: &str) -> HeldWhileFraudAway {
+    let referrer = unique(vendor);
+    let referrer_token = app.member(&referrer, "SUPPLIER");
+    let invitation = app
+        .invite_ok(
+            &referrer_token,
+            invitation(&referrer, "EMAIL", &format!("{}@example.com", unique("guest"))),
+        )
+        .await;
+    assert_eq!(invitation["status"], "PENDING_REVIEW", "{invitation}");
+    assert_eq!(invitation["risk"]["pending"], true, "{invitation}");
+    let code = app
+        .code_ok(
+            &referrer_token,
+            json!({"referrerId": referrer, "referrerKind": "SUPPLIER"}),
+        )
+        .await["code"]
+        .clone();
+    let user = unique("couple");
+    let (_, a) = app
+        .post(
+            &app.member(&user, "COUPLE"),
+            "/v1/signups",
+            json!({"userId": user, "userKind": "COUPLE", "code": code}),
+        )
+        .await;
+    assert_eq!(a["attributed"], true, "attributed while fraud-svc is away: {a}");
+    assert_eq!(a["risk"]["pending"], true, "{a}");
+    assert_eq!(a["risk"]["action"], "REVIEW", "{a}");
+    HeldWhileFraudAway {
+        referrer,
+        referrer_token,
+        invitation,
+        user,
+    }
+}

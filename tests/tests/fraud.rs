@@ -9,7 +9,10 @@ use referral_common::auth::Role;
 use referral_proto::events::v1::{
     SubscribeRequest, event::Payload, event_log_client::EventLogClient, subscribe_response::Item,
 };
-use referral_tests::{TestApp, authed, error_info, eventually, spawn_app_with, spawn_app_with_args, unique};
+use referral_tests::{
+    TestApp, authed, error_info, eventually, held_while_fraud_away, spawn_app_with, spawn_app_with_args,
+    unique,
+};
 use serde_json::{Value, json};
 
 fn signal<'a>(risk: &'a Value, name: &str) -> &'a Value {
@@ -384,31 +387,8 @@ async fn while_fraud_svc_is_away_nothing_is_lost_and_everything_moves_on_when_it
         ],
     )
     .await;
-    let sup = unique("music");
-    let token = app.member(&sup, "SUPPLIER");
-    let inv = app
-        .invite_ok(
-            &token,
-            referral_tests::invitation(&sup, "EMAIL", &format!("{}@example.com", unique("guest"))),
-        )
-        .await;
-    assert_eq!(inv["status"], "PENDING_REVIEW", "{inv}");
-    assert_eq!(inv["risk"]["pending"], true, "{inv}");
-    let code = app
-        .code_ok(&token, json!({"referrerId": sup, "referrerKind": "SUPPLIER"}))
-        .await["code"]
-        .clone();
-    let user = unique("couple");
-    let (_, a) = app
-        .post(
-            &app.member(&user, "COUPLE"),
-            "/v1/signups",
-            json!({"userId": user, "userKind": "COUPLE", "code": code}),
-        )
-        .await;
-    assert_eq!(a["attributed"], true, "attributed while fraud-svc is away: {a}");
-    assert_eq!(a["risk"]["pending"], true, "{a}");
-    assert_eq!(a["risk"]["action"], "REVIEW", "{a}");
+    let held = held_while_fraud_away(&app, "music").await;
+    let (token, inv) = (&held.referrer_token, &held.invitation);
 
     // fraud-svc returns: it reads invite-svc's log and decides; invite-svc reads its log.
     let dir = app.data_dir.join("fraud-returning");
@@ -426,7 +406,7 @@ async fn while_fraud_svc_is_away_nothing_is_lost_and_everything_moves_on_when_it
 
     let id = inv["id"].as_str().expect("id").to_string();
     let moved = eventually(Duration::from_secs(20), || async {
-        let (_, now) = app.get(&token, &format!("/v1/invitations/{id}")).await;
+        let (_, now) = app.get(token, &format!("/v1/invitations/{id}")).await;
         (now["status"] == "SCHEDULED").then_some(now)
     })
     .await

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use referral_mesh::{GrpcPorts, Part};
-use referral_tests::{eventually, start_with, test_options, unique};
+use referral_tests::{eventually, held_while_fraud_away, start_with, test_options};
 use serde_json::json;
 
 /// A base port whose next three are free too (the fixed ports of the four services).
@@ -46,30 +46,8 @@ async fn fraud_svc_run_apart_is_stopped_and_started_while_the_rest_keeps_serving
     assert_eq!(ready["status"], "degraded", "{ready}");
     assert_eq!(ready["notReady"], json!(["fraud-svc"]), "{ready}");
 
-    let sup = unique("florist");
-    let token = app.member(&sup, "SUPPLIER");
-    let inv = app
-        .invite_ok(
-            &token,
-            referral_tests::invitation(&sup, "EMAIL", &format!("{}@example.com", unique("guest"))),
-        )
-        .await;
-    assert_eq!(inv["status"], "PENDING_REVIEW", "{inv}");
-    let code = app
-        .code_ok(&token, json!({"referrerId": sup, "referrerKind": "SUPPLIER"}))
-        .await["code"]
-        .clone();
-    let user = unique("couple");
-    let (_, a) = app
-        .post(
-            &app.member(&user, "COUPLE"),
-            "/v1/signups",
-            json!({"userId": user, "userKind": "COUPLE", "code": code}),
-        )
-        .await;
-    assert_eq!(a["attributed"], true, "{a}");
-    assert_eq!(a["risk"]["action"], "REVIEW", "{a}");
-    assert_eq!(a["risk"]["pending"], true, "{a}");
+    let held = held_while_fraud_away(&app, "florist").await;
+    let (token, inv, user) = (&held.referrer_token, &held.invitation, &held.user);
 
     // Terminal 2: fraud-svc alone, on the same data dir and ports. It catches up from
     // invite-svc's log and both held subjects move on.
@@ -78,7 +56,7 @@ async fn fraud_svc_run_apart_is_stopped_and_started_while_the_rest_keeps_serving
         .expect("fraud-svc starts on its own");
     let id = inv["id"].as_str().expect("id").to_string();
     let moved = eventually(Duration::from_secs(20), || async {
-        let (_, now) = app.get(&token, &format!("/v1/invitations/{id}")).await;
+        let (_, now) = app.get(token, &format!("/v1/invitations/{id}")).await;
         (now["status"] == "SCHEDULED").then_some(now)
     })
     .await
