@@ -320,3 +320,75 @@ fn transition(t: &InvitationTransition) -> Change {
         stage,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use referral_common::events::new_event;
+    use referral_proto::{
+        events::v1::{FraudAssessed, FraudResolved},
+        fraud::v1::Assessment,
+    };
+
+    use super::*;
+
+    fn assessed(subject_type: SubjectType, action: FraudAction) -> Event {
+        new_event(
+            "fraud",
+            "x",
+            chrono::Utc::now(),
+            Payload::FraudAssessed(FraudAssessed {
+                assessment: Some(Assessment {
+                    subject_type: subject_type as i32,
+                    subject_id: "x-1".into(),
+                    action: action as i32,
+                    ..Default::default()
+                }),
+            }),
+        )
+    }
+
+    fn resolved(subject_type: SubjectType, decision: FraudAction) -> Event {
+        new_event(
+            "fraud",
+            "x",
+            chrono::Utc::now(),
+            Payload::FraudResolved(FraudResolved {
+                subject_type: subject_type as i32,
+                subject_id: "x-1".into(),
+                decision: decision as i32,
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn only_a_reject_of_a_signup_or_a_conversion_changes_the_rollups() {
+        let conversion = Change::RejectConversion {
+            conversion_id: "x-1".into(),
+        };
+        let signup = Change::RejectSignup {
+            signup_id: "x-1".into(),
+        };
+        for event in [
+            assessed(SubjectType::Conversion, FraudAction::Reject),
+            resolved(SubjectType::Conversion, FraudAction::Reject),
+        ] {
+            assert_eq!(change_of(&event), conversion);
+        }
+        for event in [
+            assessed(SubjectType::Signup, FraudAction::Reject),
+            resolved(SubjectType::Signup, FraudAction::Reject),
+        ] {
+            assert_eq!(change_of(&event), signup);
+        }
+        for event in [
+            assessed(SubjectType::Conversion, FraudAction::Review),
+            assessed(SubjectType::Conversion, FraudAction::Approve),
+            resolved(SubjectType::Conversion, FraudAction::Approve),
+            assessed(SubjectType::Invitation, FraudAction::Reject),
+            resolved(SubjectType::Invitation, FraudAction::Reject),
+        ] {
+            assert_eq!(change_of(&event), Change::Nothing);
+        }
+    }
+}
