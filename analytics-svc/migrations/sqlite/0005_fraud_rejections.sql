@@ -27,6 +27,8 @@ CREATE TABLE conversion_facts (
     applied INTEGER NOT NULL DEFAULT 0,
     rejected INTEGER NOT NULL DEFAULT 0
 );
+-- A rejected referral takes back its user's conversions.
+CREATE INDEX conversion_facts_by_user ON conversion_facts (user_id);
 
 -- The attribution credits each conversion added (one row per model, referrer and channel).
 CREATE TABLE conversion_credits (

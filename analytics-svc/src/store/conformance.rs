@@ -1086,6 +1086,8 @@ async fn fraud_read_first_gives_the_same_numbers<S: Store>(store: &S) {
         signup_rejected("s-u3"),
         conversion_rejected("c-u3-2000"),
         signup_rejected("s-u4"),
+        // u1's referral too: its later conversion (not rejected itself) credits nobody.
+        signup_rejected("s-u1"),
     ];
     let numbers = || async {
         let w = window(0, 10);
@@ -1107,6 +1109,8 @@ async fn fraud_read_first_gives_the_same_numbers<S: Store>(store: &S) {
     apply(store, "fraud", &fraud, 1).await;
     let invite_first = numbers().await;
     assert_eq!(invite_first.0.0, 0, "u1's and u3's conversions rejected");
+    assert_eq!(invite_first.0.2, 0.0, "s1's revenue: u1's referral rejected");
+    assert_eq!(invite_first.0.3, vec![], "no credits left");
     store.truncate_rollups().await.unwrap();
     apply(store, "fraud", &fraud, 1).await;
     apply(store, "invite", &invite, 1).await;

@@ -619,9 +619,12 @@ macro_rules! sql_store {
                 return Ok(()); // this conversion was read before
             }
             let rejected_first = known.is_some_and(|k| k.rejected == 1);
+            let mut referral_rejected = false;
             let (cohort, invitation_id, converted) = match referred(conn, "user_id", &c.user_id).await? {
-                Some(r) if r.rejected == 1 => return Ok(()), // the referral was rejected
-                Some(r) => (r.cohort, r.invitation_id, r.converted == 1),
+                Some(r) => {
+                    referral_rejected = r.rejected == 1;
+                    (r.cohort, r.invitation_id, r.converted == 1)
+                }
                 None => (
                     Cohort {
                         day: day_of_secs(c.at),
@@ -664,7 +667,7 @@ macro_rules! sql_store {
                     .bind(&invitation_id)
                     .bind(i32::from(counts))
                     .bind(revenue)
-                    .bind(i32::from(!rejected_first))
+                    .bind(i32::from(!rejected_first && !referral_rejected))
                     .execute(&mut *conn)
                     .await?;
             }
@@ -673,6 +676,14 @@ macro_rules! sql_store {
                 // user's conversion their invitation stops at SIGNED_UP.
                 if counts {
                     cap_converted(conn, &invitation_id).await?;
+                }
+                return Ok(());
+            }
+            if referral_rejected {
+                // No referrer gets credit for a rejected referral (API.md); as when the
+                // rejection is read after the conversion, only the invitation's stage stays.
+                if counts && !invitation_id.is_empty() {
+                    raise_stage(conn, &invitation_id, STAGE_CONVERTED).await?;
                 }
                 return Ok(());
             }
@@ -768,23 +779,22 @@ macro_rules! sql_store {
                 .bind(conversion_id)
                 .execute(&mut *conn)
                 .await?;
-            if k.applied == 0 {
-                return Ok(());
-            }
-            // The user's conversion is taken back unless a rejection of the referral already
-            // took it (reject_signup subtracts `converted`).
-            let still_counted = k.counted == 1
-                && match referred(conn, "user_id", &k.user_id).await? {
-                    Some(r) => r.converted == 1 && r.rejected == 0,
-                    None => true,
+            if k.applied == 1 {
+                // The user's conversion is taken back unless a rejection of the referral
+                // already took it (reject_signup subtracts `converted`).
+                let still_counted = k.counted == 1
+                    && match referred(conn, "user_id", &k.user_id).await? {
+                        Some(r) => r.converted == 1 && r.rejected == 0,
+                        None => true,
+                    };
+                let delta = Delta {
+                    conversions: -i64::from(still_counted),
+                    ..Delta::default()
                 };
-            let delta = Delta {
-                conversions: -i64::from(still_counted),
-                revenue_minor: -k.revenue_minor,
-                ..Delta::default()
-            };
-            bump_cohort(conn, &k.cohort, &delta).await?;
-            bump_referrer(conn, &k.cohort, &delta, 0).await?;
+                bump_cohort(conn, &k.cohort, &delta).await?;
+                bump_referrer(conn, &k.cohort, &delta, 0).await?;
+                take_back_revenue(conn, conversion_id, &k).await?;
+            }
             if k.counted == 1 {
                 sqlx::query("UPDATE referred_users SET converted = 0 WHERE user_id = $1")
                     .bind(&k.user_id)
@@ -792,6 +802,22 @@ macro_rules! sql_store {
                     .await?;
                 cap_converted(conn, &k.invitation_id).await?;
             }
+            Ok(())
+        }
+
+        /// Takes an applied conversion's revenue and attribution credits back out of the
+        /// rollups and marks it no longer applied.
+        async fn take_back_revenue(conn: &mut $conn, conversion_id: &str, k: &ConversionRow) -> sqlx::Result<()> {
+            let delta = Delta {
+                revenue_minor: -k.revenue_minor,
+                ..Delta::default()
+            };
+            bump_cohort(conn, &k.cohort, &delta).await?;
+            bump_referrer(conn, &k.cohort, &delta, 0).await?;
+            sqlx::query("UPDATE conversion_facts SET applied = 0 WHERE conversion_id = $1")
+                .bind(conversion_id)
+                .execute(&mut *conn)
+                .await?;
             let credits: Vec<CreditRow> = sqlx::query_as(
                 "SELECT model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency, revenue_minor, conversions
                  FROM conversion_credits WHERE conversion_id = $1 ORDER BY model, referrer_id, channel",
@@ -827,7 +853,7 @@ macro_rules! sql_store {
         }
 
         /// A rejected referral stops counting: its signup, its conversion and the second-
-        /// order reach it gave. (Revenue already credited stays: it was paid.)
+        /// order reach it gave, and its conversions' revenue and credits.
         async fn reject_signup(conn: &mut $conn, signup_id: &str) -> sqlx::Result<()> {
             if signup_id.is_empty() {
                 return Ok(());
@@ -861,7 +887,30 @@ macro_rules! sql_store {
             if !cohort.template_id.is_empty() {
                 bump_experiment(conn, &cohort, 0, -1).await?;
             }
+            // No referrer gets credit for a rejected referral (API.md): its conversions'
+            // revenue and attribution credits go too.
+            let sql = format!(
+                "SELECT conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected
+                 FROM conversion_facts WHERE user_id = $1 AND applied = 1 ORDER BY conversion_id"
+            );
+            let applied: Vec<(String, ConversionRow)> = sqlx::query_as::<_, AppliedConversion>(sqlx::AssertSqlSafe(sql))
+                .bind(&r.user_id)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(|a| (a.conversion_id, a.row))
+                .collect();
+            for (id, k) in &applied {
+                take_back_revenue(conn, id, k).await?;
+            }
             Ok(())
+        }
+
+        #[derive(sqlx::FromRow)]
+        struct AppliedConversion {
+            conversion_id: String,
+            #[sqlx(flatten)]
+            row: ConversionRow,
         }
 
         async fn award_badge(conn: &mut $conn, referrer_id: &str, badge: &str) -> sqlx::Result<()> {
