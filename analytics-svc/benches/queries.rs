@@ -13,7 +13,9 @@
 //! year, each inviting on ~10% of days; 70% suppliers over seven vendor types; every
 //! invitation's furthest funnel stage drawn from fixed rates), folds them into the rollup
 //! rows the consumer would have left — `daily` per cohort day and dimensions, `active_gaps`
-//! per scope, day and gap — and writes those with multi-row inserts into the same tables.
+//! per scope, day and gap, and `active_since` per scope, window start and day (from the gap
+//! rows through `scope::since_days`, the rule the consumer applies) — and writes those with
+//! multi-row inserts into the same tables.
 //! (The write-side tables `invitation_facts` and `active_days` are not seeded: no query
 //! reads them.) Then it serves analytics-svc on a loopback port in this process and times
 //! sequential authenticated `GetViralMetrics` and `GetFunnel` calls over the default window
@@ -101,6 +103,8 @@ type DailyKey = (i64, &'static str, &'static str, &'static str, &'static str);
 struct Rollups {
     daily: HashMap<DailyKey, [i64; 9]>,
     gaps: HashMap<(String, i64, i64), i64>,
+    /// (scope, day) -> referrers counted for since_day = day - i, at index i.
+    since: HashMap<(String, i64), Vec<i64>>,
     invitations: usize,
 }
 
@@ -155,9 +159,21 @@ fn simulate(invitations: usize, today: i64) -> Rollups {
             }
         }
     }
+    // Each referrer active on `day` with gap g counts in the active_since rows of the window
+    // starts `since_days(day, g)`.
+    let mut since: HashMap<(String, i64), Vec<i64>> = HashMap::new();
+    for ((s, day, gap), n) in &gaps {
+        let row = since
+            .entry((s.clone(), *day))
+            .or_insert_with(|| vec![0; scope::SINCE_DAYS as usize]);
+        for since_day in scope::since_days(*day, *gap) {
+            row[(day - since_day) as usize] += n;
+        }
+    }
     Rollups {
         daily,
         gaps,
+        since,
         invitations: made,
     }
 }
@@ -192,15 +208,33 @@ async fn seed(pool: &Pool, rollups: &Rollups) -> anyhow::Result<()> {
             chunk.join(",")
         ));
     }
+    let since: Vec<String> = rollups
+        .since
+        .iter()
+        .flat_map(|((s, day), counts)| {
+            counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n != 0)
+                .map(move |(i, n)| format!("('{s}', {}, {day}, {n})", day - i as i64))
+        })
+        .collect();
+    for chunk in since.chunks(ROWS_PER_INSERT) {
+        statements.push(format!(
+            "INSERT INTO active_since (scope, since_day, day, referrers) VALUES {};",
+            chunk.join(",")
+        ));
+    }
     for batch in statements.chunks(50) {
         pool.exec(format!("BEGIN; {} COMMIT;", batch.join("\n"))).await?;
     }
     pool.exec("ANALYZE".into()).await?;
     println!(
-        "seeded {} invitations as {} daily rows and {} gap rows in {:.1} s",
+        "seeded {} invitations as {} daily rows, {} gap rows and {} active_since rows in {:.1} s",
         rollups.invitations,
         daily.len(),
         gaps.len(),
+        since.len(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

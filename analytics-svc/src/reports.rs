@@ -458,7 +458,7 @@ pub async fn experiment<S: Store>(
     template_id: &str,
     w: &Window,
 ) -> StoreResult<ExperimentResults> {
-    let rows = store.experiment(template_id, w.from_day, w.to_day).await?;
+    let rows = store.experiment(template_id, w).await?;
     let control = rows
         .iter()
         .position(|(v, _, _)| v.eq_ignore_ascii_case(CONTROL))

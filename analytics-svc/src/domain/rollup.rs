@@ -67,6 +67,8 @@ pub struct Touch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversionFact {
+    /// What a fraud rejection names it by; empty: it cannot be rejected later.
+    pub conversion_id: String,
     pub user_id: String,
     pub referrer_id: String,
     pub invitation_id: String,
@@ -99,6 +101,11 @@ pub enum Change {
     /// Fraud review rejected an attributed signup: its referral no longer counts.
     RejectSignup {
         signup_id: String,
+    },
+    /// Fraud rejected a conversion (assessed REJECT, or its case resolved REJECT): it is not a
+    /// conversion and its revenue is taken back.
+    RejectConversion {
+        conversion_id: String,
     },
     Nothing,
 }
@@ -248,6 +255,7 @@ pub fn change_of(event: &Event) -> Change {
                 kind = referrer_kind_of_flow(&flow).to_string();
             }
             Change::Conversion(ConversionFact {
+                conversion_id: c.conversion_id.clone(),
                 user_id: c.user_id.clone(),
                 referrer_id: c.referrer_id.clone(),
                 invitation_id: c.invitation_id.clone(),
@@ -276,26 +284,27 @@ pub fn change_of(event: &Event) -> Change {
             }
             _ => Change::Nothing,
         },
-        Payload::FraudResolved(r) => {
-            if r.subject_type == SubjectType::Signup as i32 && r.decision == FraudAction::Reject as i32 {
-                Change::RejectSignup {
-                    signup_id: r.subject_id.clone(),
-                }
-            } else {
-                Change::Nothing
-            }
-        }
+        Payload::FraudResolved(r) => rejection(r.subject_type, &r.subject_id, r.decision),
         Payload::FraudAssessed(a) => match &a.assessment {
-            Some(a)
-                if a.subject_type == SubjectType::Signup as i32
-                    && a.action == FraudAction::Reject as i32
-                    && !a.subject_id.is_empty() =>
-            {
-                Change::RejectSignup {
-                    signup_id: a.subject_id.clone(),
-                }
-            }
-            _ => Change::Nothing,
+            Some(a) => rejection(a.subject_type, &a.subject_id, a.action),
+            None => Change::Nothing,
+        },
+        _ => Change::Nothing,
+    }
+}
+
+/// A fraud decision (first assessment or case resolution): only a REJECT of a signup or a
+/// conversion changes the rollups (a REJECTed one stays rejected, as its rewards stay voided).
+fn rejection(subject_type: i32, subject_id: &str, action: i32) -> Change {
+    if action != FraudAction::Reject as i32 || subject_id.is_empty() {
+        return Change::Nothing;
+    }
+    match SubjectType::try_from(subject_type) {
+        Ok(SubjectType::Signup) => Change::RejectSignup {
+            signup_id: subject_id.into(),
+        },
+        Ok(SubjectType::Conversion) => Change::RejectConversion {
+            conversion_id: subject_id.into(),
         },
         _ => Change::Nothing,
     }
@@ -309,5 +318,77 @@ fn transition(t: &InvitationTransition) -> Change {
     Change::Stage {
         invitation_id: t.invitation_id.clone(),
         stage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use referral_common::events::new_event;
+    use referral_proto::{
+        events::v1::{FraudAssessed, FraudResolved},
+        fraud::v1::Assessment,
+    };
+
+    use super::*;
+
+    fn assessed(subject_type: SubjectType, action: FraudAction) -> Event {
+        new_event(
+            "fraud",
+            "x",
+            chrono::Utc::now(),
+            Payload::FraudAssessed(FraudAssessed {
+                assessment: Some(Assessment {
+                    subject_type: subject_type as i32,
+                    subject_id: "x-1".into(),
+                    action: action as i32,
+                    ..Default::default()
+                }),
+            }),
+        )
+    }
+
+    fn resolved(subject_type: SubjectType, decision: FraudAction) -> Event {
+        new_event(
+            "fraud",
+            "x",
+            chrono::Utc::now(),
+            Payload::FraudResolved(FraudResolved {
+                subject_type: subject_type as i32,
+                subject_id: "x-1".into(),
+                decision: decision as i32,
+                ..Default::default()
+            }),
+        )
+    }
+
+    #[test]
+    fn only_a_reject_of_a_signup_or_a_conversion_changes_the_rollups() {
+        let conversion = Change::RejectConversion {
+            conversion_id: "x-1".into(),
+        };
+        let signup = Change::RejectSignup {
+            signup_id: "x-1".into(),
+        };
+        for event in [
+            assessed(SubjectType::Conversion, FraudAction::Reject),
+            resolved(SubjectType::Conversion, FraudAction::Reject),
+        ] {
+            assert_eq!(change_of(&event), conversion);
+        }
+        for event in [
+            assessed(SubjectType::Signup, FraudAction::Reject),
+            resolved(SubjectType::Signup, FraudAction::Reject),
+        ] {
+            assert_eq!(change_of(&event), signup);
+        }
+        for event in [
+            assessed(SubjectType::Conversion, FraudAction::Review),
+            assessed(SubjectType::Conversion, FraudAction::Approve),
+            resolved(SubjectType::Conversion, FraudAction::Approve),
+            assessed(SubjectType::Invitation, FraudAction::Reject),
+            resolved(SubjectType::Invitation, FraudAction::Reject),
+        ] {
+            assert_eq!(change_of(&event), Change::Nothing);
+        }
     }
 }

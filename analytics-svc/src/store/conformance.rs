@@ -11,15 +11,15 @@ use referral_common::{events::new_event, ids::to_ts};
 use referral_proto::{
     common::v1::{AttributionModel, FraudAction, Money, PartyKind, VendorType},
     events::v1::{
-        ConversionRecorded, Event, FraudResolved, InvitationCreated, InvitationFacts, InvitationTransition,
-        RewardGranted, SignupRecorded, event::Payload,
+        ConversionRecorded, Event, FraudAssessed, FraudResolved, InvitationCreated, InvitationFacts,
+        InvitationTransition, RewardGranted, SignupRecorded, event::Payload,
     },
-    fraud::v1::SubjectType,
+    fraud::v1::{Assessment, SubjectType},
     incentive::v1::{Badge, LedgerEntry},
     invite::v1::{Channel, InvitationStatus, Touchpoint},
 };
 
-use super::{Consumed, PgStore, Ranking, SqliteStore, Store, Window};
+use super::{Consumed, CreditKey, PgStore, Ranking, SqliteStore, Store, Window};
 use crate::{
     domain::{DAY_SECONDS, attribution::Model, rollup::change_of, scope},
     reports,
@@ -88,7 +88,63 @@ conformance! {
     distinct_referrers_whatever_the_order: sqlite_distinct_referrers_whatever_the_order, pg_distinct_referrers_whatever_the_order;
     a_rebuild_gives_the_same_numbers: sqlite_a_rebuild_gives_the_same_numbers, pg_a_rebuild_gives_the_same_numbers;
     attribution_connectors_and_rejections: sqlite_attribution_connectors_and_rejections, pg_attribution_connectors_and_rejections;
+    distinct_referrers_over_a_long_history: sqlite_distinct_referrers_over_a_long_history, pg_distinct_referrers_over_a_long_history;
+    backfills_match_the_live_rollups: sqlite_backfills_match_the_live_rollups, pg_backfills_match_the_live_rollups;
+    experiments_take_the_filters: sqlite_experiments_take_the_filters, pg_experiments_take_the_filters;
+    rejected_conversions_are_taken_back: sqlite_rejected_conversions_are_taken_back, pg_rejected_conversions_are_taken_back;
+    fraud_read_first_gives_the_same_numbers: sqlite_fraud_read_first_gives_the_same_numbers, pg_fraud_read_first_gives_the_same_numbers;
 }
+
+/// Raw SQL on a backend, for the cases that compare tables with what a migration fills.
+trait Raw {
+    /// The backend's backfilling migrations: 0003 (active_since), 0004 (experiment_cohorts).
+    const MIGRATIONS: [&str; 2];
+    fn raw_exec(&self, sql: &str) -> impl Future<Output = ()>;
+    /// The non-zero rows of `active_since` or `experiment_cohorts`, as text, sorted.
+    fn raw_rows(&self, table: &str) -> impl Future<Output = Vec<String>>;
+}
+
+fn rows_sql(table: &str) -> &'static str {
+    if table == "active_since" {
+        "SELECT scope || '/' || CAST(since_day AS TEXT) || '/' || CAST(day AS TEXT) || '=' || CAST(referrers AS TEXT)
+         FROM active_since WHERE referrers <> 0"
+    } else {
+        "SELECT template_id || '/' || variant || '/' || CAST(day AS TEXT) || '/' || flow || '/' || referrer_kind || '/'
+           || vendor_type || '=' || CAST(sent AS TEXT) || ',' || CAST(signups AS TEXT)
+         FROM experiment_cohorts WHERE sent <> 0 OR signups <> 0"
+    }
+}
+
+macro_rules! raw {
+    ($store:ty, $dir:literal) => {
+        impl Raw for $store {
+            const MIGRATIONS: [&str; 2] = [
+                include_str!(concat!("../../migrations/", $dir, "/0003_active_since.sql")),
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dir,
+                    "/0004_experiment_cohorts.sql"
+                )),
+            ];
+            async fn raw_exec(&self, sql: &str) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(self.pool())
+                    .await
+                    .expect(sql);
+            }
+            async fn raw_rows(&self, table: &str) -> Vec<String> {
+                let mut rows: Vec<String> = sqlx::query_scalar(rows_sql(table))
+                    .fetch_all(self.pool())
+                    .await
+                    .unwrap();
+                rows.sort();
+                rows
+            }
+        }
+    };
+}
+raw!(SqliteStore, "sqlite");
+raw!(PgStore, "postgres");
 
 // ---- fixtures ------------------------------------------------------------------------
 
@@ -164,6 +220,7 @@ fn moved(invitation: &str, to: InvitationStatus, day: f64) -> Event {
         ..Default::default()
     };
     let payload = match to {
+        InvitationStatus::Converted => Payload::InvitationConverted(t),
         InvitationStatus::Sent => Payload::InvitationSent(t),
         InvitationStatus::Delivered => Payload::InvitationDelivered(t),
         InvitationStatus::Opened => Payload::InvitationOpened(t),
@@ -526,7 +583,8 @@ async fn distinct_referrers_whatever_the_order<S: Store>(store: &S) {
 }
 
 async fn a_rebuild_gives_the_same_numbers<S: Store>(store: &S) {
-    let events = the_loop();
+    let mut events = the_loop();
+    events.extend(history_events());
     // Applied in small batches as the consumer would.
     for (n, chunk) in events.chunks(7).enumerate() {
         apply(store, "invite", chunk, (n * 7) as i64 + 1).await;
@@ -538,6 +596,7 @@ async fn a_rebuild_gives_the_same_numbers<S: Store>(store: &S) {
         reports::leaderboard(store, None, None, Ranking::Referrals, 10)
             .await
             .unwrap(),
+        distinct_counts(store).await,
     );
     store.truncate_rollups().await.unwrap();
     assert_eq!(store.last_offset("invite").await.unwrap(), 0);
@@ -550,6 +609,7 @@ async fn a_rebuild_gives_the_same_numbers<S: Store>(store: &S) {
         reports::leaderboard(store, None, None, Ranking::Referrals, 10)
             .await
             .unwrap(),
+        distinct_counts(store).await,
     );
     assert_eq!(before, after);
 }
@@ -682,4 +742,377 @@ async fn attribution_connectors_and_rejections<S: Store>(store: &S) {
     let all = store.connectors(0).await.unwrap();
     let s1 = all.iter().find(|r| r.referrer_id == "s1").unwrap();
     assert_eq!(s1.second_order_reach, 1);
+}
+
+// ---- distinct referrers over a long history ------------------------------------------
+
+/// (referrer, day) of florists inviting over 200 days; x and y as in
+/// `scope::tests::active_since_is_exact_up_to_its_reach_and_falls_back_beyond`.
+fn history() -> Vec<(&'static str, i64)> {
+    vec![
+        ("x", 191),
+        ("y", 191),
+        ("x", 0),
+        ("y", 50),
+        ("x", 100),
+        ("z", 120),
+        ("z", 30),
+        ("w", 150),
+        ("z", 60),
+        ("w", 100),
+        ("v", 5),
+        ("x", 140),
+        ("z", 90),
+    ]
+}
+
+/// The florists' invitations of `history()`.
+fn history_events() -> Vec<Event> {
+    history()
+        .iter()
+        .enumerate()
+        .map(|(n, (referrer, day))| {
+            created(&Invite {
+                id: &format!("h{n}"),
+                referrer,
+                supplier: true,
+                vendor: Some(VendorType::Florist),
+                day: *day as f64,
+                template: "",
+                variant: "",
+            })
+        })
+        .collect()
+}
+
+const FLORIST_SCOPES: [&str; 5] = [
+    "",
+    "k=SUPPLIER",
+    "v=FLORIST",
+    "f=SUPPLIER_TO_COUPLE",
+    "f=SUPPLIER_TO_COUPLE|v=FLORIST",
+];
+
+/// Windows shorter than, as long as and longer than `scope::SINCE_DAYS` (92 days).
+fn long_windows() -> Vec<(i64, i64)> {
+    let mut w = vec![
+        (150, 191),
+        (100, 191),
+        (99, 191),
+        (0, 91),
+        (0, 92),
+        (0, 191),
+        (30, 121),
+        (101, 140),
+    ];
+    for from in (0..200).step_by(9) {
+        for len in [1, 7, 30, 91, 92, 93, 150] {
+            w.push((from, from + len - 1));
+        }
+    }
+    w
+}
+
+/// Distinct referrers of every florist scope and long window.
+async fn distinct_counts<S: Store>(store: &S) -> Vec<(i64, i64, Vec<(String, i64)>)> {
+    let scopes: Vec<String> = FLORIST_SCOPES.iter().map(|s| s.to_string()).collect();
+    let mut out = Vec::new();
+    for (from, to) in long_windows() {
+        let mut counts = store.distinct_referrers(&scopes, D + from, D + to).await.unwrap();
+        counts.sort();
+        out.push((from, to, counts));
+    }
+    out
+}
+
+async fn distinct_referrers_over_a_long_history<S: Store>(store: &S) {
+    let plan = history();
+    let events = history_events();
+    // The first five one batch each, the rest (days out of order within it) in one.
+    for (n, e) in events[..5].iter().enumerate() {
+        apply(store, "invite", std::slice::from_ref(e), n as i64 + 1).await;
+    }
+    apply(store, "invite", &events[5..], 6).await;
+    assert!(scope::since_covers(D + 100, D + 191) && !scope::since_covers(D + 99, D + 191));
+    for (from, to, counts) in distinct_counts(store).await {
+        let by_hand = ["v", "w", "x", "y", "z"]
+            .iter()
+            .filter(|r| plan.iter().any(|(p, d)| p == *r && (from..=to).contains(d)))
+            .count() as i64;
+        for s in FLORIST_SCOPES {
+            let n = counts.iter().find(|(c, _)| c == s).map_or(0, |c| c.1);
+            assert_eq!(n, by_hand, "{s:?} [{from}, {to}]");
+        }
+    }
+    // [100, 191] (92 days): x on 100, y and w (150, back to 100: not a first) -> x, y, w, z (120).
+    let all = store
+        .distinct_referrers(&["".into()], D + 100, D + 191)
+        .await
+        .unwrap();
+    assert_eq!(all, vec![(String::new(), 4)]);
+}
+
+/// The single SQL statement of `migration` that starts with `start`.
+fn statement(migration: &str, start: &str) -> String {
+    let rest = &migration[migration.find(start).expect(start)..];
+    rest[..=rest.find(';').expect("a statement ends with ;")].to_string()
+}
+
+/// What migrations 0003 and 0004 fill for an existing deployment equals what the consumer
+/// keeps: the same events, the tables emptied and filled again by the migrations' SQL.
+async fn backfills_match_the_live_rollups<S: Store + Raw>(store: &S) {
+    let mut events = the_loop();
+    events.extend(history_events());
+    for (n, chunk) in events.chunks(5).enumerate() {
+        apply(store, "invite", chunk, (n * 5) as i64 + 1).await;
+    }
+    apply(store, "fraud", &[signup_rejected("s-u2")], 1).await;
+    for (table, migration) in [
+        ("active_since", S::MIGRATIONS[0]),
+        ("experiment_cohorts", S::MIGRATIONS[1]),
+    ] {
+        let live = store.raw_rows(table).await;
+        assert!(!live.is_empty(), "{table}");
+        store.raw_exec(&format!("DELETE FROM {table}")).await;
+        store
+            .raw_exec(&statement(migration, &format!("INSERT INTO {table}")))
+            .await;
+        assert_eq!(store.raw_rows(table).await, live, "{table}");
+    }
+}
+
+// ---- experiments and fraud rejections -------------------------------------------------
+
+async fn experiments_take_the_filters<S: Store>(store: &S) {
+    apply(store, "invite", &the_loop(), 1).await;
+    let w = window(0, 10);
+    let with = |flow: Option<&str>, kind: Option<&str>, vendor: Option<&str>| Window {
+        flow: flow.map(Into::into),
+        referrer_kind: kind.map(Into::into),
+        vendor_type: vendor.map(Into::into),
+        ..w.clone()
+    };
+    let rows = |v: &[(&str, i64, i64)]| {
+        v.iter()
+            .map(|(a, b, c)| (a.to_string(), *b, *c))
+            .collect::<Vec<_>>()
+    };
+    let all = rows(&[("B", 6, 1), ("control", 6, 3)]);
+    assert_eq!(store.experiment("t1", &w).await.unwrap(), all);
+    assert_eq!(
+        store
+            .experiment("t1", &with(None, Some("SUPPLIER"), None))
+            .await
+            .unwrap(),
+        all
+    );
+    // Photographers s1-s3 brought in all four signups (u2 through variant B); venues none.
+    assert_eq!(
+        store
+            .experiment("t1", &with(None, None, Some("PHOTOGRAPHER")))
+            .await
+            .unwrap(),
+        rows(&[("B", 3, 1), ("control", 3, 3)])
+    );
+    assert_eq!(
+        store
+            .experiment("t1", &with(Some("SUPPLIER_TO_COUPLE"), None, Some("VENUE")))
+            .await
+            .unwrap(),
+        rows(&[("B", 3, 0), ("control", 3, 0)])
+    );
+    assert_eq!(
+        store
+            .experiment("t1", &with(Some("COUPLE_TO_SUPPLIER"), None, None))
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        store
+            .experiment("t1", &with(None, Some("COUPLE"), None))
+            .await
+            .unwrap(),
+        vec![]
+    );
+    // Through the report: three sent per variant is under five people.
+    let e = reports::experiment(store, "t1", &with(None, None, Some("VENUE")))
+        .await
+        .unwrap();
+    assert_eq!(e.variants.len(), 2);
+    assert!(e.variants.iter().all(|v| v.suppressed && v.sent == 0));
+}
+
+fn conversion_rejected(conversion_id: &str) -> Event {
+    new_event(
+        "fraud",
+        conversion_id,
+        at(5.0),
+        Payload::FraudAssessed(FraudAssessed {
+            assessment: Some(Assessment {
+                subject_type: SubjectType::Conversion as i32,
+                subject_id: conversion_id.into(),
+                action: FraudAction::Reject as i32,
+                ..Default::default()
+            }),
+        }),
+    )
+}
+
+fn case_resolved(subject_type: SubjectType, subject_id: &str, decision: FraudAction) -> Event {
+    new_event(
+        "fraud",
+        subject_id,
+        at(6.0),
+        Payload::FraudResolved(FraudResolved {
+            case_id: format!("case-{subject_id}"),
+            subject_type: subject_type as i32,
+            subject_id: subject_id.into(),
+            decision: decision as i32,
+            ..Default::default()
+        }),
+    )
+}
+
+fn signup_rejected(signup_id: &str) -> Event {
+    case_resolved(SubjectType::Signup, signup_id, FraudAction::Reject)
+}
+
+/// (conversions, funnel stage counts, s1's revenue, last-touch credits by referrer).
+async fn conversion_numbers<S: Store>(store: &S) -> (i64, Vec<i64>, f64, Vec<(String, i64, f64)>) {
+    let w = window(0, 10);
+    let v = reports::viral(store, &w).await.unwrap();
+    let f = reports::funnel(store, &w, "").await.unwrap();
+    let revenue = reports::leaderboard(store, Some("SUPPLIER"), Some((D, D + 10)), Ranking::Revenue, 10)
+        .await
+        .unwrap();
+    let s1 = revenue
+        .entries
+        .iter()
+        .find(|e| e.referrer_id == "s1")
+        .map_or(0.0, |e| e.value);
+    let credits = store
+        .credits(Model::LastTouch.as_str(), CreditKey::Referrer, &w)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.key, c.revenue_minor, c.conversions))
+        .collect();
+    (
+        v.conversions,
+        f.stages.iter().map(|s| s.count).collect(),
+        s1,
+        credits,
+    )
+}
+
+async fn rejected_conversions_are_taken_back<S: Store>(store: &S) {
+    let events = the_loop();
+    apply(store, "invite", &events, 1).await;
+    let (conversions, funnel, s1, credits) = conversion_numbers(store).await;
+    assert_eq!((conversions, funnel, s1), (2, vec![17, 9, 7, 5, 5, 2], 15_000.0));
+    assert_eq!(
+        credits,
+        vec![("s1".into(), 15_000, 1.0), ("s2".into(), 2_000, 1.0)]
+    );
+
+    // fraud-svc rejects u1's first paid conversion: u1 no longer converted (its invitation
+    // stops at SIGNED_UP) and its 100.00 is taken back; the later 50.00 stays revenue.
+    apply(store, "fraud", &[conversion_rejected("c-u1-10000")], 1).await;
+    let after = conversion_numbers(store).await;
+    assert_eq!(
+        after,
+        (
+            1,
+            vec![17, 9, 7, 5, 5, 1],
+            5_000.0,
+            vec![("s1".into(), 5_000, 0.0), ("s2".into(), 2_000, 1.0)]
+        )
+    );
+    assert_eq!(
+        reports::viral(store, &window(0, 10)).await.unwrap().by_flow[0].conversions,
+        1
+    );
+    // A late CONVERTED transition of its invitation does not raise it again, and the case
+    // resolved REJECT as well (another event, the same decision) changes nothing.
+    let n = events.len() as i64;
+    apply(
+        store,
+        "invite",
+        &[moved("s1a", InvitationStatus::Converted, 5.0)],
+        n + 1,
+    )
+    .await;
+    apply(
+        store,
+        "fraud",
+        &[case_resolved(
+            SubjectType::Conversion,
+            "c-u1-10000",
+            FraudAction::Reject,
+        )],
+        2,
+    )
+    .await;
+    assert_eq!(conversion_numbers(store).await, after);
+
+    // u3's referral and its conversion both rejected: its conversion is taken back once.
+    apply(
+        store,
+        "fraud",
+        &[signup_rejected("s-u3"), conversion_rejected("c-u3-2000")],
+        3,
+    )
+    .await;
+    assert_eq!(
+        conversion_numbers(store).await,
+        (
+            0,
+            vec![17, 9, 7, 5, 5, 0],
+            5_000.0,
+            vec![("s1".into(), 5_000, 0.0)]
+        )
+    );
+    assert_eq!(reports::viral(store, &window(0, 10)).await.unwrap().signups, 4);
+}
+
+/// The rejections read before the events they reject (the fraud log ahead of the invite
+/// log, as a rebuild replaying both at once may) give the numbers of the other order.
+async fn fraud_read_first_gives_the_same_numbers<S: Store>(store: &S) {
+    let mut invite = the_loop();
+    invite.push(moved("s1a", InvitationStatus::Converted, 5.0));
+    let fraud = [
+        conversion_rejected("c-u1-10000"),
+        signup_rejected("s-u3"),
+        conversion_rejected("c-u3-2000"),
+        signup_rejected("s-u4"),
+        // u1's referral too: its later conversion (not rejected itself) credits nobody.
+        signup_rejected("s-u1"),
+    ];
+    let numbers = || async {
+        let w = window(0, 10);
+        (
+            conversion_numbers(store).await,
+            reports::viral(store, &w).await.unwrap(),
+            reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+                .await
+                .unwrap(),
+            store.experiment("t1", &w).await.unwrap(),
+            {
+                let mut all = store.connectors(0).await.unwrap();
+                all.sort_by(|a, b| a.referrer_id.cmp(&b.referrer_id));
+                all
+            },
+        )
+    };
+    apply(store, "invite", &invite, 1).await;
+    apply(store, "fraud", &fraud, 1).await;
+    let invite_first = numbers().await;
+    assert_eq!(invite_first.0.0, 0, "u1's and u3's conversions rejected");
+    assert_eq!(invite_first.0.2, 0.0, "s1's revenue: u1's referral rejected");
+    assert_eq!(invite_first.0.3, vec![], "no credits left");
+    store.truncate_rollups().await.unwrap();
+    apply(store, "fraud", &fraud, 1).await;
+    apply(store, "invite", &invite, 1).await;
+    assert_eq!(numbers().await, invite_first);
 }

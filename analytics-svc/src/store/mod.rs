@@ -2,10 +2,11 @@
 //! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
 //!
 //! What is kept (migrations/*/0001_analytics.sql says it table by table): rollups keyed by
-//! cohort day and dimensions (`daily`, `referrer_days`, `experiment_days`,
+//! cohort day and dimensions (`daily`, `referrer_days`, `experiment_cohorts`,
 //! `attribution_days`), per-referrer totals (`referrers`), exact distinct-referrer counts
-//! as gap histograms (`active_gaps`, fed by `active_days`), and the per-invitation and
-//! per-referred-user rows a later event needs to find its cohort. Queries read rollups
+//! per window start (`active_since`, windows up to 92 days) and as gap histograms
+//! (`active_gaps`, longer windows), both fed by `active_days`, and the per-invitation,
+//! per-referred-user and per-conversion rows a later event needs to find its cohort. Queries read rollups
 //! only: never raw events, never per-invitation rows.
 //!
 //! Consumed events are applied in one transaction per batch together with the source's new
@@ -183,7 +184,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         to_day: i64,
     ) -> impl Future<Output = StoreResult<Vec<(i64, i64, i64)>>> + Send;
     /// Distinct referrers with an invitation in `[from_day, to_day]`, per scope asked for
-    /// (summed in the database from the gap histograms: one row per scope comes back).
+    /// (summed in the database from `active_since`, or the gap histograms for windows
+    /// longer than `scope::SINCE_DAYS`: one row per scope comes back).
     fn distinct_referrers(
         &self,
         scopes: &[String],
@@ -212,12 +214,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         by: CreditKey,
         w: &Window,
     ) -> impl Future<Output = StoreResult<Vec<Credit>>> + Send;
-    /// (variant, sent, signups) of a template inside `[from_day, to_day]`.
+    /// (variant, sent, signups) of a template's invitations inside the window and its filters.
     fn experiment(
         &self,
         template_id: &str,
-        from_day: i64,
-        to_day: i64,
+        w: &Window,
     ) -> impl Future<Output = StoreResult<Vec<(String, i64, i64)>>> + Send;
 }
 

@@ -17,7 +17,7 @@ macro_rules! sql_store {
             store::{
                 ApplySummary, CohortRows, Consumed, Credit, CreditKey, DaySums, Ranking, ReferrerSums, Store, StoreResult,
                 Window,
-                sql::{SUMS, dim_filters, ranking_sql},
+                sql::{SUMS, SinceDeltas, dim_filters, ranking_sql},
             },
         };
 
@@ -28,14 +28,18 @@ macro_rules! sql_store {
                     return Ok(summary);
                 };
                 let mut tx = self.begin_write().await?;
+                // Nothing in a batch reads active_since: its changes are summed in memory and
+                // written once at the end, a few multi-row upserts per batch.
+                let mut since = SinceDeltas::new();
                 for item in items {
                     if !offsets::first_time(&mut tx, &item.event_id).await? {
                         summary.duplicates += 1;
                         continue;
                     }
                     summary.applied += 1;
-                    apply_change(&mut tx, &item.change, currency).await?;
+                    apply_change(&mut tx, &item.change, currency, &mut since).await?;
                 }
+                write_since(&mut tx, since).await?;
                 offsets::save_offset(&mut tx, source, last).await?;
                 tx.commit().await?;
                 Ok(summary)
@@ -102,12 +106,22 @@ macro_rules! sql_store {
                 }
                 let list: Vec<String> = (0..scopes.len()).map(|i| format!("${}", i + 3)).collect();
                 // A referrer counts on its first active day inside the window: the day whose
-                // gap to the previous one reaches back before `from`.
-                let sql = format!(
-                    "SELECT scope, CAST(SUM(referrers) AS BIGINT) FROM active_gaps
-                     WHERE scope IN ({}) AND day >= $1 AND day <= $2 AND gap > day - $1 GROUP BY scope",
-                    list.join(", ")
-                );
+                // gap to the previous one reaches back before `from`. Up to SINCE_DAYS days
+                // active_since holds those counts per window start (one index range per
+                // scope); longer windows filter the gap histograms.
+                let sql = if scope::since_covers(from_day, to_day) {
+                    format!(
+                        "SELECT scope, CAST(SUM(referrers) AS BIGINT) FROM active_since
+                         WHERE scope IN ({}) AND since_day = $1 AND day >= $1 AND day <= $2 GROUP BY scope",
+                        list.join(", ")
+                    )
+                } else {
+                    format!(
+                        "SELECT scope, CAST(SUM(referrers) AS BIGINT) FROM active_gaps
+                         WHERE scope IN ({}) AND day >= $1 AND day <= $2 AND gap > day - $1 GROUP BY scope",
+                        list.join(", ")
+                    )
+                };
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from_day).bind(to_day);
                 for s in scopes {
                     q = q.bind(s);
@@ -201,7 +215,8 @@ macro_rules! sql_store {
                 let sql = format!(
                     "SELECT {key} AS key, currency, CAST(SUM(revenue_minor) AS BIGINT) AS revenue_minor, SUM(conversions) AS conversions
                      FROM attribution_days WHERE model = $1 AND day >= $2 AND day <= $3{dims}
-                     GROUP BY {key}, currency ORDER BY revenue_minor DESC, key, currency"
+                     GROUP BY {key}, currency HAVING SUM(credits) > 0
+                     ORDER BY revenue_minor DESC, key, currency"
                 );
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(model).bind(w.from_day).bind(w.to_day);
                 for v in values {
@@ -210,21 +225,22 @@ macro_rules! sql_store {
                 Ok(q.fetch_all(&self.pool).await?)
             }
 
-            async fn experiment(&self, template_id: &str, from_day: i64, to_day: i64) -> StoreResult<Vec<(String, i64, i64)>> {
-                Ok(sqlx::query_as(
-                    "SELECT variant, CAST(SUM(sent) AS BIGINT), CAST(SUM(signups) AS BIGINT) FROM experiment_days
-                     WHERE template_id = $1 AND day >= $2 AND day <= $3 GROUP BY variant ORDER BY variant",
-                )
-                .bind(template_id)
-                .bind(from_day)
-                .bind(to_day)
-                .fetch_all(&self.pool)
-                .await?)
+            async fn experiment(&self, template_id: &str, w: &Window) -> StoreResult<Vec<(String, i64, i64)>> {
+                let (dims, values) = dim_filters(w, 4);
+                let sql = format!(
+                    "SELECT variant, CAST(SUM(sent) AS BIGINT), CAST(SUM(signups) AS BIGINT) FROM experiment_cohorts
+                     WHERE template_id = $1 AND day >= $2 AND day <= $3{dims} GROUP BY variant ORDER BY variant"
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(template_id).bind(w.from_day).bind(w.to_day);
+                for v in values {
+                    q = q.bind(v);
+                }
+                Ok(q.fetch_all(&self.pool).await?)
             }
         }
 
         /// Every table `rebuild` empties: rollups, write-side rows, offsets, applied ids.
-        const ROLLUP_TABLES: [&str; 12] = [
+        const ROLLUP_TABLES: [&str; 16] = [
             "invitation_facts",
             "referred_users",
             "referrers",
@@ -232,9 +248,13 @@ macro_rules! sql_store {
             "referrer_days",
             "active_days",
             "active_gaps",
+            "active_since",
             "referrer_firsts",
-            "experiment_days",
+            "experiment_cohorts",
             "attribution_days",
+            "conversion_facts",
+            "conversion_credits",
+            "rejected_signups",
             "consumer_offsets",
             "processed_events",
         ];
@@ -275,19 +295,20 @@ macro_rules! sql_store {
             }
         }
 
-        async fn apply_change(conn: &mut $conn, change: &Change, currency: &str) -> sqlx::Result<()> {
+        async fn apply_change(conn: &mut $conn, change: &Change, currency: &str, since: &mut SinceDeltas) -> sqlx::Result<()> {
             match change {
-                Change::Invitation(f) => invitation(conn, f).await,
+                Change::Invitation(f) => invitation(conn, f, since).await,
                 Change::Stage { invitation_id, stage } => raise_stage(conn, invitation_id, *stage).await,
                 Change::Signup(s) => signup(conn, s).await,
                 Change::Conversion(c) => conversion(conn, c, currency).await,
                 Change::Badge { referrer_id, badge } => award_badge(conn, referrer_id, badge).await,
                 Change::RejectSignup { signup_id } => reject_signup(conn, signup_id).await,
+                Change::RejectConversion { conversion_id } => reject_conversion(conn, conversion_id).await,
                 Change::Nothing => Ok(()),
             }
         }
 
-        async fn invitation(conn: &mut $conn, f: &InvitationFact) -> sqlx::Result<()> {
+        async fn invitation(conn: &mut $conn, f: &InvitationFact, since: &mut SinceDeltas) -> sqlx::Result<()> {
             let day = day_of_secs(f.created_at);
             let inserted = sqlx::query(
                 "INSERT INTO invitation_facts (invitation_id, day, created_at, flow, referrer_id, referrer_kind, vendor_type, channel, template_id, template_variant, stage)
@@ -326,7 +347,7 @@ macro_rules! sql_store {
             bump_cohort(conn, &cohort, &delta).await?;
             bump_referrer(conn, &cohort, &delta, 0).await?;
             for s in scope::scopes_of(&f.flow, &f.referrer_kind, &f.vendor_type) {
-                mark_active(conn, &s, &f.referrer_id, day).await?;
+                mark_active(conn, &s, &f.referrer_id, day, since).await?;
             }
             Ok(())
         }
@@ -340,6 +361,8 @@ macro_rules! sql_store {
             cohort: Cohort,
             stage: i32,
             created_at: i64,
+            /// 1 once its conversion was rejected: it goes no further than SIGNED_UP.
+            conversion_rejected: i32,
         }
 
         #[derive(sqlx::FromRow)]
@@ -353,13 +376,11 @@ macro_rules! sql_store {
             rejected: i32,
         }
 
-        async fn cohort_of_invitation(conn: &mut $conn, invitation_id: &str) -> sqlx::Result<Option<(Cohort, i32, i64)>> {
-            let sql = format!("SELECT {COHORT_COLS}, stage, created_at FROM invitation_facts WHERE invitation_id = $1");
-            let row: Option<InvitationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(invitation_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            Ok(row.map(|r| (r.cohort, r.stage, r.created_at)))
+        async fn invitation_row(conn: &mut $conn, invitation_id: &str) -> sqlx::Result<Option<InvitationRow>> {
+            let sql = format!(
+                "SELECT {COHORT_COLS}, stage, created_at, conversion_rejected FROM invitation_facts WHERE invitation_id = $1"
+            );
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(invitation_id).fetch_optional(&mut *conn).await
         }
 
         /// The referral of a user (by user id, or by signup id).
@@ -372,9 +393,12 @@ macro_rules! sql_store {
 
         /// Moves an invitation forward to `stage`, counting every stage it passed once.
         async fn raise_stage(conn: &mut $conn, invitation_id: &str, stage: i32) -> sqlx::Result<()> {
-            let Some((cohort, current, _)) = cohort_of_invitation(conn, invitation_id).await? else {
+            let Some(InvitationRow { cohort, stage: current, conversion_rejected, .. }) =
+                invitation_row(conn, invitation_id).await?
+            else {
                 return Ok(());
             };
+            let stage = if conversion_rejected == 1 { stage.min(STAGE_SIGNED_UP) } else { stage };
             if stage <= current {
                 return Ok(());
             }
@@ -402,10 +426,10 @@ macro_rules! sql_store {
             let by_invitation = if s.invitation_id.is_empty() {
                 None
             } else {
-                cohort_of_invitation(conn, &s.invitation_id).await?
+                invitation_row(conn, &s.invitation_id).await?
             };
             let (cohort, created_at) = match by_invitation {
-                Some((cohort, _, created_at)) => (cohort, Some(created_at)),
+                Some(inv) => (inv.cohort, Some(inv.created_at)),
                 None => {
                     // A signup through a code or click without an invitation counts on the
                     // day of its invitation if known, else its own.
@@ -431,9 +455,16 @@ macro_rules! sql_store {
                 }
             };
             let cycle = created_at.map(|c| (s.at - c).max(0));
+            // Fraud review may have rejected it before it was read (the fraud log read first).
+            let rejected = !s.signup_id.is_empty()
+                && sqlx::query_scalar::<_, String>("SELECT signup_id FROM rejected_signups WHERE signup_id = $1")
+                    .bind(&s.signup_id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .is_some();
             sqlx::query(
-                "INSERT INTO referred_users (user_id, signup_id, referrer_id, invitation_id, day, flow, referrer_kind, vendor_type, channel, template_id, template_variant, signed_up_at, cycle_seconds)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                "INSERT INTO referred_users (user_id, signup_id, referrer_id, invitation_id, day, flow, referrer_kind, vendor_type, channel, template_id, template_variant, signed_up_at, cycle_seconds, rejected)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(&s.user_id)
             .bind(&s.signup_id)
@@ -448,8 +479,16 @@ macro_rules! sql_store {
             .bind(&cohort.template_variant)
             .bind(s.at)
             .bind(cycle)
+            .bind(i32::from(rejected))
             .execute(&mut *conn)
             .await?;
+            if rejected {
+                // As if counted and taken back: only the invitation's stage stays.
+                if !s.invitation_id.is_empty() {
+                    raise_stage(conn, &s.invitation_id, STAGE_SIGNED_UP).await?;
+                }
+                return Ok(());
+            }
             let delta = Delta {
                 signups: 1,
                 cycle_seconds: cycle.unwrap_or(0),
@@ -511,10 +550,81 @@ macro_rules! sql_store {
             Ok(row.map(|r| r.0).unwrap_or_default())
         }
 
+        /// What a conversion added, as `conversion_facts` keeps it.
+        #[derive(sqlx::FromRow)]
+        struct ConversionRow {
+            #[sqlx(flatten)]
+            cohort: Cohort,
+            /// Empty while only a rejection has been read.
+            user_id: String,
+            invitation_id: String,
+            counted: i32,
+            revenue_minor: i64,
+            applied: i32,
+            rejected: i32,
+        }
+
+        async fn conversion_row(conn: &mut $conn, conversion_id: &str) -> sqlx::Result<Option<ConversionRow>> {
+            let sql = format!(
+                "SELECT {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected
+                 FROM conversion_facts WHERE conversion_id = $1"
+            );
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(conversion_id).fetch_optional(&mut *conn).await
+        }
+
+        /// One attribution credit of one conversion (an `attribution_days` key and amounts).
+        #[derive(Debug, sqlx::FromRow)]
+        struct CreditRow {
+            model: String,
+            day: i64,
+            referrer_id: String,
+            channel: String,
+            flow: String,
+            referrer_kind: String,
+            vendor_type: String,
+            currency: String,
+            revenue_minor: i64,
+            conversions: f64,
+        }
+
+        /// Adds `sign` × the credit to `attribution_days`.
+        async fn add_credit(conn: &mut $conn, c: &CreditRow, sign: i64) -> sqlx::Result<()> {
+            sqlx::query(
+                "INSERT INTO attribution_days (model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency, revenue_minor, conversions, credits)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency) DO UPDATE SET
+                   revenue_minor = attribution_days.revenue_minor + excluded.revenue_minor,
+                   conversions = attribution_days.conversions + excluded.conversions,
+                   credits = attribution_days.credits + excluded.credits",
+            )
+            .bind(&c.model)
+            .bind(c.day)
+            .bind(&c.referrer_id)
+            .bind(&c.channel)
+            .bind(&c.flow)
+            .bind(&c.referrer_kind)
+            .bind(&c.vendor_type)
+            .bind(&c.currency)
+            .bind(sign * c.revenue_minor)
+            .bind(sign as f64 * c.conversions)
+            .bind(sign)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
         async fn conversion(conn: &mut $conn, c: &ConversionFact, currency: &str) -> sqlx::Result<()> {
+            let known = if c.conversion_id.is_empty() { None } else { conversion_row(conn, &c.conversion_id).await? };
+            if known.as_ref().is_some_and(|k| !k.user_id.is_empty()) {
+                return Ok(()); // this conversion was read before
+            }
+            let rejected_first = known.is_some_and(|k| k.rejected == 1);
+            let mut referral_rejected = false;
             let (cohort, invitation_id, converted) = match referred(conn, "user_id", &c.user_id).await? {
-                Some(r) if r.rejected == 1 => return Ok(()), // the referral was rejected
-                Some(r) => (r.cohort, r.invitation_id, r.converted == 1),
+                Some(r) => {
+                    referral_rejected = r.rejected == 1;
+                    (r.cohort, r.invitation_id, r.converted == 1)
+                }
                 None => (
                     Cohort {
                         day: day_of_secs(c.at),
@@ -531,9 +641,55 @@ macro_rules! sql_store {
                 ),
             };
             let counts = c.first_paid && !converted;
+            let revenue = if c.currency == currency { c.amount_minor } else { 0 };
+            if !c.conversion_id.is_empty() {
+                let sql = format!(
+                    "INSERT INTO conversion_facts (conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     ON CONFLICT (conversion_id) DO UPDATE SET day = excluded.day, flow = excluded.flow,
+                       referrer_id = excluded.referrer_id, referrer_kind = excluded.referrer_kind,
+                       vendor_type = excluded.vendor_type, channel = excluded.channel, template_id = excluded.template_id,
+                       template_variant = excluded.template_variant, user_id = excluded.user_id,
+                       invitation_id = excluded.invitation_id, counted = excluded.counted,
+                       revenue_minor = excluded.revenue_minor, applied = excluded.applied"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&c.conversion_id)
+                    .bind(cohort.day)
+                    .bind(&cohort.flow)
+                    .bind(&cohort.referrer_id)
+                    .bind(&cohort.referrer_kind)
+                    .bind(&cohort.vendor_type)
+                    .bind(&cohort.channel)
+                    .bind(&cohort.template_id)
+                    .bind(&cohort.template_variant)
+                    .bind(&c.user_id)
+                    .bind(&invitation_id)
+                    .bind(i32::from(counts))
+                    .bind(revenue)
+                    .bind(i32::from(!rejected_first && !referral_rejected))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            if rejected_first {
+                // Fraud rejected it before it was read: it adds nothing, and if it was the
+                // user's conversion their invitation stops at SIGNED_UP.
+                if counts {
+                    cap_converted(conn, &invitation_id).await?;
+                }
+                return Ok(());
+            }
+            if referral_rejected {
+                // No referrer gets credit for a rejected referral (API.md); as when the
+                // rejection is read after the conversion, only the invitation's stage stays.
+                if counts && !invitation_id.is_empty() {
+                    raise_stage(conn, &invitation_id, STAGE_CONVERTED).await?;
+                }
+                return Ok(());
+            }
             let delta = Delta {
                 conversions: i64::from(counts),
-                revenue_minor: if c.currency == currency { c.amount_minor } else { 0 },
+                revenue_minor: revenue,
                 ..Delta::default()
             };
             bump_cohort(conn, &cohort, &delta).await?;
@@ -547,7 +703,8 @@ macro_rules! sql_store {
                     raise_stage(conn, &invitation_id, STAGE_CONVERTED).await?;
                 }
             }
-            // Every attributed conversion's revenue is credited by each model.
+            // Every attributed conversion's revenue is credited by each model (and what each
+            // credit was is kept, to be taken back if fraud rejects the conversion).
             let day = day_of_secs(c.at);
             for model in MODELS {
                 let w = attribution::weights(model, &c.touches, c.at);
@@ -564,38 +721,151 @@ macro_rules! sql_store {
                         let (k, v) = row.unwrap_or_default();
                         (String::new(), k, v)
                     };
-                    let channel = if touch.channel.is_empty() { cohort.channel.clone() } else { touch.channel.clone() };
-                    sqlx::query(
-                        "INSERT INTO attribution_days (model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency, revenue_minor, conversions)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                         ON CONFLICT (model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency) DO UPDATE SET
-                           revenue_minor = attribution_days.revenue_minor + excluded.revenue_minor,
-                           conversions = attribution_days.conversions + excluded.conversions",
-                    )
-                    .bind(model.as_str())
-                    .bind(day)
-                    .bind(&touch.referrer_id)
-                    .bind(channel)
-                    .bind(flow)
-                    .bind(kind)
-                    .bind(vendor)
-                    .bind(&c.currency)
-                    .bind(minor)
-                    .bind(if counts { *weight } else { 0.0 })
-                    .execute(&mut *conn)
-                    .await?;
+                    let credit = CreditRow {
+                        model: model.as_str().to_string(),
+                        day,
+                        referrer_id: touch.referrer_id.clone(),
+                        channel: if touch.channel.is_empty() { cohort.channel.clone() } else { touch.channel.clone() },
+                        flow,
+                        referrer_kind: kind,
+                        vendor_type: vendor,
+                        currency: c.currency.clone(),
+                        revenue_minor: minor,
+                        conversions: if counts { *weight } else { 0.0 },
+                    };
+                    add_credit(conn, &credit, 1).await?;
+                    if !c.conversion_id.is_empty() {
+                        sqlx::query(
+                            "INSERT INTO conversion_credits (conversion_id, model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency, revenue_minor, conversions)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                             ON CONFLICT (conversion_id, model, referrer_id, channel) DO UPDATE SET
+                               revenue_minor = conversion_credits.revenue_minor + excluded.revenue_minor,
+                               conversions = conversion_credits.conversions + excluded.conversions",
+                        )
+                        .bind(&c.conversion_id)
+                        .bind(&credit.model)
+                        .bind(credit.day)
+                        .bind(&credit.referrer_id)
+                        .bind(&credit.channel)
+                        .bind(&credit.flow)
+                        .bind(&credit.referrer_kind)
+                        .bind(&credit.vendor_type)
+                        .bind(&credit.currency)
+                        .bind(credit.revenue_minor)
+                        .bind(credit.conversions)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
                 }
             }
             Ok(())
         }
 
+        /// Fraud rejected a conversion: it is not a conversion (API.md: a REJECTed conversion
+        /// earns nothing) and its revenue and attribution credits are taken back. Read before
+        /// the conversion itself, it is remembered and the conversion then adds nothing.
+        async fn reject_conversion(conn: &mut $conn, conversion_id: &str) -> sqlx::Result<()> {
+            let Some(k) = conversion_row(conn, conversion_id).await? else {
+                sqlx::query("INSERT INTO conversion_facts (conversion_id, rejected) VALUES ($1, 1)")
+                    .bind(conversion_id)
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(());
+            };
+            if k.rejected == 1 {
+                return Ok(());
+            }
+            sqlx::query("UPDATE conversion_facts SET rejected = 1 WHERE conversion_id = $1")
+                .bind(conversion_id)
+                .execute(&mut *conn)
+                .await?;
+            if k.applied == 1 {
+                // The user's conversion is taken back unless a rejection of the referral
+                // already took it (reject_signup subtracts `converted`).
+                let still_counted = k.counted == 1
+                    && match referred(conn, "user_id", &k.user_id).await? {
+                        Some(r) => r.converted == 1 && r.rejected == 0,
+                        None => true,
+                    };
+                let delta = Delta {
+                    conversions: -i64::from(still_counted),
+                    ..Delta::default()
+                };
+                bump_cohort(conn, &k.cohort, &delta).await?;
+                bump_referrer(conn, &k.cohort, &delta, 0).await?;
+                take_back_revenue(conn, conversion_id, &k).await?;
+            }
+            if k.counted == 1 {
+                sqlx::query("UPDATE referred_users SET converted = 0 WHERE user_id = $1")
+                    .bind(&k.user_id)
+                    .execute(&mut *conn)
+                    .await?;
+                cap_converted(conn, &k.invitation_id).await?;
+            }
+            Ok(())
+        }
+
+        /// Takes an applied conversion's revenue and attribution credits back out of the
+        /// rollups and marks it no longer applied.
+        async fn take_back_revenue(conn: &mut $conn, conversion_id: &str, k: &ConversionRow) -> sqlx::Result<()> {
+            let delta = Delta {
+                revenue_minor: -k.revenue_minor,
+                ..Delta::default()
+            };
+            bump_cohort(conn, &k.cohort, &delta).await?;
+            bump_referrer(conn, &k.cohort, &delta, 0).await?;
+            sqlx::query("UPDATE conversion_facts SET applied = 0 WHERE conversion_id = $1")
+                .bind(conversion_id)
+                .execute(&mut *conn)
+                .await?;
+            let credits: Vec<CreditRow> = sqlx::query_as(
+                "SELECT model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency, revenue_minor, conversions
+                 FROM conversion_credits WHERE conversion_id = $1 ORDER BY model, referrer_id, channel",
+            )
+            .bind(conversion_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for credit in &credits {
+                add_credit(conn, credit, -1).await?;
+            }
+            Ok(())
+        }
+
+        /// The invitation's conversion was rejected: it stops at SIGNED_UP (its CONVERTED is
+        /// taken back) and no later CONVERTED transition raises it again.
+        async fn cap_converted(conn: &mut $conn, invitation_id: &str) -> sqlx::Result<()> {
+            if invitation_id.is_empty() {
+                return Ok(());
+            }
+            let Some(inv) = invitation_row(conn, invitation_id).await? else { return Ok(()) };
+            sqlx::query("UPDATE invitation_facts SET conversion_rejected = 1, stage = $2 WHERE invitation_id = $1")
+                .bind(invitation_id)
+                .bind(inv.stage.min(STAGE_SIGNED_UP))
+                .execute(&mut *conn)
+                .await?;
+            if inv.stage == STAGE_CONVERTED {
+                let mut delta = Delta::default();
+                delta.stages[(STAGE_CONVERTED - 1) as usize] = -1;
+                bump_cohort(conn, &inv.cohort, &delta).await?;
+                bump_referrer(conn, &inv.cohort, &Delta::default(), -1).await?;
+            }
+            Ok(())
+        }
+
         /// A rejected referral stops counting: its signup, its conversion and the second-
-        /// order reach it gave. (Revenue already credited stays: it was paid.)
+        /// order reach it gave, and its conversions' revenue and credits.
         async fn reject_signup(conn: &mut $conn, signup_id: &str) -> sqlx::Result<()> {
             if signup_id.is_empty() {
                 return Ok(());
             }
-            let Some(r) = referred(conn, "signup_id", signup_id).await? else { return Ok(()) };
+            let Some(r) = referred(conn, "signup_id", signup_id).await? else {
+                // Read before the signup: remembered, and the signup then counts for nothing.
+                sqlx::query("INSERT INTO rejected_signups (signup_id) VALUES ($1) ON CONFLICT (signup_id) DO NOTHING")
+                    .bind(signup_id)
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(());
+            };
             if r.rejected == 1 {
                 return Ok(());
             }
@@ -617,7 +887,30 @@ macro_rules! sql_store {
             if !cohort.template_id.is_empty() {
                 bump_experiment(conn, &cohort, 0, -1).await?;
             }
+            // No referrer gets credit for a rejected referral (API.md): its conversions'
+            // revenue and attribution credits go too.
+            let sql = format!(
+                "SELECT conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected
+                 FROM conversion_facts WHERE user_id = $1 AND applied = 1 ORDER BY conversion_id"
+            );
+            let applied: Vec<(String, ConversionRow)> = sqlx::query_as::<_, AppliedConversion>(sqlx::AssertSqlSafe(sql))
+                .bind(&r.user_id)
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .map(|a| (a.conversion_id, a.row))
+                .collect();
+            for (id, k) in &applied {
+                take_back_revenue(conn, id, k).await?;
+            }
             Ok(())
+        }
+
+        #[derive(sqlx::FromRow)]
+        struct AppliedConversion {
+            conversion_id: String,
+            #[sqlx(flatten)]
+            row: ConversionRow,
         }
 
         async fn award_badge(conn: &mut $conn, referrer_id: &str, badge: &str) -> sqlx::Result<()> {
@@ -695,13 +988,17 @@ macro_rules! sql_store {
 
         async fn bump_experiment(conn: &mut $conn, c: &Cohort, sent: i64, signups: i64) -> sqlx::Result<()> {
             sqlx::query(
-                "INSERT INTO experiment_days (template_id, variant, day, sent, signups) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (template_id, variant, day) DO UPDATE SET
-                   sent = experiment_days.sent + excluded.sent, signups = experiment_days.signups + excluded.signups",
+                "INSERT INTO experiment_cohorts (template_id, variant, day, flow, referrer_kind, vendor_type, sent, signups)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (template_id, variant, day, flow, referrer_kind, vendor_type) DO UPDATE SET
+                   sent = experiment_cohorts.sent + excluded.sent, signups = experiment_cohorts.signups + excluded.signups",
             )
             .bind(&c.template_id)
             .bind(&c.template_variant)
             .bind(c.day)
+            .bind(&c.flow)
+            .bind(&c.referrer_kind)
+            .bind(&c.vendor_type)
             .bind(sent)
             .bind(signups)
             .execute(&mut *conn)
@@ -711,8 +1008,15 @@ macro_rules! sql_store {
 
         /// Records that `referrer_id` invited on `day` in `scope`, keeping the scope's gap
         /// histogram exact: the new day's gap to the previous active day, and the next
-        /// active day's gap (which now reaches back to this day instead).
-        async fn mark_active(conn: &mut $conn, scope: &str, referrer_id: &str, day: i64) -> sqlx::Result<()> {
+        /// active day's gap (which now reaches back to this day instead). The same changes to
+        /// active_since go into `since`.
+        async fn mark_active(
+            conn: &mut $conn,
+            scope: &str,
+            referrer_id: &str,
+            day: i64,
+            since: &mut SinceDeltas,
+        ) -> sqlx::Result<()> {
             let inserted = sqlx::query("INSERT INTO active_days (scope, referrer_id, day) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                 .bind(scope)
                 .bind(referrer_id)
@@ -737,6 +1041,9 @@ macro_rules! sql_store {
                     .bind(day)
                     .fetch_one(&mut *conn)
                     .await?;
+            for (since_day, d, n) in scope::since_changes(day, prev, next) {
+                *since.entry((scope.to_string(), since_day, d)).or_default() += n;
+            }
             bump_gap(conn, scope, day, prev.map_or(FIRST, |p| day - p), 1).await?;
             if let Some(n) = next {
                 bump_gap(conn, scope, n, prev.map_or(FIRST, |p| n - p), -1).await?;
@@ -752,6 +1059,20 @@ macro_rules! sql_store {
             .bind(day)
             .execute(&mut *conn)
             .await?;
+            Ok(())
+        }
+
+        /// Adds a batch's active_since changes, several rows per statement.
+        async fn write_since(conn: &mut $conn, since: SinceDeltas) -> sqlx::Result<()> {
+            let rows: Vec<_> = since.into_iter().filter(|(_, n)| *n != 0).collect();
+            for chunk in rows.chunks(super::sql::SINCE_ROWS_PER_STATEMENT) {
+                let sql = super::sql::since_upsert(chunk.len());
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for ((scope, since_day, day), n) in chunk {
+                    q = q.bind(scope).bind(*since_day).bind(*day).bind(*n);
+                }
+                q.execute(&mut *conn).await?;
+            }
             Ok(())
         }
 
@@ -772,6 +1093,25 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+/// A batch's changes to `active_since`, by (scope, since_day, day); sorted, so each
+/// statement's rows are distinct and written in one order.
+pub type SinceDeltas = std::collections::BTreeMap<(String, i64, i64), i64>;
+
+/// Rows per `active_since` upsert (four parameters each, well under both backends' limits).
+pub const SINCE_ROWS_PER_STATEMENT: usize = 250;
+
+/// `INSERT INTO active_since .. VALUES (..), .. ON CONFLICT DO UPDATE` adding `rows` rows.
+pub fn since_upsert(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| format!("(${}, ${}, ${}, ${})", 4 * r + 1, 4 * r + 2, 4 * r + 3, 4 * r + 4))
+        .collect();
+    format!(
+        "INSERT INTO active_since (scope, since_day, day, referrers) VALUES {} \
+         ON CONFLICT (scope, since_day, day) DO UPDATE SET referrers = active_since.referrers + excluded.referrers",
+        values.join(", ")
+    )
+}
 
 /// The counter columns of `daily`, in order; `referrer_days` has the first ten.
 pub const COUNTERS: [&str; 12] = [
