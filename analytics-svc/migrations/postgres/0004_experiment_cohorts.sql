@@ -26,4 +26,7 @@ FROM (
 ) counted
 GROUP BY template_id, template_variant, day, flow, referrer_kind, vendor_type;
 
-DROP TABLE experiment_days;
+-- experiment_days stays (migrations only add): a replica of the previous version still
+-- writing it during a rolling upgrade must not fail. Nothing reads it any more; a later
+-- release drops it. Run `analytics-svc rebuild` after such an upgrade to count what the old
+-- replicas consumed into experiment_cohorts too.
