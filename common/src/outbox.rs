@@ -26,7 +26,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{events, ids};
 
-const INSERT: &str = "INSERT INTO outbox (event_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)";
+/// Stages one event: its id, type, encoded payload and creation time, in that order.
+pub const INSERT: &str =
+    "INSERT INTO outbox (event_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)";
 
 /// Stages an event in the caller's Postgres transaction.
 pub async fn insert_pg(conn: &mut PgConnection, event: &Event) -> sqlx::Result<()> {

@@ -1,4 +1,6 @@
-//! fraud-svc on SQLite (one file, WAL; writers take BEGIN IMMEDIATE).
+//! fraud-svc on SQLite (one file, WAL; writers take BEGIN IMMEDIATE). Assessments and
+//! consumed events are written by the writer thread (sqlite_writer.rs); reads and case
+//! resolution use the sqlx pool.
 //!
 //! WAL checkpoints run in the background (every half second, PASSIVE: never blocking a
 //! writer) instead of inside whichever commit crosses SQLite's auto-checkpoint threshold,
@@ -10,12 +12,16 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 use referral_common::outbox::{self, Outbox};
 use referral_proto::events::v1::Event;
 use sqlx::{
-    Sqlite, SqliteConnection, SqlitePool, Transaction,
+    Sqlite, SqlitePool, Transaction,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use tokio::sync::{Notify, watch};
 
-use super::sql::{assessment_cols, case_cols, sql_store};
+// `sql_store!` brings the store's types and `assess` into scope.
+use super::{
+    sql::sql_store,
+    sqlite_writer::{self, Writer},
+};
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -27,10 +33,14 @@ const RELAY_DEBOUNCE: Duration = Duration::from_millis(2);
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// SQLite's own checkpoint, as a backstop, once the WAL holds this many pages (~40 MB).
 const AUTO_CHECKPOINT_PAGES: &str = "10000";
+/// How long a writer waits for SQLite's write lock (the pool's and the writer thread's).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Runs the assessment path; shut down with the last clone of the store.
+    writer: Arc<Writer>,
     outbox: Outbox,
     /// Coalesced wakes of the outbox relay.
     relay: Arc<Notify>,
@@ -53,9 +63,10 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("wal_autocheckpoint", AUTO_CHECKPOINT_PAGES);
+        let path = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
@@ -63,21 +74,26 @@ impl SqliteStore {
             .await?;
         // Migrate before the outbox relay starts reading its table.
         referral_common::db::migrate_sqlite(&pool, &MIGRATOR).await?;
-        Ok(Self::from_pool(pool))
-    }
-
-    pub fn from_pool(pool: SqlitePool) -> Self {
+        // The writer's own connection to the same file, with the pool's settings.
+        let writer = Writer::start(
+            &path,
+            &sqlite_writer::Settings {
+                busy_timeout: BUSY_TIMEOUT,
+                auto_checkpoint_pages: AUTO_CHECKPOINT_PAGES,
+            },
+        )?;
         let outbox = Outbox::start(pool.clone(), Duration::from_millis(200));
         let (stop, stopped) = watch::channel(());
         let relay = Arc::new(Notify::new());
         tokio::spawn(checkpoints(pool.clone(), stopped.clone()));
         tokio::spawn(debounced_relay(outbox.clone(), relay.clone(), stopped));
-        Self {
+        Ok(Self {
             pool,
+            writer: Arc::new(writer),
             outbox,
             relay,
             _tasks: Arc::new(stop),
-        }
+        })
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -96,6 +112,33 @@ impl SqliteStore {
         outbox::insert_sqlite(tx, event).await
     }
 
+    async fn write_assessment(&self, input: AssessInput, scoring: &Scoring) -> StoreResult<Assessed> {
+        let scoring = scoring.clone();
+        self.writer
+            .run(move |conn| {
+                sqlite_writer::in_transaction(conn, |tx| {
+                    sqlite_writer::now(assess::assess_in(tx, input, &scoring))
+                })
+            })
+            .await
+    }
+
+    async fn write_events(
+        &self,
+        source: &str,
+        items: Vec<Consumed>,
+        scoring: &Scoring,
+    ) -> StoreResult<ApplySummary> {
+        let (source, scoring) = (source.to_string(), scoring.clone());
+        self.writer
+            .run(move |conn| {
+                sqlite_writer::in_transaction(conn, |tx| {
+                    sqlite_writer::now(assess::apply_in(tx, &source, items, &scoring))
+                })
+            })
+            .await
+    }
+
     /// The relay needs SQLite's one write lock too: woken after every commit it races the
     /// next assessment for it, and the loser sleeps in SQLite's busy handler (1 ms and up).
     /// Coalescing wakes numbers a burst of commits in one relay transaction, RELAY_DEBOUNCE
@@ -105,7 +148,7 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, SqliteConnection, sqlite, "");
+sql_store!(SqliteStore, sqlite, "");
 
 /// PASSIVE checkpoints off the request path until the store is dropped or the pool closed.
 async fn checkpoints(pool: SqlitePool, mut stopped: watch::Receiver<()>) {
