@@ -155,6 +155,12 @@ async fn stage<D: Db>(db: &mut D, event: &Event) -> StoreResult<()> {
     Ok(())
 }
 
+/// Numbers the outbox's committed unnumbered rows (the relay's turn); the newest offset.
+pub(super) async fn number_outbox<D: Db>(db: &mut D) -> StoreResult<i64> {
+    db.execute(outbox::ASSIGN, &[]).await?;
+    query_one(db, outbox::HEAD, &[], |r| r.int(0)).await
+}
+
 /// Applies consumed events in the caller's transaction with the new offset of `source`,
 /// dropping events already applied (see `Store::apply_events`).
 pub(super) async fn apply_in<D: Db>(

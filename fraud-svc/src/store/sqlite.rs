@@ -7,9 +7,13 @@
 //! which would pay the checkpoint's fsync on a request (a few ms at the p99 of
 //! assessments). The automatic checkpoint stays as a backstop at a larger WAL size.
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
-use referral_common::outbox::{self, Outbox};
+use referral_common::outbox::{self, EventLogStore, Outbox};
 use referral_proto::events::v1::Event;
 use sqlx::{
     Sqlite, SqlitePool, Transaction,
@@ -19,6 +23,7 @@ use tokio::sync::{Notify, watch};
 
 // `sql_store!` brings the store's types and `assess` into scope.
 use super::{
+    StoreError,
     sql::sql_store,
     sqlite_writer::{self, Writer},
 };
@@ -82,14 +87,19 @@ impl SqliteStore {
                 auto_checkpoint_pages: AUTO_CHECKPOINT_PAGES,
             },
         )?;
-        let outbox = Outbox::start(pool.clone(), Duration::from_millis(200));
+        let writer = Arc::new(writer);
+        let relay_log = RelayLog {
+            pool: pool.clone(),
+            writer: Arc::downgrade(&writer),
+        };
+        let outbox = Outbox::start(relay_log, Duration::from_millis(200));
         let (stop, stopped) = watch::channel(());
         let relay = Arc::new(Notify::new());
         tokio::spawn(checkpoints(pool.clone(), stopped.clone()));
         tokio::spawn(debounced_relay(outbox.clone(), relay.clone(), stopped));
         Ok(Self {
             pool,
-            writer: Arc::new(writer),
+            writer,
             outbox,
             relay,
             _tasks: Arc::new(stop),
@@ -139,16 +149,43 @@ impl SqliteStore {
             .await
     }
 
-    /// The relay needs SQLite's one write lock too: woken after every commit it races the
-    /// next assessment for it, and the loser sleeps in SQLite's busy handler (1 ms and up).
-    /// Coalescing wakes numbers a burst of commits in one relay transaction, RELAY_DEBOUNCE
-    /// later.
+    /// The relay numbers on the writer thread (see [`RelayLog`]); coalescing wakes numbers a
+    /// burst of commits in one job, RELAY_DEBOUNCE later.
     fn wake_relay(&self) {
         self.relay.notify_one();
     }
 }
 
 sql_store!(SqliteStore, sqlite, "");
+
+/// The outbox relay's log: numbering runs as a job of the writer thread, queued between
+/// assessments, instead of racing them for SQLite's write lock from the pool (the loser
+/// sleeps in SQLite's busy handler, 1 ms and up: a tail of the assessments' latency).
+/// Reading stays on the pool. Holds the writer weakly: the store's last clone ends it.
+#[derive(Clone)]
+struct RelayLog {
+    pool: SqlitePool,
+    writer: Weak<Writer>,
+}
+
+impl EventLogStore for RelayLog {
+    async fn assign_offsets(&self) -> sqlx::Result<i64> {
+        let writer = self.writer.upgrade().ok_or(sqlx::Error::PoolClosed)?;
+        writer
+            .run(|conn| {
+                sqlite_writer::in_transaction(conn, |tx| sqlite_writer::now(assess::number_outbox(tx)))
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Db(e) => e,
+                other => sqlx::Error::Io(std::io::Error::other(other)),
+            })
+    }
+
+    async fn read_after(&self, after: i64, limit: i64) -> sqlx::Result<Vec<(i64, Vec<u8>)>> {
+        self.pool.read_after(after, limit).await
+    }
+}
 
 /// PASSIVE checkpoints off the request path until the store is dropped or the pool closed.
 async fn checkpoints(pool: SqlitePool, mut stopped: watch::Receiver<()>) {
