@@ -1328,3 +1328,14 @@ async fn sqlite_dropped_store_stops_its_writer() {
     assert!(!wal.exists(), "every connection, the writer's too, is closed");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The writer thread opens the database on its own connection: an in-memory database (one
+/// per connection) is refused by name rather than silently split in two.
+#[tokio::test]
+async fn sqlite_in_memory_is_refused() {
+    let err = SqliteStore::connect("sqlite::memory:")
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("FRAUD_DATABASE_URL"), "{err}");
+}

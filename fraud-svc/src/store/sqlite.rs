@@ -58,6 +58,10 @@ impl SqliteStore {
     /// `referral_common::db::connect_sqlite` (WAL, synchronous NORMAL, 30 s busy timeout,
     /// foreign keys) plus the larger auto-checkpoint threshold.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            // The writer thread opens the file on a connection of its own.
+            anyhow::bail!("FRAUD_DATABASE_URL: fraud-svc needs a SQLite file, not an in-memory database");
+        }
         if let Some(path) = url.strip_prefix("sqlite:").map(|p| p.trim_start_matches("//"))
             && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
             && !parent.as_os_str().is_empty()
