@@ -100,10 +100,12 @@ async fn consume_once<S: EventSink>(config: &ConsumerConfig, sink: &S) -> anyhow
     }
 }
 
-const SAVE_OFFSET: &str = "INSERT INTO consumer_offsets (source, last_offset) VALUES ($1, $2)
+/// Saves a source's offset (source, offset) unless a higher one is saved already.
+pub const SAVE_OFFSET: &str = "INSERT INTO consumer_offsets (source, last_offset) VALUES ($1, $2)
 ON CONFLICT (source) DO UPDATE SET last_offset = excluded.last_offset WHERE consumer_offsets.last_offset < excluded.last_offset";
 const LOAD_OFFSET: &str = "SELECT last_offset FROM consumer_offsets WHERE source = $1";
-const MARK: &str =
+/// Marks an event id as applied (event id, time); changes no row for a duplicate.
+pub const MARK: &str =
     "INSERT INTO processed_events (event_id, processed_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING";
 
 /// Helpers for sinks on Postgres (tables `consumer_offsets`, `processed_events`).

@@ -26,7 +26,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{events, ids};
 
-const INSERT: &str = "INSERT INTO outbox (event_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)";
+/// Stages one event: its id, type, encoded payload and creation time, in that order.
+pub const INSERT: &str =
+    "INSERT INTO outbox (event_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4)";
 
 /// Stages an event in the caller's Postgres transaction.
 pub async fn insert_pg(conn: &mut PgConnection, event: &Event) -> sqlx::Result<()> {
@@ -97,12 +99,13 @@ where
 
 /// Numbers committed rows that have no offset yet, in insertion order, after the highest
 /// offset given so far.
-const ASSIGN: &str = "WITH base AS (SELECT COALESCE(MAX(log_offset), 0) AS m FROM outbox),
+pub const ASSIGN: &str = "WITH base AS (SELECT COALESCE(MAX(log_offset), 0) AS m FROM outbox),
      pending AS (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS rn
                  FROM outbox WHERE log_offset IS NULL ORDER BY seq LIMIT 10000)
 UPDATE outbox SET log_offset = (SELECT m FROM base) + pending.rn
 FROM pending WHERE outbox.seq = pending.seq";
-const HEAD: &str = "SELECT COALESCE(MAX(log_offset), 0) FROM outbox";
+/// The newest offset given.
+pub const HEAD: &str = "SELECT COALESCE(MAX(log_offset), 0) FROM outbox";
 const READ: &str =
     "SELECT log_offset, payload FROM outbox WHERE log_offset > $1 ORDER BY log_offset LIMIT $2";
 

@@ -117,6 +117,8 @@ conformance! {
     cases_list_and_resolve: sqlite_cases_list_and_resolve, pg_cases_list_and_resolve;
     consumed_events_apply_once: sqlite_consumed_events_apply_once, pg_consumed_events_apply_once;
     concurrent_assessments_are_serialised: sqlite_concurrent_assessments_are_serialised, pg_concurrent_assessments_are_serialised;
+    writes_race_consumed_events_and_resolutions: sqlite_writes_race_consumed_events_and_resolutions, pg_writes_race_consumed_events_and_resolutions;
+    a_failed_write_leaves_nothing: sqlite_a_failed_write_leaves_nothing, pg_a_failed_write_leaves_nothing;
 }
 
 // ---- fixtures ------------------------------------------------------------------------
@@ -1040,4 +1042,300 @@ async fn concurrent_assessments_are_serialised<S: Harness>(store: &S) {
     counts.sort_unstable();
     assert_eq!(counts, (1..=N).collect::<Vec<_>>());
     assert_eq!(log_events(store).await.len(), N);
+}
+
+/// Assessments, consumed-event batches and case resolutions racing each other all land, each
+/// exactly once, and the log stays numbered without gaps.
+async fn writes_race_consumed_events_and_resolutions<S: Harness>(store: &S) {
+    const N: usize = 8;
+    let scoring = Scoring::default();
+    // Self-referrals: REJECT, a case each, to resolve while the rest runs.
+    let mut cases = Vec::new();
+    for i in 0..N {
+        let user = format!("selfish-{i}");
+        let a = decide(
+            store,
+            signup(Signup {
+                user: &user,
+                referrer: &user,
+                at: minutes(i as i64),
+                ..Default::default()
+            }),
+        )
+        .await;
+        cases.push(a.case_id);
+    }
+    let mut tasks = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let (resolver, case) = (store.clone(), case.clone());
+        tasks.push(tokio::spawn(async move {
+            let outcome = resolver
+                .resolve_case(&case, "APPROVE", "", "admin", minutes(60))
+                .await
+                .expect("resolve");
+            assert!(
+                matches!(outcome, ResolveOutcome::Resolved(_)),
+                "case {i}: {outcome:?}"
+            );
+        }));
+        let assessor = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let user = format!("direct-{i}");
+            let email = format!("direct{i}@example.com");
+            assess(
+                &assessor,
+                signup(Signup {
+                    user: &user,
+                    referrer: "r-busy",
+                    email: &email,
+                    at: minutes(i as i64),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        }));
+        let (consumer, scoring) = (store.clone(), scoring.clone());
+        tasks.push(tokio::spawn(async move {
+            let event = invite_event(
+                Payload::SignupRecorded(SignupRecorded {
+                    signup_id: format!("s-consumed-{i}"),
+                    user_id: format!("consumed-{i}"),
+                    attributed: true,
+                    referrer_id: "r-busy".into(),
+                    at: Some(ids::to_ts(minutes(i as i64))),
+                    ..Default::default()
+                }),
+                i as i64 + 1,
+            );
+            let item = Consumed {
+                event_id: event.id.clone(),
+                offset: event.offset,
+                work: consumers::work_for(&event),
+            };
+            let summary = consumer
+                .apply_events("invite", vec![item], &scoring)
+                .await
+                .expect("apply");
+            assert_eq!((summary.applied, summary.assessed), (1, 1));
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(store.last_offset("invite").await.expect("offset"), N as i64);
+    for case in &cases {
+        let row = store.get_case(case).await.expect("get").expect("case");
+        assert_eq!(row.state, "RESOLVED");
+    }
+    // The referrer's window counts every one of the 2N signups, each once.
+    let last = decide(
+        store,
+        signup(Signup {
+            user: "direct-last",
+            referrer: "r-busy",
+            at: minutes(N as i64),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let velocity = last
+        .signals
+        .iter()
+        .find(|s| s.name == signals::VELOCITY)
+        .expect("velocity");
+    assert_eq!(velocity.value as usize, 2 * N + 1);
+    let events = log_events(store).await;
+    let count = |t: &str| types(&events).iter().filter(|x| **x == t).count();
+    assert_eq!((count("fraud.assessed"), count("fraud.resolved")), (3 * N + 1, N));
+}
+
+/// A write that fails half-way (here: an assessment id already taken, found only at its
+/// last inserts) leaves nothing behind, neither through `assess` nor `apply_events`, and the
+/// store goes on working.
+async fn a_failed_write_leaves_nothing<S: Harness>(store: &S) {
+    let scoring = Scoring::default();
+    let first = assess(
+        store,
+        signup(Signup {
+            user: "u-first",
+            referrer: "r-fail",
+            ip: PUBLIC_IP,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let ring_before = store.cluster_of("u-first", 10).await.expect("cluster");
+    let clashing = |user: &str| {
+        let mut input = signup(Signup {
+            user,
+            referrer: "r-fail",
+            email: &format!("{user}@example.com"),
+            ip: PUBLIC_IP,
+            device: "dev-fail",
+            at: minutes(1),
+            ..Default::default()
+        });
+        input.assessment_id = first.row.id.clone();
+        input
+    };
+    store
+        .assess(clashing("u-direct"), &scoring)
+        .await
+        .expect_err("the assessment id is taken");
+    let event = invite_event(
+        Payload::SignupRecorded(SignupRecorded {
+            signup_id: "s-ok".into(),
+            user_id: "u-ok".into(),
+            attributed: true,
+            referrer_id: "r-fail".into(),
+            at: Some(ids::to_ts(minutes(1))),
+            ..Default::default()
+        }),
+        1,
+    );
+    let items = vec![
+        Consumed {
+            event_id: event.id.clone(),
+            offset: 1,
+            work: consumers::work_for(&event),
+        },
+        Consumed {
+            event_id: ids::new_id(),
+            offset: 2,
+            work: Work::Assess(Box::new(clashing("u-consumed"))),
+        },
+    ];
+    store
+        .apply_events("invite", items, &scoring)
+        .await
+        .expect_err("the second item fails");
+    assert_eq!(
+        store.last_offset("invite").await.expect("offset"),
+        0,
+        "no offset saved"
+    );
+    for user in ["u-direct", "u-consumed", "u-ok"] {
+        let key = format!("user:{user}");
+        assert!(
+            store
+                .find_assessment(SubjectKind::Signup, &key)
+                .await
+                .expect("find")
+                .is_none(),
+            "no assessment of {user}"
+        );
+        assert!(
+            store.cluster_of(user, 10).await.expect("cluster").is_none(),
+            "no ring for {user}"
+        );
+    }
+    // Only the first assessment's event; the first referee's ring is as it was.
+    assert_eq!(types(&log_events(store).await), vec!["fraud.assessed"]);
+    assert_eq!(
+        store.cluster_of("u-first", 10).await.expect("cluster"),
+        ring_before
+    );
+    // The store still writes, and the referrer's window holds only the first signup.
+    let next = decide(
+        store,
+        signup(Signup {
+            user: "u-after",
+            referrer: "r-fail",
+            at: minutes(2),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let velocity = next
+        .signals
+        .iter()
+        .find(|s| s.name == signals::VELOCITY)
+        .expect("velocity");
+    assert_eq!(velocity.value as usize, 2);
+}
+
+// ---- SQLite only -----------------------------------------------------------------------
+
+/// Rows the writer thread writes read back through sqlx as written, with timestamps in
+/// the exact text sqlx itself writes (SQL compares them as text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writer_rows_match_sqlx() {
+    let (store, dir) = sqlite_store().await;
+    // A whole second: sqlx writes no fraction digits then (and 3, 6 or 9 otherwise).
+    let at = t0();
+    let a = assess(
+        &store,
+        signup(Signup {
+            user: "u-text",
+            referrer: "r-text",
+            at,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let read = store.get_assessment(&a.row.id).await.expect("get").expect("row");
+    assert_eq!(read, a.row);
+    let stored: (String, String) =
+        sqlx::query_as("SELECT occurred_at, assessed_at FROM assessments WHERE id = $1")
+            .bind(&a.row.id)
+            .fetch_one(store.pool())
+            .await
+            .expect("raw row");
+    let pool = store.pool().clone();
+    let as_sqlx = |t: DateTime<Utc>| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT $1")
+                .bind(t)
+                .fetch_one(&pool)
+                .await
+                .expect("sqlx's text")
+        }
+    };
+    assert_eq!(stored.0, as_sqlx(at).await);
+    assert_eq!(stored.1, as_sqlx(a.row.assessed_at).await);
+    close_sqlite(store, dir).await;
+}
+
+/// Dropping the last clone of the store ends the writer thread and closes its connection
+/// (the outbox relay does not keep it alive): with the pool closed too, SQLite removes the
+/// WAL file (it does so on the last close).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_dropped_store_stops_its_writer() {
+    let (store, dir) = sqlite_store().await;
+    let clone = store.clone();
+    assess(
+        &clone,
+        signup(Signup {
+            user: "u-drop",
+            referrer: "r-drop",
+            ..Default::default()
+        }),
+    )
+    .await;
+    drop(clone);
+    let wal = dir.join("fraud.db-wal");
+    assert!(wal.exists(), "the store is open in WAL mode");
+    store.pool().close().await;
+    drop(store);
+    // At once, or after a relay job already running (the relay holds the writer weakly).
+    for _ in 0..100 {
+        if !wal.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!wal.exists(), "every connection, the writer's too, is closed");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The writer thread opens the database on its own connection: an in-memory database (one
+/// per connection) is refused by name rather than silently split in two.
+#[tokio::test]
+async fn sqlite_in_memory_is_refused() {
+    let err = SqliteStore::connect("sqlite::memory:")
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("FRAUD_DATABASE_URL"), "{err}");
 }

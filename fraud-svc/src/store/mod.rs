@@ -1,5 +1,5 @@
 //! fraud-svc storage: one trait, a Postgres and a SQLite implementation chosen by the
-//! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
+//! database URL. The SQL is written once for both backends (assess.rs, sql.rs).
 //!
 //! What is kept:
 //! - `assessments` (every decision, with its signals and rules as JSON) and `cases` (every
@@ -15,13 +15,17 @@
 //! - the outbox, `consumer_offsets` and `processed_events`.
 //!
 //! Every assessment is one transaction: its facts, ring links, assessment, case and
-//! `FraudAssessed` outbox row. Assessments are serialised (SQLite: BEGIN IMMEDIATE;
-//! Postgres: one transaction-scoped advisory lock) so each one's windows and rings include
-//! every earlier one: two simultaneous signups of one referrer cannot both see "10".
+//! `FraudAssessed` outbox row. Assessments are serialised (SQLite: one writer thread, BEGIN
+//! IMMEDIATE; Postgres: one transaction-scoped advisory lock) so each one's windows and rings
+//! include every earlier one: two simultaneous signups of one referrer cannot both see "10".
+//! The assessment path is written once (assess.rs) for both; the reads and case resolution
+//! are sqlx (sql.rs).
 
+mod assess;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_writer;
 
 use chrono::{DateTime, Utc};
 use referral_common::outbox::Outbox;
@@ -29,6 +33,7 @@ use sqlx::FromRow;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use sqlite_writer::STATEMENT_TARGET as SQLITE_STATEMENT_TARGET;
 
 use crate::domain::{Scoring, SubjectKind};
 
@@ -36,8 +41,12 @@ use crate::domain::{Scoring, SubjectKind};
 pub enum StoreError {
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error("encoding: {0}")]
     Encoding(String),
+    #[error("the SQLite writer thread stopped")]
+    WriterStopped,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

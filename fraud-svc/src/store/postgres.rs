@@ -2,9 +2,10 @@
 
 use referral_common::outbox::{self, Outbox};
 use referral_proto::events::v1::Event;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 
-use super::sql::{assessment_cols, case_cols, sql_store};
+// `sql_store!` brings the store's types and `assess` into scope.
+use super::sql::sql_store;
 
 type Tx = Transaction<'static, Postgres>;
 
@@ -50,6 +51,25 @@ impl PgStore {
         outbox::insert_pg(tx, event).await
     }
 
+    async fn write_assessment(&self, input: AssessInput, scoring: &Scoring) -> StoreResult<Assessed> {
+        let mut tx = self.begin_write().await?;
+        let assessed = assess::assess_in(&mut *tx, input, scoring).await?;
+        tx.commit().await?;
+        Ok(assessed)
+    }
+
+    async fn write_events(
+        &self,
+        source: &str,
+        items: Vec<Consumed>,
+        scoring: &Scoring,
+    ) -> StoreResult<ApplySummary> {
+        let mut tx = self.begin_write().await?;
+        let summary = assess::apply_in(&mut *tx, source, items, scoring).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
     /// The relay numbers under its own advisory lock, apart from the assessment lock: wake
     /// it at once.
     fn wake_relay(&self) {
@@ -57,4 +77,4 @@ impl PgStore {
     }
 }
 
-sql_store!(PgStore, PgConnection, pg, " FOR UPDATE");
+sql_store!(PgStore, pg, " FOR UPDATE");
