@@ -285,7 +285,12 @@ async fn serve_with<S: Store, L: EventLogStore>(
     let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
-    tokio::spawn(expire_sweeper(store.clone(), shutdown.clone()));
+    check_provider_event_retention(config.provider_event_retention)?;
+    tokio::spawn(sweeper(
+        store.clone(),
+        config.provider_event_retention,
+        shutdown.clone(),
+    ));
     tokio::spawn(scheduler.run(shutdown.clone()));
     if let Some(addr) = &config.fraud_addr {
         // Decisions made after the fact (fraud-svc was away, or a reviewer resolved a case).
@@ -323,13 +328,52 @@ async fn serve_with<S: Store, L: EventLogStore>(
     Ok(())
 }
 
-/// Closes invitations whose attribution window has passed, once a minute.
-async fn expire_sweeper<S: Store>(store: S, shutdown: Shutdown) {
+/// The shortest PROVIDER_EVENT_RETENTION: well past the 5 minutes a signed event's timestamp
+/// may be off.
+const MIN_PROVIDER_EVENT_RETENTION: Duration = Duration::from_secs(3600);
+fn check_provider_event_retention(retention: Duration) -> Result<(), ConfigError> {
+    if retention < MIN_PROVIDER_EVENT_RETENTION {
+        return Err(ConfigError::new(
+            "PROVIDER_EVENT_RETENTION",
+            "must be at least 1h: a provider's replays are refused for that long at least",
+        ));
+    }
+    Ok(())
+}
+
+/// Provider event ids forgotten per statement of a sweep.
+const FORGET_BATCH: i64 = 1000;
+
+/// Once a minute: closes invitations whose attribution window has passed, and forgets
+/// provider event ids older than `retention` (in bounded batches until none are left).
+async fn sweeper<S: Store>(store: S, retention: Duration, shutdown: Shutdown) {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     loop {
-        match store.expire_due(referral_common::ids::now(), 500).await {
+        let now = referral_common::ids::now();
+        match store.expire_due(now, 500).await {
             Ok(n) if n > 0 => tracing::info!(expired = n, "invitations expired"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+        }
+        if let Some(before) = now.checked_sub_signed(retention) {
+            let mut forgotten = 0;
+            loop {
+                match store.forget_provider_events(before, FORGET_BATCH).await {
+                    Ok(n) => {
+                        forgotten += n;
+                        if n < FORGET_BATCH as u64 || shutdown.is_triggered() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "provider event retention sweep failed");
+                        break;
+                    }
+                }
+            }
+            if forgotten > 0 {
+                tracing::info!(forgotten, "provider event ids past retention forgotten");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -348,6 +392,15 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: InviteConfig,
+    }
+
+    #[test]
+    fn provider_event_retention_defaults_to_30_days_and_refuses_less_than_an_hour() {
+        let c = config(&[]);
+        assert_eq!(c.provider_event_retention, Duration::from_secs(30 * 86_400));
+        assert!(check_provider_event_retention(c.provider_event_retention).is_ok());
+        let e = check_provider_event_retention(Duration::from_secs(300)).unwrap_err();
+        assert!(e.to_string().contains("PROVIDER_EVENT_RETENTION"), "{e}");
     }
 
     fn config(args: &[&str]) -> InviteConfig {

@@ -129,6 +129,11 @@ pub struct InviteConfig {
         default_value = ""
     )]
     pub postmark_webhook_credentials: Secret,
+    /// How long a provider event id is remembered to refuse its replay. Signed providers'
+    /// events older than 5 minutes are refused by their timestamp anyway; this bounds the
+    /// table (Postmark's events carry no signed timestamp, hence the generous default).
+    #[arg(long, env = "PROVIDER_EVENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub provider_event_retention: Duration,
     /// invite-svc's clock (the system clock; tests move it).
     #[arg(skip)]
     pub clock: Clock,

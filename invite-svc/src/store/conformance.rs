@@ -131,6 +131,7 @@ conformance! {
     sending_leases_retries_and_bounces: sqlite_sending_leases_retries_and_bounces, pg_sending_leases_retries_and_bounces;
     a_crashed_sender_is_taken_over_after_its_lease: sqlite_a_crashed_sender_is_taken_over_after_its_lease, pg_a_crashed_sender_is_taken_over_after_its_lease;
     provider_events_are_applied_once: sqlite_provider_events_are_applied_once, pg_provider_events_are_applied_once;
+    provider_events_are_forgotten_after_retention: sqlite_provider_events_are_forgotten_after_retention, pg_provider_events_are_forgotten_after_retention;
 }
 
 // ---- fixtures ------------------------------------------------------------------------
@@ -2181,4 +2182,36 @@ async fn pg_two_schedulers_send_each_invitation_once() {
     two_schedulers_send_each_invitation_once(pg.store.clone(), replica.clone()).await;
     replica.pool().close().await;
     pg.close().await;
+}
+
+async fn provider_events_are_forgotten_after_retention<S: Harness>(store: &S) {
+    use crate::domain::webhooks::{Outcome, ProviderEvent};
+    let d = stored(store, "ref-retain", "r@example.com", "LINK").await;
+    let event = |id: &str| ProviderEvent {
+        event_id: id.into(),
+        invitation_id: Some(d.id.clone()),
+        kind: "delivered".into(),
+        outcome: Outcome::Delivered,
+    };
+    let now = ids::now();
+    let old = now - chrono::Duration::days(40);
+    for (id, at) in [("old-1", old), ("old-2", old), ("old-3", old), ("new-1", now)] {
+        store
+            .apply_provider_events("resend", &[event(id)], at)
+            .await
+            .expect("apply");
+    }
+    let cutoff = now - chrono::Duration::days(30);
+    // Bounded: two now, the third on the next call, then nothing.
+    assert_eq!(store.forget_provider_events(cutoff, 2).await.expect("forget"), 2);
+    assert_eq!(store.forget_provider_events(cutoff, 2).await.expect("forget"), 1);
+    assert_eq!(store.forget_provider_events(cutoff, 2).await.expect("forget"), 0);
+    // The recent id still guards against its replay; a forgotten one is no longer known as a
+    // duplicate, and applying it again changes nothing (the status only moves forward).
+    let t = store
+        .apply_provider_events("resend", &[event("new-1"), event("old-1")], now)
+        .await
+        .expect("apply");
+    assert_eq!((t.recorded, t.ignored, t.duplicates), (0, 1, 1));
+    assert_eq!(status_of(store, &d.id).await, "DELIVERED");
 }

@@ -365,6 +365,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         events: &[crate::domain::webhooks::ProviderEvent],
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<WebhookTally>> + Send;
+    /// Forgets up to `limit` provider event ids received before `before` (their replay
+    /// guard is no longer needed); returns how many.
+    fn forget_provider_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Marks sent invitations whose attribution window has closed as EXPIRED.
     fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 

@@ -411,6 +411,20 @@ macro_rules! sql_store {
                 Ok(tally)
             }
 
+            async fn forget_provider_events(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+                // Bounded batches through the received_at index: a sweep never holds the
+                // table for long, whatever the backlog.
+                Ok(sqlx::query(
+                    "DELETE FROM provider_events WHERE (provider, event_id) IN
+                     (SELECT provider, event_id FROM provider_events WHERE received_at < $1 ORDER BY received_at LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            }
+
             async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
                 let due: Vec<String> = sqlx::query_scalar(
                     "SELECT id FROM invitations WHERE status IN ('SENT', 'DELIVERED', 'OPENED', 'CLICKED') AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
