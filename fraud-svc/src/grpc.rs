@@ -227,7 +227,7 @@ impl<S: Store> FraudApi<S> {
         check_id(&mut v, &req.subject_id, "subjectId", true);
         v.into_result()?;
         let key = match kind {
-            SubjectKind::Signup => format!("user:{}", req.subject_id),
+            SubjectKind::Signup => signup_dedupe_key(&req.subject_id),
             _ => req.subject_id.clone(),
         };
         let row = self
@@ -289,12 +289,18 @@ pub struct SignupQuestion {
     pub click_at: Option<DateTime<Utc>>,
 }
 
+/// A signup is asked about once per user: a second question returns the first answer, and
+/// an assessment of a signup is found by its user.
+fn signup_dedupe_key(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
 /// A signup is asked about once per user: a second question returns the first answer.
 pub fn signup_input(q: SignupQuestion) -> AssessInput {
     AssessInput {
         assessment_id: ids::new_id(),
         kind: SubjectKind::Signup,
-        dedupe_key: format!("user:{}", q.user_id),
+        dedupe_key: signup_dedupe_key(&q.user_id),
         subject_id: q.signup_id,
         referrer_id: q.referrer_id,
         referee_id: q.user_id,

@@ -48,24 +48,27 @@ pub async fn readyz(state: AppState, _: RawRequest) -> Response {
         .map(|(n, _)| *n)
         .collect();
     let required = &state.settings.ready_requires;
+    let status = readiness(required, &not_ready);
     let body = json!({
-        "status": readiness(required, &not_ready),
+        "status": status,
         "notReady": not_ready,
         "required": required,
         "services": results,
     });
-    if not_ready.iter().any(|n| required.contains(n)) {
+    if status == NOT_READY {
         json::respond_with(StatusCode::SERVICE_UNAVAILABLE, &body)
     } else {
         json::respond(&body)
     }
 }
 
+const NOT_READY: &str = "not ready";
+
 /// `ready` (everything serving), `degraded` (only services the gateway can do without are
 /// down: their routes answer 503) or `not ready` (a required one is down).
 fn readiness(required: &[&str], not_ready: &[&str]) -> &'static str {
     if not_ready.iter().any(|n| required.contains(n)) {
-        "not ready"
+        NOT_READY
     } else if not_ready.is_empty() {
         "ready"
     } else {
