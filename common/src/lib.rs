@@ -11,6 +11,8 @@ pub mod error;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
+pub mod input;
+pub mod landing;
 pub mod metrics;
 pub mod outbox;
 pub mod paging;

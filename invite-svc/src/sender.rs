@@ -21,6 +21,8 @@ use lettre::{
     },
 };
 
+use referral_common::input;
+
 use crate::domain::delivery::SendFailure;
 
 /// One e-mail to send.
@@ -70,7 +72,27 @@ pub fn message_id(invitation_id: &str) -> String {
 /// Builds the RFC 5322 message, with the invitation id in each provider's metadata header
 /// (SendGrid unique args, Mailgun variables, Postmark metadata, and our own), so their
 /// webhooks can be matched back.
+///
+/// Every value that reaches a header is checked here, whatever validation did at creation:
+/// a row stored before that validation (or written around it) must fail its one send
+/// permanently, never panic the scheduler. lettre's `Mailbox` header panics on a CR or LF in a
+/// display name (its `Display` returns `fmt::Error`, which `to_string` turns into a panic), so
+/// display names go in only through `Mailbox` (lettre's RFC 2047 encoding) and only once they
+/// hold no control character.
 pub fn build_message(email: &OutgoingEmail) -> Result<Message, SendFailure> {
+    let header_safe = |what: &str, value: &str| {
+        if input::has_control(value) {
+            Err(SendFailure::Permanent(format!(
+                "{what} holds control characters; it cannot go into a mail header"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    header_safe("recipient name", &email.to_name)?;
+    header_safe("recipient address", &email.to_address)?;
+    header_safe("subject", &email.subject)?;
+    header_safe("sender name", email.from.name.as_deref().unwrap_or_default())?;
     let to_address = email
         .to_address
         .parse()
@@ -276,6 +298,44 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn header_values_with_control_characters_fail_permanently_without_panicking() {
+        let bad = [
+            "Eve\r\nBcc: victim@example.com",
+            "Eve\n",
+            "Eve\r",
+            "a\u{0}b",
+            "a\u{85}b",
+        ];
+        for name in bad {
+            let mut e = email();
+            e.to_name = name.into();
+            let built = std::panic::catch_unwind(|| build_message(&e));
+            assert!(
+                matches!(built, Ok(Err(SendFailure::Permanent(_)))),
+                "recipient name {name:?}"
+            );
+            let mut e = email();
+            e.subject = name.into();
+            assert!(
+                matches!(build_message(&e), Err(SendFailure::Permanent(_))),
+                "subject {name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_names_are_encoded_by_lettre() {
+        let mut e = email();
+        e.to_name = "Zoë \"Z\" O'Brien, Jr.".into();
+        let text = String::from_utf8(build_message(&e).unwrap().formatted()).unwrap();
+        let to = text.lines().find(|l| l.starts_with("To: ")).unwrap();
+        assert!(
+            to.contains("=?utf-8?") && to.ends_with("<guest@example.com>"),
+            "{to}"
+        );
     }
 
     #[test]
