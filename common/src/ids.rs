@@ -1,6 +1,6 @@
 //! Identifiers and clocks: UUIDv7 (time-ordered) strings everywhere.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 
 /// A new UUIDv7 as a lower-case hyphenated string.
 pub fn new_id() -> String {
@@ -25,7 +25,104 @@ pub fn to_ts_opt(t: Option<DateTime<Utc>>) -> Option<referral_proto::Timestamp> 
     t.map(to_ts)
 }
 
-/// Chrono instant from a protobuf timestamp; `None` when out of range.
+/// The years an instant may have to be taken from the wire and stored.
+///
+/// SQLite keeps instants as sqlx writes them, RFC 3339 text (`2026-12-06T12:00:00.5+00:00`),
+/// and every service compares and sorts them as text. That order is time order only while
+/// the year has exactly four digits: year 10000 is written `+10000-…` and sorts before 1970.
+/// Every instant from input or from another service passes [`from_ts`], so this is the one
+/// guard that keeps the text encoding order-preserving (see `sqlite_text_order_is_time_order`).
+pub const STORABLE_YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
+/// Whether `t` may be stored (its year is in [`STORABLE_YEARS`]).
+pub fn is_storable(t: DateTime<Utc>) -> bool {
+    STORABLE_YEARS.contains(&t.year())
+}
+
+/// Chrono instant from a protobuf timestamp; `None` when out of range or outside
+/// [`STORABLE_YEARS`] (callers answer "is not a valid timestamp").
 pub fn from_ts(ts: &referral_proto::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?).map(|t| t.trunc_subsecs(6))
+    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+        .map(|t| t.trunc_subsecs(6))
+        .filter(|t| is_storable(*t))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+    use sqlx::{Row, sqlite::SqlitePoolOptions};
+
+    use super::*;
+
+    #[test]
+    fn instants_outside_the_storable_years_are_refused() {
+        let ts = |seconds: i64| referral_proto::Timestamp { seconds, nanos: 0 };
+        assert!(from_ts(&ts(0)).is_some());
+        assert!(from_ts(&ts(253_402_300_799)).is_some(), "9999-12-31T23:59:59Z");
+        assert!(from_ts(&ts(253_402_300_800)).is_none(), "year 10000");
+        assert!(from_ts(&ts(-1)).is_none(), "1969");
+        assert!(from_ts(&ts(i64::MAX)).is_none());
+        assert!(
+            from_ts(&referral_proto::Timestamp {
+                seconds: 0,
+                nanos: -1
+            })
+            .is_none()
+        );
+    }
+
+    /// The property the SQLite stores rely on: for instants in [`STORABLE_YEARS`], SQLite's
+    /// text comparison of what sqlx writes agrees with time order. Checked through sqlx and
+    /// SQLite themselves (their encoder, their collation), on random pairs and on the edges
+    /// where widths differ (whole seconds against fractions, 3 against 6 digits).
+    #[tokio::test]
+    async fn sqlite_text_order_is_time_order() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let lo = DateTime::<Utc>::from_timestamp(0, 0).unwrap().timestamp_micros();
+        let hi = "9999-12-31T23:59:59.999999Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+            .timestamp_micros();
+        let mut rng = rand::rng();
+        let base = "2026-12-06T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let mut pairs: Vec<(DateTime<Utc>, DateTime<Utc>)> = [0, 1, 1_000, 500_000, 123_000, 123_456]
+            .iter()
+            .flat_map(|a| [0, 1, 1_000, 500_000, 123_000, 123_456].map(|b| (*a, b)))
+            .map(|(a, b)| {
+                (
+                    base + chrono::TimeDelta::microseconds(a),
+                    base + chrono::TimeDelta::microseconds(b),
+                )
+            })
+            .collect();
+        for _ in 0..2_000 {
+            let a = rng.random_range(lo..=hi);
+            // Half the pairs close together, where only the fraction differs.
+            let b = if rng.random_bool(0.5) {
+                (a + rng.random_range(-2_000_000..=2_000_000)).clamp(lo, hi)
+            } else {
+                rng.random_range(lo..=hi)
+            };
+            pairs.push((
+                DateTime::from_timestamp_micros(a).unwrap(),
+                DateTime::from_timestamp_micros(b).unwrap(),
+            ));
+        }
+        for (a, b) in pairs {
+            assert!(is_storable(a) && is_storable(b));
+            let row = sqlx::query("SELECT ?1 < ?2, ?1 = ?2, typeof(?1)")
+                .bind(a)
+                .bind(b)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            let (less, equal, kind): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+            assert_eq!(kind, "text", "sqlx writes instants as text");
+            assert_eq!((less, equal), (a < b, a == b), "{a:?} vs {b:?}");
+        }
+    }
 }

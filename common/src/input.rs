@@ -6,6 +6,8 @@
 //! lines and CSV exports, and a NUL truncates C strings downstream. Multi-line text (notes,
 //! messages) may hold `\n`, `\r\n` and `\t` only.
 
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+
 use crate::Violations;
 
 /// Names of people, businesses, programs and campaigns.
@@ -134,6 +136,46 @@ pub fn money(v: &mut Violations, amount_minor: i64, currency: &str, max: i64, pr
     }
 }
 
+/// Clock skew tolerated for instants that must not be in the future (`occurredAt`).
+pub const FUTURE_SKEW: TimeDelta = TimeDelta::minutes(5);
+/// How far back a backfilled `occurredAt` may go: ten years of history is plenty for a
+/// marketplace's imports, and keeps derived instants (expiries, windows) far from the
+/// storable range's edges.
+pub const BACKFILL_MAX_AGE: TimeDelta = TimeDelta::days(3_660);
+
+/// A past instant (a backfill): not older than [`BACKFILL_MAX_AGE`], not later than now plus
+/// [`FUTURE_SKEW`].
+pub fn past_instant(v: &mut Violations, at: DateTime<Utc>, now: DateTime<Utc>, field: &str) {
+    if at > now + FUTURE_SKEW {
+        v.add(field, "must not be in the future");
+    } else if at < now - BACKFILL_MAX_AGE {
+        v.add(
+            field,
+            format!("must be at most {} days in the past", BACKFILL_MAX_AGE.num_days()),
+        );
+    }
+}
+
+/// An instant inside `[from, to]` (a period bound such as a campaign's start).
+pub fn instant_between(
+    v: &mut Violations,
+    at: DateTime<Utc>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    field: &str,
+) {
+    if at < from || at > to {
+        v.add(
+            field,
+            format!(
+                "must be between {} and {}",
+                from.to_rfc3339_opts(SecondsFormat::Secs, true),
+                to.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +261,15 @@ mod tests {
                 ["value.currency"]
             );
         }
+    }
+
+    #[test]
+    fn backfills_are_past_and_bounded() {
+        let now: DateTime<Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let ok = |at: DateTime<Utc>| fields(|v| past_instant(v, at, now, "occurredAt")).is_empty();
+        assert!(ok(now) && ok(now + TimeDelta::minutes(4)) && ok(now - TimeDelta::days(3_000)));
+        assert!(!ok(now + TimeDelta::minutes(6)));
+        assert!(!ok(now - TimeDelta::days(3_661)));
     }
 
     #[test]
