@@ -2,14 +2,14 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
     auth::{self, Principal},
     error::{error_info_of, violations_of},
     idempotency::Idempotency,
     ids::{self, from_ts},
-    paging,
+    input, paging,
 };
 use referral_proto::{
     common::v1::{PartyKind as PbPartyKind, Risk, VendorType},
@@ -67,6 +67,12 @@ pub struct Settings {
     pub webhooks: WebhookSecrets,
     /// "Now" for scheduling (the system clock; tests move it).
     pub clock: Clock,
+    /// Where a `landingUrl` may point (`LANDING_HOSTS`).
+    pub landing_hosts: referral_common::landing::LandingHosts,
+    /// The largest conversion value accepted (`MAX_AMOUNT_MINOR`).
+    pub max_amount_minor: i64,
+    /// How far ahead `sendAt` may be (`SEND_AT_HORIZON`).
+    pub send_at_horizon: chrono::TimeDelta,
 }
 
 pub struct InviteApi<S> {
@@ -123,6 +129,15 @@ impl<S: Store> InviteApi<S> {
         }
     }
 
+    /// A landing URL: bounded, absolute http(s), and on an allowed host (no open redirect).
+    fn check_landing_url(&self, v: &mut Violations, value: &str, field: &str) {
+        if let Some(url) = input::url(v, value, field)
+            && !self.settings.landing_hosts.allows(&url)
+        {
+            v.add(field, "must be on a host listed in LANDING_HOSTS");
+        }
+    }
+
     async fn code_response(&self, row: &CodeRow) -> ReferralCode {
         convert::referral_code(row, &self.settings.public_url, self.qr_svg(&row.code))
     }
@@ -131,13 +146,13 @@ impl<S: Store> InviteApi<S> {
 
     async fn create_code(&self, p: &Principal, req: CreateReferralCodeRequest) -> ApiResult<ReferralCode> {
         let mut v = Violations::default();
-        check_id(&mut v, &req.referrer_id, "referrerId");
+        input::id(&mut v, &req.referrer_id, "referrerId");
         let kind = party_kind(&mut v, req.referrer_kind, "referrerKind");
         let vendor = vendor_type(&mut v, req.vendor_type, kind, "vendorType");
         if !req.landing_url.is_empty() {
-            check_url(&mut v, &req.landing_url, "landingUrl");
+            self.check_landing_url(&mut v, &req.landing_url, "landingUrl");
         }
-        check_len(&mut v, &req.campaign_id, 128, "campaignId");
+        input::line(&mut v, &req.campaign_id, input::ID_MAX, "campaignId");
         v.into_result()?;
         p.require_self(&req.referrer_id, "referrerId")?;
         let kind = kind.ok_or_else(|| ApiError::invalid("referrerKind", "is required"))?;
@@ -330,7 +345,7 @@ impl<S: Store> InviteApi<S> {
 
     fn validate_invitation(&self, req: &CreateInvitationRequest) -> ApiResult<ValidInvitation> {
         let mut v = Violations::default();
-        check_id(&mut v, &req.referrer_id, "referrerId");
+        input::id(&mut v, &req.referrer_id, "referrerId");
         let referrer_kind = party_kind(&mut v, req.referrer_kind, "referrerKind");
         let referee_kind = party_kind(&mut v, req.referee_kind, "refereeKind");
         let vendor = vendor_type(&mut v, req.vendor_type, referrer_kind, "vendorType");
@@ -342,7 +357,12 @@ impl<S: Store> InviteApi<S> {
             Ok(c) => Channel::parse(c.as_str_name()).ok(),
         };
         let recipient = req.recipient.clone().unwrap_or_default();
-        let email = if recipient.email.trim().is_empty() {
+        input::line(&mut v, &recipient.email, input::EMAIL_MAX, "recipient.email");
+        input::line(&mut v, &recipient.phone, input::PHONE_MAX, "recipient.phone");
+        input::line(&mut v, &recipient.timezone, 64, "recipient.timezone");
+        let email = if !v.is_empty() {
+            String::new()
+        } else if recipient.email.trim().is_empty() {
             if channel == Some(Channel::Email) {
                 v.add("recipient.email", "is required for channel EMAIL");
             }
@@ -356,7 +376,9 @@ impl<S: Store> InviteApi<S> {
                 }
             }
         };
-        let phone = if recipient.phone.trim().is_empty() {
+        let phone = if !v.is_empty() {
+            String::new()
+        } else if recipient.phone.trim().is_empty() {
             if channel == Some(Channel::Sms) {
                 v.add("recipient.phone", "is required for channel SMS");
             }
@@ -370,7 +392,8 @@ impl<S: Store> InviteApi<S> {
                 }
             }
         };
-        check_len(&mut v, &recipient.name, 200, "recipient.name");
+        // Names and the subject they fill reach mail headers: one line, no control characters.
+        input::line(&mut v, &recipient.name, input::NAME_MAX, "recipient.name");
         let tz = if recipient.timezone.trim().is_empty() {
             Some(self.settings.default_timezone)
         } else {
@@ -378,33 +401,52 @@ impl<S: Store> InviteApi<S> {
                 .map_err(|e| v.add("recipient.timezone", e.to_string()))
                 .ok()
         };
-        let wedding = timing::parse_wedding_date(req.wedding_date.trim())
-            .map_err(|e| v.add("weddingDate", e.to_string()))
-            .ok()
-            .flatten();
-        let send_at = match &req.send_at {
-            Some(ts) => from_ts(ts).or_else(|| {
-                v.add("sendAt", "is not a valid timestamp");
-                None
-            }),
-            None => None,
+        input::line(&mut v, &req.wedding_date, 10, "weddingDate");
+        let wedding = if v.0.iter().any(|(f, _)| f == "weddingDate") {
+            None
+        } else {
+            timing::parse_wedding_date(req.wedding_date.trim())
+                .map_err(|e| v.add("weddingDate", e.to_string()))
+                .ok()
+                .flatten()
         };
-        let occurred_at = match &req.occurred_at {
-            Some(ts) => from_ts(ts).or_else(|| {
-                v.add("occurredAt", "is not a valid timestamp");
-                None
-            }),
-            None => None,
-        };
-        check_len(&mut v, &req.message, 2000, "message");
-        check_len(&mut v, &req.template_id, 100, "templateId");
-        check_len(&mut v, &req.referrer_name, 200, "referrerName");
-        check_len(&mut v, &req.business_name, 200, "businessName");
-        check_len(&mut v, &req.campaign_id, 128, "campaignId");
+        if let Some(date) = wedding {
+            v.check(
+                !WEDDING_YEARS.contains(&date.year()),
+                "weddingDate",
+                format!(
+                    "must be in the years {}..={}",
+                    WEDDING_YEARS.start(),
+                    WEDDING_YEARS.end()
+                ),
+            );
+        }
+        let now = self.settings.clock.now();
+        // A past sendAt means "as soon as allowed" (it is treated as now); a future one must
+        // be inside the horizon.
+        let send_at = instant(&mut v, req.send_at.as_ref(), "sendAt");
+        if let Some(at) = send_at {
+            let latest = now + self.settings.send_at_horizon;
+            v.check(
+                at > latest,
+                "sendAt",
+                format!(
+                    "must be at most {} days ahead",
+                    self.settings.send_at_horizon.num_days()
+                ),
+            );
+        }
+        let occurred_at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
+        if let Some(at) = occurred_at {
+            input::past_instant(&mut v, at, ids::now(), "occurredAt");
+        }
+        input::text(&mut v, &req.message, input::TEXT_MAX, "message");
+        input::line(&mut v, &req.template_id, 100, "templateId");
+        input::line(&mut v, &req.referrer_name, input::NAME_MAX, "referrerName");
+        input::line(&mut v, &req.business_name, input::NAME_MAX, "businessName");
+        input::line(&mut v, &req.campaign_id, input::ID_MAX, "campaignId");
         if let Some(u) = &req.utm {
-            check_len(&mut v, &u.source, 200, "utm.source");
-            check_len(&mut v, &u.medium, 200, "utm.medium");
-            check_len(&mut v, &u.campaign, 200, "utm.campaign");
+            utm(&mut v, u, "utm");
         }
         v.into_result()?;
         let (Some(referrer_kind), Some(referee_kind), Some(channel), Some(tz)) =
@@ -448,10 +490,12 @@ impl<S: Store> InviteApi<S> {
         client: &ClientContext,
     ) -> ApiResult<Attribution> {
         let mut v = Violations::default();
-        check_id(&mut v, &req.user_id, "userId");
+        input::id(&mut v, &req.user_id, "userId");
         let user_kind = party_kind(&mut v, req.user_kind, "userKind");
         let vendor = vendor_type(&mut v, req.vendor_type, user_kind, "vendorType");
-        let email = if req.email.trim().is_empty() {
+        input::line(&mut v, &req.email, input::EMAIL_MAX, "email");
+        input::line(&mut v, &req.code, 64, "code");
+        let email = if req.email.trim().is_empty() || !v.is_empty() {
             None
         } else {
             contact::normalize_email(&req.email)
@@ -465,16 +509,13 @@ impl<S: Store> InviteApi<S> {
                 .map_err(|e| v.add("code", e.to_string()))
                 .ok()
         };
-        check_len(&mut v, &req.click_id, 64, "clickId");
-        check_len(&mut v, &req.invitation_id, 64, "invitationId");
-        check_len(&mut v, &req.name, 200, "name");
-        let occurred_at = match &req.occurred_at {
-            Some(ts) => from_ts(ts).or_else(|| {
-                v.add("occurredAt", "is not a valid timestamp");
-                None
-            }),
-            None => None,
-        };
+        input::line(&mut v, &req.click_id, 64, "clickId");
+        input::line(&mut v, &req.invitation_id, 64, "invitationId");
+        input::line(&mut v, &req.name, input::NAME_MAX, "name");
+        let occurred_at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
+        if let Some(at) = occurred_at {
+            input::past_instant(&mut v, at, ids::now(), "occurredAt");
+        }
         v.into_result()?;
         p.require_self(&req.user_id, "userId")?;
         let backfill = backfill_instant(p, occurred_at)?;
@@ -676,20 +717,18 @@ impl<S: Store> InviteApi<S> {
 
     async fn conversion(&self, p: &Principal, req: RecordConversionRequest) -> ApiResult<ConversionResult> {
         let mut v = Violations::default();
-        check_id(&mut v, &req.user_id, "userId");
+        input::id(&mut v, &req.user_id, "userId");
         let value = req.value.clone().unwrap_or_default();
         if req.value.is_none() {
             v.add("value", "is required: {amountMinor, currency}");
         } else {
-            v.check(
-                value.amount_minor < 0,
-                "value.amountMinor",
-                "must not be negative",
-            );
-            v.check(
-                !is_currency(&value.currency),
-                "value.currency",
-                "must be an ISO 4217 code like GBP",
+            // Bounded so that any number of conversions sums without overflow downstream.
+            input::money(
+                &mut v,
+                value.amount_minor,
+                &value.currency,
+                self.settings.max_amount_minor,
+                "value",
             );
         }
         let plan = match pb::Plan::try_from(req.plan) {
@@ -702,13 +741,10 @@ impl<S: Store> InviteApi<S> {
             }
             Ok(p) => Some(p.as_str_name().to_string()),
         };
-        let occurred_at = match &req.occurred_at {
-            Some(ts) => from_ts(ts).or_else(|| {
-                v.add("occurredAt", "is not a valid timestamp");
-                None
-            }),
-            None => None,
-        };
+        let occurred_at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
+        if let Some(at) = occurred_at {
+            input::past_instant(&mut v, at, ids::now(), "occurredAt");
+        }
         v.into_result()?;
         p.require_self(&req.user_id, "userId")?;
         let row = self
@@ -727,11 +763,18 @@ impl<S: Store> InviteApi<S> {
     }
 
     fn click_row(&self, req: &RecordClickRequest, code: String, client: &ClientContext) -> ClickRow {
+        let now = ids::now();
+        // An import's instant outside the backfill range is not believed: the click is now.
         let at = req
             .occurred_at
             .as_ref()
             .and_then(from_ts)
-            .unwrap_or_else(ids::now);
+            .filter(|at| {
+                let mut v = Violations::default();
+                input::past_instant(&mut v, *at, now, "occurredAt");
+                v.is_empty()
+            })
+            .unwrap_or(now);
         let utm = req.utm.clone().unwrap_or_default();
         ClickRow {
             click_id: if req.click_id.is_empty() {
@@ -743,7 +786,7 @@ impl<S: Store> InviteApi<S> {
             referrer_id: String::new(),
             invitation_id: None,
             visitor_id: req.visitor_id.clone(),
-            user_agent: req.user_agent.chars().take(512).collect(),
+            user_agent: input::printable(&req.user_agent, input::USER_AGENT_MAX),
             ip: if client.ip.is_empty() {
                 req.ip.clone()
             } else {
@@ -883,29 +926,58 @@ fn refused(invitation_id: &str, risk: &Risk) -> ApiError {
     }
 }
 
-fn check_id(v: &mut Violations, value: &str, field: &str) {
-    if value.trim().is_empty() {
-        v.add(field, "is required");
-    } else if value.len() > 128 {
-        v.add(field, "must be at most 128 characters");
+/// Wedding dates outside these years are typos (or probes), not weddings.
+const WEDDING_YEARS: std::ops::RangeInclusive<i32> = 1900..=2200;
+
+/// Clicks one RecordClicks import may carry.
+const MAX_CLICK_IMPORT: usize = 10_000;
+
+/// An optional timestamp field: `None` when absent, a violation when outside the storable
+/// years (`ids::from_ts`).
+fn instant(v: &mut Violations, ts: Option<&referral_proto::Timestamp>, field: &str) -> Option<DateTime<Utc>> {
+    let ts = ts?;
+    from_ts(ts).or_else(|| {
+        v.add(field, "is not a valid timestamp (years 1970 to 9999)");
+        None
+    })
+}
+
+fn utm(v: &mut Violations, u: &referral_proto::common::v1::Utm, prefix: &str) {
+    input::line(v, &u.source, input::UTM_MAX, &format!("{prefix}.source"));
+    input::line(v, &u.medium, input::UTM_MAX, &format!("{prefix}.medium"));
+    input::line(v, &u.campaign, input::UTM_MAX, &format!("{prefix}.campaign"));
+}
+
+/// A batched click made storable: every text clipped to its cap, printable only.
+fn clean_click(c: &mut RecordClickRequest) {
+    let clip = |s: &mut String, max: usize| *s = input::printable(s, max);
+    clip(&mut c.code, 64);
+    clip(&mut c.click_id, 64);
+    clip(&mut c.visitor_id, input::ID_MAX);
+    clip(&mut c.ip, 64);
+    clip(&mut c.device_id, input::ID_MAX);
+    clip(&mut c.invitation_id, 64);
+    if let Some(u) = &mut c.utm {
+        clip(&mut u.source, input::UTM_MAX);
+        clip(&mut u.medium, input::UTM_MAX);
+        clip(&mut u.campaign, input::UTM_MAX);
     }
 }
 
-fn check_len(v: &mut Violations, value: &str, max: usize, field: &str) {
-    if value.chars().count() > max {
-        v.add(field, format!("must be at most {max} characters"));
+/// The caller-chosen fields of a click (its user agent is clipped, not refused).
+fn check_click(v: &mut Violations, c: &RecordClickRequest) {
+    input::line(v, &c.code, 64, "code");
+    input::line(v, &c.click_id, 64, "clickId");
+    input::line(v, &c.visitor_id, input::ID_MAX, "visitorId");
+    input::line(v, &c.ip, 64, "ip");
+    input::line(v, &c.device_id, input::ID_MAX, "deviceId");
+    input::line(v, &c.invitation_id, 64, "invitationId");
+    if let Some(u) = &c.utm {
+        utm(v, u, "utm");
     }
-}
-
-fn check_url(v: &mut Violations, value: &str, field: &str) {
-    match url::Url::parse(value) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        _ => v.add(field, "must be an absolute http(s) URL"),
+    if let Some(at) = instant(v, c.occurred_at.as_ref(), "occurredAt") {
+        input::past_instant(v, at, ids::now(), "occurredAt");
     }
-}
-
-fn is_currency(s: &str) -> bool {
-    s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase())
 }
 
 fn party_kind(v: &mut Violations, value: i32, field: &str) -> Option<PartyKind> {
@@ -1035,7 +1107,7 @@ impl<S: Store> InviteService for InviteApi<S> {
         let md = req.metadata().clone();
         let body = req.into_inner();
         let mut v = Violations::default();
-        check_id(&mut v, &body.referrer_id, "referrerId");
+        input::id(&mut v, &body.referrer_id, "referrerId");
         v.check(
             body.invitations.is_empty(),
             "invitations",
@@ -1132,7 +1204,7 @@ impl<S: Store> InviteService for InviteApi<S> {
             body.referrer_id.clone()
         };
         let mut v = Violations::default();
-        check_id(&mut v, &referrer, "referrerId");
+        input::id(&mut v, &referrer, "referrerId");
         let status = match body.status {
             None => None,
             Some(s) => match pb::InvitationStatus::try_from(s) {
@@ -1206,7 +1278,7 @@ impl<S: Store> InviteService for InviteApi<S> {
         Principal::of(&req)?.require_admin()?;
         let body = req.into_inner();
         let mut v = Violations::default();
-        check_id(&mut v, &body.referrer_id, "referrerId");
+        input::id(&mut v, &body.referrer_id, "referrerId");
         let tier = match pb::ReferrerTier::try_from(body.tier) {
             Ok(pb::ReferrerTier::Unspecified) | Err(_) => {
                 v.add("tier", "is required: REGULAR, PREMIUM or SUPER_CONNECTOR");
@@ -1244,8 +1316,7 @@ impl<S: Store> InviteService for InviteApi<S> {
         }
         let mut v = Violations::default();
         v.require(&body.code, "code");
-        check_len(&mut v, &body.click_id, 64, "clickId");
-        check_len(&mut v, &body.visitor_id, 128, "visitorId");
+        check_click(&mut v, &body);
         v.into_result()?;
         let code = self.find_code(&body.code).await?;
         let row = self.click_row(&body, code.code.clone(), &client);
@@ -1267,7 +1338,17 @@ impl<S: Store> InviteService for InviteApi<S> {
         req: Request<RecordClicksRequest>,
     ) -> Result<Response<RecordClicksResponse>, Status> {
         Principal::of(&req)?.require_admin()?;
-        let body = req.into_inner();
+        let mut body = req.into_inner();
+        let mut v = Violations::default();
+        v.check(
+            body.clicks.len() > MAX_CLICK_IMPORT,
+            "clicks",
+            format!("must hold at most {MAX_CLICK_IMPORT} clicks"),
+        );
+        v.into_result()?;
+        // The redirect path batches visitors' clicks here: one visitor's junk query string
+        // must not cost the batch, so each click is cleaned (clipped, printable) instead.
+        body.clicks.iter_mut().for_each(clean_click);
         let none = ClientContext::default();
         let mut unknown = 0;
         let rows: Vec<ClickRow> = body

@@ -76,7 +76,21 @@ pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
     }
     let preferred_slot = timing::parse_preferred_slot(&config.preferred_send_slot)
         .map_err(|e| ConfigError::new("PREFERRED_SEND_SLOT", e))?;
+    let landing_hosts =
+        referral_common::landing::LandingHosts::parse(&config.landing_hosts, &config.default_landing_url)
+            .map_err(|e| ConfigError::new("LANDING_HOSTS", e))?;
+    if config.max_amount_minor < 1 {
+        return Err(ConfigError::new("MAX_AMOUNT_MINOR", "must be at least 1"));
+    }
+    // Keeps every derived instant (send slots, expiries) far inside the storable years.
+    let send_at_horizon = chrono::TimeDelta::from_std(config.send_at_horizon)
+        .ok()
+        .filter(|h| *h > chrono::TimeDelta::zero() && *h <= chrono::TimeDelta::days(3_660))
+        .ok_or_else(|| ConfigError::new("SEND_AT_HORIZON", "must be between 1s and 3660d"))?;
     Ok(Settings {
+        landing_hosts,
+        max_amount_minor: config.max_amount_minor,
+        send_at_horizon,
         public_url: config.public_url.trim_end_matches('/').to_string(),
         default_landing_url: config.default_landing_url.clone(),
         quotas,

@@ -35,6 +35,16 @@ pub struct InviteConfig {
     /// Where /r/{code} sends visitors when a code has no landing URL of its own.
     #[arg(long, env = "DEFAULT_LANDING_URL", default_value = "https://example.com/join")]
     pub default_landing_url: String,
+    /// Hosts a `landingUrl` may point at, comma-separated (`*.example.com` for subdomains);
+    /// DEFAULT_LANDING_URL's host is always allowed. The gateway re-checks at redirect.
+    #[arg(long, env = "LANDING_HOSTS", default_value = "")]
+    pub landing_hosts: String,
+    /// Largest money amount (minor units) a conversion may report.
+    #[arg(long, env = "MAX_AMOUNT_MINOR", default_value_t = referral_common::input::DEFAULT_MAX_AMOUNT_MINOR)]
+    pub max_amount_minor: i64,
+    /// How far ahead an invitation's `sendAt` may be.
+    #[arg(long, env = "SEND_AT_HORIZON", default_value = "730d", value_parser = parse_duration)]
+    pub send_at_horizon: Duration,
     /// Days after sending that an invitation's link still attributes (and then expires).
     #[arg(long, env = "ATTRIBUTION_WINDOW_DAYS", default_value_t = 30)]
     pub attribution_window_days: i64,
