@@ -35,7 +35,8 @@ async fn redirect_click_signup_and_conversions_are_attributed() {
     let app = spawn_app().await;
     let sue = unique("sue");
     let sue_token = app.member(&sue, "SUPPLIER");
-    let landing = "https://example.org/welcome";
+    // On the default landing URL's host: other hosts must be listed in LANDING_HOSTS.
+    let landing = "https://example.com/welcome";
     let code = app
         .code_ok(
             &sue_token,
