@@ -43,7 +43,7 @@ pub fn campaign_budget(row: &CampaignRow) -> rewards::Campaign {
         multiplier_milli: multiplier_milli(row.multiplier),
         referrer_kind: row.referrer_kind.as_deref().map(party_kind),
         cap: row.cap_minor.zip(row.cap_currency.clone()),
-        spent_minor: row.spent_minor,
+        spent_minor: row.spent_minor(),
         starts_at: row.starts_at,
         ends_at: row.ends_at,
     }
@@ -59,7 +59,7 @@ pub fn campaign(row: &CampaignRow, now: chrono::DateTime<chrono::Utc>) -> Campai
         multiplier: row.multiplier,
         referrer_kind: row.referrer_kind.as_deref().map(|k| party_kind(k) as i32),
         budget_cap: row.cap_minor.map(|c| money(c, &currency)),
-        spent: Some(money(row.spent_minor, &currency)),
+        spent: Some(money(row.spent_minor(), &currency)),
         active: row.starts_at <= now && now < row.ends_at,
         created_at: Some(to_ts(row.created_at)),
     }

@@ -149,7 +149,10 @@ impl<S: Store> IncentiveApi<S> {
             .into_iter()
             .map(|(r, n)| (r, i32::try_from(n).unwrap_or(i32::MAX)))
             .collect();
-        let sim = rewards::simulate(&prog, &past, &prior);
+        let sim = rewards::simulate(&prog, &past, &prior).map_err(|e| ApiError::FailedPrecondition {
+            message: e.to_string(),
+            reason: "AMOUNT_OUT_OF_RANGE",
+        })?;
         Ok(SimulationResult {
             total: Some(money(sim.total_minor, &prog.currency)),
             conversions: sim.conversions,
@@ -219,7 +222,8 @@ impl<S: Store> IncentiveApi<S> {
             cap_minor: req.budget_cap.as_ref().map(|c| c.amount_minor),
             cap_currency: req.budget_cap.as_ref().map(|c| c.currency.clone()),
             created_at: now,
-            spent_minor: 0,
+            spent_hi: 0,
+            spent_lo: 0,
         };
         let row = self.store.create_campaign(row).await?;
         Ok(convert::campaign(&row, now))

@@ -249,3 +249,71 @@ async fn conversion_values_are_positive_bounded_and_iso() {
     assert_eq!(status, 200, "{body}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_stored_amounts_never_make_money_sums_fail_with_500() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let referrer = unique("max");
+    let campaign = unique("camp");
+    // Rows as an unbounded conversion once booked them, written straight into the store.
+    exec(
+        &app,
+        "incentive",
+        &format!(
+            "INSERT INTO campaigns (id, name, starts_at, ends_at, multiplier, referrer_kind, cap_minor, cap_currency, created_at) \
+             VALUES ('{campaign}', 'Huge', '2026-01-01T00:00:00+00:00', '2099-01-01T00:00:00+00:00', 2.0, NULL, 9223372036854775807, 'GBP', '2026-01-01T00:00:00+00:00')"
+        ),
+        &[],
+    )
+    .await;
+    for i in 0..2 {
+        exec(
+            &app,
+            "incentive",
+            &format!(
+                "INSERT INTO entries (id, dedupe_key, referrer_id, referrer_kind, kind, amount_minor, currency, campaign_bonus_minor, \
+                 conversion_id, referee_id, program_id, campaign_id, milestone, badge, eligible_at, expires_at, reason, created_at) \
+                 VALUES ('{referrer}-{i}', '{referrer}-{i}', '{referrer}', 'SUPPLIER', 'CONVERSION_REWARD', 9223372036854775807, 'GBP', \
+                 9223372036854775807, 'conv-{referrer}-{i}', 'ref-{referrer}-{i}', 'supplier-default', '{campaign}', 0, '', \
+                 '2026-01-01T00:00:00+00:00', '2099-01-01T00:00:00+00:00', '', '2026-01-01T00:00:00+00:00')"
+            ),
+            &[],
+        )
+        .await;
+        exec(
+            &app,
+            "incentive",
+            &format!(
+                "INSERT INTO entry_current (entry_id, referrer_id, state, payout_id, eligible_at, expires_at) \
+                 VALUES ('{referrer}-{i}', '{referrer}', 'ELIGIBLE', '', '2026-01-01T00:00:00+00:00', '2099-01-01T00:00:00+00:00')"
+            ),
+            &[],
+        )
+        .await;
+    }
+
+    // The balance cannot be shown as an int64: a clear 400 naming why, not a 500.
+    let (status, body) = app
+        .get(&admin, &format!("/v1/referrers/{referrer}/rewards"))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains("balance"),
+        "{body}"
+    );
+    // Nor can it be paid out in one payout.
+    let (status, body) = app
+        .post(&admin, "/v1/payouts", json!({"referrerId": referrer}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // The campaign's spend only bounds its budget: it saturates and the list still answers.
+    let (status, body) = app.get(&admin, "/v1/campaigns?pageSize=500").await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body["campaigns"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["id"] == campaign.as_str()).cloned())
+        .expect("the campaign is listed");
+    assert_eq!(listed["spent"]["amountMinor"], "9223372036854775807", "{listed}");
+    app.stop().await;
+}

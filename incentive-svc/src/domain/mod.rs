@@ -2,6 +2,7 @@
 //! defaults), what a conversion earns (percentages, milestones, badges, campaigns within
 //! their cap), what a fraud decision does to a reward, and simulations.
 
+pub mod money;
 pub mod program;
 pub mod rewards;
 pub mod states;

@@ -10,7 +10,10 @@ use referral_proto::{
     incentive::v1::{Badge, EntryKind},
 };
 
-use super::program::{Program, Tier};
+use super::{
+    money,
+    program::{Program, Tier},
+};
 
 /// An attributed first paid conversion, as the ledger needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +50,9 @@ impl Campaign {
 
     /// What is left of the cap (none when uncapped).
     pub fn remaining(&self) -> Option<i64> {
-        self.cap.as_ref().map(|(cap, _)| (cap - self.spent_minor).max(0))
+        self.cap
+            .as_ref()
+            .map(|(cap, _)| cap.saturating_sub(self.spent_minor).max(0))
     }
 
     fn applies(&self, kind: PartyKind, currency: &str, at: DateTime<Utc>) -> bool {
@@ -79,7 +84,7 @@ pub fn campaign_bonus(base_minor: i64, multiplier_milli: i64, remaining: Option<
     if base_minor <= 0 || multiplier_milli <= 1000 {
         return 0;
     }
-    let extra = (i128::from(base_minor) * i128::from(multiplier_milli - 1000) / 1000) as i64;
+    let extra = money::saturate(i128::from(base_minor) * (i128::from(multiplier_milli) - 1000) / 1000);
     match remaining {
         Some(left) => extra.min(left.max(0)),
         None => extra,
@@ -92,7 +97,7 @@ pub fn conversion_reward(program: &Program, value_minor: i64, currency: &str) ->
     if currency != program.currency || value_minor <= 0 {
         return 0;
     }
-    let raw = ((i128::from(value_minor) * i128::from(program.percent_bp) + 5_000) / 10_000) as i64;
+    let raw = money::saturate((i128::from(value_minor) * i128::from(program.percent_bp) + 5_000) / 10_000);
     match program.conversion_cap_minor {
         Some(cap) => raw.min(cap),
         None => raw,
@@ -167,10 +172,10 @@ pub fn plan_conversion(
             Some(c) => {
                 let bonus = campaign_bonus(base, c.multiplier_milli, left);
                 if let Some(l) = left.as_mut() {
-                    *l -= bonus;
+                    *l = l.saturating_sub(bonus);
                 }
                 let id = if bonus > 0 { c.id.clone() } else { String::new() };
-                (base + bonus, bonus, id)
+                (base.saturating_add(bonus), bonus, id)
             }
             None => (base, 0, String::new()),
         }
@@ -247,33 +252,44 @@ pub fn simulate(
     program: &Program,
     conversions: &[PastConversion],
     prior: &HashMap<String, i32>,
-) -> Simulation {
+) -> Result<Simulation, money::TooLarge> {
     let mut sim = Simulation::default();
     let mut counts: HashMap<&str, i32> = HashMap::new();
+    // Exact in i128 whatever the stored values; only the answer must fit an amount.
+    let mut total: i128 = 0;
+    let mut per_referrer: BTreeMap<String, (i32, i128)> = BTreeMap::new();
     for c in conversions {
         if c.rejected {
-            sim.skipped += 1;
+            sim.skipped = sim.skipped.saturating_add(1);
             continue;
         }
-        sim.conversions += 1;
+        sim.conversions = sim.conversions.saturating_add(1);
         let before = *counts
             .entry(&c.referrer_id)
             .or_insert_with(|| prior.get(&c.referrer_id).copied().unwrap_or(0));
-        let after = before + 1;
+        let after = before.saturating_add(1);
         counts.insert(&c.referrer_id, after);
-        let mut earned = conversion_reward(program, c.value_minor, &c.currency);
-        earned += program
-            .tiers
-            .iter()
-            .filter(|t| t.at > before && t.at <= after)
-            .map(|t| t.reward_minor)
-            .sum::<i64>();
-        let slot = sim.referrers.entry(c.referrer_id.clone()).or_default();
-        slot.0 += 1;
+        let earned = i128::from(conversion_reward(program, c.value_minor, &c.currency))
+            + money::sum(
+                program
+                    .tiers
+                    .iter()
+                    .filter(|t| t.at > before && t.at <= after)
+                    .map(|t| t.reward_minor),
+            );
+        let slot = per_referrer.entry(c.referrer_id.clone()).or_default();
+        slot.0 = slot.0.saturating_add(1);
         slot.1 += earned;
-        sim.total_minor += earned + program.referee_reward_minor.unwrap_or(0);
+        total += earned + i128::from(program.referee_reward_minor.unwrap_or(0));
     }
-    sim
+    sim.total_minor = money::amount("the simulated total", total)?;
+    for (referrer, (n, earned)) in per_referrer {
+        sim.referrers.insert(
+            referrer,
+            (n, money::amount("a referrer's simulated rewards", earned)?),
+        );
+    }
+    Ok(sim)
 }
 
 #[cfg(test)]
@@ -408,7 +424,7 @@ mod tests {
             past("b", 10_000, false),
         ];
         let prior = HashMap::from([("a".to_string(), 4)]);
-        let sim = simulate(&p, &convs, &prior);
+        let sim = simulate(&p, &convs, &prior).unwrap();
         // a: 2 × 20.00 + the 5-referral milestone (100.00); b: 20.00 + the first (25.00).
         assert_eq!(sim.referrers["a"], (2, 14_000));
         assert_eq!(sim.referrers["b"], (1, 4_500));

@@ -340,7 +340,8 @@ async fn a_campaign_never_pays_past_its_cap_under_concurrency<S: Harness>(store:
             cap_minor: Some(5_000),
             cap_currency: Some("GBP".into()),
             created_at: now,
-            spent_minor: 0,
+            spent_hi: 0,
+            spent_lo: 0,
         })
         .await
         .expect("campaign");
@@ -363,7 +364,7 @@ async fn a_campaign_never_pays_past_its_cap_under_concurrency<S: Harness>(store:
         t.await.expect("task");
     }
     let campaigns = store.list_campaigns(Some(true), now, None, 10).await.unwrap();
-    assert_eq!(campaigns[0].spent_minor, 5_000, "spent exactly the cap");
+    assert_eq!(campaigns[0].spent_minor(), 5_000, "spent exactly the cap");
     let mut bonus = 0;
     for i in 0..12 {
         for e in entries(store, &format!("sup-{i}")).await {

@@ -34,13 +34,22 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("encoding: {0}")]
     Encoding(String),
+    /// A money sum of stored amounts that does not fit an amount: a clear 400, not a 500.
+    #[error(transparent)]
+    TooLarge(#[from] crate::domain::money::TooLarge),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl From<StoreError> for referral_common::ApiError {
     fn from(e: StoreError) -> Self {
-        referral_common::ApiError::Internal(e.into())
+        match e {
+            StoreError::TooLarge(e) => referral_common::ApiError::FailedPrecondition {
+                message: e.to_string(),
+                reason: "AMOUNT_OUT_OF_RANGE",
+            },
+            e => referral_common::ApiError::Internal(e.into()),
+        }
     }
 }
 
@@ -56,7 +65,16 @@ pub struct CampaignRow {
     pub cap_currency: Option<String>,
     pub created_at: DateTime<Utc>,
     /// Campaign bonus booked so far (a sum of entries).
-    pub spent_minor: i64,
+    /// Bonus booked under the campaign, as split sums (domain::money); see [`Self::spent_minor`].
+    pub spent_hi: i64,
+    pub spent_lo: i64,
+}
+
+impl CampaignRow {
+    /// Bonus booked so far; saturated, since it is only compared with the cap.
+    pub fn spent_minor(&self) -> i64 {
+        crate::domain::money::saturate(crate::domain::money::join(self.spent_hi, self.spent_lo))
+    }
 }
 
 /// A ledger entry with its current state.

@@ -34,7 +34,9 @@ macro_rules! sql_store {
         );
         const CAMPAIGN_SELECT: &str = concat!(
             "SELECT c.id, c.name, c.starts_at, c.ends_at, c.multiplier, c.referrer_kind, c.cap_minor, c.cap_currency, c.created_at, ",
-            "CAST(COALESCE((SELECT SUM(e.campaign_bonus_minor) FROM entries e WHERE e.campaign_id = c.id), 0) AS BIGINT) AS spent_minor ",
+            // Split sums (domain::money): no overflow whatever bonuses are stored.
+            "CAST(COALESCE((SELECT SUM(e.campaign_bonus_minor / 4294967296) FROM entries e WHERE e.campaign_id = c.id), 0) AS BIGINT) AS spent_hi, ",
+            "CAST(COALESCE((SELECT SUM(e.campaign_bonus_minor % 4294967296) FROM entries e WHERE e.campaign_id = c.id), 0) AS BIGINT) AS spent_lo ",
             "FROM campaigns c"
         );
         /// A conversion `c` counts as a successful referral unless fraud rejected it or its signup.
@@ -256,7 +258,10 @@ macro_rules! sql_store {
                     return Ok(PayoutOutcome::NothingToPay);
                 };
                 let mut paying: Vec<EntryRow> = eligible.into_iter().filter(|e| e.currency == currency).collect();
-                let amount: i64 = paying.iter().map(|e| e.amount_minor).sum();
+                let amount = crate::domain::money::amount(
+                    "the eligible balance",
+                    crate::domain::money::sum(paying.iter().map(|e| e.amount_minor)),
+                )?;
                 if amount <= 0 {
                     return Ok(PayoutOutcome::NothingToPay);
                 }
@@ -322,22 +327,29 @@ macro_rules! sql_store {
                     s.currency = currency;
                     s.referrer_kind = Some(kind);
                 }
-                let sums: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT c.state, CAST(SUM(e.amount_minor) AS BIGINT) FROM entries e JOIN entry_current c ON c.entry_id = e.id
+                // Split sums joined in i128 (domain::money): no overflow whatever is stored.
+                let sums: Vec<(String, i64, i64)> = sqlx::query_as(
+                    "SELECT c.state, CAST(SUM(e.amount_minor / 4294967296) AS BIGINT), CAST(SUM(e.amount_minor % 4294967296) AS BIGINT)
+                     FROM entries e JOIN entry_current c ON c.entry_id = e.id
                      WHERE e.referrer_id = $1 AND e.currency = $2 GROUP BY c.state",
                 )
                 .bind(referrer_id)
                 .bind(&s.currency)
                 .fetch_all(&mut *conn)
                 .await?;
-                for (state, sum) in sums {
+                let (mut pending, mut eligible, mut paid) = (0i128, 0i128, 0i128);
+                for (state, hi, lo) in sums {
+                    let sum = crate::domain::money::join(hi, lo);
                     match State::parse(&state) {
-                        Some(State::Pending | State::Held) => s.pending_minor += sum,
-                        Some(State::Eligible) => s.eligible_minor += sum,
-                        Some(State::Paid) => s.paid_minor += sum,
+                        Some(State::Pending | State::Held) => pending += sum,
+                        Some(State::Eligible) => eligible += sum,
+                        Some(State::Paid) => paid += sum,
                         _ => {}
                     }
                 }
+                s.pending_minor = crate::domain::money::amount("the pending balance", pending)?;
+                s.eligible_minor = crate::domain::money::amount("the eligible balance", eligible)?;
+                s.paid_minor = crate::domain::money::amount("the paid balance", paid)?;
                 s.badges = Self::badges_on(&mut conn, referrer_id).await?;
                 s.successful_referrals = Self::successful_on(&mut conn, referrer_id, "").await?;
                 Ok(s)
