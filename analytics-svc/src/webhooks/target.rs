@@ -118,24 +118,40 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    // IPv4 carried inside IPv6 is judged as the IPv4 address it reaches.
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_internal_v4(v4);
+    // IPv4 carried inside IPv6 is judged as the IPv4 address(es) it reaches.
+    if let Some(embedded) = embedded_v4(ip) {
+        return embedded.iter().any(|v4| is_internal_v4(*v4));
     }
     let seg = ip.segments();
-    // NAT64 (64:ff9b::/96) reaches the embedded IPv4 address.
-    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-        let [a, b] = seg[6].to_be_bytes();
-        let [c, d] = seg[7].to_be_bytes();
-        return is_internal_v4(Ipv4Addr::new(a, b, c, d));
-    }
     ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || ip.is_unique_local() // fc00::/7
         || ip.is_unicast_link_local() // fe80::/10
         || (seg[0] & 0xffc0) == 0xfec0 // deprecated site-local fec0::/10
-        || seg[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible ::a.b.c.d (deprecated)
+        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1) // local-use NAT64 64:ff9b:1::/48 (RFC 8215)
+        || seg[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible ::a.b.c.d: deprecated, never routed
+}
+
+fn v4(hi: u16, lo: u16) -> Ipv4Addr {
+    let [a, b] = hi.to_be_bytes();
+    let [c, d] = lo.to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// The IPv4 addresses an IPv6 address leads to, for the forms that embed one:
+/// IPv4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::/96`,
+/// 6to4 `2002:AABB:CCDD::/48` and Teredo `2001:0::/32` (server in bits 32..64, client in the
+/// last 32 bits XOR 0xffffffff; both are judged). `None` for every other address.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<Vec<Ipv4Addr>> {
+    let s = ip.segments();
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(vec![v4(hi, lo)]),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(vec![v4(hi, lo)]),
+        [0x2002, hi, lo, ..] => Some(vec![v4(hi, lo)]),
+        [0x2001, 0, server_hi, server_lo, _, _, hi, lo] => Some(vec![v4(server_hi, server_lo), v4(!hi, !lo)]),
+        _ => None,
+    }
 }
 
 /// reqwest's resolver for webhook deliveries: system DNS, then the guard on every address.
@@ -218,6 +234,44 @@ mod tests {
                 "{url} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn ipv4_embedded_in_ipv6_is_judged_as_that_ipv4() {
+        // Teredo carries the client as the last 32 bits XOR 0xffffffff: 127.0.0.1 -> 80ff:fffe.
+        for (url, why) in [
+            ("http://[::ffff:10.0.0.1]/", "IPv4-mapped"),
+            ("http://[::ffff:0:127.0.0.1]/", "IPv4-translated"),
+            ("http://[64:ff9b::169.254.169.254]/", "NAT64 well-known"),
+            ("http://[64:ff9b:1::808:808]/", "NAT64 local-use, all of it"),
+            ("http://[2002:7f00:1::]/", "6to4 of 127.0.0.1"),
+            ("http://[2002:a9fe:a9fe::1]/", "6to4 of 169.254.169.254"),
+            ("http://[2001:0:5db8:8c2a::80ff:fffe]/", "Teredo client 127.0.0.1"),
+            ("http://[2001:0:a00:1::f7f7:f7f7]/", "Teredo server 10.0.0.1"),
+            ("http://[::10.0.0.1]/", "IPv4-compatible"),
+            (
+                "http://[::8.8.8.8]/",
+                "IPv4-compatible, deprecated even when public",
+            ),
+        ] {
+            assert!(matches!(refused(url), TargetError::Internal(_)), "{why}: {url}");
+        }
+        for url in [
+            "http://[::ffff:8.8.8.8]/",
+            "http://[64:ff9b::808:808]/",
+            "http://[2002:808:808::1]/",
+            "http://[2001:0:5db8:8c2a::f7f7:f7f7]/", // Teredo client 8.8.8.8
+        ] {
+            assert!(strict().check_url(url).is_ok(), "{url} embeds a public address");
+        }
+        let teredo: Ipv6Addr = "2001:0:5db8:8c2a::80ff:fffe".parse().unwrap();
+        assert_eq!(
+            embedded_v4(teredo),
+            Some(vec![Ipv4Addr::new(93, 184, 140, 42), Ipv4Addr::LOCALHOST])
+        );
+        // And the same at delivery, on resolved addresses.
+        let nat64: SocketAddr = "[64:ff9b::a00:7]:0".parse().unwrap();
+        assert!(strict().filter_resolved("h", vec![nat64]).is_err());
     }
 
     #[test]
