@@ -317,3 +317,44 @@ async fn extreme_stored_amounts_never_make_money_sums_fail_with_500() {
     assert_eq!(listed["spent"]["amountMinor"], "9223372036854775807", "{listed}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_endpoint_event_types_are_known_few_and_distinct() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let hook = |types: Value| json!({"url": "https://hooks.example.com/referrals", "eventTypes": types});
+    // Hundreds of long unknown types used to be a 500 (the error outgrew an HTTP/2 header).
+    let many: Vec<String> = (0..500)
+        .map(|i| format!("unknown.type.{i}.{}", "x".repeat(200)))
+        .collect();
+    let (status, body) = app.post(&admin, "/v1/webhook-endpoints", hook(json!(many))).await;
+    assert_400(status, &body, "eventTypes");
+    let sixty_four: Vec<String> = (0..64).map(|i| format!("nope.{i}.{}", "y".repeat(200))).collect();
+    let (status, body) = app
+        .post(&admin, "/v1/webhook-endpoints", hook(json!(sixty_four)))
+        .await;
+    assert_400(status, &body, "eventTypes[63]");
+    let (status, body) = app
+        .post(
+            &admin,
+            "/v1/webhook-endpoints",
+            hook(json!(["invitation.created", "invitation.created"])),
+        )
+        .await;
+    assert_400(status, &body, "eventTypes[1]");
+    for (key, value) in [
+        ("url", json!("https://hooks.example.com/a\nb")),
+        ("description", json!("x".repeat(501))),
+        ("description", json!("bell\u{7}")),
+    ] {
+        let mut body = hook(json!(["*"]));
+        body[key] = value;
+        let (status, answer) = app.post(&admin, "/v1/webhook-endpoints", body).await;
+        assert_400(status, &answer, key);
+    }
+    let (status, body) = app
+        .post(&admin, "/v1/webhook-endpoints", hook(json!(["*"])))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}

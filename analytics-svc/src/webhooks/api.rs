@@ -9,7 +9,7 @@ use referral_common::{
     auth::Principal,
     events::EVENT_TYPES,
     ids::{self, to_ts, to_ts_opt},
-    paging,
+    input, paging,
 };
 use referral_proto::analytics::v1::{
     CreateWebhookEndpointRequest, DeleteWebhookEndpointRequest, GetWebhookEndpointRequest,
@@ -25,6 +25,41 @@ use super::{
 const MAX_URL_CHARS: usize = 2048;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 const MAX_EVENT_TYPES: usize = 64;
+
+/// An endpoint's `eventTypes`: known types (or `*`), no duplicates, at most
+/// [`MAX_EVENT_TYPES`]. Each problem names its item, briefly: hundreds of long messages once
+/// made a grpc-message header too large for HTTP/2 (a 500 instead of this 400).
+fn event_types(v: &mut Violations, requested: &[String]) -> Vec<String> {
+    let mut types: Vec<String> = Vec::new();
+    if requested.is_empty() {
+        v.add("eventTypes", "name at least one event type (or \"*\" for all)");
+        return types;
+    }
+    if requested.len() > MAX_EVENT_TYPES {
+        v.add("eventTypes", format!("at most {MAX_EVENT_TYPES} types"));
+        return types;
+    }
+    let mut unknown = false;
+    for (i, t) in requested.iter().enumerate() {
+        let t = t.trim();
+        let field = format!("eventTypes[{i}]");
+        if t != "*" && !EVENT_TYPES.contains(&t) {
+            unknown = true;
+            v.add(&field, "is not a known event type");
+        } else if types.iter().any(|x| x == t) {
+            v.add(&field, "is listed twice");
+        } else {
+            types.push(t.to_string());
+        }
+    }
+    if unknown {
+        v.add(
+            "eventTypes",
+            format!("known types: * or {}", EVENT_TYPES.join(", ")),
+        );
+    }
+    types
+}
 
 #[derive(Clone)]
 pub struct WebhookApi<W> {
@@ -56,33 +91,14 @@ impl<W: WebhookStore> WebhookApi<W> {
             v.add("url", "is required");
         } else if url.chars().count() > MAX_URL_CHARS {
             v.add("url", format!("must be at most {MAX_URL_CHARS} characters"));
+        } else if input::has_control(url) {
+            // The URL parser would silently drop tabs and line breaks; refuse them instead.
+            v.add("url", "must not contain control characters");
         } else if let Err(e) = self.targets.check_url(url) {
             v.add("url", e.to_string());
         }
-        let mut types: Vec<String> = Vec::new();
-        if req.event_types.is_empty() {
-            v.add("eventTypes", "name at least one event type (or \"*\" for all)");
-        }
-        if req.event_types.len() > MAX_EVENT_TYPES {
-            v.add("eventTypes", format!("at most {MAX_EVENT_TYPES} types"));
-        }
-        for (i, t) in req.event_types.iter().enumerate() {
-            let t = t.trim();
-            if t != "*" && !EVENT_TYPES.contains(&t) {
-                v.add(
-                    &format!("eventTypes[{i}]"),
-                    format!("unknown event type {t:?}; known: * or {}", EVENT_TYPES.join(", ")),
-                );
-            } else if !types.iter().any(|x| x == t) {
-                types.push(t.to_string());
-            }
-        }
-        if req.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            v.add(
-                "description",
-                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
-            );
-        }
+        let types = event_types(&mut v, &req.event_types);
+        input::text(&mut v, &req.description, MAX_DESCRIPTION_CHARS, "description");
         v.into_result()?;
         let secret = signing::new_secret();
         let row = self
