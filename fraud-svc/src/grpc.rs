@@ -10,7 +10,7 @@ use referral_common::{
     ApiError, ApiResult, Violations,
     auth::Principal,
     ids::{self, from_ts},
-    paging,
+    input, paging,
 };
 use referral_proto::{
     common::v1::FraudAction,
@@ -72,7 +72,7 @@ impl<S: Store> FraudApi<S> {
         check_id(&mut v, &req.referrer_id, "referrerId", true);
         check_id(&mut v, &req.invitation_id, "invitationId", false);
         let email = email_field(&mut v, &req.recipient_email, "recipientEmail");
-        check_len(&mut v, &req.recipient_phone, 40, "recipientPhone");
+        input::line(&mut v, &req.recipient_phone, 40, "recipientPhone");
         let (ip, device) = client_fields(&mut v, &req.ip, &req.device_id);
         let at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
         v.into_result()?;
@@ -102,8 +102,8 @@ impl<S: Store> FraudApi<S> {
         check_id(&mut v, &req.referrer_id, "referrerId", false);
         check_id(&mut v, &req.signup_id, "signupId", false);
         check_id(&mut v, &req.invitation_id, "invitationId", false);
-        check_len(&mut v, &req.code, 64, "code");
-        check_len(&mut v, &req.name, 200, "name");
+        input::line(&mut v, &req.code, 64, "code");
+        input::line(&mut v, &req.name, input::NAME_MAX, "name");
         let email = email_field(&mut v, &req.email, "email");
         let (ip, device) = client_fields(&mut v, &req.ip, &req.device_id);
         let at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
@@ -254,7 +254,8 @@ impl<S: Store> FraudApi<S> {
                 ""
             }
         };
-        check_len(&mut v, &req.note, MAX_NOTE_LEN, "note");
+        // Shown to reviewers and kept in the audit trail: bounded text, no terminal escapes.
+        input::text(&mut v, &req.note, MAX_NOTE_LEN, "note");
         v.into_result()?;
         match self
             .store

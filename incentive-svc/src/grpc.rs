@@ -11,7 +11,7 @@ use referral_common::{
     auth::Principal,
     idempotency::Idempotency,
     ids::{self, from_ts, to_ts},
-    paging,
+    input, paging,
 };
 use referral_proto::{
     common::v1::PartyKind,
@@ -176,11 +176,23 @@ impl<S: Store> IncentiveApi<S> {
         let mut v = Violations::default();
         if req.name.trim().is_empty() {
             v.add("name", "is required");
-        } else if req.name.chars().count() > MAX_NAME_LEN {
-            v.add("name", format!("must be at most {MAX_NAME_LEN} characters"));
+        } else {
+            input::line(&mut v, &req.name, MAX_NAME_LEN, "name");
         }
         let starts = required_instant(&mut v, req.starts_at.as_ref(), "startsAt");
         let ends = required_instant(&mut v, req.ends_at.as_ref(), "endsAt");
+        // A campaign runs within ten years either side of now: anything else is a typo, and
+        // derived instants stay far inside the storable years.
+        let (earliest, latest) = (
+            ids::now() - input::BACKFILL_MAX_AGE,
+            ids::now() + input::BACKFILL_MAX_AGE,
+        );
+        if let Some(s) = starts {
+            input::instant_between(&mut v, s, earliest, latest, "startsAt");
+        }
+        if let Some(e) = ends {
+            input::instant_between(&mut v, e, earliest, latest, "endsAt");
+        }
         if let (Some(s), Some(e)) = (starts, ends) {
             v.check(e <= s, "endsAt", "must be after startsAt");
         }
@@ -197,9 +209,9 @@ impl<S: Store> IncentiveApi<S> {
         };
         if let Some(cap) = &req.budget_cap {
             v.check(
-                cap.amount_minor < 0,
+                cap.amount_minor < 0 || cap.amount_minor > input::DEFAULT_MAX_AMOUNT_MINOR,
                 "budgetCap.amountMinor",
-                "must not be negative",
+                format!("must be between 0 and {}", input::DEFAULT_MAX_AMOUNT_MINOR),
             );
             v.check(
                 !is_iso_currency(&cap.currency),
@@ -351,8 +363,8 @@ fn next_token<T>(rows: &mut Vec<T>, size: u32, key: impl Fn(&T) -> String) -> St
 fn check_id(v: &mut Violations, value: &str, field: &str) {
     if value.trim().is_empty() {
         v.add(field, "is required");
-    } else if value.len() > MAX_ID_LEN {
-        v.add(field, format!("must be at most {MAX_ID_LEN} characters"));
+    } else {
+        input::line(v, value, MAX_ID_LEN, field);
     }
 }
 

@@ -358,3 +358,45 @@ async fn webhook_endpoint_event_types_are_known_few_and_distinct() {
     assert_eq!(status, 200, "{body}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_writes_are_bounded_too() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let campaign = json!({"name": "Spring", "startsAt": "2026-03-01T00:00:00Z",
+                          "endsAt": "2026-04-01T00:00:00Z", "multiplier": 2.0});
+    for (key, value) in [
+        ("name", json!("Spring\r\nSale")),
+        ("name", json!("n".repeat(201))),
+        ("startsAt", json!("1971-01-01T00:00:00Z")),
+        ("endsAt", json!("9999-12-31T23:00:00-05:00")),
+        ("endsAt", json!("9000-01-01T00:00:00Z")),
+    ] {
+        let mut body = campaign.clone();
+        body[key] = value;
+        let (status, answer) = app.post(&admin, "/v1/campaigns", body).await;
+        assert_400(status, &answer, key);
+    }
+    let mut body = campaign.clone();
+    body["budgetCap"] = json!({"amountMinor": "9223372036854775807", "currency": "GBP"});
+    let (status, answer) = app.post(&admin, "/v1/campaigns", body).await;
+    assert_400(status, &answer, "budgetCap.amountMinor");
+    let (status, answer) = app.post(&admin, "/v1/campaigns", campaign).await;
+    assert_eq!(status, 200, "{answer}");
+
+    for note in ["x".repeat(2001), "approved\u{1b}[31m".to_string()] {
+        let (status, answer) = app
+            .post(
+                &admin,
+                "/v1/fraud/cases/some-case:resolve",
+                json!({"decision": "APPROVE", "note": note}),
+            )
+            .await;
+        assert_400(status, &answer, "note");
+    }
+    let (status, answer) = app
+        .post(&admin, "/v1/payouts", json!({"referrerId": "a\u{0}b"}))
+        .await;
+    assert_400(status, &answer, "referrerId");
+    app.stop().await;
+}

@@ -112,8 +112,8 @@ pub fn validate(id: &str, p: &RewardProgram) -> Result<Program, Violations> {
     }
     if p.name.trim().is_empty() {
         v.add("name", "is required");
-    } else if p.name.chars().count() > MAX_NAME {
-        v.add("name", format!("must be at most {MAX_NAME} characters"));
+    } else {
+        referral_common::input::line(&mut v, &p.name, MAX_NAME, "name");
     }
     let kind = match PartyKind::try_from(p.referrer_kind) {
         Ok(k @ (PartyKind::Supplier | PartyKind::Couple)) => k,
