@@ -9,6 +9,7 @@ use referral_common::{
     ApiError, ApiResult, Violations,
     auth::Principal,
     ids::{self, from_ts},
+    input,
 };
 use referral_proto::{
     analytics::v1::{
@@ -155,7 +156,7 @@ impl<S: Store> AnalyticsApi<S> {
 
     async fn funnel(&self, p: &Principal, r: &FunnelRequest) -> ApiResult<Funnel> {
         let mut v = Violations::default();
-        v.check(r.referrer_id.len() > MAX_ID_LEN, "referrerId", "is too long");
+        input::line(&mut v, &r.referrer_id, MAX_ID_LEN, "referrerId");
         let w = window(&mut v, r.filter.as_ref(), ids::now());
         v.into_result()?;
         if r.referrer_id.is_empty() {
@@ -283,7 +284,7 @@ impl<S: Store> AnalyticsApi<S> {
         p.require_admin()?;
         let mut v = Violations::default();
         v.require(&r.template_id, "templateId");
-        v.check(r.template_id.len() > MAX_ID_LEN, "templateId", "is too long");
+        input::line(&mut v, &r.template_id, MAX_ID_LEN, "templateId");
         let w = window(&mut v, r.filter.as_ref(), ids::now());
         v.into_result()?;
         Ok(reports::experiment(&self.store, &r.template_id, &w).await?)
