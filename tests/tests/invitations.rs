@@ -217,12 +217,17 @@ async fn scheduled_for_is_the_first_instant_outside_the_blackouts() {
     );
 
     // sendAt with an offset is the same instant (proto3 JSON takes offsets on input).
+    // (A Tuesday about a year ahead: inside SEND_AT_HORIZON, 10:00 or 11:00 in London.)
+    let mut tuesday = (Utc::now() + Duration::days(365)).date_naive();
+    while tuesday.weekday() != Weekday::Tue {
+        tuesday = tuesday.succ_opt().expect("a next day");
+    }
     let mut body = invitation(&sue, "EMAIL", "offset@example.com");
-    body["sendAt"] = json!("2030-06-04T12:00:00+02:00"); // a Tuesday, 11:00 in London
+    body["sendAt"] = json!(format!("{tuesday}T12:00:00+02:00"));
     let inv = app.invite_ok(&token, body).await;
     assert_eq!(
         ts(&inv["scheduledFor"]),
-        Utc.with_ymd_and_hms(2030, 6, 4, 10, 0, 0).unwrap(),
+        Utc.from_utc_datetime(&tuesday.and_hms_opt(10, 0, 0).expect("10:00")),
         "{inv}"
     );
 
