@@ -475,6 +475,9 @@ impl<S: Store> InviteApi<S> {
     }
 
     async fn get_owned_invitation(&self, p: &Principal, id: &str) -> ApiResult<InvitationRow> {
+        let mut v = Violations::default();
+        input::id(&mut v, id, "id");
+        v.into_result()?;
         let row = self.store.get_invitation(id).await?;
         // Another member's invitation is "not found": existence is not revealed.
         row.filter(|r| p.may_act_as(&r.referrer_id))

@@ -436,6 +436,20 @@ mod tests {
     }
 
     #[test]
+    fn input_limits_default_to_the_contract() {
+        let s = settings_from(&config(&[])).unwrap();
+        assert_eq!(s.max_amount_minor, 100_000_000_000);
+        assert_eq!(s.send_at_horizon, chrono::TimeDelta::days(730));
+        let landing = |u: &str| s.landing_hosts.allows(&url::Url::parse(u).unwrap());
+        assert!(landing("https://example.com/spring") && !landing("https://evil.com/"));
+        let s = settings_from(&config(&["--landing-hosts", "*.weddings.test"])).unwrap();
+        assert!(
+            s.landing_hosts
+                .allows(&url::Url::parse("https://a.weddings.test/").unwrap())
+        );
+    }
+
+    #[test]
     fn empty_webhook_secrets_leave_providers_unconfigured() {
         let settings = settings_from(&config(&[
             "--resend-webhook-secret",
@@ -468,6 +482,9 @@ mod tests {
                 &["--templates-file", "/no/such/templates.json"][..],
                 "TEMPLATES_FILE",
             ),
+            (&["--landing-hosts", "https://evil.com"][..], "LANDING_HOSTS"),
+            (&["--max-amount-minor", "0"][..], "MAX_AMOUNT_MINOR"),
+            (&["--send-at-horizon", "4000d"][..], "SEND_AT_HORIZON"),
         ] {
             let message = failing_setting(args);
             assert!(message.contains(name), "{args:?}: {message}");
