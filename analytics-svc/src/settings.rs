@@ -43,6 +43,9 @@ pub struct AnalyticsConfig {
     pub metrics_addr: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// TLS on every gRPC hop (GRPC_TLS_*; see `referral_common::tls`).
+    #[command(flatten)]
+    pub grpc_tls: referral_common::tls::GrpcTlsArgs,
     #[command(flatten)]
     pub webhooks: crate::webhooks::settings::WebhookSettings,
 }

@@ -30,6 +30,9 @@ pub struct FraudConfig {
     pub metrics_addr: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// TLS on every gRPC hop (GRPC_TLS_*; see `referral_common::tls`).
+    #[command(flatten)]
+    pub grpc_tls: referral_common::tls::GrpcTlsArgs,
 
     // ---- weights (signups and conversions) ----------------------------------------
     /// Weight of velocity (too many referred signups in 24 h).

@@ -254,9 +254,11 @@ async fn serve_with<S: Store, L: EventLogStore>(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&config.jwt_secret);
+    let tls = config.grpc_tls.load()?;
     let fraud = match &config.fraud_addr {
         Some(addr) => FraudGate::connect(
             addr,
+            &tls,
             ServiceCredentials::new(&keys, "invite-svc"),
             config.fraud_deadline,
         )?,
@@ -297,7 +299,8 @@ async fn serve_with<S: Store, L: EventLogStore>(
         let consumer = ConsumerConfig {
             source: "fraud".into(),
             consumer: "invite-svc".into(),
-            channel: server::channel(addr).map_err(|e| ConfigError::new("FRAUD_ADDR", e.to_string()))?,
+            channel: server::channel(addr, &tls)
+                .map_err(|e| ConfigError::new("FRAUD_ADDR", e.to_string()))?,
             credentials: ServiceCredentials::new(&JwtKeys::new(&config.jwt_secret), "invite-svc"),
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
@@ -322,7 +325,7 @@ async fn serve_with<S: Store, L: EventLogStore>(
             events.into_server(),
             interceptor,
         ))
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
+        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
         .await?;
     tracing::info!("invite-svc stopped");
     Ok(())

@@ -56,6 +56,9 @@ pub struct InviteConfig {
     pub metrics_addr: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// TLS on every gRPC hop (GRPC_TLS_*; see `referral_common::tls`).
+    #[command(flatten)]
+    pub grpc_tls: referral_common::tls::GrpcTlsArgs,
 
     // ---- delivery -------------------------------------------------------------------
     /// Where `optimize: true` aims, as the recipient's local `Weekday HH:00`.
