@@ -109,6 +109,12 @@ pub async fn serve_with<S: Store + WebhookBackend>(
     let keys = JwtKeys::new(&config.jwt_secret);
     let tls = config.grpc_tls.load()?;
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.analytics.v1.AnalyticsService"])?;
     let interceptor = AuthInterceptor::new(keys.clone());

@@ -46,6 +46,36 @@ pub fn reflection(
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
+/// Serves only the health service, in plaintext, on `listen` (GRPC_HEALTH_LISTEN) when set:
+/// kubelet's gRPC probes speak no TLS, so with GRPC_TLS_* on they probe this port. Health
+/// says nothing secret (SERVING or not) and this port serves nothing else.
+pub async fn serve_health_plaintext<H>(
+    listen: Option<&str>,
+    health: HealthServer<H>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()>
+where
+    H: tonic_health::pb::health_server::Health,
+{
+    let Some(listen) = listen.filter(|l| !l.trim().is_empty()) else {
+        return Ok(());
+    };
+    let addr = crate::config::parse_addr("GRPC_HEALTH_LISTEN", listen)?;
+    let (listener, addr) = bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (GRPC_HEALTH_LISTEN): {e}"))?;
+    tracing::info!(%addr, "plaintext health (probes) serving");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(
+                incoming(listener, &crate::tls::GrpcTls::plaintext()),
+                shutdown.wait(),
+            ),
+    );
+    Ok(())
+}
+
 /// Binds a listener and reports the address actually bound (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await?;

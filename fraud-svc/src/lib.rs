@@ -100,6 +100,12 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
     let keys = JwtKeys::new(&config.jwt_secret);
     let tls = config.grpc_tls.load()?;
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.fraud.v1.FraudService", "referral.events.v1.EventLog"])?;
     let interceptor = AuthInterceptor::new(keys.clone());

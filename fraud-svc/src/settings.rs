@@ -33,6 +33,10 @@ pub struct FraudConfig {
     /// TLS on every gRPC hop (GRPC_TLS_*; see `referral_common::tls`).
     #[command(flatten)]
     pub grpc_tls: referral_common::tls::GrpcTlsArgs,
+    /// A plaintext port serving only gRPC health (kubelet's gRPC probes speak no TLS); for
+    /// when GRPC_TLS_* is on.
+    #[arg(long, env = "GRPC_HEALTH_LISTEN")]
+    pub health_listen: Option<String>,
 
     // ---- weights (signups and conversions) ----------------------------------------
     /// Weight of velocity (too many referred signups in 24 h).

@@ -107,6 +107,12 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         None => Idempotency::in_memory("incentive"),
     };
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) = server::reflection(&[
         "referral.incentive.v1.IncentiveService",
         "referral.events.v1.EventLog",

@@ -273,6 +273,12 @@ async fn serve_with<S: Store, L: EventLogStore>(
         None => Idempotency::in_memory("invite"),
     };
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.invite.v1.InviteService", "referral.events.v1.EventLog"])?;
     let interceptor = AuthInterceptor::new(keys);
