@@ -305,6 +305,35 @@ pub fn parse_trusted_proxies(list: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
+/// GATEWAY_TLS_CERT and GATEWAY_TLS_KEY: both (HTTPS) or neither (HTTP).
+fn https_files(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: FileSetting {
+                name: "GATEWAY_TLS_CERT",
+                path: cert.clone(),
+            },
+            key: FileSetting {
+                name: "GATEWAY_TLS_KEY",
+                path: key.clone(),
+            },
+            // Browsers and apps: no client certificates.
+            ca: None,
+            client_auth: ClientAuth::None,
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        })),
+        (None, Some(_)) => Err(ConfigError::new(
+            "GATEWAY_TLS_CERT",
+            "must be set with GATEWAY_TLS_KEY",
+        )),
+        (Some(_), None) => Err(ConfigError::new(
+            "GATEWAY_TLS_KEY",
+            "must be set with GATEWAY_TLS_CERT",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,34 +449,5 @@ mod tests {
         let c = valid();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
         assert!(!format!("{:?}", c.validate().unwrap()).contains("0123456789abcdef"));
-    }
-}
-
-/// GATEWAY_TLS_CERT and GATEWAY_TLS_KEY: both (HTTPS) or neither (HTTP).
-fn https_files(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
-    match (cert, key) {
-        (None, None) => Ok(None),
-        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
-            cert: FileSetting {
-                name: "GATEWAY_TLS_CERT",
-                path: cert.clone(),
-            },
-            key: FileSetting {
-                name: "GATEWAY_TLS_KEY",
-                path: key.clone(),
-            },
-            // Browsers and apps: no client certificates.
-            ca: None,
-            client_auth: ClientAuth::None,
-            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        })),
-        (None, Some(_)) => Err(ConfigError::new(
-            "GATEWAY_TLS_CERT",
-            "must be set with GATEWAY_TLS_KEY",
-        )),
-        (Some(_), None) => Err(ConfigError::new(
-            "GATEWAY_TLS_KEY",
-            "must be set with GATEWAY_TLS_CERT",
-        )),
     }
 }

@@ -48,6 +48,9 @@ impl LiveTls {
     /// Loads the files once (an error names the setting) and, inside a Tokio runtime, watches
     /// them every `every` until the last handle is dropped.
     pub fn load(files: TlsFiles, every: Duration) -> Result<Arc<LiveTls>, ConfigError> {
+        // The watcher is a task: outside a runtime that is a configuration error, not a panic.
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| ConfigError::new(files.cert.name, "TLS must be loaded inside a Tokio runtime"))?;
         let seen = stamp(&files);
         let material = Material::load(&files)?;
         let live = Arc::new(LiveTls {
@@ -55,7 +58,7 @@ impl LiveTls {
             current: ArcSwap::from_pointee(material),
             generation: AtomicU64::new(0),
         });
-        tokio::spawn(watch(Arc::downgrade(&live), seen, every));
+        runtime.spawn(watch(Arc::downgrade(&live), seen, every));
         Ok(live)
     }
 
