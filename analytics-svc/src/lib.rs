@@ -24,6 +24,7 @@ use referral_common::{
     config::{self, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
+    tls::GrpcTls,
 };
 use referral_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
 use tokio::net::TcpListener;
@@ -93,8 +94,8 @@ fn sources(config: &AnalyticsConfig) -> Vec<(&'static str, &'static str, String)
     .collect()
 }
 
-fn channel_of(name: &'static str, addr: &str) -> Result<Channel, ConfigError> {
-    server::channel(addr).map_err(|e| ConfigError::new(name, e.to_string()))
+fn channel_of(name: &'static str, addr: &str, tls: &GrpcTls) -> Result<Channel, ConfigError> {
+    server::channel(addr, tls).map_err(|e| ConfigError::new(name, e.to_string()))
 }
 
 /// Serves an already migrated store (tests and benchmarks build their own).
@@ -106,7 +107,14 @@ pub async fn serve_with<S: Store + WebhookBackend>(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&config.jwt_secret);
+    let tls = config.grpc_tls.load()?;
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.analytics.v1.AnalyticsService"])?;
     let interceptor = AuthInterceptor::new(keys.clone());
@@ -115,14 +123,14 @@ pub async fn serve_with<S: Store + WebhookBackend>(
     for (source, name, addr) in sources(&config) {
         live.tail(
             source,
-            channel_of(name, &addr)?,
+            channel_of(name, &addr, &tls)?,
             ServiceCredentials::new(&keys, consumers::CONSUMER),
             shutdown.receiver(),
         );
         let consumer_config = ConsumerConfig {
             source: source.into(),
             consumer: consumers::CONSUMER.into(),
-            channel: channel_of(name, &addr)?,
+            channel: channel_of(name, &addr, &tls)?,
             credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
             max_batch: 200,
             max_backoff: Duration::from_secs(10),
@@ -137,7 +145,7 @@ pub async fn serve_with<S: Store + WebhookBackend>(
             Ok(ConsumerConfig {
                 source: source.into(),
                 consumer: webhooks::consumer::CONSUMER.into(),
-                channel: channel_of(name, &addr)?,
+                channel: channel_of(name, &addr, &tls)?,
                 credentials: ServiceCredentials::new(&keys, webhooks::consumer::CONSUMER),
                 max_batch: 200,
                 max_backoff: Duration::from_secs(10),
@@ -156,7 +164,7 @@ pub async fn serve_with<S: Store + WebhookBackend>(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AnalyticsServiceServer::with_interceptor(api, interceptor))
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
+        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
         .await?;
     tracing::info!("analytics-svc stopped");
     Ok(())
@@ -191,6 +199,7 @@ async fn rebuild_with<S: Store>(
     store: S,
 ) -> anyhow::Result<RebuildReport> {
     let keys = JwtKeys::new(&config.jwt_secret);
+    let tls = config.grpc_tls.load()?;
     let sources = sources(config);
     anyhow::ensure!(
         !sources.is_empty(),
@@ -199,9 +208,9 @@ async fn rebuild_with<S: Store>(
     store.truncate_rollups().await?;
     let sink = Rollups::new(store, &settings.currency);
     let replays = sources.into_iter().map(|(source, name, addr)| {
-        let (sink, keys) = (sink.clone(), keys.clone());
+        let (sink, keys, tls) = (sink.clone(), keys.clone(), tls.clone());
         async move {
-            let channel = channel_of(name, &addr)?;
+            let channel = channel_of(name, &addr, &tls)?;
             let credentials = ServiceCredentials::new(&keys, consumers::CONSUMER);
             let done = rebuild::replay(&sink, source, channel, credentials).await?;
             tracing::info!(source, ?done, "replayed");

@@ -16,7 +16,9 @@ use std::{
     collections::HashSet, fmt, future::Future, io, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
 };
 
-use tonic::transport::{Channel, Endpoint, channel::Change};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, channel::Change};
+
+use crate::tls::LiveTls;
 
 /// How often a balanced channel re-resolves its name: CoreDNS caches headless answers for
 /// 5 s by default, so a pod leaving is seen within ~10 s, inside the 15 s preStop.
@@ -112,43 +114,86 @@ pub fn balanced(
     refresh: Duration,
     configure: impl Fn(Endpoint) -> Endpoint + Send + 'static,
 ) -> Result<Channel, BadAddress> {
+    balanced_with(host, port, Some(resolver), refresh, configure, None)
+}
+
+/// [`balanced`], with two options: no resolver dials the name itself (one endpoint), and
+/// `tls` makes every endpoint TLS, verified under `host` against the mesh's CA; when the
+/// material is reloaded, every endpoint is replaced by one with the new identity (checked
+/// every `refresh`), so new connections use it.
+pub fn balanced_with(
+    host: &str,
+    port: u16,
+    resolver: Option<Arc<dyn Resolve>>,
+    refresh: Duration,
+    configure: impl Fn(Endpoint) -> Endpoint + Send + 'static,
+    tls: Option<Arc<LiveTls>>,
+) -> Result<Channel, BadAddress> {
     let bad = || BadAddress(format!("{host}:{port}"));
-    let by_name = Endpoint::from_shared(format!("http://{host}:{port}")).map_err(|_| bad())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let by_name = Endpoint::from_shared(format!("{scheme}://{authority}")).map_err(|_| bad())?;
     let (channel, changes) = Channel::balance_channel::<Key>(64);
     let host = host.to_string();
     tokio::spawn(async move {
         let mut current: HashSet<Key> = HashSet::new();
+        let mut generation = tls.as_ref().map(|t| t.generation());
         loop {
-            let wanted: Vec<Key> = match resolver.resolve(&host, port).await {
-                Ok(addrs) if !addrs.is_empty() => addrs.into_iter().map(Key::Addr).collect(),
-                Ok(_) => {
-                    tracing::warn!(%host, "DNS has no addresses; keeping the last known endpoints");
-                    if current.is_empty() {
-                        vec![Key::Name]
-                    } else {
-                        current.iter().cloned().collect()
+            let wanted: Vec<Key> = match &resolver {
+                None => vec![Key::Name],
+                Some(resolver) => match resolver.resolve(&host, port).await {
+                    Ok(addrs) if !addrs.is_empty() => addrs.into_iter().map(Key::Addr).collect(),
+                    Ok(_) => {
+                        tracing::warn!(%host, "DNS has no addresses; keeping the last known endpoints");
+                        if current.is_empty() {
+                            vec![Key::Name]
+                        } else {
+                            current.iter().cloned().collect()
+                        }
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(%host, error = %e, "DNS lookup failed; keeping the last known endpoints");
-                    if current.is_empty() {
-                        vec![Key::Name]
-                    } else {
-                        current.iter().cloned().collect()
+                    Err(e) => {
+                        tracing::warn!(%host, error = %e, "DNS lookup failed; keeping the last known endpoints");
+                        if current.is_empty() {
+                            vec![Key::Name]
+                        } else {
+                            current.iter().cloned().collect()
+                        }
                     }
-                }
+                },
             };
+            // Reloaded TLS material: every endpoint is dialled anew (the same key replaces
+            // the old endpoint in the balancer once the new one is ready).
+            let now = tls.as_ref().map(|t| t.generation());
+            let redial = now != generation;
+            if redial {
+                generation = now;
+                tracing::info!(%host, "TLS material reloaded; redialling every endpoint");
+            }
             let gone: Vec<Key> = current.iter().filter(|k| !wanted.contains(k)).cloned().collect();
             for key in wanted {
-                if current.contains(&key) {
+                if current.contains(&key) && !redial {
                     continue;
                 }
                 let endpoint = match &key {
-                    Key::Addr(addr) => Endpoint::from_shared(format!("http://{addr}"))
+                    Key::Addr(addr) => Endpoint::from_shared(format!("{scheme}://{addr}"))
                         .map(|e| e.origin(by_name.uri().clone())),
                     Key::Name => Ok(by_name.clone()),
                 };
                 let Ok(endpoint) = endpoint else { continue };
+                let endpoint = match &tls {
+                    None => endpoint,
+                    Some(tls) => match with_tls(endpoint, tls, &host) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            tracing::error!(%host, error = %e, "cannot dial over TLS; endpoint left out");
+                            continue;
+                        }
+                    },
+                };
                 tracing::debug!(%host, endpoint = %key, "balancing over a new endpoint");
                 if changes
                     .send(Change::Insert(key.clone(), configure(endpoint)))
@@ -173,6 +218,19 @@ pub fn balanced(
         }
     });
     Ok(channel)
+}
+
+/// The endpoint dialling over TLS: only the mesh's CA trusted, the server verified under
+/// the name we dial (not the pod address), our certificate shown for mutual TLS.
+fn with_tls(endpoint: Endpoint, tls: &LiveTls, host: &str) -> Result<Endpoint, String> {
+    let client = tls
+        .client()
+        .ok_or_else(|| "the TLS material has no CA to verify servers by".to_string())?;
+    let config = ClientTlsConfig::new()
+        .ca_certificate(client.ca)
+        .identity(client.identity)
+        .domain_name(host);
+    endpoint.tls_config(config).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

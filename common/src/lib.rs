@@ -19,5 +19,6 @@ pub mod paging;
 pub mod ratelimit;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{ApiError, ApiResult, Violations};

@@ -46,6 +46,36 @@ pub fn reflection(
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
+/// Serves only the health service, in plaintext, on `listen` (GRPC_HEALTH_LISTEN) when set:
+/// kubelet's gRPC probes speak no TLS, so with GRPC_TLS_* on they probe this port. Health
+/// says nothing secret (SERVING or not) and this port serves nothing else.
+pub async fn serve_health_plaintext<H>(
+    listen: Option<&str>,
+    health: HealthServer<H>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()>
+where
+    H: tonic_health::pb::health_server::Health,
+{
+    let Some(listen) = listen.filter(|l| !l.trim().is_empty()) else {
+        return Ok(());
+    };
+    let addr = crate::config::parse_addr("GRPC_HEALTH_LISTEN", listen)?;
+    let (listener, addr) = bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (GRPC_HEALTH_LISTEN): {e}"))?;
+    tracing::info!(%addr, "plaintext health (probes) serving");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming_shutdown(
+                incoming(listener, &crate::tls::GrpcTls::plaintext()),
+                shutdown.wait(),
+            ),
+    );
+    Ok(())
+}
+
 /// Binds a listener and reports the address actually bound (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await?;
@@ -53,10 +83,25 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     Ok((listener, local))
 }
 
-/// The connections of a bound listener with TCP_NODELAY set: without it Nagle's algorithm
-/// meets the caller's delayed ACK and every small gRPC answer stalls ~40 ms on loopback.
-pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The stream of incoming connections [`tonic::transport::Server`] serves.
+pub type Incoming = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<crate::tls::Conn>> + Send>>;
+
+/// The connections of a bound listener: TLS handshakes done when `tls` is on (see
+/// [`crate::tls`]), plain TCP otherwise. TCP_NODELAY is set either way: without it Nagle's
+/// algorithm meets the caller's delayed ACK and every small gRPC answer stalls ~40 ms.
+pub fn incoming(listener: TcpListener, tls: &crate::tls::GrpcTls) -> Incoming {
+    use futures::StreamExt;
+    match tls.get() {
+        Some(live) => Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(crate::tls::accept_tls(listener, live.clone()))
+                .map(|(conn, _)| Ok(crate::tls::Conn::Tls(Box::new(conn)))),
+        ),
+        None => Box::pin(
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(|conn| conn.map(crate::tls::Conn::Plain)),
+        ),
+    }
 }
 
 /// A shutdown signal that many tasks can wait on.
@@ -128,20 +173,37 @@ pub async fn os_signal() {
 /// A lazily connecting channel to a peer service: `host:port`, `http://host:port` or
 /// `dns:///host:port`. A host name (a headless Service in k8s) is balanced over every
 /// address DNS gives for it, re-resolved every few seconds ([`crate::balance`]); an IP
-/// literal or `localhost` is one plain endpoint. Call it inside a Tokio runtime.
-pub fn channel(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+/// literal or `localhost` is one endpoint. With `tls` on, every connection is TLS, the
+/// server verified against the mesh's CA under the host name dialled (so a certificate's
+/// DNS names must include the name peers are configured with), and redialled with the new
+/// identity after a reload. Call it inside a Tokio runtime.
+pub fn channel(addr: &str, tls: &crate::tls::GrpcTls) -> anyhow::Result<tonic::transport::Channel> {
     use crate::balance::{self, SystemDns, Target};
+    let tls = tls.get().cloned();
     Ok(match Target::parse(addr)? {
-        Target::Dns { host, port } => balance::balanced(
+        Target::Dns { host, port } => balance::balanced_with(
             &host,
             port,
-            std::sync::Arc::new(SystemDns),
+            Some(std::sync::Arc::new(SystemDns)),
             balance::REFRESH,
             endpoint_settings,
+            tls,
         )?,
-        Target::Direct(uri) => {
-            endpoint_settings(tonic::transport::Endpoint::from_shared(uri)?).connect_lazy()
-        }
+        Target::Direct(uri) => match tls {
+            // One endpoint still, but through the balancer, which knows how to redial with
+            // reloaded material.
+            Some(tls) => {
+                let parsed: http::Uri = uri.parse()?;
+                let host = parsed
+                    .host()
+                    .unwrap_or_default()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let port = parsed.port_u16().unwrap_or(443);
+                balance::balanced_with(host, port, None, balance::REFRESH, endpoint_settings, Some(tls))?
+            }
+            None => endpoint_settings(tonic::transport::Endpoint::from_shared(uri)?).connect_lazy(),
+        },
     })
 }
 

@@ -65,7 +65,10 @@ impl Instance {
         let task = tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(counted)
-                .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait()),
+                .serve_with_incoming_shutdown(
+                    server::incoming(listener, &Default::default()),
+                    shutdown.wait(),
+                ),
         );
         Instance {
             addr,
@@ -189,13 +192,18 @@ async fn server_channel_balances_host_names_and_dials_ip_literals_directly() {
         format!("http://{}", a.addr),
         format!("localhost:{}", a.addr.port()),
     ] {
-        let mut client = HealthClient::new(server::channel(&addr).unwrap());
+        let mut client = HealthClient::new(server::channel(&addr, &Default::default()).unwrap());
         call_n(&mut client, 1).await;
     }
     // `dns:///` forces the balancer and the system resolver, which answers an IP literal
     // without a network (a headless Service's name would give one address per pod).
-    let mut client =
-        HealthClient::new(server::channel(&format!("dns:///127.0.0.1:{}", a.addr.port())).unwrap());
+    let mut client = HealthClient::new(
+        server::channel(
+            &format!("dns:///127.0.0.1:{}", a.addr.port()),
+            &Default::default(),
+        )
+        .unwrap(),
+    );
     call_n(&mut client, 3).await;
     assert_eq!(a.calls(), 6);
 }

@@ -98,7 +98,14 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&config.jwt_secret);
+    let tls = config.grpc_tls.load()?;
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.fraud.v1.FraudService", "referral.events.v1.EventLog"])?;
     let interceptor = AuthInterceptor::new(keys.clone());
@@ -106,7 +113,8 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     if let Some(addr) = &config.invite_addr {
-        let channel = server::channel(addr).map_err(|e| ConfigError::new("INVITE_ADDR", e.to_string()))?;
+        let channel =
+            server::channel(addr, &tls).map_err(|e| ConfigError::new("INVITE_ADDR", e.to_string()))?;
         let consumer_config = ConsumerConfig {
             source: consumers::INVITE_SOURCE.into(),
             consumer: consumers::CONSUMER.into(),
@@ -136,7 +144,7 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         ))
         // TCP_NODELAY on accepted connections: without it small answers wait on Nagle's
         // algorithm against the caller's delayed ACK (~40 ms per call on loopback).
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
+        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
         .await?;
     tracing::info!("fraud-svc stopped");
     Ok(())

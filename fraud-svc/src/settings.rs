@@ -30,6 +30,13 @@ pub struct FraudConfig {
     pub metrics_addr: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// TLS on every gRPC hop (GRPC_TLS_*; see `referral_common::tls`).
+    #[command(flatten)]
+    pub grpc_tls: referral_common::tls::GrpcTlsArgs,
+    /// A plaintext port serving only gRPC health (kubelet's gRPC probes speak no TLS); for
+    /// when GRPC_TLS_* is on.
+    #[arg(long, env = "GRPC_HEALTH_LISTEN")]
+    pub health_listen: Option<String>,
 
     // ---- weights (signups and conversions) ----------------------------------------
     /// Weight of velocity (too many referred signups in 24 h).

@@ -33,13 +33,15 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Channels connect lazily: the gateway starts before (or without) its services.
+    /// Channels connect lazily: the gateway starts before (or without) its services. Call
+    /// it inside a Tokio runtime (TLS material is watched by a task).
     pub fn new(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Self> {
         let creds = ServiceCredentials::new(keys, "gateway");
-        let invite = channel(&settings.invite_addr)?;
-        let fraud = channel(&settings.fraud_addr)?;
-        let incentive = channel(&settings.incentive_addr)?;
-        let analytics = channel(&settings.analytics_addr)?;
+        let tls = settings.grpc_tls.load()?;
+        let invite = channel(&settings.invite_addr, &tls)?;
+        let fraud = channel(&settings.fraud_addr, &tls)?;
+        let incentive = channel(&settings.incentive_addr, &tls)?;
+        let analytics = channel(&settings.analytics_addr, &tls)?;
         let authed = |ch: &Channel| InterceptedService::new(ch.clone(), creds.clone());
         let channels = [
             ("invite-svc", &invite),

@@ -1,10 +1,13 @@
 //! The gateway's settings: clap flags and environment, defaults that work for the embedded
 //! mesh, and validation that stops start-up with one line naming the bad setting.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
-use referral_common::config::{ConfigError, LogFormat, Secret, check_jwt_secret, parse_addr, parse_duration};
+use referral_common::{
+    config::{ConfigError, LogFormat, Secret, check_jwt_secret, parse_addr, parse_duration},
+    tls::{ClientAuth, FileSetting, GrpcTlsArgs, TlsFiles},
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_INVITE_ADDR: &str = "127.0.0.1:50051";
@@ -84,6 +87,16 @@ pub struct GatewayConfig {
     pub ready_requires: String,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    /// HTTPS: PEM certificate (chain) the gateway serves; with GATEWAY_TLS_KEY it serves
+    /// HTTPS only (HTTP/2 and HTTP/1.1). Reloaded when the file changes.
+    #[arg(long = "tls-cert", env = "GATEWAY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of GATEWAY_TLS_CERT.
+    #[arg(long = "tls-key", env = "GATEWAY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The gateway's TLS to the services (GRPC_TLS_*; see `referral_common::tls`).
+    #[command(flatten)]
+    pub grpc_tls: GrpcTlsArgs,
 }
 
 impl Default for GatewayConfig {
@@ -107,6 +120,9 @@ impl Default for GatewayConfig {
             code_cache_ttl: Duration::from_secs(300),
             ready_requires: DEFAULT_READY_REQUIRES.into(),
             log_format: LogFormat::Pretty,
+            tls_cert: None,
+            tls_key: None,
+            grpc_tls: GrpcTlsArgs::default(),
         }
     }
 }
@@ -135,6 +151,10 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// The services `/readyz` requires (names from [`SERVICES`]).
     pub ready_requires: Vec<&'static str>,
+    /// HTTPS files, when set (else plain HTTP, e.g. behind a TLS-terminating ingress).
+    pub https: Option<TlsFiles>,
+    /// TLS to the services.
+    pub grpc_tls: GrpcTlsArgs,
 }
 
 impl GatewayConfig {
@@ -165,6 +185,9 @@ impl GatewayConfig {
             _ => None,
         };
         let trusted_proxies = parse_trusted_proxies(&self.trusted_proxies)?;
+        let https = https_files(&self.tls_cert, &self.tls_key)?;
+        // A half-configured gRPC TLS is refused here, before anything starts.
+        self.grpc_tls.files()?;
         let ready_requires = parse_ready_requires(&self.ready_requires)?;
         if self.api_rate_limit_per_minute == 0 {
             return Err(ConfigError::new(
@@ -209,6 +232,8 @@ impl GatewayConfig {
             upstream_timeout: self.upstream_timeout,
             code_cache_ttl: self.code_cache_ttl,
             ready_requires,
+            https,
+            grpc_tls: self.grpc_tls.clone(),
         })
     }
 }
@@ -278,6 +303,35 @@ pub fn parse_trusted_proxies(list: &str) -> Result<Vec<IpNet>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// GATEWAY_TLS_CERT and GATEWAY_TLS_KEY: both (HTTPS) or neither (HTTP).
+fn https_files(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: FileSetting {
+                name: "GATEWAY_TLS_CERT",
+                path: cert.clone(),
+            },
+            key: FileSetting {
+                name: "GATEWAY_TLS_KEY",
+                path: key.clone(),
+            },
+            // Browsers and apps: no client certificates.
+            ca: None,
+            client_auth: ClientAuth::None,
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        })),
+        (None, Some(_)) => Err(ConfigError::new(
+            "GATEWAY_TLS_CERT",
+            "must be set with GATEWAY_TLS_KEY",
+        )),
+        (Some(_), None) => Err(ConfigError::new(
+            "GATEWAY_TLS_KEY",
+            "must be set with GATEWAY_TLS_CERT",
+        )),
+    }
 }
 
 #[cfg(test)]

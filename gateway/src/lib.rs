@@ -33,7 +33,13 @@ pub mod state;
 
 use std::{net::SocketAddr, time::Duration};
 
-use referral_common::server::Shutdown;
+use std::{future::IntoFuture, sync::Arc};
+
+use futures::FutureExt;
+use referral_common::{
+    server::Shutdown,
+    tls::{LiveTls, RELOAD_EVERY, TlsListener},
+};
 use tokio::net::TcpListener;
 
 pub use crate::{
@@ -49,6 +55,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// A built gateway: bound, configured, not yet serving.
 pub struct Gateway {
     listener: TcpListener,
+    /// HTTPS (GATEWAY_TLS_*), reloaded on change; plain HTTP without it.
+    https: Option<Arc<LiveTls>>,
     addr: SocketAddr,
     state: AppState,
     clicks: ClickBatcher,
@@ -59,9 +67,14 @@ pub struct Gateway {
 pub async fn build(config: GatewayConfig, listener: TcpListener) -> anyhow::Result<Gateway> {
     let settings = config.validate()?;
     let addr = listener.local_addr()?;
+    let https = match &settings.https {
+        Some(files) => Some(LiveTls::load(files.clone(), RELOAD_EVERY)?),
+        None => None,
+    };
     let (state, clicks) = AppState::new(settings).await?;
     Ok(Gateway {
         listener,
+        https,
         addr,
         state,
         clicks,
@@ -81,17 +94,35 @@ impl Gateway {
     /// requests finish (up to a deadline) and sends the clicks still queued.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(addr = %self.addr, "gateway listening");
+        let scheme = if self.https.is_some() { "https" } else { "http" };
+        tracing::info!(addr = %self.addr, scheme, "gateway listening");
         let closing = self.state.clone();
         let signal = shutdown.clone();
-        // TCP_NODELAY: small JSON answers must not wait on Nagle's algorithm.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let stopped = async move {
             signal.wait().await;
             closing.close();
-        });
+        };
+        let server = match self.https {
+            // TCP_NODELAY is set by the TLS acceptor.
+            Some(live) => {
+                let listener = TlsListener::new(self.listener, live)?;
+                let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .into_future()
+                    .boxed()
+            }
+            None => {
+                // TCP_NODELAY: small JSON answers must not wait on Nagle's algorithm.
+                let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .into_future()
+                    .boxed()
+            }
+        };
         let deadline = async move {
             shutdown.wait().await;
             tokio::time::sleep(DRAIN_TIMEOUT).await;

@@ -97,6 +97,7 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
     let tick = config.check()?;
     seed(&store).await?;
     let keys = JwtKeys::new(&config.jwt_secret);
+    let tls = config.grpc_tls.load()?;
     let idempotency = match &config.redis_url {
         Some(url) => {
             let client = redis::Client::open(url.as_str())
@@ -106,6 +107,12 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         None => Idempotency::in_memory("incentive"),
     };
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) = server::reflection(&[
         "referral.incentive.v1.IncentiveService",
         "referral.events.v1.EventLog",
@@ -123,7 +130,7 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         let consumer_config = ConsumerConfig {
             source: source.into(),
             consumer: consumers::CONSUMER.into(),
-            channel: server::channel(addr).map_err(|e| ConfigError::new(setting, e.to_string()))?,
+            channel: server::channel(addr, &tls).map_err(|e| ConfigError::new(setting, e.to_string()))?,
             credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
@@ -151,7 +158,7 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
             events.into_server(),
             interceptor,
         ))
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
+        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
         .await?;
     tracing::info!("incentive-svc stopped");
     Ok(())

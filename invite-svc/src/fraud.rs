@@ -26,8 +26,13 @@ pub enum FraudGate {
 }
 
 impl FraudGate {
-    pub fn connect(addr: &str, credentials: ServiceCredentials, deadline: Duration) -> anyhow::Result<Self> {
-        let channel = referral_common::server::channel(addr)?;
+    pub fn connect(
+        addr: &str,
+        tls: &referral_common::tls::GrpcTls,
+        credentials: ServiceCredentials,
+        deadline: Duration,
+    ) -> anyhow::Result<Self> {
+        let channel = referral_common::server::channel(addr, tls)?;
         Ok(FraudGate::On {
             client: Box::new(FraudServiceClient::with_interceptor(channel, credentials)),
             deadline,

@@ -268,9 +268,11 @@ async fn serve_with<S: Store, L: EventLogStore>(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let keys = JwtKeys::new(&config.jwt_secret);
+    let tls = config.grpc_tls.load()?;
     let fraud = match &config.fraud_addr {
         Some(addr) => FraudGate::connect(
             addr,
+            &tls,
             ServiceCredentials::new(&keys, "invite-svc"),
             config.fraud_deadline,
         )?,
@@ -285,6 +287,12 @@ async fn serve_with<S: Store, L: EventLogStore>(
         None => Idempotency::in_memory("invite"),
     };
     let (health, health_server) = server::health().await;
+    server::serve_health_plaintext(
+        config.health_listen.as_deref(),
+        health_server.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.invite.v1.InviteService", "referral.events.v1.EventLog"])?;
     let interceptor = AuthInterceptor::new(keys);
@@ -311,7 +319,8 @@ async fn serve_with<S: Store, L: EventLogStore>(
         let consumer = ConsumerConfig {
             source: "fraud".into(),
             consumer: "invite-svc".into(),
-            channel: server::channel(addr).map_err(|e| ConfigError::new("FRAUD_ADDR", e.to_string()))?,
+            channel: server::channel(addr, &tls)
+                .map_err(|e| ConfigError::new("FRAUD_ADDR", e.to_string()))?,
             credentials: ServiceCredentials::new(&JwtKeys::new(&config.jwt_secret), "invite-svc"),
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
@@ -336,7 +345,7 @@ async fn serve_with<S: Store, L: EventLogStore>(
             events.into_server(),
             interceptor,
         ))
-        .serve_with_incoming_shutdown(server::incoming(listener), shutdown.wait())
+        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
         .await?;
     tracing::info!("invite-svc stopped");
     Ok(())

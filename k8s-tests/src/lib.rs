@@ -143,10 +143,23 @@ fn relative(from: &Path, to: &Path) -> String {
     parts.join("/")
 }
 
-/// The environment variables a crate's sources declare with clap's `env = "NAME"`.
+/// The environment variables a crate's sources declare with clap's `env = "NAME"`, plus
+/// those of referral-common's `GrpcTlsArgs` (GRPC_TLS_*) when the crate flattens it.
 pub fn declared_env(crate_dir: &Path) -> Vec<String> {
+    let (mut names, flattens_tls) = env_in(&crate_dir.join("src"));
+    if flattens_tls {
+        names.extend(env_in(&repo_root().join("common/src/tls")).0);
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `env = "NAME"` declarations under `dir`, and whether any file there names `GrpcTlsArgs`.
+fn env_in(dir: &Path) -> (Vec<String>, bool) {
     let mut names = Vec::new();
-    let mut stack = vec![crate_dir.join("src")];
+    let mut flattens_tls = false;
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -156,6 +169,7 @@ pub fn declared_env(crate_dir: &Path) -> Vec<String> {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
+                flattens_tls |= text.contains("GrpcTlsArgs");
                 let mut rest = text.as_str();
                 while let Some(i) = rest.find("env = \"") {
                     rest = &rest[i + 7..];
@@ -166,9 +180,7 @@ pub fn declared_env(crate_dir: &Path) -> Vec<String> {
             }
         }
     }
-    names.sort();
-    names.dedup();
-    names
+    (names, flattens_tls)
 }
 
 #[cfg(test)]

@@ -269,6 +269,13 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     args.extend(redis.clone());
     args.extend(opts.invite_args.clone());
     let mut invite_cfg: invite_svc::InviteConfig = config(args)?;
+    // The parts dial one another, and the readiness wait dials them, in plaintext on
+    // loopback: GRPC_TLS_* in the environment would half-apply, so it is refused outright.
+    if invite_cfg.grpc_tls.files()?.is_some() {
+        anyhow::bail!(
+            "GRPC_TLS_* is set, but referral-mesh runs its parts in plaintext on loopback: unset it, or run each service's own binary for TLS"
+        );
+    }
     let invite_clock = invite_svc::Clock::system();
     invite_cfg.clock = invite_clock.clone();
     let by_smtp = invite_cfg
