@@ -4,6 +4,7 @@
 //! leases (two dispatchers never hold the same delivery; a lost lease records nothing), the
 //! retry and disable bookkeeping, and paging of the delivery log.
 
+use referral_common::audit::action;
 use analytics_svc::webhooks::{
     retry::RetryPolicy,
     store::{Attempted, Fanout, NewEndpoint, PgWebhooks, SqliteWebhooks, WebhookStore},
@@ -49,7 +50,7 @@ async fn endpoint<W: WebhookStore>(store: &W, types: &[&str], created_at: DateTi
             description: String::new(),
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             created_at,
-        })
+        }, &audit(action::WEBHOOK_ENDPOINT_CREATE, &id))
         .await
         .expect("create endpoint");
     id
@@ -103,7 +104,7 @@ async fn fan_out_follows_subscriptions_creation_time_and_drops_replays<W: Webhoo
     assert_eq!(mine[0].attempts, 0);
     assert_eq!(store.list_deliveries(&all, None, 50).await.unwrap().len(), 2);
     // A deleted endpoint gets nothing more.
-    store.delete_endpoint(&all, now).await.unwrap().expect("deleted");
+    store.delete_endpoint(&all, now, &audit(action::WEBHOOK_ENDPOINT_DELETE, &all)).await.unwrap().expect("deleted");
     assert!(store.get_endpoint(&all).await.unwrap().is_none());
     let c = event("payout.paid", now + Duration::seconds(3));
     assert_eq!(store.fan_out("incentive", 1, vec![c]).await.unwrap(), 0);
@@ -345,7 +346,7 @@ mod dispatcher {
                 description: String::new(),
                 secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
                 created_at: now - Duration::seconds(1),
-            })
+            }, &audit(action::WEBHOOK_ENDPOINT_CREATE, &id))
             .await
             .unwrap();
         store
@@ -424,4 +425,14 @@ mod dispatcher {
         assert_eq!((d.state.as_str(), d.attempts, d.last_status), ("PENDING", 1, 302));
         assert!(d.next_attempt_at.is_some());
     }
+}
+
+/// An admin's audit entry for an endpoint write.
+fn audit(action: &str, endpoint: &str) -> referral_common::audit::AuditEntry {
+    let actor = referral_common::audit::Actor {
+        subject: "admin-1".into(),
+        role: "admin".into(),
+        request_id: None,
+    };
+    referral_common::audit::AuditEntry::new(&actor, action, "webhook_endpoint", endpoint)
 }
