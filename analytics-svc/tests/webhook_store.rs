@@ -4,12 +4,12 @@
 //! leases (two dispatchers never hold the same delivery; a lost lease records nothing), the
 //! retry and disable bookkeeping, and paging of the delivery log.
 
-use referral_common::audit::action;
 use analytics_svc::webhooks::{
     retry::RetryPolicy,
     store::{Attempted, Fanout, NewEndpoint, PgWebhooks, SqliteWebhooks, WebhookStore},
 };
 use chrono::{DateTime, Duration, Utc};
+use referral_common::audit::action;
 use referral_common::ids;
 
 const SQLITE_SCHEMA: &str = include_str!("../migrations/sqlite/0002_webhooks.sql");
@@ -43,14 +43,17 @@ async fn postgres(case: &str) -> Option<PgWebhooks> {
 async fn endpoint<W: WebhookStore>(store: &W, types: &[&str], created_at: DateTime<Utc>) -> String {
     let id = ids::new_id();
     store
-        .create_endpoint(NewEndpoint {
-            id: id.clone(),
-            url: "http://127.0.0.1:9/hook".into(),
-            event_types: types.iter().map(|t| t.to_string()).collect(),
-            description: String::new(),
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            created_at,
-        }, &audit(action::WEBHOOK_ENDPOINT_CREATE, &id))
+        .create_endpoint(
+            NewEndpoint {
+                id: id.clone(),
+                url: "http://127.0.0.1:9/hook".into(),
+                event_types: types.iter().map(|t| t.to_string()).collect(),
+                description: String::new(),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                created_at,
+            },
+            &audit(action::WEBHOOK_ENDPOINT_CREATE, &id),
+        )
         .await
         .expect("create endpoint");
     id
@@ -104,7 +107,11 @@ async fn fan_out_follows_subscriptions_creation_time_and_drops_replays<W: Webhoo
     assert_eq!(mine[0].attempts, 0);
     assert_eq!(store.list_deliveries(&all, None, 50).await.unwrap().len(), 2);
     // A deleted endpoint gets nothing more.
-    store.delete_endpoint(&all, now, &audit(action::WEBHOOK_ENDPOINT_DELETE, &all)).await.unwrap().expect("deleted");
+    store
+        .delete_endpoint(&all, now, &audit(action::WEBHOOK_ENDPOINT_DELETE, &all))
+        .await
+        .unwrap()
+        .expect("deleted");
     assert!(store.get_endpoint(&all).await.unwrap().is_none());
     let c = event("payout.paid", now + Duration::seconds(3));
     assert_eq!(store.fan_out("incentive", 1, vec![c]).await.unwrap(), 0);
@@ -339,14 +346,17 @@ mod dispatcher {
         let now = ids::now();
         let id = ids::new_id();
         store
-            .create_endpoint(NewEndpoint {
-                id: id.clone(),
-                url: url.into(),
-                event_types: vec!["*".into()],
-                description: String::new(),
-                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-                created_at: now - Duration::seconds(1),
-            }, &audit(action::WEBHOOK_ENDPOINT_CREATE, &id))
+            .create_endpoint(
+                NewEndpoint {
+                    id: id.clone(),
+                    url: url.into(),
+                    event_types: vec!["*".into()],
+                    description: String::new(),
+                    secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                    created_at: now - Duration::seconds(1),
+                },
+                &audit(action::WEBHOOK_ENDPOINT_CREATE, &id),
+            )
             .await
             .unwrap();
         store

@@ -13,7 +13,10 @@ use sqlx::{PgPool, SqlitePool};
 
 async fn sqlite() -> SqlitePool {
     let pool = db::connect_sqlite("sqlite::memory:").await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(audit::SQLITE_SCHEMA)).execute(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(audit::SQLITE_SCHEMA))
+        .execute(&pool)
+        .await
+        .unwrap();
     // The change being audited.
     sqlx::query("CREATE TABLE tiers (id TEXT PRIMARY KEY, tier TEXT NOT NULL)")
         .execute(&pool)
@@ -24,7 +27,10 @@ async fn sqlite() -> SqlitePool {
 
 async fn postgres(url: &str, schema: &str) -> PgPool {
     let pool = db::connect_postgres(url, schema, 2).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(audit::POSTGRES_SCHEMA)).execute(&pool).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(audit::POSTGRES_SCHEMA))
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::query("CREATE TABLE tiers (id TEXT PRIMARY KEY, tier TEXT NOT NULL)")
         .execute(&pool)
         .await
@@ -182,26 +188,83 @@ fn requests_are_bounded_and_name_the_field() {
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains(field), "{field}: {}", status.message());
     };
-    bad(ListAuditEntriesRequest { actor: "a".repeat(201), ..Default::default() }, "actor");
-    bad(ListAuditEntriesRequest { action: "a\u{7}".into(), ..Default::default() }, "action");
-    bad(ListAuditEntriesRequest { subject: "s".repeat(201), ..Default::default() }, "subject");
-    bad(ListAuditEntriesRequest { page_size: -1, ..Default::default() }, "pageSize");
-    bad(ListAuditEntriesRequest { page_token: "nope".into(), ..Default::default() }, "pageToken");
     bad(
-        ListAuditEntriesRequest { since: Some(Timestamp { seconds: 1, nanos: -5 }), ..Default::default() },
+        ListAuditEntriesRequest {
+            actor: "a".repeat(201),
+            ..Default::default()
+        },
+        "actor",
+    );
+    bad(
+        ListAuditEntriesRequest {
+            action: "a\u{7}".into(),
+            ..Default::default()
+        },
+        "action",
+    );
+    bad(
+        ListAuditEntriesRequest {
+            subject: "s".repeat(201),
+            ..Default::default()
+        },
+        "subject",
+    );
+    bad(
+        ListAuditEntriesRequest {
+            page_size: -1,
+            ..Default::default()
+        },
+        "pageSize",
+    );
+    bad(
+        ListAuditEntriesRequest {
+            page_token: "nope".into(),
+            ..Default::default()
+        },
+        "pageToken",
+    );
+    bad(
+        ListAuditEntriesRequest {
+            since: Some(Timestamp {
+                seconds: 1,
+                nanos: -5,
+            }),
+            ..Default::default()
+        },
         "since",
     );
     bad(
         ListAuditEntriesRequest {
-            since: Some(Timestamp { seconds: 100, nanos: 0 }),
-            until: Some(Timestamp { seconds: 50, nanos: 0 }),
+            since: Some(Timestamp {
+                seconds: 100,
+                nanos: 0,
+            }),
+            until: Some(Timestamp {
+                seconds: 50,
+                nanos: 0,
+            }),
             ..Default::default()
         },
         "until",
     );
-    let q = AuditQuery::from_request(&ListAuditEntriesRequest { page_size: 10_000, ..Default::default() }).unwrap();
+    let q = AuditQuery::from_request(&ListAuditEntriesRequest {
+        page_size: 10_000,
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(q.page_size, 500);
-    assert_eq!(AuditQuery::from_request(&ListAuditEntriesRequest::default()).unwrap().page_size, 50);
+    assert_eq!(
+        AuditQuery::from_request(&ListAuditEntriesRequest::default())
+            .unwrap()
+            .page_size,
+        50
+    );
     // A filter of exactly the cap passes.
-    assert!(AuditQuery::from_request(&ListAuditEntriesRequest { actor: "ä".repeat(200), ..Default::default() }).is_ok());
+    assert!(
+        AuditQuery::from_request(&ListAuditEntriesRequest {
+            actor: "ä".repeat(200),
+            ..Default::default()
+        })
+        .is_ok()
+    );
 }

@@ -239,7 +239,12 @@ impl<S: Store> FraudApi<S> {
         Ok(convert::assessment(&row))
     }
 
-    pub async fn resolve_case_as(&self, p: &Principal, actor: &Actor, req: ResolveCaseRequest) -> ApiResult<Case> {
+    pub async fn resolve_case_as(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: ResolveCaseRequest,
+    ) -> ApiResult<Case> {
         if !p.is_admin() {
             return Err(ApiError::PermissionDenied(
                 "resolving a case needs the admin role".into(),
@@ -463,7 +468,9 @@ impl<S: Store> FraudService for FraudApi<S> {
     async fn resolve_case(&self, req: Request<ResolveCaseRequest>) -> Result<Response<Case>, Status> {
         let p = Principal::of(&req)?;
         let actor = Actor::of(&req)?;
-        Ok(Response::new(self.resolve_case_as(&p, &actor, req.into_inner()).await?))
+        Ok(Response::new(
+            self.resolve_case_as(&p, &actor, req.into_inner()).await?,
+        ))
     }
 
     async fn get_assessment(

@@ -79,7 +79,12 @@ impl<S: Store> IncentiveApi<S> {
         Ok(Response::new(out))
     }
 
-    async fn put_program(&self, p: &Principal, actor: &Actor, req: PutRewardProgramRequest) -> ApiResult<RewardProgram> {
+    async fn put_program(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: PutRewardProgramRequest,
+    ) -> ApiResult<RewardProgram> {
         p.require_admin()?;
         let Some(mut body) = req.program else {
             return Err(ApiError::invalid(
@@ -171,7 +176,12 @@ impl<S: Store> IncentiveApi<S> {
         })
     }
 
-    async fn create_campaign(&self, p: &Principal, actor: &Actor, req: CreateCampaignRequest) -> ApiResult<Campaign> {
+    async fn create_campaign(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: CreateCampaignRequest,
+    ) -> ApiResult<Campaign> {
         p.require_admin()?;
         let mut v = Violations::default();
         if req.name.trim().is_empty() {
@@ -309,14 +319,23 @@ impl<S: Store> IncentiveApi<S> {
         })
     }
 
-    async fn create_payout(&self, p: &Principal, actor: &Actor, req: CreatePayoutRequest) -> ApiResult<Payout> {
+    async fn create_payout(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: CreatePayoutRequest,
+    ) -> ApiResult<Payout> {
         let mut v = Violations::default();
         check_id(&mut v, &req.referrer_id, "referrerId");
         v.into_result()?;
         p.require_self(&req.referrer_id, "referrerId")?;
         // The payout's id is the audit subject, filled in by the store once it exists.
         let audit = AuditEntry::new(actor, action::PAYOUT_CREATE, "payout", "");
-        match self.store.create_payout(&req.referrer_id, ids::now(), &audit).await? {
+        match self
+            .store
+            .create_payout(&req.referrer_id, ids::now(), &audit)
+            .await?
+        {
             PayoutOutcome::Paid(view) => {
                 metrics::counter!("incentive_payouts_total").increment(1);
                 Ok(convert::payout(&view))

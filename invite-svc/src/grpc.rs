@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::{DateTime, Duration, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
-    audit::{AuditEntry, Actor, action},
+    audit::{Actor, AuditEntry, action},
     auth::{self, Principal},
     error::{error_info_of, violations_of},
     idempotency::Idempotency,
@@ -1185,7 +1185,9 @@ impl<S: Store> InviteService for InviteApi<S> {
         // A referrer cancelling its own invitation is ordinary use; anyone else doing it on
         // the referrer's behalf is an admin action, audited with the change.
         let audit = (p.sub != row.referrer_id)
-            .then(|| Actor::of(&req).map(|a| AuditEntry::new(&a, action::INVITATION_CANCEL, "invitation", &row.id)))
+            .then(|| {
+                Actor::of(&req).map(|a| AuditEntry::new(&a, action::INVITATION_CANCEL, "invitation", &row.id))
+            })
             .transpose()?;
         match self
             .store

@@ -90,14 +90,17 @@ impl<W: WebhookStore> WebhookApi<W> {
         let id = ids::new_id();
         let row = self
             .store
-            .create_endpoint(NewEndpoint {
-                id: id.clone(),
-                url: url.to_string(),
-                event_types: types,
-                description: req.description.trim().to_string(),
-                secret: secret.clone(),
-                created_at: ids::now(),
-            }, &AuditEntry::new(actor, action::WEBHOOK_ENDPOINT_CREATE, "webhook_endpoint", &id))
+            .create_endpoint(
+                NewEndpoint {
+                    id: id.clone(),
+                    url: url.to_string(),
+                    event_types: types,
+                    description: req.description.trim().to_string(),
+                    secret: secret.clone(),
+                    created_at: ids::now(),
+                },
+                &AuditEntry::new(actor, action::WEBHOOK_ENDPOINT_CREATE, "webhook_endpoint", &id),
+            )
             .await
             .map_err(internal)?;
         tracing::info!(endpoint = %row.id, url = %row.url, "webhook endpoint created");

@@ -3,8 +3,8 @@
 //! supplies how a write transaction begins and how the due-delivery claim skips rows another
 //! replica is claiming.
 
-use referral_common::audit::AuditEntry;
 use chrono::{DateTime, Utc};
+use referral_common::audit::AuditEntry;
 use sqlx::{PgPool, SqlitePool};
 
 use super::retry::RetryPolicy;

@@ -27,7 +27,7 @@ use tonic::Request;
 
 pub use self::{
     cursor::{Cursor, decode_cursor, encode_cursor},
-    read::{AuditQuery, AuditStore},
+    read::{AuditQuery, AuditStore, Page},
     service::AuditLogService,
 };
 use crate::{
@@ -218,17 +218,52 @@ mod tests {
     #[test]
     fn every_service_migrates_the_one_definition() {
         let copies = [
-            ("invite-svc postgres", include_str!("../../../invite-svc/migrations/postgres/0040_audit_log.sql"), POSTGRES_SCHEMA),
-            ("invite-svc sqlite", include_str!("../../../invite-svc/migrations/sqlite/0040_audit_log.sql"), SQLITE_SCHEMA),
-            ("fraud-svc postgres", include_str!("../../../fraud-svc/migrations/postgres/0040_audit_log.sql"), POSTGRES_SCHEMA),
-            ("fraud-svc sqlite", include_str!("../../../fraud-svc/migrations/sqlite/0040_audit_log.sql"), SQLITE_SCHEMA),
-            ("incentive-svc postgres", include_str!("../../../incentive-svc/migrations/postgres/0040_audit_log.sql"), POSTGRES_SCHEMA),
-            ("incentive-svc sqlite", include_str!("../../../incentive-svc/migrations/sqlite/0040_audit_log.sql"), SQLITE_SCHEMA),
-            ("analytics-svc postgres", include_str!("../../../analytics-svc/migrations/postgres/0040_audit_log.sql"), POSTGRES_SCHEMA),
-            ("analytics-svc sqlite", include_str!("../../../analytics-svc/migrations/sqlite/0040_audit_log.sql"), SQLITE_SCHEMA),
+            (
+                "invite-svc postgres",
+                include_str!("../../../invite-svc/migrations/postgres/0040_audit_log.sql"),
+                POSTGRES_SCHEMA,
+            ),
+            (
+                "invite-svc sqlite",
+                include_str!("../../../invite-svc/migrations/sqlite/0040_audit_log.sql"),
+                SQLITE_SCHEMA,
+            ),
+            (
+                "fraud-svc postgres",
+                include_str!("../../../fraud-svc/migrations/postgres/0040_audit_log.sql"),
+                POSTGRES_SCHEMA,
+            ),
+            (
+                "fraud-svc sqlite",
+                include_str!("../../../fraud-svc/migrations/sqlite/0040_audit_log.sql"),
+                SQLITE_SCHEMA,
+            ),
+            (
+                "incentive-svc postgres",
+                include_str!("../../../incentive-svc/migrations/postgres/0040_audit_log.sql"),
+                POSTGRES_SCHEMA,
+            ),
+            (
+                "incentive-svc sqlite",
+                include_str!("../../../incentive-svc/migrations/sqlite/0040_audit_log.sql"),
+                SQLITE_SCHEMA,
+            ),
+            (
+                "analytics-svc postgres",
+                include_str!("../../../analytics-svc/migrations/postgres/0040_audit_log.sql"),
+                POSTGRES_SCHEMA,
+            ),
+            (
+                "analytics-svc sqlite",
+                include_str!("../../../analytics-svc/migrations/sqlite/0040_audit_log.sql"),
+                SQLITE_SCHEMA,
+            ),
         ];
         for (which, copy, definition) in copies {
-            assert_eq!(copy, definition, "{which}: 0040_audit_log.sql differs from common/src/audit");
+            assert_eq!(
+                copy, definition,
+                "{which}: 0040_audit_log.sql differs from common/src/audit"
+            );
         }
     }
 
@@ -243,7 +278,10 @@ mod tests {
         assert_eq!((a.subject.as_str(), a.role.as_str()), ("ädmin ☃", "admin"));
         assert_eq!(a.request_id.as_deref(), Some("req-1"));
         assert_eq!(Actor::from_principal(&admin, Some("a b")).request_id, None);
-        assert_eq!(Actor::from_principal(&admin, Some(&"x".repeat(129))).request_id, None);
+        assert_eq!(
+            Actor::from_principal(&admin, Some(&"x".repeat(129))).request_id,
+            None
+        );
         assert_eq!(Actor::origin(None, None), Actor::system());
         assert_eq!(Actor::origin(Some(""), Some("admin")), Actor::system());
         assert_eq!(Actor::origin(Some("rev"), Some("admin")).role, "admin");

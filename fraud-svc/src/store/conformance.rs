@@ -845,15 +845,27 @@ async fn cases_list_and_resolve<S: Harness>(store: &S) {
     // The resolution committed with its audit row; the refused ones wrote none.
     let audit = store
         .log()
-        .list_audit(&AuditQuery { page_size: 50, ..AuditQuery::default() })
+        .list_audit(&AuditQuery {
+            page_size: 50,
+            ..AuditQuery::default()
+        })
         .await
         .expect("audit")
         .entries;
     assert_eq!(audit.len(), 1, "{audit:?}");
     let json = |v: &Option<pbjson_types::Value>| serde_json::to_value(v).unwrap();
-    assert_eq!((audit[0].action.as_str(), audit[0].subject_id.as_str()), ("fraud_case.resolve", id.as_str()));
-    assert_eq!((audit[0].actor.as_str(), audit[0].note.as_str()), ("admin-1", "known customer"));
-    assert_eq!(json(&audit[0].before), serde_json::json!({"state": "OPEN", "decision": ""}));
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].subject_id.as_str()),
+        ("fraud_case.resolve", id.as_str())
+    );
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].note.as_str()),
+        ("admin-1", "known customer")
+    );
+    assert_eq!(
+        json(&audit[0].before),
+        serde_json::json!({"state": "OPEN", "decision": ""})
+    );
     assert_eq!(json(&audit[0].after)["state"], "RESOLVED");
     assert_eq!(json(&audit[0].after)["decision"], "APPROVE");
     assert_eq!(stored.resolved_at, Some(minutes(30)));
