@@ -21,6 +21,11 @@ async fn sqlite() -> SqliteWebhooks {
         .await
         .expect("sqlite");
     sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await.expect("schema");
+    // Endpoint writes are audited in the same transaction: the audit table must exist.
+    sqlx::raw_sql(referral_common::audit::SQLITE_SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("audit schema");
     SqliteWebhooks::new(pool)
 }
 
@@ -37,6 +42,10 @@ async fn postgres(case: &str) -> Option<PgWebhooks> {
         .await
         .expect("postgres");
     sqlx::raw_sql(PG_SCHEMA).execute(&pool).await.expect("schema");
+    sqlx::raw_sql(referral_common::audit::POSTGRES_SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("audit schema");
     Some(PgWebhooks::new(pool))
 }
 
