@@ -373,8 +373,9 @@ impl<S: Store> AnalyticsService for AnalyticsApi<S> {
         req: Request<CreateWebhookEndpointRequest>,
     ) -> Result<Response<WebhookEndpoint>, Status> {
         let p = Principal::of(&req)?;
+        let actor = referral_common::audit::Actor::of(&req)?;
         Ok(Response::new(
-            self.webhooks()?.create(&p, req.into_inner()).await?,
+            self.webhooks()?.create(&p, &actor, req.into_inner()).await?,
         ))
     }
 
@@ -391,8 +392,9 @@ impl<S: Store> AnalyticsService for AnalyticsApi<S> {
         req: Request<DeleteWebhookEndpointRequest>,
     ) -> Result<Response<WebhookEndpoint>, Status> {
         let p = Principal::of(&req)?;
+        let actor = referral_common::audit::Actor::of(&req)?;
         Ok(Response::new(
-            self.webhooks()?.delete(&p, req.into_inner()).await?,
+            self.webhooks()?.delete(&p, &actor, req.into_inner()).await?,
         ))
     }
 

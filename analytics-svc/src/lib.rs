@@ -99,7 +99,7 @@ fn channel_of(name: &'static str, addr: &str, tls: &GrpcTls) -> Result<Channel, 
 }
 
 /// Serves an already migrated store (tests and benchmarks build their own).
-pub async fn serve_with<S: Store + WebhookBackend>(
+pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::AuditStore>(
     config: AnalyticsConfig,
     settings: Settings,
     store: S,
@@ -115,8 +115,10 @@ pub async fn serve_with<S: Store + WebhookBackend>(
         shutdown.clone(),
     )
     .await?;
-    let (reflection_v1, reflection_v1alpha) =
-        server::reflection(&["referral.analytics.v1.AnalyticsService"])?;
+        let (reflection_v1, reflection_v1alpha) = server::reflection(&[
+        "referral.analytics.v1.AnalyticsService",
+        "referral.common.v1.AuditLog",
+    ])?;
     let interceptor = AuthInterceptor::new(keys.clone());
     let sink = Rollups::new(store.clone(), &settings.currency);
     let live = LiveFeed::new(settings.live_feed_rate);
@@ -153,6 +155,7 @@ pub async fn serve_with<S: Store + WebhookBackend>(
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let webhooks = store.start_webhooks(&config.webhooks, webhook_sources, shutdown.receiver())?;
+    let audit_log = referral_common::audit::AuditLogService::new(store.clone(), "analytics-svc");
     let api = AnalyticsApi::new(store, settings, live).with_webhooks(webhooks);
 
     health
@@ -163,7 +166,11 @@ pub async fn serve_with<S: Store + WebhookBackend>(
         .add_service(health_server)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AnalyticsServiceServer::with_interceptor(api, interceptor))
+        .add_service(AnalyticsServiceServer::with_interceptor(api, interceptor.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            audit_log.into_server(),
+            interceptor,
+        ))
         .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
         .await?;
     tracing::info!("analytics-svc stopped");

@@ -9,6 +9,7 @@ use analytics_svc::webhooks::{
     store::{Attempted, Fanout, NewEndpoint, PgWebhooks, SqliteWebhooks, WebhookStore},
 };
 use chrono::{DateTime, Duration, Utc};
+use referral_common::audit::action;
 use referral_common::ids;
 
 const SQLITE_SCHEMA: &str = include_str!("../migrations/sqlite/0002_webhooks.sql");
@@ -20,6 +21,11 @@ async fn sqlite() -> SqliteWebhooks {
         .await
         .expect("sqlite");
     sqlx::raw_sql(SQLITE_SCHEMA).execute(&pool).await.expect("schema");
+    // Endpoint writes are audited in the same transaction: the audit table must exist.
+    sqlx::raw_sql(referral_common::audit::SQLITE_SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("audit schema");
     SqliteWebhooks::new(pool)
 }
 
@@ -36,20 +42,27 @@ async fn postgres(case: &str) -> Option<PgWebhooks> {
         .await
         .expect("postgres");
     sqlx::raw_sql(PG_SCHEMA).execute(&pool).await.expect("schema");
+    sqlx::raw_sql(referral_common::audit::POSTGRES_SCHEMA)
+        .execute(&pool)
+        .await
+        .expect("audit schema");
     Some(PgWebhooks::new(pool))
 }
 
 async fn endpoint<W: WebhookStore>(store: &W, types: &[&str], created_at: DateTime<Utc>) -> String {
     let id = ids::new_id();
     store
-        .create_endpoint(NewEndpoint {
-            id: id.clone(),
-            url: "http://127.0.0.1:9/hook".into(),
-            event_types: types.iter().map(|t| t.to_string()).collect(),
-            description: String::new(),
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            created_at,
-        })
+        .create_endpoint(
+            NewEndpoint {
+                id: id.clone(),
+                url: "http://127.0.0.1:9/hook".into(),
+                event_types: types.iter().map(|t| t.to_string()).collect(),
+                description: String::new(),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                created_at,
+            },
+            &audit(action::WEBHOOK_ENDPOINT_CREATE, &id),
+        )
         .await
         .expect("create endpoint");
     id
@@ -103,7 +116,11 @@ async fn fan_out_follows_subscriptions_creation_time_and_drops_replays<W: Webhoo
     assert_eq!(mine[0].attempts, 0);
     assert_eq!(store.list_deliveries(&all, None, 50).await.unwrap().len(), 2);
     // A deleted endpoint gets nothing more.
-    store.delete_endpoint(&all, now).await.unwrap().expect("deleted");
+    store
+        .delete_endpoint(&all, now, &audit(action::WEBHOOK_ENDPOINT_DELETE, &all))
+        .await
+        .unwrap()
+        .expect("deleted");
     assert!(store.get_endpoint(&all).await.unwrap().is_none());
     let c = event("payout.paid", now + Duration::seconds(3));
     assert_eq!(store.fan_out("incentive", 1, vec![c]).await.unwrap(), 0);
@@ -338,14 +355,17 @@ mod dispatcher {
         let now = ids::now();
         let id = ids::new_id();
         store
-            .create_endpoint(NewEndpoint {
-                id: id.clone(),
-                url: url.into(),
-                event_types: vec!["*".into()],
-                description: String::new(),
-                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-                created_at: now - Duration::seconds(1),
-            })
+            .create_endpoint(
+                NewEndpoint {
+                    id: id.clone(),
+                    url: url.into(),
+                    event_types: vec!["*".into()],
+                    description: String::new(),
+                    secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                    created_at: now - Duration::seconds(1),
+                },
+                &audit(action::WEBHOOK_ENDPOINT_CREATE, &id),
+            )
             .await
             .unwrap();
         store
@@ -424,4 +444,14 @@ mod dispatcher {
         assert_eq!((d.state.as_str(), d.attempts, d.last_status), ("PENDING", 1, 302));
         assert!(d.next_attempt_at.is_some());
     }
+}
+
+/// An admin's audit entry for an endpoint write.
+fn audit(action: &str, endpoint: &str) -> referral_common::audit::AuditEntry {
+    let actor = referral_common::audit::Actor {
+        subject: "admin-1".into(),
+        role: "admin".into(),
+        request_id: None,
+    };
+    referral_common::audit::AuditEntry::new(&actor, action, "webhook_endpoint", endpoint)
 }

@@ -2,6 +2,7 @@
 //! telemetry, the gRPC server bootstrap, auth, errors as `Status`, storage backends, the
 //! outbox and event log, event consumers, idempotency keys and rate limits.
 
+pub mod audit;
 pub mod auth;
 pub mod balance;
 pub mod config;

@@ -220,7 +220,7 @@ fn question(
     (referrer, user, email, ip)
 }
 
-async fn run<S: Store, L: EventLogStore>(
+async fn run<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
     store: S,
     log: L,
     referrals: usize,

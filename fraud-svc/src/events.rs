@@ -40,6 +40,7 @@ pub fn fraud_resolved(case: &CaseRow) -> Event {
         referrer_id: case.referrer_id.clone(),
         decision: FraudAction::from_str_name(&case.decision).unwrap_or(FraudAction::Unspecified) as i32,
         note: case.note.clone(),
+        resolved_by: case.resolved_by.clone(),
     });
     let at = case.resolved_at.unwrap_or(case.created_at);
     new_event(SOURCE, &case.id, at, payload)

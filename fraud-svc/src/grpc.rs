@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Instant};
 use chrono::{DateTime, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
+    audit::{Actor, AuditEntry, action},
     auth::Principal,
     ids::{self, from_ts},
     input, paging,
@@ -238,7 +239,12 @@ impl<S: Store> FraudApi<S> {
         Ok(convert::assessment(&row))
     }
 
-    pub async fn resolve_case_as(&self, p: &Principal, req: ResolveCaseRequest) -> ApiResult<Case> {
+    pub async fn resolve_case_as(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: ResolveCaseRequest,
+    ) -> ApiResult<Case> {
         if !p.is_admin() {
             return Err(ApiError::PermissionDenied(
                 "resolving a case needs the admin role".into(),
@@ -259,7 +265,13 @@ impl<S: Store> FraudApi<S> {
         v.into_result()?;
         match self
             .store
-            .resolve_case(&req.id, decision, req.note.trim(), &p.sub, ids::now())
+            .resolve_case(
+                &req.id,
+                decision,
+                req.note.trim(),
+                &AuditEntry::new(actor, action::FRAUD_CASE_RESOLVE, "fraud_case", &req.id),
+                ids::now(),
+            )
             .await?
         {
             ResolveOutcome::NotFound => Err(ApiError::not_found("case", &req.id)),
@@ -456,7 +468,10 @@ impl<S: Store> FraudService for FraudApi<S> {
 
     async fn resolve_case(&self, req: Request<ResolveCaseRequest>) -> Result<Response<Case>, Status> {
         let p = Principal::of(&req)?;
-        Ok(Response::new(self.resolve_case_as(&p, req.into_inner()).await?))
+        let actor = Actor::of(&req)?;
+        Ok(Response::new(
+            self.resolve_case_as(&p, &actor, req.into_inner()).await?,
+        ))
     }
 
     async fn get_assessment(

@@ -89,7 +89,7 @@ pub async fn migrate(config: &FraudConfig) -> anyhow::Result<()> {
 }
 
 /// Serves an already migrated store (tests and benchmarks build their own).
-pub async fn serve_with<S: Store, L: EventLogStore>(
+pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
     config: FraudConfig,
     scoring: Scoring,
     store: S,
@@ -106,10 +106,14 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         shutdown.clone(),
     )
     .await?;
-    let (reflection_v1, reflection_v1alpha) =
-        server::reflection(&["referral.fraud.v1.FraudService", "referral.events.v1.EventLog"])?;
+        let (reflection_v1, reflection_v1alpha) = server::reflection(&[
+        "referral.fraud.v1.FraudService",
+        "referral.events.v1.EventLog",
+        "referral.common.v1.AuditLog",
+    ])?;
     let interceptor = AuthInterceptor::new(keys.clone());
     let api = FraudApi::new(store.clone(), scoring.clone());
+    let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     if let Some(addr) = &config.invite_addr {
@@ -138,6 +142,10 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(FraudServiceServer::with_interceptor(api, interceptor.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            audit_log.into_server(),
+            interceptor.clone(),
+        ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             events.into_server(),
             interceptor,

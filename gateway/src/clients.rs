@@ -8,7 +8,7 @@ use referral_common::{
 };
 use referral_proto::{
     analytics::v1::analytics_service_client::AnalyticsServiceClient,
-    common::v1::privacy_service_client::PrivacyServiceClient,
+    common::v1::{audit_log_client::AuditLogClient, privacy_service_client::PrivacyServiceClient},
     fraud::v1::fraud_service_client::FraudServiceClient,
     incentive::v1::incentive_service_client::IncentiveServiceClient,
     invite::v1::invite_service_client::InviteServiceClient,
@@ -28,6 +28,8 @@ pub struct Clients {
     pub analytics: AnalyticsServiceClient<Authed>,
     /// Every service's PrivacyService, by service name, for erase/export fan-out.
     pub privacy: Vec<(&'static str, PrivacyServiceClient<Authed>)>,
+    /// Every service's AuditLog, by service name, for `GET /v1/audit`.
+    pub audit: Vec<(&'static str, AuditLogClient<Authed>)>,
     /// Health (open, no token) by service name.
     pub health: Vec<(&'static str, HealthClient<Channel>)>,
 }
@@ -57,6 +59,10 @@ impl Clients {
             privacy: channels
                 .iter()
                 .map(|(name, ch)| (*name, PrivacyServiceClient::new(authed(ch))))
+                .collect(),
+            audit: channels
+                .iter()
+                .map(|(name, ch)| (*name, AuditLogClient::new(authed(ch))))
                 .collect(),
             health: channels
                 .iter()

@@ -157,6 +157,7 @@ fn assessed(a: &FraudAssessed, event_at: Option<DateTime<Utc>>) -> Work {
         action,
         resolution: false,
         at: at_or(a.assessed_at.as_ref(), event_at),
+        origin: None,
     })
 }
 
@@ -175,6 +176,7 @@ fn resolved(r: &FraudResolved, event_at: Option<DateTime<Utc>>) -> Work {
         action,
         resolution: true,
         at: event_at.unwrap_or_else(ids::now),
+        origin: Some(r.resolved_by.clone()).filter(|s| !s.is_empty()),
     })
 }
 

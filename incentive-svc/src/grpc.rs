@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
+    audit::{Actor, AuditEntry, action},
     auth::Principal,
     idempotency::Idempotency,
     ids::{self, from_ts, to_ts},
@@ -57,7 +58,7 @@ impl<S: Store> IncentiveApi<S> {
         &self,
         req: Request<Req>,
         method: &str,
-        work: impl FnOnce(Principal, Req) -> Fut,
+        work: impl FnOnce(Principal, Actor, Req) -> Fut,
     ) -> Result<Response<T>, Status>
     where
         Req: prost::Message + Clone,
@@ -65,19 +66,25 @@ impl<S: Store> IncentiveApi<S> {
         Fut: Future<Output = ApiResult<T>>,
     {
         let p = Principal::of(&req)?;
+        let actor = Actor::of(&req)?;
         let md = req.metadata().clone();
         let body = req.into_inner();
         let caller = p.sub.clone();
         let out = self
             .idempotency
             .run(&md, &caller, method, &body, async {
-                Ok(work(p, body.clone()).await?)
+                Ok(work(p, actor, body.clone()).await?)
             })
             .await?;
         Ok(Response::new(out))
     }
 
-    async fn put_program(&self, p: &Principal, req: PutRewardProgramRequest) -> ApiResult<RewardProgram> {
+    async fn put_program(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: PutRewardProgramRequest,
+    ) -> ApiResult<RewardProgram> {
         p.require_admin()?;
         let Some(mut body) = req.program else {
             return Err(ApiError::invalid(
@@ -89,7 +96,8 @@ impl<S: Store> IncentiveApi<S> {
         body.id = req.id;
         // Omitted means active: a program an admin writes is meant to be used.
         body.active = Some(body.active.unwrap_or(true));
-        Ok(self.store.put_program(body, ids::now()).await?)
+        let audit = AuditEntry::new(actor, action::REWARD_PROGRAM_PUT, "reward_program", &body.id);
+        Ok(self.store.put_program(body, ids::now(), &audit).await?)
     }
 
     async fn get_program(&self, req: GetRewardProgramRequest) -> ApiResult<RewardProgram> {
@@ -171,7 +179,12 @@ impl<S: Store> IncentiveApi<S> {
         })
     }
 
-    async fn create_campaign(&self, p: &Principal, req: CreateCampaignRequest) -> ApiResult<Campaign> {
+    async fn create_campaign(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: CreateCampaignRequest,
+    ) -> ApiResult<Campaign> {
         p.require_admin()?;
         let mut v = Violations::default();
         if req.name.trim().is_empty() {
@@ -237,7 +250,8 @@ impl<S: Store> IncentiveApi<S> {
             spent_hi: 0,
             spent_lo: 0,
         };
-        let row = self.store.create_campaign(row).await?;
+        let audit = AuditEntry::new(actor, action::CAMPAIGN_CREATE, "campaign", &row.id);
+        let row = self.store.create_campaign(row, &audit).await?;
         Ok(convert::campaign(&row, now))
     }
 
@@ -321,12 +335,23 @@ impl<S: Store> IncentiveApi<S> {
         })
     }
 
-    async fn create_payout(&self, p: &Principal, req: CreatePayoutRequest) -> ApiResult<Payout> {
+    async fn create_payout(
+        &self,
+        p: &Principal,
+        actor: &Actor,
+        req: CreatePayoutRequest,
+    ) -> ApiResult<Payout> {
         let mut v = Violations::default();
         check_id(&mut v, &req.referrer_id, "referrerId");
         v.into_result()?;
         p.require_self(&req.referrer_id, "referrerId")?;
-        match self.store.create_payout(&req.referrer_id, ids::now()).await? {
+        // The payout's id is the audit subject, filled in by the store once it exists.
+        let audit = AuditEntry::new(actor, action::PAYOUT_CREATE, "payout", "");
+        match self
+            .store
+            .create_payout(&req.referrer_id, ids::now(), &audit)
+            .await?
+        {
             PayoutOutcome::Paid(view) => {
                 metrics::counter!("incentive_payouts_total").increment(1);
                 Ok(convert::payout(&view))
@@ -403,8 +428,8 @@ impl<S: Store> IncentiveService for IncentiveApi<S> {
         &self,
         req: Request<PutRewardProgramRequest>,
     ) -> Result<Response<RewardProgram>, Status> {
-        self.write(req, "PutRewardProgram", |p, r| async move {
-            self.put_program(&p, r).await
+        self.write(req, "PutRewardProgram", |p, a, r| async move {
+            self.put_program(&p, &a, r).await
         })
         .await
     }
@@ -437,8 +462,8 @@ impl<S: Store> IncentiveService for IncentiveApi<S> {
         &self,
         req: Request<CreateCampaignRequest>,
     ) -> Result<Response<Campaign>, Status> {
-        self.write(req, "CreateCampaign", |p, r| async move {
-            self.create_campaign(&p, r).await
+        self.write(req, "CreateCampaign", |p, a, r| async move {
+            self.create_campaign(&p, &a, r).await
         })
         .await
     }
@@ -460,8 +485,8 @@ impl<S: Store> IncentiveService for IncentiveApi<S> {
     }
 
     async fn create_payout(&self, req: Request<CreatePayoutRequest>) -> Result<Response<Payout>, Status> {
-        self.write(req, "CreatePayout", |p, r| async move {
-            self.create_payout(&p, r).await
+        self.write(req, "CreatePayout", |p, a, r| async move {
+            self.create_payout(&p, &a, r).await
         })
         .await
     }

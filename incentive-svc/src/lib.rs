@@ -87,7 +87,7 @@ pub async fn seed<S: Store>(store: &S) -> anyhow::Result<()> {
 }
 
 /// Serves an already migrated store (tests build their own).
-pub async fn serve_with<S: Store, L: EventLogStore>(
+pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
     config: IncentiveConfig,
     store: S,
     log: L,
@@ -116,9 +116,11 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
     let (reflection_v1, reflection_v1alpha) = server::reflection(&[
         "referral.incentive.v1.IncentiveService",
         "referral.events.v1.EventLog",
+        "referral.common.v1.AuditLog",
     ])?;
     let interceptor = AuthInterceptor::new(keys.clone());
     let api = IncentiveApi::new(store.clone(), idempotency);
+    let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "incentive-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     let sources = [
@@ -154,6 +156,10 @@ pub async fn serve_with<S: Store, L: EventLogStore>(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(IncentiveServiceServer::with_interceptor(api, interceptor.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            audit_log.into_server(),
+            interceptor.clone(),
+        ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             events.into_server(),
             interceptor,

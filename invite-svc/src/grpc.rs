@@ -5,6 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::{DateTime, Datelike, Duration, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
+    audit::{Actor, AuditEntry, action},
     auth::{self, Principal},
     error::{error_info_of, violations_of},
     idempotency::Idempotency,
@@ -1256,9 +1257,16 @@ impl<S: Store> InviteService for InviteApi<S> {
         let p = Principal::of(&req)?;
         let row = self.get_owned_invitation(&p, &req.get_ref().id).await?;
         let reason = format!("cancelled by {}", p.sub);
+        // A referrer cancelling its own invitation is ordinary use; anyone else doing it on
+        // the referrer's behalf is an admin action, audited with the change.
+        let audit = (p.sub != row.referrer_id)
+            .then(|| {
+                Actor::of(&req).map(|a| AuditEntry::new(&a, action::INVITATION_CANCEL, "invitation", &row.id))
+            })
+            .transpose()?;
         match self
             .store
-            .transition(&row.id, InvitationStatus::Cancelled.as_str(), &reason, ids::now())
+            .cancel(&row.id, &reason, ids::now(), audit.as_ref())
             .await
             .map_err(ApiError::from)?
         {
@@ -1279,6 +1287,7 @@ impl<S: Store> InviteService for InviteApi<S> {
         req: Request<SetReferrerTierRequest>,
     ) -> Result<Response<Referrer>, Status> {
         Principal::of(&req)?.require_admin()?;
+        let actor = Actor::of(&req)?;
         let body = req.into_inner();
         let mut v = Violations::default();
         input::id(&mut v, &body.referrer_id, "referrerId");
@@ -1292,7 +1301,11 @@ impl<S: Store> InviteService for InviteApi<S> {
         v.into_result()?;
         let row = self
             .store
-            .set_tier(&body.referrer_id, tier.unwrap_or("REGULAR"))
+            .set_tier(
+                &body.referrer_id,
+                tier.unwrap_or("REGULAR"),
+                &AuditEntry::new(&actor, action::REFERRER_TIER_SET, "referrer", &body.referrer_id),
+            )
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(convert::referrer(&row)))

@@ -259,7 +259,7 @@ pub async fn migrate(config: &InviteConfig) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_with<S: Store, L: EventLogStore>(
+async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
     config: InviteConfig,
     settings: Settings,
     store: S,
@@ -293,8 +293,11 @@ async fn serve_with<S: Store, L: EventLogStore>(
         shutdown.clone(),
     )
     .await?;
-    let (reflection_v1, reflection_v1alpha) =
-        server::reflection(&["referral.invite.v1.InviteService", "referral.events.v1.EventLog"])?;
+        let (reflection_v1, reflection_v1alpha) = server::reflection(&[
+        "referral.invite.v1.InviteService",
+        "referral.events.v1.EventLog",
+        "referral.common.v1.AuditLog",
+    ])?;
     let interceptor = AuthInterceptor::new(keys);
     let (senders, scheduler_settings) = delivery_from(&config)?;
     let scheduler = Scheduler::new(
@@ -305,6 +308,7 @@ async fn serve_with<S: Store, L: EventLogStore>(
         scheduler_settings,
     );
     let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
+    let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "invite-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     check_provider_event_retention(config.provider_event_retention)?;
@@ -341,6 +345,10 @@ async fn serve_with<S: Store, L: EventLogStore>(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InviteServiceServer::with_interceptor(api, interceptor.clone()))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            audit_log.into_server(),
+            interceptor.clone(),
+        ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             events.into_server(),
             interceptor,

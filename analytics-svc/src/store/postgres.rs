@@ -46,3 +46,13 @@ impl PgStore {
 }
 
 sql_store!(PgStore, PgConnection, pg);
+
+/// The audit log lives in this store's database, beside the rows it audits.
+impl referral_common::audit::AuditStore for PgStore {
+    async fn list_audit(
+        &self,
+        q: &referral_common::audit::AuditQuery,
+    ) -> sqlx::Result<referral_common::audit::Page> {
+        referral_common::audit::AuditStore::list_audit(self.pool(), q).await
+    }
+}

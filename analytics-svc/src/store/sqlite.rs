@@ -39,3 +39,13 @@ impl SqliteStore {
 }
 
 sql_store!(SqliteStore, SqliteConnection, sqlite);
+
+/// The audit log lives in this store's database, beside the rows it audits.
+impl referral_common::audit::AuditStore for SqliteStore {
+    async fn list_audit(
+        &self,
+        q: &referral_common::audit::AuditQuery,
+    ) -> sqlx::Result<referral_common::audit::Page> {
+        referral_common::audit::AuditStore::list_audit(self.pool(), q).await
+    }
+}

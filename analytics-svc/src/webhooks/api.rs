@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use referral_common::{
     ApiError, ApiResult, Violations,
+    audit::{Actor, AuditEntry, action},
     auth::Principal,
     events::EVENT_TYPES,
     ids::{self, to_ts, to_ts_opt},
@@ -82,6 +83,7 @@ impl<W: WebhookStore> WebhookApi<W> {
     pub async fn create(
         &self,
         p: &Principal,
+        actor: &Actor,
         req: CreateWebhookEndpointRequest,
     ) -> ApiResult<WebhookEndpoint> {
         p.require_admin()?;
@@ -101,16 +103,20 @@ impl<W: WebhookStore> WebhookApi<W> {
         input::text(&mut v, &req.description, MAX_DESCRIPTION_CHARS, "description");
         v.into_result()?;
         let secret = signing::new_secret();
+        let id = ids::new_id();
         let row = self
             .store
-            .create_endpoint(NewEndpoint {
-                id: ids::new_id(),
-                url: url.to_string(),
-                event_types: types,
-                description: req.description.trim().to_string(),
-                secret: secret.clone(),
-                created_at: ids::now(),
-            })
+            .create_endpoint(
+                NewEndpoint {
+                    id: id.clone(),
+                    url: url.to_string(),
+                    event_types: types,
+                    description: req.description.trim().to_string(),
+                    secret: secret.clone(),
+                    created_at: ids::now(),
+                },
+                &AuditEntry::new(actor, action::WEBHOOK_ENDPOINT_CREATE, "webhook_endpoint", &id),
+            )
             .await
             .map_err(internal)?;
         tracing::info!(endpoint = %row.id, url = %row.url, "webhook endpoint created");
@@ -129,13 +135,18 @@ impl<W: WebhookStore> WebhookApi<W> {
     pub async fn delete(
         &self,
         p: &Principal,
+        actor: &Actor,
         req: DeleteWebhookEndpointRequest,
     ) -> ApiResult<WebhookEndpoint> {
         p.require_admin()?;
         let id = required_id(&req.id, "id")?;
         let row = self
             .store
-            .delete_endpoint(id, ids::now())
+            .delete_endpoint(
+                id,
+                ids::now(),
+                &AuditEntry::new(actor, action::WEBHOOK_ENDPOINT_DELETE, "webhook_endpoint", id),
+            )
             .await
             .map_err(internal)?;
         let row = row.ok_or_else(|| ApiError::not_found("webhook endpoint", id))?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use referral_common::{
     ApiResult,
+    audit::Actor,
     auth::Principal,
     consumer::{self, ConsumerConfig},
 };
@@ -95,11 +96,12 @@ impl Webhooks {
     pub async fn create(
         &self,
         p: &Principal,
+        actor: &Actor,
         req: CreateWebhookEndpointRequest,
     ) -> ApiResult<WebhookEndpoint> {
         match self {
-            Self::Postgres(api) => api.create(p, req).await,
-            Self::Sqlite(api) => api.create(p, req).await,
+            Self::Postgres(api) => api.create(p, actor, req).await,
+            Self::Sqlite(api) => api.create(p, actor, req).await,
         }
     }
 
@@ -113,11 +115,12 @@ impl Webhooks {
     pub async fn delete(
         &self,
         p: &Principal,
+        actor: &Actor,
         req: DeleteWebhookEndpointRequest,
     ) -> ApiResult<WebhookEndpoint> {
         match self {
-            Self::Postgres(api) => api.delete(p, req).await,
-            Self::Sqlite(api) => api.delete(p, req).await,
+            Self::Postgres(api) => api.delete(p, actor, req).await,
+            Self::Sqlite(api) => api.delete(p, actor, req).await,
         }
     }
 

@@ -4,6 +4,7 @@
 //! replica is claiming.
 
 use chrono::{DateTime, Utc};
+use referral_common::audit::AuditEntry;
 use sqlx::{PgPool, SqlitePool};
 
 use super::retry::RetryPolicy;
@@ -96,14 +97,21 @@ pub const DELIVERED: &str = "DELIVERED";
 pub const FAILED: &str = "FAILED";
 
 pub trait WebhookStore: Clone + Send + Sync + 'static {
-    fn create_endpoint(&self, new: NewEndpoint) -> impl Future<Output = StoreResult<EndpointRow>> + Send;
+    /// Creates an endpoint and writes `audit` (the endpoint, never its secret, as `after`).
+    fn create_endpoint(
+        &self,
+        new: NewEndpoint,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<EndpointRow>> + Send;
     /// A live (not deleted) endpoint.
     fn get_endpoint(&self, id: &str) -> impl Future<Output = StoreResult<Option<EndpointRow>>> + Send;
     /// Deletes an endpoint (its delivery log stays, unsent deliveries stop); the row as it was.
+    /// Writes `audit` (the endpoint as `before`) with the deletion; nothing when not found.
     fn delete_endpoint(
         &self,
         id: &str,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> impl Future<Output = StoreResult<Option<EndpointRow>>> + Send;
     /// An endpoint's deliveries in creation order, after the `after` delivery id.
     fn list_deliveries(
@@ -156,12 +164,24 @@ macro_rules! due_deliveries {
     };
 }
 
+/// An endpoint as its audit rows show it: everything but the signing secret.
+pub fn audit_view(row: &EndpointRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id,
+        "url": row.url,
+        "eventTypes": row.event_types(),
+        "description": row.description,
+        "enabled": row.enabled,
+    })
+}
+
 macro_rules! webhook_sql {
     ($store:ty, $skip_locked:literal) => {
         impl WebhookStore for $store {
-            async fn create_endpoint(&self, new: NewEndpoint) -> StoreResult<EndpointRow> {
+            async fn create_endpoint(&self, new: NewEndpoint, audit: &AuditEntry) -> StoreResult<EndpointRow> {
                 let types = serde_json::to_string(&new.event_types).unwrap_or_else(|_| "[]".into());
-                sqlx::query_as(
+                let mut tx = self.begin_write().await?;
+                let row: EndpointRow = sqlx::query_as(
                     "INSERT INTO webhook_endpoints (id, url, event_types, description, secret, enabled, \
                      consecutive_failures, disabled_reason, created_at) VALUES ($1, $2, $3, $4, $5, TRUE, 0, '', $6) \
                      RETURNING id, url, event_types, description, secret, enabled, consecutive_failures, \
@@ -173,8 +193,11 @@ macro_rules! webhook_sql {
                 .bind(&new.description)
                 .bind(&new.secret)
                 .bind(new.created_at)
-                .fetch_one(&self.pool)
-                .await
+                .fetch_one(&mut *tx)
+                .await?;
+                referral_common::audit::record(&mut *tx, &audit.clone().after(audit_view(&row))).await?;
+                tx.commit().await?;
+                Ok(row)
             }
 
             async fn get_endpoint(&self, id: &str) -> StoreResult<Option<EndpointRow>> {
@@ -187,8 +210,9 @@ macro_rules! webhook_sql {
                 .await
             }
 
-            async fn delete_endpoint(&self, id: &str, at: DateTime<Utc>) -> StoreResult<Option<EndpointRow>> {
-                sqlx::query_as(
+            async fn delete_endpoint(&self, id: &str, at: DateTime<Utc>, audit: &AuditEntry) -> StoreResult<Option<EndpointRow>> {
+                let mut tx = self.begin_write().await?;
+                let row: Option<EndpointRow> = sqlx::query_as(
                     "UPDATE webhook_endpoints SET deleted_at = $2, enabled = FALSE \
                      WHERE id = $1 AND deleted_at IS NULL \
                      RETURNING id, url, event_types, description, secret, enabled, consecutive_failures, \
@@ -196,8 +220,13 @@ macro_rules! webhook_sql {
                 )
                 .bind(id)
                 .bind(at)
-                .fetch_optional(&self.pool)
-                .await
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = &row {
+                    referral_common::audit::record(&mut *tx, &audit.clone().before(audit_view(row))).await?;
+                }
+                tx.commit().await?;
+                Ok(row)
             }
 
             async fn list_deliveries(&self, endpoint_id: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<DeliveryRow>> {

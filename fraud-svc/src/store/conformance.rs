@@ -6,7 +6,11 @@
 use std::{collections::HashSet, path::PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
-use referral_common::{events as common_events, ids, outbox::EventLogStore};
+use referral_common::{
+    audit::{Actor, AuditEntry, AuditQuery, AuditStore, action},
+    events as common_events, ids,
+    outbox::EventLogStore,
+};
 use referral_proto::{
     common::v1::FraudAction,
     events::v1::{Event, FraudAssessed, InvitationCreated, InvitationFacts, SignupRecorded, event::Payload},
@@ -27,7 +31,7 @@ use crate::{
 
 /// A store plus the raw event log behind its outbox.
 trait Harness: Store {
-    type Log: EventLogStore;
+    type Log: EventLogStore + AuditStore;
     fn log(&self) -> Self::Log;
 }
 
@@ -806,7 +810,7 @@ async fn cases_list_and_resolve<S: Harness>(store: &S) {
 
     let id = &case_ids[0];
     let resolved = match store
-        .resolve_case(id, "APPROVE", "known customer", "admin-1", minutes(30))
+        .resolve_case(id, "APPROVE", "known customer", &by("admin-1", id), minutes(30))
         .await
         .expect("resolve")
     {
@@ -822,7 +826,7 @@ async fn cases_list_and_resolve<S: Harness>(store: &S) {
         ("RESOLVED", "APPROVE", "admin-1")
     );
     match store
-        .resolve_case(id, "REJECT", "", "admin-2", minutes(31))
+        .resolve_case(id, "REJECT", "", &by("admin-2", id), minutes(31))
         .await
         .expect("resolve")
     {
@@ -831,13 +835,39 @@ async fn cases_list_and_resolve<S: Harness>(store: &S) {
     }
     assert!(matches!(
         store
-            .resolve_case("nope", "APPROVE", "", "a", t0())
+            .resolve_case("nope", "APPROVE", "", &by("a", "nope"), t0())
             .await
             .expect("resolve"),
         ResolveOutcome::NotFound
     ));
     let stored = store.get_case(id).await.expect("get").expect("case");
     assert_eq!(stored.note, "known customer");
+    // The resolution committed with its audit row; the refused ones wrote none.
+    let audit = store
+        .log()
+        .list_audit(&AuditQuery {
+            page_size: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .entries;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    let json = |v: &Option<pbjson_types::Value>| serde_json::to_value(v).unwrap();
+    assert_eq!(
+        (audit[0].action.as_str(), audit[0].subject_id.as_str()),
+        ("fraud_case.resolve", id.as_str())
+    );
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].note.as_str()),
+        ("admin-1", "known customer")
+    );
+    assert_eq!(
+        json(&audit[0].before),
+        serde_json::json!({"state": "OPEN", "decision": ""})
+    );
+    assert_eq!(json(&audit[0].after)["state"], "RESOLVED");
+    assert_eq!(json(&audit[0].after)["decision"], "APPROVE");
     assert_eq!(stored.resolved_at, Some(minutes(30)));
     assert_eq!(
         store
@@ -1070,7 +1100,7 @@ async fn writes_race_consumed_events_and_resolutions<S: Harness>(store: &S) {
         let (resolver, case) = (store.clone(), case.clone());
         tasks.push(tokio::spawn(async move {
             let outcome = resolver
-                .resolve_case(&case, "APPROVE", "", "admin", minutes(60))
+                .resolve_case(&case, "APPROVE", "", &by("admin", &case), minutes(60))
                 .await
                 .expect("resolve");
             assert!(
@@ -1338,4 +1368,14 @@ async fn sqlite_in_memory_is_refused() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("FRAUD_DATABASE_URL"), "{err}");
+}
+
+/// The audit entry a resolver's call carries.
+fn by(admin: &str, case: &str) -> AuditEntry {
+    let actor = Actor {
+        subject: admin.into(),
+        role: "admin".into(),
+        request_id: None,
+    };
+    AuditEntry::new(&actor, action::FRAUD_CASE_RESOLVE, "fraud_case", case)
 }

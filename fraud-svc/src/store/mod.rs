@@ -226,13 +226,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         after: Option<&str>,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<CaseRow>>> + Send;
-    /// Resolves an open case with a `FraudResolved` event; a resolved case stays as it was.
+    /// Resolves an open case with a `FraudResolved` event and its audit row (`audit`, by the
+    /// resolver, completed with the case before and after); a resolved case stays as it was.
     fn resolve_case(
         &self,
         id: &str,
         decision: &str,
         note: &str,
-        resolved_by: &str,
+        audit: &referral_common::audit::AuditEntry,
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<ResolveOutcome>> + Send;
 

@@ -103,7 +103,7 @@ macro_rules! sql_store {
                 id: &str,
                 decision: &str,
                 note: &str,
-                resolved_by: &str,
+                audit: &referral_common::audit::AuditEntry,
                 at: DateTime<Utc>,
             ) -> StoreResult<ResolveOutcome> {
                 let mut tx = self.begin_write().await?;
@@ -116,10 +116,11 @@ macro_rules! sql_store {
                 if row.state == "RESOLVED" {
                     return Ok(ResolveOutcome::AlreadyResolved(Box::new(row)));
                 }
+                let before = serde_json::json!({ "state": row.state, "decision": row.decision });
                 row.state = "RESOLVED".into();
                 row.decision = decision.to_string();
                 row.note = note.to_string();
-                row.resolved_by = resolved_by.to_string();
+                row.resolved_by = audit.actor.subject.clone();
                 row.resolved_at = Some(at);
                 sqlx::query(
                     "UPDATE cases SET state = $2, decision = $3, note = $4, resolved_by = $5, resolved_at = $6 WHERE id = $1",
@@ -133,6 +134,18 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?;
                 Self::stage(&mut tx, &events::fraud_resolved(&row)).await?;
+                let entry = audit
+                    .clone()
+                    .before(before)
+                    .after(serde_json::json!({
+                        "state": row.state,
+                        "decision": row.decision,
+                        "subjectType": row.subject_type,
+                        "subjectId": row.subject_id,
+                        "referrerId": row.referrer_id,
+                    }))
+                    .note(&row.note);
+                referral_common::audit::record(&mut *tx, &entry).await?;
                 tx.commit().await?;
                 self.wake_relay();
                 Ok(ResolveOutcome::Resolved(Box::new(row)))

@@ -3,6 +3,7 @@
 //! binding, path parameters) and its handler; `/openapi.json` is generated from the same
 //! table, so the two cannot drift.
 
+mod audit;
 mod dashboard;
 mod ops;
 mod privacy;

@@ -8,7 +8,7 @@ use referral_proto::{
     analytics::v1 as analytics, fraud::v1 as fraud, incentive::v1 as incentive, invite::v1 as invite,
 };
 
-use super::{Answer, Body, Handler, Route, Rpc, dashboard, ops, privacy, webhook};
+use super::{Answer, Body, Handler, Route, Rpc, audit, dashboard, ops, privacy, webhook};
 use crate::{errors::HttpError, json, redirect, sse};
 
 pub const INVITE: &str = "referral.invite.v1.InviteService";
@@ -16,6 +16,7 @@ pub const FRAUD: &str = "referral.fraud.v1.FraudService";
 pub const INCENTIVE: &str = "referral.incentive.v1.IncentiveService";
 pub const ANALYTICS: &str = "referral.analytics.v1.AnalyticsService";
 pub const PRIVACY: &str = "referral.common.v1.PrivacyService";
+pub const AUDIT: &str = "referral.common.v1.AuditLog";
 
 /// A unary RPC as a JSON handler: decode the request message (400 naming the field on bad
 /// input), call the service with the caller's context, answer its message as JSON.
@@ -215,6 +216,12 @@ fn routes() -> Vec<Route> {
             Rpc::new(PRIVACY, "ExportPerson", NoBody).param("id", "personId"),
             privacy::export_handler())
             .answer(Answer::Schema(privacy::export_schema)),
+        // every service: the audit log
+        api(M::GET, "/v1/audit", "The audit log of admin and money actions, newest first, merged from every service (admin). \
+            actor, action and subject (id) match exactly; since is inclusive, until exclusive (RFC 3339); \
+            a service that cannot answer fails the read (503 naming it) rather than leave its actions out", PRIVACY_TAG,
+            Rpc::new(AUDIT, "ListAuditEntries", NoBody),
+            audit::list_handler()),
         // operations
         Route::new(M::GET, "/healthz", "Healthz", "Liveness: the process answers")
             .tag(OPS)

@@ -9,7 +9,11 @@ use std::{
 };
 
 use chrono::{DateTime, Duration, Utc};
-use referral_common::{events as common_events, ids, outbox::EventLogStore};
+use referral_common::{
+    audit::{Actor, AuditEntry, action},
+    events as common_events, ids,
+    outbox::EventLogStore,
+};
 use referral_proto::{
     common::v1::{FraudAction, PartyKind},
     events::v1::Event,
@@ -156,6 +160,7 @@ fn decision(
         action,
         resolution,
         at: ids::now(),
+        origin: resolution.then(|| "admin-rev".to_string()),
     }))
 }
 
@@ -200,7 +205,10 @@ async fn short_hold<S: Store>(store: &S) {
         seconds: 60,
         nanos: 0,
     });
-    store.put_program(p, ids::now()).await.expect("put");
+    store
+        .put_program(p, ids::now(), &audit_by_admin(action::REWARD_PROGRAM_PUT))
+        .await
+        .expect("put");
 }
 
 // ---- cases ---------------------------------------------------------------------------
@@ -212,7 +220,10 @@ async fn programs_are_data<S: Harness>(store: &S) {
     // Seeding again (a restart) keeps what an admin changed.
     let mut changed = program::default_supplier();
     changed.name = "Changed".into();
-    let first = store.put_program(changed, ids::now()).await.expect("put");
+    let first = store
+        .put_program(changed, ids::now(), &audit_by_admin(action::REWARD_PROGRAM_PUT))
+        .await
+        .expect("put");
     crate::seed(store).await.expect("seed again");
     let got = store
         .get_program("supplier-default")
@@ -235,7 +246,10 @@ async fn programs_are_data<S: Harness>(store: &S) {
     );
     let mut off = store.get_program("supplier-fast").await.unwrap().unwrap();
     off.active = Some(false);
-    store.put_program(off, ids::now()).await.expect("put");
+    store
+        .put_program(off, ids::now(), &audit_by_admin(action::REWARD_PROGRAM_PUT))
+        .await
+        .expect("put");
     let active = store.active_program("SUPPLIER").await.unwrap().unwrap();
     assert_eq!(active.id, "supplier-default");
     let page = store
@@ -322,7 +336,10 @@ async fn the_scheduler_makes_rewards_eligible_then_expired<S: Harness>(store: &S
         (2, 2)
     );
     assert!(matches!(
-        store.create_payout("sup", now).await.unwrap(),
+        store
+            .create_payout("sup", now, &audit_by_admin(action::PAYOUT_CREATE))
+            .await
+            .unwrap(),
         PayoutOutcome::NothingToPay
     ));
 }
@@ -330,19 +347,22 @@ async fn the_scheduler_makes_rewards_eligible_then_expired<S: Harness>(store: &S
 async fn a_campaign_never_pays_past_its_cap_under_concurrency<S: Harness>(store: &S) {
     let now = ids::now();
     store
-        .create_campaign(CampaignRow {
-            id: "double".into(),
-            name: "Double weekend".into(),
-            starts_at: now - Duration::hours(1),
-            ends_at: now + Duration::days(2),
-            multiplier: 2.0,
-            referrer_kind: Some("SUPPLIER".into()),
-            cap_minor: Some(5_000),
-            cap_currency: Some("GBP".into()),
-            created_at: now,
-            spent_hi: 0,
-            spent_lo: 0,
-        })
+        .create_campaign(
+            CampaignRow {
+                id: "double".into(),
+                name: "Double weekend".into(),
+                starts_at: now - Duration::hours(1),
+                ends_at: now + Duration::days(2),
+                multiplier: 2.0,
+                referrer_kind: Some("SUPPLIER".into()),
+                cap_minor: Some(5_000),
+                cap_currency: Some("GBP".into()),
+                created_at: now,
+                spent_hi: 0,
+                spent_lo: 0,
+            },
+            &audit_by_admin(action::CAMPAIGN_CREATE),
+        )
         .await
         .expect("campaign");
     // Twelve conversions of twelve suppliers land at once, one consumer batch each.
@@ -400,7 +420,12 @@ async fn concurrent_payouts_pay_once<S: Harness>(store: &S) {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.create_payout("sup", ids::now()).await.expect("payout") })
+            tokio::spawn(async move {
+                store
+                    .create_payout("sup", ids::now(), &audit_by_admin(action::PAYOUT_CREATE))
+                    .await
+                    .expect("payout")
+            })
         })
         .collect();
     let mut paid = Vec::new();
@@ -474,7 +499,11 @@ async fn fraud_holds_voids_releases_and_claws_back_in_either_order<S: Harness>(s
         .advance(ids::now() + Duration::minutes(2), 100)
         .await
         .unwrap();
-    let PayoutOutcome::Paid(paid) = store.create_payout("sup", ids::now()).await.unwrap() else {
+    let PayoutOutcome::Paid(paid) = store
+        .create_payout("sup", ids::now(), &audit_by_admin(action::PAYOUT_CREATE))
+        .await
+        .unwrap()
+    else {
         panic!("something to pay");
     };
     assert_eq!(paid.payout.amount_minor, 3_000 + 2_500);
@@ -538,4 +567,14 @@ async fn past_conversions_feed_simulations<S: Harness>(store: &S) {
         before,
         "reading changes nothing"
     );
+}
+
+/// An admin's audit entry for a store call (the store completes it).
+fn audit_by_admin(action: &str) -> AuditEntry {
+    let actor = Actor {
+        subject: "admin-1".into(),
+        role: "admin".into(),
+        request_id: None,
+    };
+    AuditEntry::new(&actor, action, "", "")
 }

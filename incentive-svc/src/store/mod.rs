@@ -19,6 +19,7 @@ mod sql;
 mod sqlite;
 
 use chrono::{DateTime, Utc};
+use referral_common::audit::AuditEntry;
 use referral_common::outbox::Outbox;
 use referral_proto::{common::v1::FraudAction, incentive::v1::RewardProgram};
 use sqlx::FromRow;
@@ -146,6 +147,9 @@ pub struct Decision {
     /// A case resolution (releases held rewards on APPROVE), not a first assessment.
     pub resolution: bool,
     pub at: DateTime<Utc>,
+    /// Who caused it: a resolution's reviewer (the event's `resolvedBy`); `None` for the
+    /// fraud check itself. The actor of the audit rows of rewards it reverses.
+    pub origin: Option<String>,
 }
 
 /// What one consumed event asks of the ledger.
@@ -199,11 +203,13 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Inserts each program whose id does not exist yet (first start).
     fn seed_programs(&self, programs: Vec<RewardProgram>) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Creates or replaces a validated program (keeping its first `createdAt`).
+    /// Creates or replaces a validated program (keeping its first `createdAt`), writing
+    /// `audit` with the program before and after in the same transaction.
     fn put_program(
         &self,
         program: RewardProgram,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> impl Future<Output = StoreResult<RewardProgram>> + Send;
     fn get_program(&self, id: &str) -> impl Future<Output = StoreResult<Option<RewardProgram>>> + Send;
     /// Programs in id order after `after`.
@@ -219,7 +225,12 @@ pub trait Store: Clone + Send + Sync + 'static {
         kind: &str,
     ) -> impl Future<Output = StoreResult<Option<crate::domain::Program>>> + Send;
 
-    fn create_campaign(&self, row: CampaignRow) -> impl Future<Output = StoreResult<CampaignRow>> + Send;
+    /// Creates a campaign and writes `audit` (with the campaign as `after`) with it.
+    fn create_campaign(
+        &self,
+        row: CampaignRow,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<CampaignRow>> + Send;
     /// Campaigns in id order after `after`; `active`: only those whose window holds `now`
     /// (true) or does not (false).
     fn list_campaigns(
@@ -243,11 +254,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// their expiry become EXPIRED (at most `limit` of each per call).
     fn advance(&self, now: DateTime<Utc>, limit: i64) -> impl Future<Output = StoreResult<Advanced>> + Send;
 
-    /// Pays the referrer's whole eligible balance once.
+    /// Pays the referrer's whole eligible balance once, writing `audit` (its subject the new
+    /// payout) with it; nothing to pay writes nothing.
     fn create_payout(
         &self,
         referrer_id: &str,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> impl Future<Output = StoreResult<PayoutOutcome>> + Send;
     fn get_payout(&self, id: &str) -> impl Future<Output = StoreResult<Option<PayoutView>>> + Send;
 

@@ -12,6 +12,8 @@ macro_rules! sql_store {
             incentive::v1::{EntryKind, RewardProgram},
         };
 
+        use referral_common::audit::AuditEntry;
+
         use crate::{
             domain::{
                 Program,
@@ -76,15 +78,22 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn put_program(&self, mut p: RewardProgram, at: DateTime<Utc>) -> StoreResult<RewardProgram> {
+            async fn put_program(&self, mut p: RewardProgram, at: DateTime<Utc>, audit: &AuditEntry) -> StoreResult<RewardProgram> {
                 // A write transaction from the start: SQLite cannot upgrade a reader under load.
                 let mut tx = self.begin_write().await?;
-                let created: Option<DateTime<Utc>> =
-                    sqlx::query_scalar("SELECT created_at FROM programs WHERE id = $1")
+                let existing: Option<(DateTime<Utc>, String)> =
+                    sqlx::query_as("SELECT created_at, body FROM programs WHERE id = $1")
                         .bind(&p.id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let created = created.unwrap_or(at);
+                let (created, before) = match existing {
+                    // The stored body is our own JSON; should it not parse, keep it as text.
+                    Some((created, body)) => (
+                        created,
+                        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+                    ),
+                    None => (at, serde_json::Value::Null),
+                };
                 p.created_at = Some(ids::to_ts(created));
                 p.updated_at = Some(ids::to_ts(at));
                 sqlx::query(
@@ -101,6 +110,8 @@ macro_rules! sql_store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                let after = serde_json::to_value(&p).map_err(|e| StoreError::Encoding(e.to_string()))?;
+                referral_common::audit::record(&mut *tx, &audit.clone().before(before).after(after)).await?;
                 tx.commit().await?;
                 Ok(p)
             }
@@ -130,7 +141,8 @@ macro_rules! sql_store {
                 Ok(p)
             }
 
-            async fn create_campaign(&self, row: CampaignRow) -> StoreResult<CampaignRow> {
+            async fn create_campaign(&self, row: CampaignRow, audit: &AuditEntry) -> StoreResult<CampaignRow> {
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO campaigns (id, name, starts_at, ends_at, multiplier, referrer_kind, cap_minor, cap_currency, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -144,8 +156,22 @@ macro_rules! sql_store {
                 .bind(row.cap_minor)
                 .bind(&row.cap_currency)
                 .bind(row.created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                let after = serde_json::json!({
+                    "id": row.id,
+                    "name": row.name,
+                    "startsAt": row.starts_at,
+                    "endsAt": row.ends_at,
+                    "multiplier": row.multiplier,
+                    "referrerKind": row.referrer_kind,
+                    "budgetCap": row.cap_minor.map(|m| serde_json::json!({
+                        "amountMinor": m.to_string(),
+                        "currency": row.cap_currency,
+                    })),
+                });
+                referral_common::audit::record(&mut *tx, &audit.clone().after(after)).await?;
+                tx.commit().await?;
                 Ok(row)
             }
 
@@ -245,7 +271,7 @@ macro_rules! sql_store {
                 Ok(done)
             }
 
-            async fn create_payout(&self, referrer_id: &str, at: DateTime<Utc>) -> StoreResult<PayoutOutcome> {
+            async fn create_payout(&self, referrer_id: &str, at: DateTime<Utc>, audit: &AuditEntry) -> StoreResult<PayoutOutcome> {
                 let mut tx = self.begin_write().await?;
                 let eligible: Vec<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "{ENTRY_SELECT} WHERE e.referrer_id = $1 AND c.state = 'ELIGIBLE' ORDER BY e.id"
@@ -292,6 +318,15 @@ macro_rules! sql_store {
                     payout,
                 };
                 Self::stage(&mut tx, &events::payout_paid(&view)).await?;
+                let mut entry = audit.clone().after(serde_json::json!({
+                    "id": view.payout.id,
+                    "referrerId": view.payout.referrer_id,
+                    "amount": {"amountMinor": view.payout.amount_minor.to_string(), "currency": view.payout.currency},
+                    "status": view.payout.status,
+                    "entries": view.entries,
+                }));
+                entry.subject_id = view.payout.id.clone();
+                referral_common::audit::record(&mut *tx, &entry).await?;
                 tx.commit().await?;
                 self.wake_relay();
                 Ok(PayoutOutcome::Paid(view))
@@ -655,10 +690,15 @@ macro_rules! sql_store {
                     match states::on_decision(current, d.action) {
                         Effect::Nothing => {}
                         Effect::To(to) => {
+                            let from = e.state.clone();
                             Self::transition(tx, &mut e, to, "", reason, d.at).await?;
                             if to == State::Voided {
                                 let tier = Self::tier_in(tx, &e.referrer_id).await?;
                                 Self::stage(tx, &events::reward_voided(&e, tier.as_deref(), d.at)).await?;
+                                let entry = Self::reversal_audit(d, &e.id, reason)
+                                    .before(serde_json::json!({ "state": from, "amountMinor": e.amount_minor.to_string(), "currency": e.currency }))
+                                    .after(serde_json::json!({ "state": e.state, "amountMinor": e.amount_minor.to_string(), "currency": e.currency }));
+                                referral_common::audit::record(&mut **tx, &entry).await?;
                             }
                             changed += 1;
                         }
@@ -683,12 +723,25 @@ macro_rules! sql_store {
                             if Self::insert_entry(tx, &claw, &rewards::clawback_key(&e.id)).await? {
                                 let tier = Self::tier_in(tx, &claw.referrer_id).await?;
                                 Self::stage(tx, &events::reward_voided(&claw, tier.as_deref(), d.at)).await?;
+                                let entry = Self::reversal_audit(d, &e.id, &claw.reason)
+                                    .before(serde_json::json!({ "state": e.state, "amountMinor": e.amount_minor.to_string(), "currency": e.currency }))
+                                    .after(serde_json::json!({ "clawbackEntryId": claw.id, "amountMinor": claw.amount_minor.to_string(), "currency": claw.currency }));
+                                referral_common::audit::record(&mut **tx, &entry).await?;
                                 booked += 1;
                             }
                         }
                     }
                 }
                 Ok((booked, changed))
+            }
+
+            /// The audit row of a reward a fraud decision reverses: by the reviewer who resolved
+            /// the case when the event names one, else by the system (the fraud check itself).
+            fn reversal_audit(d: &Decision, entry_id: &str, reason: &str) -> referral_common::audit::AuditEntry {
+                use referral_common::audit::{Actor, AuditEntry, action};
+                // Only admins resolve cases (fraud-svc refuses anyone else).
+                let actor = Actor::origin(d.origin.as_deref(), Some("admin"));
+                AuditEntry::new(&actor, action::REWARD_REVERSE, "reward", entry_id).note(reason)
             }
 
             /// The program new rewards of `kind` are booked under: the active one most recently

@@ -11,7 +11,11 @@ use std::{
 };
 
 use chrono::{DateTime, Duration, Utc};
-use referral_common::{events, ids, outbox::EventLogStore};
+use referral_common::{
+    audit::{Actor, AuditEntry, AuditQuery, AuditStore, action},
+    events, ids,
+    outbox::EventLogStore,
+};
 use referral_proto::events::v1::{Event, InvitationTransition, event::Payload};
 use sqlx::{PgPool, SqlitePool};
 
@@ -33,7 +37,7 @@ use crate::{
 
 /// A store plus the raw event log behind its outbox.
 trait Harness: Store {
-    type Log: EventLogStore;
+    type Log: EventLogStore + AuditStore;
     fn log(&self) -> Self::Log;
 }
 
@@ -132,9 +136,31 @@ conformance! {
     a_crashed_sender_is_taken_over_after_its_lease: sqlite_a_crashed_sender_is_taken_over_after_its_lease, pg_a_crashed_sender_is_taken_over_after_its_lease;
     provider_events_are_applied_once: sqlite_provider_events_are_applied_once, pg_provider_events_are_applied_once;
     provider_events_are_forgotten_after_retention: sqlite_provider_events_are_forgotten_after_retention, pg_provider_events_are_forgotten_after_retention;
+    audited_changes_commit_with_their_row: sqlite_audited_changes_commit_with_their_row, pg_audited_changes_commit_with_their_row;
 }
 
 // ---- fixtures ------------------------------------------------------------------------
+
+fn admin() -> Actor {
+    Actor {
+        subject: "admin-1".into(),
+        role: "admin".into(),
+        request_id: Some("req-audit".into()),
+    }
+}
+
+fn tier_audit(referrer: &str) -> AuditEntry {
+    AuditEntry::new(&admin(), action::REFERRER_TIER_SET, "referrer", referrer)
+}
+
+/// Every audit row of the store, newest first.
+async fn audit_rows<S: Harness>(store: &S) -> Vec<referral_proto::common::v1::AuditEntry> {
+    let q = AuditQuery {
+        page_size: 500,
+        ..AuditQuery::default()
+    };
+    store.log().list_audit(&q).await.expect("list audit").entries
+}
 
 const LANDING: &str = "https://example.com/landing";
 
@@ -512,7 +538,10 @@ async fn referrers<S: Harness>(store: &S) {
     );
     assert_log(store, &[]).await;
 
-    let set = store.set_tier("ref-tier", "PREMIUM").await.unwrap();
+    let set = store
+        .set_tier("ref-tier", "PREMIUM", &tier_audit("ref-tier"))
+        .await
+        .unwrap();
     assert_eq!((set.tier.as_str(), set.queued), ("PREMIUM", 0));
     assert_eq!(store.get_referrer("ref-tier").await.unwrap(), set);
 
@@ -527,7 +556,10 @@ async fn referrers<S: Harness>(store: &S) {
         new_invitation(invitation("ref-tier", "b@example.com", "EMAIL")),
     )
     .await;
-    let set = store.set_tier("ref-tier", "SUPER_CONNECTOR").await.unwrap();
+    let set = store
+        .set_tier("ref-tier", "SUPER_CONNECTOR", &tier_audit("ref-tier"))
+        .await
+        .unwrap();
     assert_eq!((set.tier.as_str(), set.queued), ("SUPER_CONNECTOR", 2));
     assert_eq!(store.get_referrer("ref-tier").await.unwrap(), set);
 
@@ -1675,7 +1707,10 @@ async fn expire_due<S: Harness>(store: &S) {
 async fn outbox_relay<S: Harness>(store: &S) {
     let code = code_row("ref-ob");
     assert!(insert_code(store, &code).await);
-    store.set_tier("ref-ob", "PREMIUM").await.unwrap();
+    store
+        .set_tier("ref-ob", "PREMIUM", &tier_audit("ref-ob"))
+        .await
+        .unwrap();
     let link = created(
         store,
         new_invitation(invitation("ref-ob", "x@example.com", "LINK")),
@@ -2214,4 +2249,81 @@ async fn provider_events_are_forgotten_after_retention<S: Harness>(store: &S) {
         .expect("apply");
     assert_eq!((t.recorded, t.ignored, t.duplicates), (0, 1, 1));
     assert_eq!(status_of(store, &d.id).await, "DELIVERED");
+}
+
+// ---- audit ----------------------------------------------------------------------------
+
+/// A tier change and an admin's cancellation commit with their audit rows; a refused
+/// cancellation and a referrer's own cancellation write none.
+async fn audited_changes_commit_with_their_row<S: Harness>(store: &S) {
+    store
+        .set_tier("ref-a", "PREMIUM", &tier_audit("ref-a"))
+        .await
+        .unwrap();
+    store
+        .set_tier("ref-a", "SUPER_CONNECTOR", &tier_audit("ref-a"))
+        .await
+        .unwrap();
+    let rows = audit_rows(store).await;
+    assert_eq!(rows.len(), 2);
+    let json = |v: &Option<pbjson_types::Value>| serde_json::to_value(v).unwrap();
+    assert_eq!(rows[1].action, "referrer.tier.set");
+    assert_eq!(
+        (rows[1].actor.as_str(), rows[1].actor_role.as_str()),
+        ("admin-1", "admin")
+    );
+    assert_eq!(rows[1].request_id, "req-audit");
+    assert_eq!(json(&rows[1].before), serde_json::json!({"tier": "REGULAR"}));
+    assert_eq!(json(&rows[1].after), serde_json::json!({"tier": "PREMIUM"}));
+    assert_eq!(json(&rows[0].before), serde_json::json!({"tier": "PREMIUM"}));
+    assert_eq!(
+        json(&rows[0].after),
+        serde_json::json!({"tier": "SUPER_CONNECTOR"})
+    );
+
+    let scheduled = created(
+        store,
+        new_invitation(invitation("ref-a", "c@example.com", "EMAIL")),
+    )
+    .await;
+    let entry = AuditEntry::new(&admin(), action::INVITATION_CANCEL, "invitation", &scheduled.id);
+    let out = store
+        .cancel(&scheduled.id, "cancelled by admin-1", ids::now(), Some(&entry))
+        .await
+        .unwrap();
+    assert!(matches!(out, TransitionOutcome::Applied(_)), "{out:?}");
+    let rows = audit_rows(store).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (rows[0].action.as_str(), rows[0].subject_id.as_str()),
+        ("invitation.cancel", scheduled.id.as_str())
+    );
+    assert_eq!(json(&rows[0].before)["status"], "SCHEDULED");
+    assert_eq!(json(&rows[0].after)["status"], "CANCELLED");
+    assert_eq!(rows[0].note, "cancelled by admin-1");
+
+    // Refused (already sent): no change, so no row.
+    let sent = created(
+        store,
+        new_invitation(invitation("ref-a", "d@example.com", "LINK")),
+    )
+    .await;
+    let entry = AuditEntry::new(&admin(), action::INVITATION_CANCEL, "invitation", &sent.id);
+    let out = store
+        .cancel(&sent.id, "cancelled by admin-1", ids::now(), Some(&entry))
+        .await
+        .unwrap();
+    assert!(matches!(out, TransitionOutcome::Rejected { .. }), "{out:?}");
+    // The referrer's own cancellation is not an admin action.
+    let own = created(
+        store,
+        new_invitation(invitation("ref-a", "e@example.com", "EMAIL")),
+    )
+    .await;
+    let out = store
+        .cancel(&own.id, "cancelled by ref-a", ids::now(), None)
+        .await
+        .unwrap();
+    assert!(matches!(out, TransitionOutcome::Applied(_)), "{out:?}");
+    assert_eq!(audit_rows(store).await.len(), 3);
 }

@@ -8,7 +8,7 @@ mod sqlite;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use referral_common::outbox::Outbox;
+use referral_common::{audit::AuditEntry, outbox::Outbox};
 use referral_proto::events::v1::Event;
 use sqlx::FromRow;
 
@@ -307,7 +307,14 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn get_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<CodeRow>>> + Send;
 
     fn get_referrer(&self, id: &str) -> impl Future<Output = StoreResult<ReferrerRow>> + Send;
-    fn set_tier(&self, id: &str, tier: &str) -> impl Future<Output = StoreResult<ReferrerRow>> + Send;
+    /// Sets a referrer's tier and writes `audit` (completed with the tier before and after)
+    /// in the same transaction.
+    fn set_tier(
+        &self,
+        id: &str,
+        tier: &str,
+        audit: &AuditEntry,
+    ) -> impl Future<Output = StoreResult<ReferrerRow>> + Send;
 
     fn create_invitation(
         &self,
@@ -330,6 +337,16 @@ pub trait Store: Clone + Send + Sync + 'static {
         to: &str,
         reason: &str,
         at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<TransitionOutcome>> + Send;
+    /// [`Store::transition`] to CANCELLED; when `audit` is given (an admin cancelling on the
+    /// referrer's behalf) it is written, with the status before and after, in the same
+    /// transaction as an applied cancellation.
+    fn cancel(
+        &self,
+        id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+        audit: Option<&AuditEntry>,
     ) -> impl Future<Output = StoreResult<TransitionOutcome>> + Send;
     /// Leases the longest-due SCHEDULED invitation (EMAIL/SMS) whose send time, retry time
     /// and any earlier lease have passed, counting the attempt, in one committed write before

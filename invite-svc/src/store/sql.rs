@@ -10,6 +10,7 @@ macro_rules! sql_store {
         const CLICK_CHUNK: usize = 1_000;
 
         use chrono::{DateTime, Utc};
+        use referral_common::audit::{self, AuditEntry};
         use referral_proto::events::v1::Event;
 
         use crate::{
@@ -105,9 +106,14 @@ macro_rules! sql_store {
                 }))
             }
 
-            async fn set_tier(&self, id: &str, tier: &str) -> StoreResult<ReferrerRow> {
+            async fn set_tier(&self, id: &str, tier: &str, audit: &AuditEntry) -> StoreResult<ReferrerRow> {
                 let now = referral_common::ids::now();
                 let mut tx = self.begin_write().await?;
+                // A referrer with no row is REGULAR: that is its tier before.
+                let before: Option<String> = sqlx::query_scalar(concat!("SELECT tier FROM referrers WHERE id = $1", $for_update))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let row: ReferrerRow = sqlx::query_as(
                     "INSERT INTO referrers (id, tier, queued, updated_at) VALUES ($1, $2, 0, $3)
                      ON CONFLICT (id) DO UPDATE SET tier = excluded.tier, updated_at = excluded.updated_at
@@ -119,6 +125,11 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 Self::stage(&mut tx, &events::tier_changed(&row)).await?;
+                let entry = audit
+                    .clone()
+                    .before(serde_json::json!({ "tier": before.as_deref().unwrap_or("REGULAR") }))
+                    .after(serde_json::json!({ "tier": row.tier }));
+                audit::record(&mut *tx, &entry).await?;
                 tx.commit().await?;
                 self.outbox.wake();
                 Ok(row)
@@ -285,6 +296,34 @@ macro_rules! sql_store {
             async fn transition(&self, id: &str, to: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<TransitionOutcome> {
                 let mut tx = self.begin_write().await?;
                 let outcome = self.transition_in(&mut tx, id, to, reason, at).await?;
+                tx.commit().await?;
+                if matches!(outcome, TransitionOutcome::Applied(_)) {
+                    self.outbox.wake();
+                }
+                Ok(outcome)
+            }
+
+            async fn cancel(
+                &self,
+                id: &str,
+                reason: &str,
+                at: DateTime<Utc>,
+                audit: Option<&AuditEntry>,
+            ) -> StoreResult<TransitionOutcome> {
+                let mut tx = self.begin_write().await?;
+                let before: Option<String> = sqlx::query_scalar(concat!("SELECT status FROM invitations WHERE id = $1", $for_update))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let outcome = self.transition_in(&mut tx, id, "CANCELLED", reason, at).await?;
+                if let (TransitionOutcome::Applied(row), Some(audit)) = (&outcome, audit) {
+                    let entry = audit
+                        .clone()
+                        .before(serde_json::json!({ "status": before, "referrerId": row.referrer_id }))
+                        .after(serde_json::json!({ "status": row.status, "referrerId": row.referrer_id }))
+                        .note(reason);
+                    audit::record(&mut *tx, &entry).await?;
+                }
                 tx.commit().await?;
                 if matches!(outcome, TransitionOutcome::Applied(_)) {
                     self.outbox.wake();

@@ -1,0 +1,16 @@
+//! The audited action names, in one place so that writers and the `action=` filter agree.
+
+pub const REFERRER_TIER_SET: &str = "referrer.tier.set";
+/// An admin (or service) cancelling an invitation on its referrer's behalf.
+pub const INVITATION_CANCEL: &str = "invitation.cancel";
+pub const FRAUD_CASE_RESOLVE: &str = "fraud_case.resolve";
+pub const REWARD_PROGRAM_PUT: &str = "reward_program.put";
+pub const CAMPAIGN_CREATE: &str = "campaign.create";
+pub const PAYOUT_CREATE: &str = "payout.create";
+/// A reward voided or clawed back because of a fraud decision.
+pub const REWARD_REVERSE: &str = "reward.reverse";
+pub const WEBHOOK_ENDPOINT_CREATE: &str = "webhook_endpoint.create";
+pub const WEBHOOK_ENDPOINT_DELETE: &str = "webhook_endpoint.delete";
+pub const API_KEY_CREATE: &str = "api_key.create";
+pub const API_KEY_ROTATE: &str = "api_key.rotate";
+pub const API_KEY_REVOKE: &str = "api_key.revoke";
