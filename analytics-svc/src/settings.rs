@@ -45,6 +45,8 @@ pub struct AnalyticsConfig {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub webhooks: crate::webhooks::settings::WebhookSettings,
+    #[command(flatten)]
+    pub supervision: referral_common::supervisor::SupervisionConfig,
 }
 
 /// The checked settings the service runs with.

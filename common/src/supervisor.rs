@@ -227,7 +227,8 @@ impl Supervisor {
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a caught panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -245,9 +246,7 @@ pub async fn watch_readiness(
     threshold: Duration,
     shutdown: Shutdown,
 ) {
-    health
-        .set_service_status(READINESS, ServingStatus::Serving)
-        .await;
+    health.set_service_status(READINESS, ServingStatus::Serving).await;
     let check_every = (threshold / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut serving = true;
     tokio::spawn(async move {
@@ -261,9 +260,7 @@ pub async fn watch_readiness(
                 serving = ready;
                 if ready {
                     tracing::info!("every background task runs again; ready");
-                    health
-                        .set_service_status(READINESS, ServingStatus::Serving)
-                        .await;
+                    health.set_service_status(READINESS, ServingStatus::Serving).await;
                 } else {
                     tracing::error!(tasks = ?down, ?threshold, "background tasks down past the threshold; not ready");
                     health

@@ -40,7 +40,10 @@ async fn readiness(reporter: &HealthReporter) -> ServingStatus {
 async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -84,7 +87,10 @@ async fn a_task_that_panics_comes_back_is_counted_and_readiness_follows_it() {
         readiness(&reporter).await == ServingStatus::NotServing
     })
     .await;
-    assert_eq!(sup.down_longer_than(Duration::from_millis(300)), vec!["test.flaky"]);
+    assert_eq!(
+        sup.down_longer_than(Duration::from_millis(300)),
+        vec!["test.flaky"]
+    );
     eventually("the task running again", async || laps.load(Ordering::SeqCst) > 0).await;
     eventually("readiness SERVING again", async || {
         readiness(&reporter).await == ServingStatus::Serving
@@ -121,7 +127,11 @@ async fn an_error_restarts_the_task_and_ok_ends_it() {
     });
     eventually("three starts", async || starts.load(Ordering::SeqCst) == 3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(starts.load(Ordering::SeqCst), 3, "a task that ended with Ok is not restarted");
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        3,
+        "a task that ended with Ok is not restarted"
+    );
     assert!(sup.down_longer_than(Duration::ZERO).is_empty());
 }
 
@@ -130,7 +140,13 @@ async fn a_task_that_keeps_dying_stays_down_through_its_restarts() {
     let sup = Supervisor::with_policy(quick());
     let (reporter, _server) = tonic_health::server::health_reporter();
     let (_trigger, shutdown) = shutdown_pair();
-    watch_readiness(reporter.clone(), vec![sup.clone()], Duration::from_millis(300), shutdown).await;
+    watch_readiness(
+        reporter.clone(),
+        vec![sup.clone()],
+        Duration::from_millis(300),
+        shutdown,
+    )
+    .await;
     sup.spawn("test.dead", || async { Err::<(), _>("always") });
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(readiness(&reporter).await, ServingStatus::NotServing);

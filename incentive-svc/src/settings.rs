@@ -41,6 +41,8 @@ pub struct IncentiveConfig {
     pub metrics_addr: Option<String>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub supervision: referral_common::supervisor::SupervisionConfig,
 }
 
 impl IncentiveConfig {
