@@ -37,7 +37,9 @@ use std::panic::AssertUnwindSafe;
 /// A test-only fault: called with each claimed invitation's id before it is sent, so a
 /// test can make the sending loop panic and watch it recover. Empty in production.
 #[derive(Clone, Default)]
-pub struct SendFault(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+pub struct SendFault(Option<FaultFn>);
+
+type FaultFn = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl SendFault {
     pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
