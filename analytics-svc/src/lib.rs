@@ -25,11 +25,11 @@ use referral_common::{
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
     tls::GrpcTls,
+    supervisor::{self, Supervisor},
 };
 use referral_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
-use tonic_health::ServingStatus;
 
 pub use settings::{AnalyticsConfig, Settings};
 
@@ -122,8 +122,10 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
     let interceptor = AuthInterceptor::new(keys.clone());
     let sink = Rollups::new(store.clone(), &settings.currency);
     let live = LiveFeed::new(settings.live_feed_rate);
+    let tasks = Supervisor::new();
     for (source, name, addr) in sources(&config) {
         live.tail(
+            &tasks,
             source,
             channel_of(name, &addr, &tls)?,
             ServiceCredentials::new(&keys, consumers::CONSUMER),
@@ -137,7 +139,13 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
             max_batch: 200,
             max_backoff: Duration::from_secs(10),
         };
-        tokio::spawn(consumer::run(consumer_config, sink.clone(), shutdown.receiver()));
+        consumer::supervise(
+            &tasks,
+            format!("analytics-svc.consumer.{source}"),
+            consumer_config,
+            sink.clone(),
+            shutdown.receiver(),
+        );
         tracing::info!(source, %addr, "consuming an event log into the rollups");
     }
     // Outbound webhooks read the same logs under their own name and offsets.
@@ -154,13 +162,17 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
-    let webhooks = store.start_webhooks(&config.webhooks, webhook_sources, shutdown.receiver())?;
+    let webhooks = store.start_webhooks(&config.webhooks, webhook_sources, shutdown.receiver(), &tasks)?;
     let audit_log = referral_common::audit::AuditLogService::new(store.clone(), "analytics-svc");
     let api = AnalyticsApi::new(store, settings, live).with_webhooks(webhooks);
 
-    health
-        .set_service_status(server::READINESS, ServingStatus::Serving)
-        .await;
+    supervisor::watch_readiness(
+        health,
+        vec![tasks],
+        config.supervision.task_down_threshold,
+        shutdown.clone(),
+    )
+    .await;
     tracing::info!(addr = %listener.local_addr()?, "analytics-svc serving");
     tonic::transport::Server::builder()
         .add_service(health_server)

@@ -4,9 +4,19 @@
 //! oldest waiting events are dropped and the next thing it gets is a `lagged` notice
 //! counting them.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
-use referral_common::{auth::ServiceCredentials, events::event_type, outbox::FROM_HEAD};
+use referral_common::{
+    auth::ServiceCredentials, events::event_type, outbox::FROM_HEAD, supervisor::Supervisor,
+};
 use referral_proto::{
     analytics::v1::LiveEvent,
     events::v1::{Event, SubscribeRequest, event_log_client::EventLogClient, subscribe_response::Item},
@@ -37,30 +47,41 @@ impl LiveFeed {
     /// reconnect it resumes after the last event it saw, so the feed has no gap.
     pub fn tail(
         &self,
+        tasks: &Supervisor,
         source: &'static str,
         channel: Channel,
         credentials: ServiceCredentials,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
         let events = self.events.clone();
-        tokio::spawn(async move {
-            let mut cursor = FROM_HEAD;
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                let result = tokio::select! {
-                    r = tail_once(&events, &channel, &credentials, &mut cursor) => r,
-                    _ = shutdown.changed() => return,
-                };
-                if let Err(e) = result {
-                    tracing::debug!(source, error = %e, ?backoff, "live tail disconnected; retrying");
-                } else {
-                    backoff = Duration::from_millis(200);
+        // Outlives a restart, so a tail that panicked resumes where it was.
+        let cursor = Arc::new(AtomicI64::new(FROM_HEAD));
+        tasks.spawn(format!("analytics-svc.live.{source}"), move || {
+            let (events, channel, credentials, cursor, mut shutdown) = (
+                events.clone(),
+                channel.clone(),
+                credentials.clone(),
+                cursor.clone(),
+                shutdown.clone(),
+            );
+            async move {
+                let mut backoff = Duration::from_millis(200);
+                loop {
+                    let result = tokio::select! {
+                        r = tail_once(&events, &channel, &credentials, &cursor) => r,
+                        _ = shutdown.changed() => return Ok::<(), Infallible>(()),
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(source, error = %e, ?backoff, "live tail disconnected; retrying");
+                    } else {
+                        backoff = Duration::from_millis(200);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         });
     }
@@ -128,21 +149,23 @@ async fn tail_once(
     events: &broadcast::Sender<Arc<LiveEvent>>,
     channel: &Channel,
     credentials: &ServiceCredentials,
-    cursor: &mut i64,
+    cursor: &AtomicI64,
 ) -> anyhow::Result<()> {
     let mut client = EventLogClient::new(InterceptedService::new(channel.clone(), credentials.clone()));
     let request = SubscribeRequest {
-        after_offset: *cursor,
+        after_offset: cursor.load(Ordering::SeqCst),
         consumer: format!("{}-live", crate::consumers::CONSUMER),
     };
     let mut stream = client.subscribe(request).await?.into_inner();
     while let Some(item) = stream.message().await? {
         match item.item {
             Some(Item::Event(e)) => {
-                *cursor = e.offset;
+                cursor.store(e.offset, Ordering::SeqCst);
                 let _ = events.send(Arc::new(live_event(&e)));
             }
-            Some(Item::Heartbeat(h)) if *cursor == FROM_HEAD => *cursor = h.head_offset,
+            Some(Item::Heartbeat(h)) if cursor.load(Ordering::SeqCst) == FROM_HEAD => {
+                cursor.store(h.head_offset, Ordering::SeqCst)
+            }
             _ => {}
         }
     }

@@ -52,6 +52,8 @@ pub struct AnalyticsConfig {
     pub health_listen: Option<String>,
     #[command(flatten)]
     pub webhooks: crate::webhooks::settings::WebhookSettings,
+    #[command(flatten)]
+    pub supervision: referral_common::supervisor::SupervisionConfig,
 }
 
 /// The checked settings the service runs with.

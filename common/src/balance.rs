@@ -112,7 +112,7 @@ pub fn balanced(
     port: u16,
     resolver: Arc<dyn Resolve>,
     refresh: Duration,
-    configure: impl Fn(Endpoint) -> Endpoint + Send + 'static,
+    configure: impl Fn(Endpoint) -> Endpoint + Send + Sync + 'static,
 ) -> Result<Channel, BadAddress> {
     balanced_with(host, port, Some(resolver), refresh, configure, None)
 }
@@ -139,7 +139,33 @@ pub fn balanced_with(
     let by_name = Endpoint::from_shared(format!("{scheme}://{authority}")).map_err(|_| bad())?;
     let (channel, changes) = Channel::balance_channel::<Key>(64);
     let host = host.to_string();
-    tokio::spawn(async move {
+    let configure = Arc::new(configure);
+    // Supervised: a panic restarts the refresh; the restarted one inserts every address
+    // again (an insert of a known key replaces it), so the channel keeps its endpoints.
+    crate::supervisor::Supervisor::new().spawn(format!("dns-refresh.{host}"), move || {
+        let (resolver, host, by_name, changes, configure) = (
+            resolver.clone(),
+            host.clone(),
+            by_name.clone(),
+            changes.clone(),
+            configure.clone(),
+        );
+        refresh_loop(resolver, host, port, refresh, by_name, changes, configure)
+    });
+    Ok(channel)
+}
+
+/// Re-resolves `host` every `refresh`; `Ok` once the channel is gone.
+async fn refresh_loop(
+    resolver: Arc<dyn Resolve>,
+    host: String,
+    port: u16,
+    refresh: Duration,
+    by_name: Endpoint,
+    changes: tokio::sync::mpsc::Sender<Change<Key, Endpoint>>,
+    configure: Arc<impl Fn(Endpoint) -> Endpoint + Send + Sync + 'static>,
+) -> Result<(), std::convert::Infallible> {
+    {
         let mut current: HashSet<Key> = HashSet::new();
         let mut generation = tls.as_ref().map(|t| t.generation());
         loop {
@@ -200,24 +226,23 @@ pub fn balanced_with(
                     .await
                     .is_err()
                 {
-                    return;
+                    return Ok(());
                 }
                 current.insert(key);
             }
             for key in gone {
                 tracing::debug!(%host, endpoint = %key, "endpoint left DNS; no longer balanced over");
                 if changes.send(Change::Remove(key.clone())).await.is_err() {
-                    return;
+                    return Ok(());
                 }
                 current.remove(&key);
             }
             tokio::select! {
                 _ = tokio::time::sleep(refresh) => {}
-                _ = changes.closed() => return,
+                _ = changes.closed() => return Ok(()),
             }
         }
-    });
-    Ok(channel)
+    }
 }
 
 /// The endpoint dialling over TLS: only the mesh's CA trusted, the server verified under

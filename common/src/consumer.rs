@@ -36,6 +36,31 @@ pub struct ConsumerConfig {
     pub max_backoff: Duration,
 }
 
+/// A sink shared by the attempts of a supervised consumer.
+impl<S: EventSink> EventSink for std::sync::Arc<S> {
+    fn last_offset(&self, source: &str) -> impl Future<Output = anyhow::Result<i64>> + Send {
+        (**self).last_offset(source)
+    }
+    fn apply(&self, source: &str, events: Vec<Event>) -> impl Future<Output = anyhow::Result<()>> + Send {
+        (**self).apply(source, events)
+    }
+}
+
+/// Starts [`run`] under `tasks` as `name` (e.g. `fraud-svc.consumer.invite`): a panic in
+/// the sink restarts the consumer from its stored offset instead of ending it for ever.
+pub fn supervise<S: EventSink>(
+    tasks: &crate::supervisor::Supervisor,
+    name: impl Into<String>,
+    config: ConsumerConfig,
+    sink: S,
+    shutdown: watch::Receiver<bool>,
+) {
+    let sink = std::sync::Arc::new(sink);
+    tasks.spawn(name, move || {
+        crate::supervisor::until_shutdown(run(config.clone(), sink.clone(), shutdown.clone()))
+    });
+}
+
 /// Runs until `shutdown` turns true: subscribe, apply in batches, reconnect on failure.
 pub async fn run<S: EventSink>(config: ConsumerConfig, sink: S, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);

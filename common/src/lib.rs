@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod paging;
 pub mod ratelimit;
 pub mod server;
+pub mod supervisor;
 pub mod telemetry;
 pub mod tls;
 

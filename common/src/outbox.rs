@@ -24,7 +24,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::{events, ids};
+use crate::{events, ids, supervisor::Supervisor};
 
 /// Stages one event: its id, type, encoded payload and creation time, in that order.
 pub const INSERT: &str =
@@ -159,48 +159,29 @@ impl EventLogStore for SqlitePool {
 pub struct Outbox {
     wake: Arc<Notify>,
     head: watch::Receiver<i64>,
+    tasks: Supervisor,
 }
 
 impl Outbox {
-    /// Starts numbering in the background: woken by `wake()`, and every `poll` regardless
-    /// (other replicas' commits, rows left by a crash).
-    pub fn start<S: EventLogStore>(store: S, poll: Duration) -> Outbox {
+    /// Starts numbering in the background as the supervised task `name` (e.g.
+    /// `invite-svc.outbox-relay`): woken by `wake()`, and every `poll` regardless (other
+    /// replicas' commits, rows left by a crash). It ends when every `head()` receiver is gone.
+    pub fn start<S: EventLogStore>(name: &str, store: S, poll: Duration) -> Outbox {
         let wake = Arc::new(Notify::new());
         let (tx, head) = watch::channel(0);
+        let tx = Arc::new(tx);
+        let tasks = Supervisor::new();
         let notified = wake.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match store.assign_offsets().await {
-                    Ok(h) => {
-                        backoff = Duration::from_millis(100);
-                        tx.send_if_modified(|cur| {
-                            let changed = *cur != h;
-                            *cur = h;
-                            changed
-                        });
-                    }
-                    Err(e) => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                        tracing::warn!(error = %e, "outbox relay failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                }
-                // Nobody left to serve: the service has shut down.
-                if tx.is_closed() {
-                    return;
-                }
-                tokio::select! {
-                    _ = notified.notified() => {}
-                    _ = tokio::time::sleep(poll) => {}
-                }
-            }
+        tasks.spawn(name, move || {
+            relay(store.clone(), tx.clone(), notified.clone(), poll)
         });
-        Outbox { wake, head }
+        Outbox { wake, head, tasks }
+    }
+
+    /// The supervisor of the relay (and of other tasks the owning store runs), for the
+    /// service's readiness.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.tasks
     }
 
     /// Call after committing a transaction that staged events.
@@ -217,6 +198,44 @@ impl Outbox {
         self.wake();
         let mut rx = self.head.clone();
         let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+    }
+}
+
+/// The relay loop; `Ok` once nobody is left to serve (the service has shut down).
+async fn relay<S: EventLogStore>(
+    store: S,
+    tx: Arc<watch::Sender<i64>>,
+    notified: Arc<Notify>,
+    poll: Duration,
+) -> Result<(), std::convert::Infallible> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.assign_offsets().await {
+            Ok(h) => {
+                backoff = Duration::from_millis(100);
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != h;
+                    *cur = h;
+                    changed
+                });
+            }
+            Err(e) => {
+                if tx.is_closed() {
+                    return Ok(());
+                }
+                tracing::warn!(error = %e, "outbox relay failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        if tx.is_closed() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = notified.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
     }
 }
 

@@ -22,10 +22,10 @@ use referral_common::{
     consumer::{self, ConsumerConfig},
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
+    supervisor::{self, Supervisor},
 };
 use referral_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use tokio::net::TcpListener;
-use tonic_health::ServingStatus;
 
 pub use settings::FraudConfig;
 
@@ -116,6 +116,7 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
+    let tasks = Supervisor::new();
     if let Some(addr) = &config.invite_addr {
         let channel =
             server::channel(addr, &tls).map_err(|e| ConfigError::new("INVITE_ADDR", e.to_string()))?;
@@ -128,13 +129,23 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
             max_backoff: Duration::from_secs(10),
         };
         let sink = InviteEvents::new(store.clone(), scoring);
-        tokio::spawn(consumer::run(consumer_config, sink, shutdown.receiver()));
+        consumer::supervise(
+            &tasks,
+            "fraud-svc.consumer.invite",
+            consumer_config,
+            sink,
+            shutdown.receiver(),
+        );
         tracing::info!(invite = %addr, "consuming invite-svc's event log");
     }
 
-    health
-        .set_service_status(server::READINESS, ServingStatus::Serving)
-        .await;
+    supervisor::watch_readiness(
+        health,
+        vec![tasks, store.outbox().supervisor().clone()],
+        config.supervision.task_down_threshold,
+        shutdown.clone(),
+    )
+    .await;
     tracing::info!(addr = %listener.local_addr()?, "fraud-svc serving");
     tonic::transport::Server::builder()
         .layer(referral_common::metrics::GrpcMetricsLayer)

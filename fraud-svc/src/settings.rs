@@ -189,6 +189,8 @@ pub struct FraudConfig {
     /// Loopback, private and link-local IPs (our own network) link nobody into a ring.
     #[arg(long, env = "FRAUD_RING_IGNORE_PRIVATE_IPS", default_value_t = true, action = clap::ArgAction::Set, help_heading = "Rules")]
     pub ring_ignore_private_ips: bool,
+    #[command(flatten)]
+    pub supervision: referral_common::supervisor::SupervisionConfig,
 }
 
 impl FraudConfig {

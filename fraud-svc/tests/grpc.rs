@@ -398,7 +398,7 @@ async fn invite_log(events: &[Event]) -> (String, ShutdownTrigger) {
         let mut conn = pool.acquire().await.unwrap();
         outbox::insert_sqlite(&mut conn, e).await.unwrap();
     }
-    let relay = Outbox::start(pool.clone(), Duration::from_millis(50));
+    let relay = Outbox::start("test.outbox-relay", pool.clone(), Duration::from_millis(50));
     relay.flush().await;
     let log = EventLogService::new(
         pool,

@@ -5,17 +5,18 @@
 //! click lost), and only a click that finds no room for `ENQUEUE_WAIT` (invite-svc away long
 //! enough to fill the whole queue) is dropped and counted.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use referral_proto::invite::v1::{
     RecordClickRequest, RecordClicksRequest, invite_service_client::InviteServiceClient,
 };
 use tokio::{
     sync::{mpsc, watch},
-    task::JoinHandle,
     time::{Instant, sleep, sleep_until},
 };
 use tonic::Code;
+
+use referral_common::supervisor::Supervisor;
 
 use crate::clients::Authed;
 
@@ -68,12 +69,13 @@ impl ClickQueue {
 
 /// The running batcher.
 pub struct ClickBatcher {
-    task: JoinHandle<()>,
+    /// Turns true once the batcher has sent what was queued and stopped.
+    done: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
 }
 
 /// Where batches go; a trait so tests can count them without a server.
-pub trait ClickSink: Send + 'static {
+pub trait ClickSink: Clone + Send + 'static {
     fn record(
         &mut self,
         clicks: Vec<RecordClickRequest>,
@@ -104,14 +106,31 @@ impl ClickBatcher {
     pub fn start_with<S: ClickSink>(sink: S, capacity: usize, wait: Duration) -> (ClickQueue, ClickBatcher) {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(sink, rx, stop_rx));
-        (ClickQueue { tx, wait }, ClickBatcher { task, stop: stop_tx })
+        let (done_tx, done) = watch::channel(false);
+        // Shared by the batcher's attempts: a restart after a panic keeps the queue (only
+        // the batch in hand at the panic is lost).
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let done_tx = Arc::new(done_tx);
+        Supervisor::new().spawn("gateway.click-batcher", move || {
+            let (sink, rx, stop, done_tx) = (sink.clone(), rx.clone(), stop_rx.clone(), done_tx.clone());
+            async move {
+                let mut rx = rx.lock().await;
+                run(sink, &mut rx, stop).await;
+                let _ = done_tx.send(true);
+                Ok::<(), std::convert::Infallible>(())
+            }
+        });
+        (ClickQueue { tx, wait }, ClickBatcher { done, stop: stop_tx })
     }
 
     /// Sends what is queued (a few tries per batch) and stops; gives up after `deadline`.
     pub async fn drain(self, deadline: Duration) {
         let _ = self.stop.send(true);
-        if tokio::time::timeout(deadline, self.task).await.is_err() {
+        let mut done = self.done;
+        if tokio::time::timeout(deadline, done.wait_for(|d| *d))
+            .await
+            .is_err()
+        {
             tracing::warn!("click batcher did not drain in time; queued clicks lost");
         }
     }
@@ -119,7 +138,7 @@ impl ClickBatcher {
 
 async fn run<S: ClickSink>(
     mut sink: S,
-    mut rx: mpsc::Receiver<RecordClickRequest>,
+    rx: &mut mpsc::Receiver<RecordClickRequest>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {

@@ -24,10 +24,10 @@ use referral_common::{
     idempotency::Idempotency,
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
+    supervisor::{self, Supervisor, until_shutdown},
 };
 use referral_proto::incentive::v1::incentive_service_server::IncentiveServiceServer;
 use tokio::net::TcpListener;
-use tonic_health::ServingStatus;
 
 pub use settings::IncentiveConfig;
 
@@ -123,6 +123,7 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "incentive-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
+    let tasks = Supervisor::new();
     let sources = [
         (consumers::INVITE_SOURCE, "INVITE_ADDR", &config.invite_addr),
         (consumers::FRAUD_SOURCE, "FRAUD_ADDR", &config.fraud_addr),
@@ -137,18 +138,27 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
         };
-        tokio::spawn(consumer::run(
+        consumer::supervise(
+            &tasks,
+            format!("incentive-svc.consumer.{source}"),
             consumer_config,
             LedgerSink::new(store.clone()),
             shutdown.receiver(),
-        ));
+        );
         tracing::info!(source, %addr, "consuming event log");
     }
-    tokio::spawn(scheduler(store.clone(), tick, shutdown.clone()));
+    let (sched_store, stop) = (store.clone(), shutdown.clone());
+    tasks.spawn("incentive-svc.scheduler", move || {
+        until_shutdown(scheduler(sched_store.clone(), tick, stop.clone()))
+    });
 
-    health
-        .set_service_status(server::READINESS, ServingStatus::Serving)
-        .await;
+    supervisor::watch_readiness(
+        health,
+        vec![tasks, store.outbox().supervisor().clone()],
+        config.supervision.task_down_threshold,
+        shutdown.clone(),
+    )
+    .await;
     tracing::info!(addr = %listener.local_addr()?, "incentive-svc serving");
     tonic::transport::Server::builder()
         .layer(referral_common::metrics::GrpcMetricsLayer)

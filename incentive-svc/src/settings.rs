@@ -48,6 +48,8 @@ pub struct IncentiveConfig {
     /// when GRPC_TLS_* is on.
     #[arg(long, env = "GRPC_HEALTH_LISTEN")]
     pub health_listen: Option<String>,
+    #[command(flatten)]
+    pub supervision: referral_common::supervisor::SupervisionConfig,
 }
 
 impl IncentiveConfig {

@@ -24,10 +24,10 @@ use referral_common::{
     idempotency::Idempotency,
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
+    supervisor::{self, Supervisor, until_shutdown},
 };
 use referral_proto::invite::v1::invite_service_server::InviteServiceServer;
 use tokio::net::TcpListener;
-use tonic_health::ServingStatus;
 
 pub use clock::Clock;
 pub use settings::InviteConfig;
@@ -165,6 +165,9 @@ pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSetting
     if config.send_max_attempts == 0 {
         return Err(ConfigError::new("SEND_MAX_ATTEMPTS", "must be at least 1"));
     }
+    if config.park_after == 0 {
+        return Err(ConfigError::new("PARK_AFTER", "must be at least 1"));
+    }
     if config.scheduler_tick.is_zero() {
         return Err(ConfigError::new("SCHEDULER_TICK", "must be above 0"));
     }
@@ -180,6 +183,8 @@ pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSetting
             max_attempts: config.send_max_attempts,
         },
         public_url: config.public_url.trim_end_matches('/').to_string(),
+        park_after: i64::from(config.park_after),
+        fault: config.send_fault.clone(),
     };
     // SMS: no provider ships with the service (one plugs in through `SmsSender`). Without
     // SMTP everything is kept in the dev mailbox; with SMTP (production) an SMS cannot go
@@ -312,12 +317,15 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     check_provider_event_retention(config.provider_event_retention)?;
-    tokio::spawn(sweeper(
-        store.clone(),
-        config.provider_event_retention,
-        shutdown.clone(),
-    ));
-    tokio::spawn(scheduler.run(shutdown.clone()));
+    let tasks = Supervisor::new();
+    let (sweep_store, retention, stop) = (store.clone(), config.provider_event_retention, shutdown.clone());
+    tasks.spawn("invite-svc.sweeper", move || {
+        until_shutdown(sweeper(sweep_store.clone(), retention, stop.clone()))
+    });
+    let stop = shutdown.clone();
+    tasks.spawn("invite-svc.scheduler", move || {
+        until_shutdown(scheduler.clone().run(stop.clone()))
+    });
     if let Some(addr) = &config.fraud_addr {
         // Decisions made after the fact (fraud-svc was away, or a reviewer resolved a case).
         let consumer = ConsumerConfig {
@@ -329,15 +337,21 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
         };
-        tokio::spawn(referral_common::consumer::run(
+        referral_common::consumer::supervise(
+            &tasks,
+            "invite-svc.consumer.fraud",
             consumer,
             consumers::FraudSink::new(store.clone()),
             shutdown.receiver(),
-        ));
+        );
     }
-    health
-        .set_service_status(server::READINESS, ServingStatus::Serving)
-        .await;
+    supervisor::watch_readiness(
+        health,
+        vec![tasks, store.outbox().supervisor().clone()],
+        config.supervision.task_down_threshold,
+        shutdown.clone(),
+    )
+    .await;
     tracing::info!(addr = %listener.local_addr()?, "invite-svc serving");
     tonic::transport::Server::builder()
         .layer(referral_common::metrics::GrpcMetricsLayer)

@@ -30,7 +30,38 @@ use crate::{
     sender::{OutgoingEmail, OutgoingSms, Receipt, Senders},
     store::{InvitationRow, Store, StoreResult},
 };
-use referral_common::server::Shutdown;
+use futures::FutureExt;
+use referral_common::{server::Shutdown, supervisor::panic_message};
+use std::panic::AssertUnwindSafe;
+
+/// A test-only fault: called with each claimed invitation's id before it is sent, so a
+/// test can make the sending loop panic and watch it recover. Empty in production.
+#[derive(Clone, Default)]
+pub struct SendFault(Option<FaultFn>);
+
+type FaultFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl SendFault {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    fn before_send(&self, invitation_id: &str) {
+        if let Some(f) = &self.0 {
+            f(invitation_id);
+        }
+    }
+}
+
+impl std::fmt::Debug for SendFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SendFault(set)"
+        } else {
+            "SendFault(none)"
+        })
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SchedulerSettings {
@@ -41,8 +72,12 @@ pub struct SchedulerSettings {
     pub retry: RetryPolicy,
     /// Base of the referral links in messages.
     pub public_url: String,
+    /// Panicking sends of one invitation before it is parked.
+    pub park_after: i64,
+    pub fault: SendFault,
 }
 
+#[derive(Clone)]
 pub struct Scheduler<S> {
     store: S,
     senders: Senders,
@@ -95,7 +130,35 @@ impl<S: Store> Scheduler<S> {
             return Ok(false);
         };
         let (row, attempt) = (claimed.row, claimed.send_attempts);
-        match self.deliver(&row, now).await {
+        // A panic while sending is a failure of THIS row: counted against it, and the row
+        // parked once it has panicked `park_after` times, so one bad row never stops the
+        // loop nor blocks the rows behind it.
+        let attempt_send = AssertUnwindSafe(async {
+            self.settings.fault.before_send(&row.id);
+            self.deliver(&row, now).await
+        })
+        .catch_unwind()
+        .await;
+        let sent = match attempt_send {
+            Ok(sent) => sent,
+            Err(panic) => {
+                let reason = format!("send panicked: {}", panic_message(&*panic));
+                let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+                let retry_at = now + delivery::backoff(&self.settings.retry, attempts);
+                let parked = self
+                    .store
+                    .record_send_panic(&row.id, attempt, &reason, self.settings.park_after, retry_at, now)
+                    .await?;
+                if parked {
+                    metrics::counter!("parked_total", "kind" => "invitation_send").increment(1);
+                    tracing::error!(invitation_id = %row.id, attempt, %reason, "invitation parked");
+                } else {
+                    tracing::error!(invitation_id = %row.id, attempt, %reason, %retry_at, "invitation send panicked; retrying");
+                }
+                return Ok(true);
+            }
+        };
+        match sent {
             Ok(receipt) => {
                 self.store
                     .record_sent(&row.id, attempt, &receipt.provider_message_id, now)

@@ -90,6 +90,10 @@ pub struct InviteConfig {
     /// Attempts before a message is given up as BOUNCED.
     #[arg(long, env = "SEND_MAX_ATTEMPTS", default_value_t = 8)]
     pub send_max_attempts: u32,
+    /// Sends of one invitation that may panic before it is parked (not tried again until
+    /// an admin retries it).
+    #[arg(long, env = "PARK_AFTER", default_value_t = 5)]
+    pub park_after: u32,
     /// The From of every invitation e-mail.
     #[arg(
         long,
@@ -154,4 +158,9 @@ pub struct InviteConfig {
     /// invite-svc's clock (the system clock; tests move it).
     #[arg(skip)]
     pub clock: Clock,
+    /// Tests only: a fault the scheduler runs before each send.
+    #[arg(skip)]
+    pub send_fault: crate::scheduler::SendFault,
+    #[command(flatten)]
+    pub supervision: referral_common::supervisor::SupervisionConfig,
 }

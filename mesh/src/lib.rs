@@ -91,6 +91,8 @@ pub struct MeshOptions {
     /// fixed addresses, run by another `referral-mesh serve --parts ...` on the same data dir:
     /// that is how one service is stopped and started again while the rest keep running.
     pub parts: Vec<Part>,
+    /// Tests only: a fault invite-svc's scheduler runs before each send.
+    pub invite_send_fault: invite_svc::scheduler::SendFault,
 }
 
 impl MeshOptions {
@@ -278,6 +280,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     }
     let invite_clock = invite_svc::Clock::system();
     invite_cfg.clock = invite_clock.clone();
+    invite_cfg.send_fault = opts.invite_send_fault.clone();
     let by_smtp = invite_cfg
         .smtp_host
         .as_deref()

@@ -121,6 +121,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
             s.webhook_allowed_networks.clone(),
         ],
         parts: s.parts.clone(),
+        invite_send_fault: Default::default(),
     })
     .await?;
     if s.parts.len() < Part::ALL.len() {

@@ -104,6 +104,7 @@ pub fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_red
         invite_args: patient_fraud_checks(idle_scheduler(invite_args)),
         analytics_args: vec![],
         parts: Part::ALL.to_vec(),
+        invite_send_fault: Default::default(),
     }
 }
 

@@ -28,6 +28,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// The most of a failed response's body kept in the delivery log.
 const ERROR_BODY_CHARS: usize = 200;
 
+#[derive(Clone)]
 pub struct Dispatcher<S> {
     store: S,
     client: reqwest::Client,

@@ -2,6 +2,7 @@
 //! log) and the dispatcher on the service's own database, and answer the four RPCs. The
 //! backend is chosen at start-up, so the API type is an enum over the two stores.
 
+use referral_common::supervisor::{Supervisor, until_shutdown};
 use std::sync::Arc;
 
 use referral_common::{
@@ -32,6 +33,7 @@ pub trait WebhookBackend {
         settings: &WebhookSettings,
         sources: Vec<ConsumerConfig>,
         shutdown: watch::Receiver<bool>,
+        tasks: &Supervisor,
     ) -> anyhow::Result<Webhooks>;
 }
 
@@ -41,8 +43,9 @@ impl WebhookBackend for crate::store::PgStore {
         settings: &WebhookSettings,
         sources: Vec<ConsumerConfig>,
         shutdown: watch::Receiver<bool>,
+        tasks: &Supervisor,
     ) -> anyhow::Result<Webhooks> {
-        Webhooks::start_postgres(self.pool().clone(), settings, sources, shutdown)
+        Webhooks::start_postgres(self.pool().clone(), settings, sources, shutdown, tasks)
     }
 }
 
@@ -52,8 +55,9 @@ impl WebhookBackend for crate::store::SqliteStore {
         settings: &WebhookSettings,
         sources: Vec<ConsumerConfig>,
         shutdown: watch::Receiver<bool>,
+        tasks: &Supervisor,
     ) -> anyhow::Result<Webhooks> {
-        Webhooks::start_sqlite(self.pool().clone(), settings, sources, shutdown)
+        Webhooks::start_sqlite(self.pool().clone(), settings, sources, shutdown, tasks)
     }
 }
 
@@ -69,12 +73,14 @@ impl Webhooks {
         settings: &WebhookSettings,
         sources: Vec<ConsumerConfig>,
         shutdown: watch::Receiver<bool>,
+        tasks: &Supervisor,
     ) -> anyhow::Result<Self> {
         Ok(Self::Postgres(start(
             PgWebhooks::new(pool),
             settings,
             sources,
             shutdown,
+            tasks,
         )?))
     }
 
@@ -84,12 +90,14 @@ impl Webhooks {
         settings: &WebhookSettings,
         sources: Vec<ConsumerConfig>,
         shutdown: watch::Receiver<bool>,
+        tasks: &Supervisor,
     ) -> anyhow::Result<Self> {
         Ok(Self::Sqlite(start(
             SqliteWebhooks::new(pool),
             settings,
             sources,
             shutdown,
+            tasks,
         )?))
     }
 
@@ -142,6 +150,7 @@ pub fn start<W: WebhookStore>(
     settings: &WebhookSettings,
     sources: Vec<ConsumerConfig>,
     shutdown: watch::Receiver<bool>,
+    tasks: &Supervisor,
 ) -> anyhow::Result<WebhookApi<W>> {
     let targets = settings.target_policy()?;
     let retry = settings.retry_policy()?;
@@ -149,7 +158,8 @@ pub fn start<W: WebhookStore>(
     for source in sources {
         tracing::info!(source = %source.source, "webhooks: consuming the event log");
         let sink = WebhookEvents::new(store.clone(), wake.clone());
-        tokio::spawn(consumer::run(source, sink, shutdown.clone()));
+        let name = format!("analytics-svc.webhooks.consumer.{}", source.source);
+        consumer::supervise(tasks, name, source, sink, shutdown.clone());
     }
     let dispatcher = Dispatcher::new(
         store.clone(),
@@ -158,6 +168,8 @@ pub fn start<W: WebhookStore>(
         settings.webhook_timeout,
         wake,
     )?;
-    tokio::spawn(dispatcher.run(shutdown));
+    tasks.spawn("analytics-svc.webhooks.dispatcher", move || {
+        until_shutdown(dispatcher.clone().run(shutdown.clone()))
+    });
     Ok(WebhookApi::new(store, targets))
 }

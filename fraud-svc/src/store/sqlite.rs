@@ -14,6 +14,7 @@ use std::{
 };
 
 use referral_common::outbox::{self, EventLogStore, Outbox};
+use referral_common::supervisor::until_shutdown;
 use referral_proto::events::v1::Event;
 use sqlx::{
     Sqlite, SqlitePool, Transaction,
@@ -96,11 +97,18 @@ impl SqliteStore {
             pool: pool.clone(),
             writer: Arc::downgrade(&writer),
         };
-        let outbox = Outbox::start(relay_log, Duration::from_millis(200));
+        let outbox = Outbox::start("fraud-svc.outbox-relay", relay_log, Duration::from_millis(200));
         let (stop, stopped) = watch::channel(());
         let relay = Arc::new(Notify::new());
-        tokio::spawn(checkpoints(pool.clone(), stopped.clone()));
-        tokio::spawn(debounced_relay(outbox.clone(), relay.clone(), stopped));
+        let tasks = outbox.supervisor().clone();
+        let (p, s) = (pool.clone(), stopped.clone());
+        tasks.spawn("fraud-svc.wal-checkpoints", move || {
+            until_shutdown(checkpoints(p.clone(), s.clone()))
+        });
+        let (o, r) = (outbox.clone(), relay.clone());
+        tasks.spawn("fraud-svc.relay-debounce", move || {
+            until_shutdown(debounced_relay(o.clone(), r.clone(), stopped.clone()))
+        });
         Ok(Self {
             pool,
             writer,

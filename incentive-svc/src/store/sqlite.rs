@@ -29,7 +29,11 @@ impl SqliteStore {
     }
 
     pub fn from_pool(pool: SqlitePool) -> Self {
-        let outbox = Outbox::start(pool.clone(), Duration::from_millis(200));
+        let outbox = Outbox::start(
+            "incentive-svc.outbox-relay",
+            pool.clone(),
+            Duration::from_millis(200),
+        );
         Self { pool, outbox }
     }
 

@@ -2123,6 +2123,8 @@ fn test_scheduler<S: Store>(
         lease: Duration::seconds(60),
         retry: Default::default(),
         public_url: "http://127.0.0.1:8080".into(),
+        park_after: 5,
+        fault: Default::default(),
     };
     let senders = crate::sender::Senders {
         email: sender.clone(),

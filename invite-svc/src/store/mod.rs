@@ -375,6 +375,19 @@ pub trait Store: Clone + Send + Sync + 'static {
         retry_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Attempt `attempt` panicked (a bug, or data the sender cannot handle): counted
+    /// against the row, which is retried at `retry_at` until it has panicked `park_after`
+    /// times, then parked with `reason` and never leased again until an admin retries it.
+    /// Returns true when the row was parked. Does nothing if a later attempt holds the lease.
+    fn record_send_panic(
+        &self,
+        id: &str,
+        attempt: i64,
+        reason: &str,
+        park_after: i64,
+        retry_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Applies verified provider events in one transaction; each (provider, event id) once.
     fn apply_provider_events(
         &self,

@@ -339,6 +339,7 @@ macro_rules! sql_store {
                                  AND scheduled_for <= $1
                                  AND (send_retry_at IS NULL OR send_retry_at <= $1)
                                  AND (send_lease_until IS NULL OR send_lease_until <= $1)
+                                 AND parked_at IS NULL
                                  ORDER BY scheduled_for, id LIMIT 1{})
                      RETURNING {INVITATION_COLS}, send_attempts",
                     $skip_locked
@@ -400,6 +401,47 @@ macro_rules! sql_store {
                 tx.commit().await?;
                 self.outbox.wake();
                 Ok(())
+            }
+
+            async fn record_send_panic(
+                &self,
+                id: &str,
+                attempt: i64,
+                reason: &str,
+                park_after: i64,
+                retry_at: DateTime<Utc>,
+                at: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let current: Option<(i64, i64)> = sqlx::query_as(concat!(
+                    "SELECT send_attempts, send_panics FROM invitations WHERE id = $1",
+                    $for_update
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((attempts, panics)) = current else { return Ok(false) };
+                if attempts != attempt {
+                    return Ok(false);
+                }
+                let reason: String = reason.chars().take(500).collect();
+                let park = panics + 1 >= park_after;
+                sqlx::query(
+                    "UPDATE invitations SET send_lease_until = NULL, send_panics = send_panics + 1,
+                     send_retry_at = $2, send_error = $3,
+                     parked_at = CASE WHEN $4 THEN $5 ELSE parked_at END,
+                     parked_reason = CASE WHEN $4 THEN $3 ELSE parked_reason END
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(retry_at)
+                .bind(&reason)
+                .bind(park)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(park)
             }
 
             async fn apply_provider_events(

@@ -27,7 +27,11 @@ impl SqliteStore {
     }
 
     pub fn from_pool(pool: SqlitePool) -> Self {
-        let outbox = Outbox::start(pool.clone(), std::time::Duration::from_millis(200));
+        let outbox = Outbox::start(
+            "invite-svc.outbox-relay",
+            pool.clone(),
+            std::time::Duration::from_millis(200),
+        );
         Self {
             pool,
             outbox,

@@ -1273,6 +1273,7 @@ async fn mesh_suite(run: MeshRun<'_>) -> anyhow::Result<MeshResults> {
         invite_args: vec![],
         analytics_args: vec![],
         parts: referral_mesh::Part::ALL.to_vec(),
+        invite_send_fault: Default::default(),
     };
     let mesh = referral_mesh::start(options).await?;
     let mut results = MeshResults {
