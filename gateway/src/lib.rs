@@ -17,6 +17,7 @@ pub mod client_ip;
 pub mod clients;
 pub mod code_cache;
 pub mod config;
+pub mod conn_limit;
 pub mod context;
 pub mod descriptor;
 pub mod errors;
@@ -28,6 +29,7 @@ pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
 pub mod routes;
+pub mod serve;
 pub mod sse;
 pub mod state;
 
@@ -42,9 +44,13 @@ pub use crate::{
     routes::router,
     state::AppState,
 };
+use crate::{conn_limit::ConnectionLimits, serve::ConnectionSettings};
 
 /// In-flight requests get this long after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2 pings an idle peer this often and drops it when a ping goes unanswered as long:
+/// a vanished client does not hold its connection (and its place under the caps) for ever.
+const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// A built gateway: bound, configured, not yet serving.
 pub struct Gateway {
@@ -80,26 +86,21 @@ impl Gateway {
     /// Serves until `shutdown`, then stops accepting, ends event streams, lets in-flight
     /// requests finish (up to a deadline) and sends the clicks still queued.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state.clone());
         tracing::info!(addr = %self.addr, "gateway listening");
-        let closing = self.state.clone();
-        let signal = shutdown.clone();
-        // TCP_NODELAY: small JSON answers must not wait on Nagle's algorithm.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            signal.wait().await;
-            closing.close();
-        });
-        let deadline = async move {
-            shutdown.wait().await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        let settings = &self.state.settings;
+        let limits = ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+        let conn = ConnectionSettings {
+            header_read_timeout: settings.header_read_timeout,
+            http2_keep_alive: HTTP2_KEEP_ALIVE,
         };
-        tokio::select! {
-            result = server => result?,
-            () = deadline => tracing::warn!("requests still running after the drain timeout; stopping anyway"),
-        }
+        let closing = self.state.clone();
+        let stop = async move {
+            shutdown.wait().await;
+            // Ends the event streams, which would otherwise hold their connections open.
+            closing.close();
+        };
+        serve::serve(self.listener, app, limits, conn, stop, DRAIN_TIMEOUT).await;
         self.clicks.drain(Duration::from_secs(10)).await;
         tracing::info!("gateway stopped");
         Ok(())
