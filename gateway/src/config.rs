@@ -19,6 +19,8 @@ pub const DEFAULT_API_RATE_LIMIT: u32 = 600;
 pub const DEFAULT_REDIRECT_RATE_LIMIT: u32 = 300;
 pub const DEFAULT_SERVICE_RATE_LIMIT: u32 = 60_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// The redirect and the invitation API live on invite-svc: without it the gateway is of no
 /// use, while any other service being down only degrades its own routes.
 pub const DEFAULT_READY_REQUIRES: &str = "invite-svc";
@@ -97,6 +99,16 @@ pub struct GatewayConfig {
     /// The gateway's TLS to the services (GRPC_TLS_*; see `referral_common::tls`).
     #[command(flatten)]
     pub grpc_tls: GrpcTlsArgs,
+    /// Open connections this process accepts; more are closed at once. Lowered to what the
+    /// open-files limit leaves room for.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Open connections per client IP (the socket's address, not X-Forwarded-For).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+    /// A client must send a request's headers within this (also the idle keep-alive timeout).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -123,6 +135,9 @@ impl Default for GatewayConfig {
             tls_cert: None,
             tls_key: None,
             grpc_tls: GrpcTlsArgs::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -155,6 +170,10 @@ pub struct Settings {
     pub https: Option<TlsFiles>,
     /// TLS to the services.
     pub grpc_tls: GrpcTlsArgs,
+    /// After lowering to the open-files limit.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub header_read_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -213,6 +232,15 @@ impl GatewayConfig {
         if self.upstream_timeout.is_zero() {
             return Err(ConfigError::new("UPSTREAM_TIMEOUT", "must be more than 0s"));
         }
+        if self.max_connections == 0 {
+            return Err(ConfigError::new("MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(ConfigError::new("MAX_CONNECTIONS_PER_IP", "must be at least 1"));
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err(ConfigError::new("HEADER_READ_TIMEOUT", "must be more than 0s"));
+        }
         Ok(Settings {
             listen,
             invite_addr: self.invite_addr.clone(),
@@ -234,8 +262,33 @@ impl GatewayConfig {
             ready_requires,
             https,
             grpc_tls: self.grpc_tls.clone(),
+            max_connections: fit_to_fd_limit(self.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip,
+            header_read_timeout: self.header_read_timeout,
         })
     }
+}
+
+/// Descriptors kept back from the connection cap for the process's own use (service
+/// channels, Redis, database files, logs).
+const FD_RESERVE: u64 = 512;
+
+/// `MAX_CONNECTIONS`, lowered to what the open-files limit leaves after [`FD_RESERVE`]
+/// (raising the soft limit to the hard one first): past that, accept would fail with EMFILE
+/// and `/healthz` would stop answering, which is what the cap is there to prevent.
+fn fit_to_fd_limit(max_connections: usize) -> usize {
+    let Some(nofile) = crate::serve::raise_fd_limit() else {
+        return max_connections; // unlimited
+    };
+    let room = usize::try_from(nofile.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+    if room < max_connections {
+        tracing::warn!(
+            max_connections,
+            nofile,
+            "MAX_CONNECTIONS lowered to {room}: the open-files limit leaves no room for more"
+        );
+    }
+    max_connections.min(room)
 }
 
 /// `READY_REQUIRES`: service names (with or without `-svc`), `all`, or empty.

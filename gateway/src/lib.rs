@@ -17,6 +17,7 @@ pub mod client_ip;
 pub mod clients;
 pub mod code_cache;
 pub mod config;
+pub mod conn_limit;
 pub mod context;
 pub mod descriptor;
 pub mod errors;
@@ -28,17 +29,17 @@ pub mod ratelimit;
 pub mod redirect;
 pub mod request_id;
 pub mod routes;
+pub mod serve;
 pub mod sse;
 pub mod state;
 
 use std::{net::SocketAddr, time::Duration};
 
-use std::{future::IntoFuture, sync::Arc};
+use std::sync::Arc;
 
-use futures::FutureExt;
 use referral_common::{
     server::Shutdown,
-    tls::{LiveTls, RELOAD_EVERY, TlsListener},
+    tls::{LiveTls, RELOAD_EVERY},
 };
 use tokio::net::TcpListener;
 
@@ -48,9 +49,13 @@ pub use crate::{
     routes::router,
     state::AppState,
 };
+use crate::{conn_limit::ConnectionLimits, serve::ConnectionSettings};
 
 /// In-flight requests get this long after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2 pings an idle peer this often and drops it when a ping goes unanswered as long:
+/// a vanished client does not hold its connection (and its place under the caps) for ever.
+const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// A built gateway: bound, configured, not yet serving.
 pub struct Gateway {
@@ -93,44 +98,22 @@ impl Gateway {
     /// Serves until `shutdown`, then stops accepting, ends event streams, lets in-flight
     /// requests finish (up to a deadline) and sends the clicks still queued.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state.clone());
         let scheme = if self.https.is_some() { "https" } else { "http" };
         tracing::info!(addr = %self.addr, scheme, "gateway listening");
+        let settings = &self.state.settings;
+        let limits = ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+        let conn = ConnectionSettings {
+            header_read_timeout: settings.header_read_timeout,
+            http2_keep_alive: HTTP2_KEEP_ALIVE,
+        };
         let closing = self.state.clone();
-        let signal = shutdown.clone();
-        let stopped = async move {
-            signal.wait().await;
+        let stop = async move {
+            shutdown.wait().await;
+            // Ends the event streams, which would otherwise hold their connections open.
             closing.close();
         };
-        let server = match self.https {
-            // TCP_NODELAY is set by the TLS acceptor.
-            Some(live) => {
-                let listener = TlsListener::new(self.listener, live)?;
-                let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .into_future()
-                    .boxed()
-            }
-            None => {
-                // TCP_NODELAY: small JSON answers must not wait on Nagle's algorithm.
-                let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .into_future()
-                    .boxed()
-            }
-        };
-        let deadline = async move {
-            shutdown.wait().await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        };
-        tokio::select! {
-            result = server => result?,
-            () = deadline => tracing::warn!("requests still running after the drain timeout; stopping anyway"),
-        }
+        serve::serve(self.listener, self.https, app, limits, conn, stop, DRAIN_TIMEOUT).await;
         self.clicks.drain(Duration::from_secs(10)).await;
         tracing::info!("gateway stopped");
         Ok(())

@@ -216,6 +216,10 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     }
     if route.auth == Auth::Bearer {
         responses.insert("401".into(), json!({"$ref": "#/components/responses/Error"}));
+        responses.insert("403".into(), json!({"$ref": "#/components/responses/Error"}));
+    }
+    if !route.path_params().is_empty() && !responses.contains_key("404") {
+        responses.insert("404".into(), json!({"$ref": "#/components/responses/Error"}));
     }
     responses.insert(
         "429".into(),
@@ -239,7 +243,20 @@ fn json_content(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }
 
+/// A proto3 JSON duration as the server writes it (`"2s"`, `"0.500s"`): not RFC 3339's
+/// `format: duration` (`PT2S`), so a pattern says it.
+const DURATION_PATTERN: &str = r"^-?[0-9]{1,12}(\.[0-9]{1,9})?s$";
+
 fn reference(name: &str, wanted: &mut BTreeSet<String>) -> Value {
+    match name {
+        "google.protobuf.Duration" => {
+            return json!({"type": "string", "pattern": DURATION_PATTERN,
+                          "description": "Seconds with an `s` suffix, e.g. `2s`, `0.5s`, `1209600s`"});
+        }
+        "google.protobuf.Int64Value" => return int64_schema(false),
+        "google.protobuf.UInt64Value" => return int64_schema(true),
+        _ => {}
+    }
     if let Some((ty, format)) = well_known_scalar(name) {
         return scalar(ty, format);
     }
@@ -261,17 +278,29 @@ fn kind_schema(kind: &Kind, wanted: &mut BTreeSet<String>) -> Value {
         Kind::Bool => json!({"type": "boolean"}),
         Kind::Int32 => json!({"type": "integer", "format": "int32"}),
         Kind::Uint32 => json!({"type": "integer", "format": "uint32", "minimum": 0}),
-        Kind::Int64 => {
-            json!({"type": "string", "format": "int64", "description": "64-bit integer as a decimal string (a number is accepted on input)"})
-        }
-        Kind::Uint64 => {
-            json!({"type": "string", "format": "uint64", "description": "64-bit integer as a decimal string (a number is accepted on input)"})
-        }
+        Kind::Int64 => int64_schema(false),
+        Kind::Uint64 => int64_schema(true),
         Kind::Float => json!({"type": "number", "format": "float"}),
         Kind::Double => json!({"type": "number", "format": "double"}),
         Kind::Enum(name) | Kind::Message(name) => reference(name, wanted),
         Kind::Map(_, value) => json!({"type": "object", "additionalProperties": kind_schema(value, wanted)}),
     }
+}
+
+/// proto3 JSON int64: written as a decimal string, read as a string or a number.
+fn int64_schema(unsigned: bool) -> Value {
+    let (pattern, min, max) = if unsigned {
+        (r"^[0-9]{1,20}$", json!(0), json!(u64::MAX))
+    } else {
+        (r"^-?[0-9]{1,19}$", json!(i64::MIN), json!(i64::MAX))
+    };
+    json!({
+        "type": ["string", "integer"],
+        "pattern": pattern,
+        "minimum": min,
+        "maximum": max,
+        "description": "64-bit integer, written as a decimal string (a number is accepted on input)",
+    })
 }
 
 fn message_schema(name: &str, queue: &mut Vec<String>) -> Value {
@@ -289,7 +318,8 @@ fn message_schema(name: &str, queue: &mut Vec<String>) -> Value {
         properties.insert(f.json_name, schema);
     }
     queue.extend(wanted);
-    let mut schema = json!({"type": "object", "properties": properties});
+    // The JSON decoder refuses unknown fields (json.rs), and answers carry only known ones.
+    let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
     if let Some(c) = d.comment(name) {
         schema["description"] = json!(c);
     }
@@ -297,7 +327,14 @@ fn message_schema(name: &str, queue: &mut Vec<String>) -> Value {
 }
 
 fn enum_schema(name: &str) -> Value {
-    let mut schema = json!({"type": "string", "enum": descriptor::get().enum_values(name)});
+    // `*_UNSPECIFIED` is the unset value: refused where a value is needed, and never written
+    // (proto3 JSON omits a field at its default).
+    let values: Vec<String> = descriptor::get()
+        .enum_values(name)
+        .into_iter()
+        .filter(|v| !v.ends_with("_UNSPECIFIED"))
+        .collect();
+    let mut schema = json!({"type": "string", "enum": values});
     if let Some(c) = descriptor::get().comment(name) {
         schema["description"] = json!(c);
     }

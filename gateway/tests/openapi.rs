@@ -129,21 +129,38 @@ async fn schemas_follow_the_proto3_json_mapping() {
             .iter()
             .any(|v| v == "PENDING_REVIEW")
     );
-    assert_eq!(
-        schemas["referral.common.v1.Money"]["properties"]["amountMinor"]["type"],
-        "string"
-    );
+    // int64: a decimal string on output, a string or a number on input.
+    let amount = &schemas["referral.common.v1.Money"]["properties"]["amountMinor"];
+    assert_eq!(amount["type"], serde_json::json!(["string", "integer"]));
+    assert_eq!(amount["pattern"], "^-?[0-9]{1,19}$");
+    // The unset enum value is neither accepted nor written.
+    for (name, schema) in schemas.as_object().unwrap() {
+        if let Some(values) = schema["enum"].as_array() {
+            assert!(
+                values
+                    .iter()
+                    .all(|v| !v.as_str().unwrap().ends_with("_UNSPECIFIED")),
+                "{name}: {values:?}"
+            );
+        }
+        // Unknown properties are refused by the decoder: the schema says so.
+        if name.starts_with("referral.") && schema["type"] == "object" {
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+        }
+    }
+    // Durations as the server writes them ("2s"), not RFC 3339's PT2S.
+    let text = doc.to_string();
+    assert!(!text.contains("\"format\":\"duration\""));
     assert_eq!(
         schemas["referral.common.v1.Risk"]["properties"]["signals"]["type"],
         "array"
     );
     assert_eq!(
         schemas["referral.common.v1.ErasureReport"]["properties"]["erased"]["additionalProperties"]["type"],
-        "string"
+        serde_json::json!(["string", "integer"])
     );
     assert_eq!(schemas["Error"]["required"][0], "code");
     // Every reference resolves.
-    let text = doc.to_string();
     for piece in text.split("\"$ref\":\"").skip(1) {
         let target = piece.split('"').next().unwrap();
         let (kind, name) = target

@@ -200,6 +200,21 @@ async fn bind(
     Ok((Some(listener), addr))
 }
 
+/// Every service's SQLite database (and an existing WAL and SHM file) 0600 before it is
+/// opened: SQLite gives the WAL and SHM files it creates the database file's mode.
+fn private_sqlite_files(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    for service in ["invite", "fraud", "incentive", "analytics"] {
+        secret::private_file(&data_dir.join(format!("{service}.db")))?;
+        for suffix in ["-wal", "-shm"] {
+            let path = data_dir.join(format!("{service}.db{suffix}"));
+            if path.exists() {
+                secret::private_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn database_url(opts: &MeshOptions, service: &str) -> (String, String) {
     match &opts.storage {
         Storage::Sqlite => (
@@ -221,7 +236,10 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
             "--parts needs --grpc-ports fixed: the parts run elsewhere are found at their fixed ports"
         );
     }
-    std::fs::create_dir_all(&opts.data_dir)?;
+    secret::private_dir(&opts.data_dir)?;
+    if matches!(opts.storage, Storage::Sqlite) {
+        private_sqlite_files(&opts.data_dir)?;
+    }
     let secret = opts.jwt_secret.expose().to_string();
     let (trigger, shutdown) = server::shutdown_pair();
     let base = opts.grpc_base_port;

@@ -1,6 +1,6 @@
 //! `referral-mesh`: run the whole mesh on one machine, mint tokens, load demo data.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use referral_common::{auth::JwtKeys, config::parse_duration};
@@ -104,7 +104,10 @@ fn token(t: TokenArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(s: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is created: files of the mesh are for its owner only.
+    secret::restrict_umask();
     referral_common::telemetry::init(s.log_format);
+    secret::private_dir(&s.data_dir)?;
     let jwt_secret = secret::load_or_create(&s.data_dir)?;
     let mut mesh = referral_mesh::start(MeshOptions {
         data_dir: s.data_dir.clone(),
@@ -140,9 +143,19 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
     }
     if s.parts.contains(&Part::Gateway) {
         let admin = mesh.token("admin", referral_common::auth::Role::Admin, None);
+        let token_file = secret::write_admin_token(&s.data_dir, &admin)?;
+        // The token goes to a terminal only: piped or redirected stdout ends up in logs.
+        let admin_line = if std::io::stdout().is_terminal() {
+            format!("admin token (1h, also in {}):\n  {admin}", token_file.display())
+        } else {
+            format!(
+                "admin token (1h): in {} (printed only to a terminal)",
+                token_file.display()
+            )
+        };
         let url = mesh.gateway_url();
         println!(
-            "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/  (paste the admin token below)\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  mailbox     {mailbox}\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  admin token (1h):\n  {admin}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
+            "\nreferral-mesh is running (SQLite in {dir}; Ctrl-C to stop)\n\n  gateway     {url}\n  dashboard   {url}/  (paste the admin token)\n  openapi     {url}/openapi.json\n  health      {url}/healthz  {url}/readyz  {url}/metrics\n  mailbox     {mailbox}\n  invite-svc     grpc {i}\n  fraud-svc      grpc {f}\n  incentive-svc  grpc {n}\n  analytics-svc  grpc {a}\n\n  {admin_line}\n\n  more tokens:  referral-mesh token --data-dir {dir} --sub alice --role member --kind SUPPLIER\n  demo data:    referral-mesh demo --gateway {url}\n",
             dir = s.data_dir.display(),
             i = mesh.invite,
             f = mesh.fraud,

@@ -321,8 +321,11 @@ pub fn router(state: AppState) -> Router {
                 },
             ));
         }
-        let method_router =
-            method_router.fallback(|| async { HttpError::method_not_allowed().into_response() });
+        let routes = Arc::new(routes);
+        let method_router = method_router.fallback(move |req: Request| {
+            let allow = allowed_methods(&routes, req.uri().path());
+            async move { method_not_allowed(&allow) }
+        });
         router = router.route(&path, method_router);
     }
     router
@@ -349,6 +352,36 @@ pub fn router(state: AppState) -> Router {
             HttpError::internal("internal error").into_response()
         }))
         .with_state(state)
+}
+
+/// The methods of the routes at `path` (those of its `:action` when it names one of them),
+/// with HEAD wherever GET is (axum answers HEAD with the GET route), for `Allow`.
+fn allowed_methods(routes: &[&'static Route], path: &str) -> String {
+    let action = path
+        .rsplit('/')
+        .next()
+        .and_then(|last| last.rsplit_once(':'))
+        .map(|(_, action)| action)
+        .filter(|action| routes.iter().any(|r| r.router_path().1 == Some(*action)));
+    let mut methods: Vec<&str> = Vec::new();
+    for r in routes.iter().filter(|r| r.router_path().1 == action) {
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(r.method.as_str());
+        }
+        if r.method == Method::GET && !methods.contains(&"HEAD") {
+            methods.push("HEAD");
+        }
+    }
+    methods.join(", ")
+}
+
+/// 405 with `Allow` (RFC 9110 section 15.5.6: the server MUST send it).
+fn method_not_allowed(allow: &str) -> Response {
+    let mut resp = HttpError::method_not_allowed().into_response();
+    if let Ok(value) = header::HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(header::ALLOW, value);
+    }
+    resp
 }
 
 async fn dispatch(state: AppState, candidates: &[&'static Route], req: Request) -> Response {
