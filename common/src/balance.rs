@@ -126,7 +126,7 @@ pub fn balanced_with(
     port: u16,
     resolver: Option<Arc<dyn Resolve>>,
     refresh: Duration,
-    configure: impl Fn(Endpoint) -> Endpoint + Send + 'static,
+    configure: impl Fn(Endpoint) -> Endpoint + Send + Sync + 'static,
     tls: Option<Arc<LiveTls>>,
 ) -> Result<Channel, BadAddress> {
     let bad = || BadAddress(format!("{host}:{port}"));
@@ -143,28 +143,49 @@ pub fn balanced_with(
     // Supervised: a panic restarts the refresh; the restarted one inserts every address
     // again (an insert of a known key replaces it), so the channel keeps its endpoints.
     crate::supervisor::Supervisor::new().spawn(format!("dns-refresh.{host}"), move || {
-        let (resolver, host, by_name, changes, configure) = (
+        let (resolver, host, by_name, changes, configure, tls) = (
             resolver.clone(),
             host.clone(),
             by_name.clone(),
             changes.clone(),
             configure.clone(),
+            tls.clone(),
         );
-        refresh_loop(resolver, host, port, refresh, by_name, changes, configure)
+        let dial = Dial {
+            by_name,
+            scheme,
+            tls,
+            configure,
+        };
+        refresh_loop(resolver, host, port, refresh, dial, changes)
     });
     Ok(channel)
 }
 
+/// How the refresh dials an endpoint: the name's endpoint, plaintext or TLS, and the caller's
+/// endpoint settings.
+struct Dial<F> {
+    by_name: Endpoint,
+    scheme: &'static str,
+    tls: Option<Arc<LiveTls>>,
+    configure: Arc<F>,
+}
+
 /// Re-resolves `host` every `refresh`; `Ok` once the channel is gone.
-async fn refresh_loop(
-    resolver: Arc<dyn Resolve>,
+async fn refresh_loop<F: Fn(Endpoint) -> Endpoint + Send + Sync + 'static>(
+    resolver: Option<Arc<dyn Resolve>>,
     host: String,
     port: u16,
     refresh: Duration,
-    by_name: Endpoint,
+    dial: Dial<F>,
     changes: tokio::sync::mpsc::Sender<Change<Key, Endpoint>>,
-    configure: Arc<impl Fn(Endpoint) -> Endpoint + Send + Sync + 'static>,
 ) -> Result<(), std::convert::Infallible> {
+    let Dial {
+        by_name,
+        scheme,
+        tls,
+        configure,
+    } = dial;
     {
         let mut current: HashSet<Key> = HashSet::new();
         let mut generation = tls.as_ref().map(|t| t.generation());
