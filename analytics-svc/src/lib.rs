@@ -20,7 +20,7 @@ pub mod webhooks;
 use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
+    auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
     config::{self, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
@@ -105,11 +105,11 @@ pub async fn serve_with<S: Store + WebhookBackend>(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let keys = JwtKeys::new(&config.jwt_secret);
+    let keys = ServiceKeys::new(&config.service_jwt_secret);
     let (health, health_server) = server::health().await;
     let (reflection_v1, reflection_v1alpha) =
         server::reflection(&["referral.analytics.v1.AnalyticsService"])?;
-    let interceptor = AuthInterceptor::new(keys.clone());
+    let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
     let sink = Rollups::new(store.clone(), &settings.currency);
     let live = LiveFeed::new(settings.live_feed_rate);
     for (source, name, addr) in sources(&config) {
@@ -190,7 +190,7 @@ async fn rebuild_with<S: Store>(
     settings: &Settings,
     store: S,
 ) -> anyhow::Result<RebuildReport> {
-    let keys = JwtKeys::new(&config.jwt_secret);
+    let keys = ServiceKeys::new(&config.service_jwt_secret);
     let sources = sources(config);
     anyhow::ensure!(
         !sources.is_empty(),
