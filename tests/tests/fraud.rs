@@ -398,6 +398,8 @@ async fn while_fraud_svc_is_away_nothing_is_lost_and_everything_moves_on_when_it
         &format!("sqlite:{}", dir.join("fraud.db").display()),
         "--jwt-secret",
         referral_tests::SECRET,
+        "--service-jwt-secret",
+        referral_tests::SERVICE_SECRET,
         "--invite-addr",
         &app.mesh.invite.to_string(),
     ]);
