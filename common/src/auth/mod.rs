@@ -323,7 +323,8 @@ mod tests {
     #[test]
     fn partial_principal_headers_are_refused() {
         let sub = || BinaryMetadataValue::from_bytes("josé".as_bytes());
-        let cases: Vec<Box<dyn Fn(&mut MetadataMap)>> = vec![
+        type Edit = Box<dyn Fn(&mut MetadataMap)>;
+        let cases: Vec<Edit> = vec![
             // subject without role
             Box::new(move |md| {
                 md.insert_bin(PRINCIPAL_SUB, sub());
