@@ -261,7 +261,14 @@ async fn time_queries<S: Store + WebhookBackend + referral_common::audit::AuditS
     label: &str,
     samples: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let config = Cli::parse_from(["analytics-svc", "--jwt-secret", SECRET]).config;
+    let config = Cli::parse_from([
+        "analytics-svc",
+        "--jwt-secret",
+        SECRET,
+        "--service-jwt-secret",
+        "analytics-bench-service-secret-0123456789abcdef",
+    ])
+    .config;
     let settings = config.settings()?;
     let (listener, local) = server::bind("127.0.0.1:0".parse()?).await?;
     let (trigger, shutdown) = server::shutdown_pair();

@@ -20,7 +20,7 @@ pub mod webhooks;
 use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
+    auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
     config::{self, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
@@ -106,7 +106,7 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let keys = JwtKeys::new(&config.jwt_secret);
+    let keys = ServiceKeys::new(&config.service_jwt_secret);
     let tls = config.grpc_tls.load()?;
     let (health, health_server) = server::health().await;
     server::serve_health_plaintext(
@@ -115,11 +115,11 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
         shutdown.clone(),
     )
     .await?;
-        let (reflection_v1, reflection_v1alpha) = server::reflection(&[
+    let (reflection_v1, reflection_v1alpha) = server::reflection(&[
         "referral.analytics.v1.AnalyticsService",
         "referral.common.v1.AuditLog",
     ])?;
-    let interceptor = AuthInterceptor::new(keys.clone());
+    let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
     let sink = Rollups::new(store.clone(), &settings.currency);
     let live = LiveFeed::new(settings.live_feed_rate);
     let tasks = Supervisor::new();
@@ -217,7 +217,7 @@ async fn rebuild_with<S: Store>(
     settings: &Settings,
     store: S,
 ) -> anyhow::Result<RebuildReport> {
-    let keys = JwtKeys::new(&config.jwt_secret);
+    let keys = ServiceKeys::new(&config.service_jwt_secret);
     let tls = config.grpc_tls.load()?;
     let sources = sources(config);
     anyhow::ensure!(

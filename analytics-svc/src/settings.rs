@@ -20,6 +20,9 @@ pub struct AnalyticsConfig {
     /// HS256 secret shared with the gateway (at least 32 characters).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
     pub jwt_secret: Secret,
+    /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET).
+    #[arg(long, env = "SERVICE_JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub service_jwt_secret: Secret,
     /// invite-svc, whose event log (invitations, clicks, signups, conversions) is consumed.
     /// Unset: not consumed.
     #[arg(long, env = "INVITE_ADDR")]
@@ -67,6 +70,7 @@ impl AnalyticsConfig {
     /// Checks every setting: one line naming a bad one.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         referral_common::config::check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
+        referral_common::config::check_service_jwt_secret(&self.jwt_secret, &self.service_jwt_secret)?;
         referral_common::config::backend_of("ANALYTICS_DATABASE_URL", &self.database_url)?;
         for (name, addr) in [
             ("INVITE_ADDR", &self.invite_addr),
@@ -111,6 +115,8 @@ mod tests {
             "analytics-svc",
             "--jwt-secret",
             "0123456789abcdef0123456789abcdef",
+            "--service-jwt-secret",
+            "service-secret-for-tests-0123456789abcdef",
         ];
         all.extend_from_slice(args);
         Cli::parse_from(all).config

@@ -69,6 +69,19 @@ pub fn check_jwt_secret(name: &'static str, secret: &Secret) -> Result<(), Confi
     Ok(())
 }
 
+/// The service-token secret: long enough, and not the web secret (one key per kind of
+/// token, so a leaked web key cannot mint service tokens).
+pub fn check_service_jwt_secret(web: &Secret, service: &Secret) -> Result<(), ConfigError> {
+    check_jwt_secret("SERVICE_JWT_SECRET", service)?;
+    if web == service {
+        return Err(ConfigError::new(
+            "SERVICE_JWT_SECRET",
+            "must differ from JWT_SECRET",
+        ));
+    }
+    Ok(())
+}
+
 /// Which storage backend a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

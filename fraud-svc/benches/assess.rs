@@ -30,18 +30,13 @@ use fraud_svc::{
     store::{PgStore, SQLITE_STATEMENT_TARGET, SqliteStore, Store},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use referral_common::{
-    auth::{JwtKeys, Role},
-    config::Secret,
-    ids::to_ts,
-    outbox::EventLogStore,
-    server,
-};
+use referral_common::{auth::ServiceKeys, config::Secret, ids::to_ts, outbox::EventLogStore, server};
 use referral_proto::fraud::v1::{AssessSignupRequest, fraud_service_client::FraudServiceClient};
 use tonic::Request;
 use tracing_subscriber::layer::SubscriberExt;
 
 const SECRET: &str = "fraud-bench-secret-0123456789abcdefghij";
+const SERVICE_SECRET: &str = "fraud-bench-service-secret-0123456789abcdef";
 const REFEREES_PER_REFERRER: usize = 10;
 const ROWS_PER_INSERT: usize = 1000;
 
@@ -228,7 +223,14 @@ async fn run<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
 ) -> anyhow::Result<()> {
     let now = referral_common::ids::now();
     let referrers = referrals.div_ceil(REFEREES_PER_REFERRER).max(1);
-    let config = Cli::parse_from(["fraud-svc", "--jwt-secret", SECRET]).config;
+    let config = Cli::parse_from([
+        "fraud-svc",
+        "--jwt-secret",
+        SECRET,
+        "--service-jwt-secret",
+        SERVICE_SECRET,
+    ])
+    .config;
     let (listener, local) = server::bind("127.0.0.1:0".parse()?).await?;
     let (trigger, shutdown) = server::shutdown_pair();
     let server_store = store.clone();
@@ -241,8 +243,7 @@ async fn run<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut client = FraudServiceClient::connect(format!("http://{local}")).await?;
-    let token =
-        JwtKeys::new(&Secret::new(SECRET)).mint("bench", Role::Service, None, Duration::from_secs(3600));
+    let token = ServiceKeys::new(&Secret::new(SERVICE_SECRET)).mint("bench");
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
     let mut rng = StdRng::seed_from_u64(42);
 
@@ -262,6 +263,7 @@ async fn run<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
             ..Default::default()
         });
         req.metadata_mut().insert("authorization", bearer.clone());
+        referral_common::auth::forwarded::write_none(req.metadata_mut());
         let started = Instant::now();
         client.assess_signup(req).await?;
         if i >= warmup {

@@ -21,6 +21,9 @@ pub struct FraudConfig {
     /// HS256 secret shared with the gateway (at least 32 characters).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
     pub jwt_secret: Secret,
+    /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET).
+    #[arg(long, env = "SERVICE_JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub service_jwt_secret: Secret,
     /// invite-svc, whose event log is consumed (signups and conversions to assess, and
     /// invitations and signups left pending while fraud-svc was away). Unset: no consumer.
     #[arg(long, env = "INVITE_ADDR")]

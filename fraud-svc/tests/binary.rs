@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use referral_common::auth::{JwtKeys, ServiceCredentials};
+use referral_common::auth::{ServiceCredentials, ServiceKeys};
 use referral_common::config::Secret;
 use referral_proto::{
     events::v1::{SubscribeRequest, event_log_client::EventLogClient},
@@ -21,6 +21,7 @@ use tonic_health::pb::{
 };
 
 const SECRET: &str = "fraud-svc-binary-test-secret-0123456789";
+const SERVICE_SECRET: &str = "fraud-svc-binary-test-service-secret-0123456789";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -38,6 +39,7 @@ fn fraud_svc(dir: &std::path::Path, grpc: u16, metrics: u16) -> Command {
             format!("sqlite:{}", dir.join("fraud.db").display()),
         )
         .env("JWT_SECRET", SECRET)
+        .env("SERVICE_JWT_SECRET", SERVICE_SECRET)
         .env("FRAUD_LISTEN", format!("127.0.0.1:{grpc}"))
         .env("FRAUD_METRICS_ADDR", format!("127.0.0.1:{metrics}"))
         .env("LOG_FORMAT", "json")
@@ -105,7 +107,7 @@ async fn migrate_then_serve_then_drain_on_sigterm() {
     }
 
     // One assessment, as invite-svc asks for, and one refused call: /metrics counts both.
-    let keys = JwtKeys::new(&Secret::new(SECRET));
+    let keys = ServiceKeys::new(&Secret::new(SERVICE_SECRET));
     let channel = tonic::transport::Endpoint::from_shared(addr.clone())
         .unwrap()
         .connect()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use fraud_svc::FraudConfig;
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, Role},
+    auth::{AuthInterceptor, JwtKeys, Role, ServiceKeys, Verifier},
     config::Secret,
     events::new_event,
     ids::to_ts,
@@ -28,6 +28,7 @@ use referral_proto::{
 use tonic::{Code, Request, transport::Channel};
 
 const SECRET: &str = "fraud-svc-test-secret-0123456789abcdef";
+const SERVICE_SECRET: &str = "fraud-svc-test-service-secret-0123456789";
 
 #[derive(Parser)]
 struct Cli {
@@ -46,7 +47,15 @@ impl App {
     async fn spawn(invite_addr: Option<&str>) -> App {
         let dir = std::env::temp_dir().join(format!("fraud-grpc-{}", uuid::Uuid::now_v7().simple()));
         let url = format!("sqlite:{}", dir.join("fraud.db").display());
-        let mut args = vec!["fraud-svc", "--database-url", &url, "--jwt-secret", SECRET];
+        let mut args = vec![
+            "fraud-svc",
+            "--database-url",
+            &url,
+            "--jwt-secret",
+            SECRET,
+            "--service-jwt-secret",
+            SERVICE_SECRET,
+        ];
         if let Some(a) = invite_addr {
             args.extend(["--invite-addr", a]);
         }
@@ -84,7 +93,13 @@ impl App {
     }
 
     fn token(&self, sub: &str, role: Role) -> String {
-        self.keys.mint(sub, role, None, Duration::from_secs(600))
+        match role {
+            Role::Service => ServiceKeys::new(&Secret::new(SERVICE_SECRET)).mint(sub),
+            Role::Member => self
+                .keys
+                .mint(sub, role, Some("COUPLE"), Duration::from_secs(600)),
+            _ => self.keys.mint(sub, role, None, Duration::from_secs(600)),
+        }
     }
 
     async fn client(&self) -> FraudServiceClient<Channel> {
@@ -101,6 +116,8 @@ fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut req = Request::new(msg);
     req.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    // A service token acts for nobody but itself (a member token ignores this).
+    referral_common::auth::forwarded::write_none(req.metadata_mut());
     req
 }
 
@@ -408,7 +425,10 @@ async fn invite_log(events: &[Event]) -> (String, ShutdownTrigger) {
     );
     let (listener, local) = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (trigger, shutdown) = server::shutdown_pair();
-    let interceptor = AuthInterceptor::new(JwtKeys::new(&Secret::new(SECRET)));
+    let interceptor = AuthInterceptor::new(Verifier::new(
+        JwtKeys::new(&Secret::new(SECRET)),
+        ServiceKeys::new(&Secret::new(SERVICE_SECRET)),
+    ));
     tokio::spawn(async move {
         // Keep the relay alive as long as the server.
         let _relay = relay;

@@ -1,6 +1,8 @@
 //! Web callers' bearer JWTs. The middleware only works out who is calling (the rate limiter
 //! keys on it); each route then demands a principal or not. Ownership rules ("a member acts
 //! only as itself") are the services' job, from the `x-principal-*` metadata we pass on.
+//! Only web tokens (members, admins) are accepted here: a service token — whatever key
+//! signed it — is never a credential from the public edge.
 
 use axum::{
     extract::{Request, State},
@@ -60,7 +62,9 @@ pub fn identify(keys: &JwtKeys, authorization: Option<&str>) -> Caller {
             kind: claims.kind,
         }),
         Err(TokenError::Expired) => Caller::Rejected("bearer token expired".into()),
-        Err(TokenError::Invalid(_)) => Caller::Rejected("invalid bearer token".into()),
+        Err(TokenError::NotYetValid) => Caller::Rejected("bearer token not valid yet".into()),
+        Err(TokenError::WrongKey | TokenError::Malformed) => Caller::Rejected("invalid bearer token".into()),
+        Err(TokenError::Invalid(why)) => Caller::Rejected(format!("invalid bearer token: {why}")),
     }
 }
 
@@ -111,6 +115,30 @@ mod tests {
             identify(&k, Some(&format!("Bearer {t}"))),
             Caller::Rejected("invalid bearer token".into())
         );
+        // Service tokens, members without a kind, unusable subjects: refused at the edge.
+        for t in [
+            k.mint("gateway", Role::Service, None, Duration::from_secs(60)),
+            k.mint("u1", Role::Member, None, Duration::from_secs(60)),
+            k.mint(
+                "a\u{202E}b",
+                Role::Member,
+                Some("COUPLE"),
+                Duration::from_secs(60),
+            ),
+            k.mint("", Role::Admin, None, Duration::from_secs(60)),
+            k.mint("u1", Role::Admin, None, Duration::from_secs(48 * 3600)),
+        ] {
+            assert!(matches!(
+                identify(&k, Some(&format!("Bearer {t}"))),
+                Caller::Rejected(_)
+            ));
+        }
+        let svc =
+            referral_common::auth::ServiceKeys::new(&Secret::new("service-secret-long-enough-0123456789"));
+        assert!(matches!(
+            identify(&k, Some(&format!("Bearer {}", svc.mint("gateway")))),
+            Caller::Rejected(_)
+        ));
         for c in [Caller::Anonymous, Caller::Rejected("x".into())] {
             let e = c.require().unwrap_err();
             assert_eq!(e.status.as_u16(), 401);

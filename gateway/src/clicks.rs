@@ -89,6 +89,8 @@ impl ClickSink for InviteServiceClient<Authed> {
         if let Ok(id) = uuid::Uuid::now_v7().to_string().parse() {
             req.metadata_mut().insert(referral_common::auth::REQUEST_ID, id);
         }
+        // Clicks are the gateway's own report, for no signed-in caller.
+        referral_common::auth::forwarded::write_none(req.metadata_mut());
         let resp = self.record_clicks(req).await?.into_inner();
         metrics::counter!("gateway_clicks_recorded_total")
             .increment(u64::try_from(resp.recorded).unwrap_or(0));

@@ -3,7 +3,7 @@
 //! [`crate::context`]); plus plain health clients for `/readyz`.
 
 use referral_common::{
-    auth::{JwtKeys, ServiceCredentials},
+    auth::{ServiceCredentials, ServiceKeys},
     server::channel,
 };
 use referral_proto::{
@@ -37,8 +37,10 @@ pub struct Clients {
 impl Clients {
     /// Channels connect lazily: the gateway starts before (or without) its services. Call
     /// it inside a Tokio runtime (TLS material is watched by a task).
-    pub fn new(settings: &Settings, keys: &JwtKeys) -> anyhow::Result<Self> {
-        let creds = ServiceCredentials::new(keys, "gateway");
+    pub fn new(settings: &Settings, keys: &ServiceKeys) -> anyhow::Result<Self> {
+        // Forwarding: every request states its web caller or "none" (see `context`), so a
+        // request that forgot to is refused rather than run with the gateway's authority.
+        let creds = ServiceCredentials::forwarding(keys, "gateway");
         let tls = settings.grpc_tls.load()?;
         let invite = channel(&settings.invite_addr, &tls)?;
         let fraud = channel(&settings.fraud_addr, &tls)?;

@@ -5,7 +5,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use referral_common::{
-    config::{ConfigError, LogFormat, Secret, check_jwt_secret, parse_addr, parse_duration},
+    auth::{DEFAULT_MAX_LIFETIME, TokenPolicy},
+    config::{
+        ConfigError, LogFormat, Secret, check_jwt_secret, check_service_jwt_secret, parse_addr,
+        parse_duration,
+    },
     tls::{ClientAuth, FileSetting, GrpcTlsArgs, TlsFiles},
 };
 
@@ -52,6 +56,25 @@ pub struct GatewayConfig {
         hide_env_values = true
     )]
     pub jwt_secret: Secret,
+    /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET): signs
+    /// the gateway's own short-lived token to the services.
+    #[arg(
+        long,
+        env = "SERVICE_JWT_SECRET",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub service_jwt_secret: Secret,
+    /// Longest life of a web token (`exp - iat`, or `exp - now` without `iat`).
+    #[arg(long, env = "JWT_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub jwt_max_lifetime: Duration,
+    /// Required `iss` of web tokens, when set.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of web tokens, when set.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// Redis for rate limits and the referral-code cache shared across replicas.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -120,6 +143,10 @@ impl Default for GatewayConfig {
             incentive_addr: DEFAULT_INCENTIVE_ADDR.into(),
             analytics_addr: DEFAULT_ANALYTICS_ADDR.into(),
             jwt_secret: Secret::default(),
+            service_jwt_secret: Secret::default(),
+            jwt_max_lifetime: DEFAULT_MAX_LIFETIME,
+            jwt_issuer: None,
+            jwt_audience: None,
             redis_url: None,
             public_url: DEFAULT_PUBLIC_URL.into(),
             trusted_proxies: String::new(),
@@ -151,6 +178,9 @@ pub struct Settings {
     pub incentive_addr: String,
     pub analytics_addr: String,
     pub jwt_secret: Secret,
+    pub service_jwt_secret: Secret,
+    /// What a web token must satisfy.
+    pub token_policy: TokenPolicy,
     pub redis_url: Option<String>,
     /// Without a trailing slash.
     pub public_url: String,
@@ -177,8 +207,29 @@ pub struct Settings {
 }
 
 impl GatewayConfig {
+    /// `JWT_MAX_LIFETIME` between a minute and 30 days; issuer and audience non-blank when set.
+    fn token_policy(&self) -> Result<TokenPolicy, ConfigError> {
+        if !(Duration::from_secs(60)..=Duration::from_secs(30 * 86400)).contains(&self.jwt_max_lifetime) {
+            return Err(ConfigError::new("JWT_MAX_LIFETIME", "must be between 1m and 30d"));
+        }
+        let named = |name: &'static str, v: &Option<String>| match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(t) if t.len() > 512 || t.chars().any(char::is_control) => {
+                Err(ConfigError::new(name, "must be at most 512 printable characters"))
+            }
+            Some(t) => Ok(Some(t.to_string())),
+        };
+        Ok(TokenPolicy {
+            max_lifetime: self.jwt_max_lifetime,
+            issuer: named("JWT_ISSUER", &self.jwt_issuer)?,
+            audience: named("JWT_AUDIENCE", &self.jwt_audience)?,
+        })
+    }
+
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
+        check_service_jwt_secret(&self.jwt_secret, &self.service_jwt_secret)?;
+        let token_policy = self.token_policy()?;
         let listen = parse_addr("GATEWAY_ADDR", &self.listen)?;
         for (name, addr) in [
             ("INVITE_ADDR", &self.invite_addr),
@@ -248,6 +299,8 @@ impl GatewayConfig {
             incentive_addr: self.incentive_addr.clone(),
             analytics_addr: self.analytics_addr.clone(),
             jwt_secret: self.jwt_secret.clone(),
+            service_jwt_secret: self.service_jwt_secret.clone(),
+            token_policy,
             redis_url,
             secure_cookies: public_url.starts_with("https://"),
             public_url,
@@ -394,6 +447,7 @@ mod tests {
     fn valid() -> GatewayConfig {
         GatewayConfig {
             jwt_secret: Secret::new("0123456789abcdef0123456789abcdef"),
+            service_jwt_secret: Secret::new("service-0123456789abcdef0123456789"),
             ..GatewayConfig::default()
         }
     }
@@ -450,6 +504,41 @@ mod tests {
                 "MAX_BODY_BYTES",
                 GatewayConfig {
                     max_body_bytes: 0,
+                    ..valid()
+                },
+            ),
+            (
+                "SERVICE_JWT_SECRET",
+                GatewayConfig {
+                    service_jwt_secret: Secret::new("short"),
+                    ..valid()
+                },
+            ),
+            (
+                "SERVICE_JWT_SECRET",
+                GatewayConfig {
+                    service_jwt_secret: Secret::new("0123456789abcdef0123456789abcdef"),
+                    ..valid()
+                },
+            ),
+            (
+                "JWT_MAX_LIFETIME",
+                GatewayConfig {
+                    jwt_max_lifetime: Duration::from_secs(365 * 86400),
+                    ..valid()
+                },
+            ),
+            (
+                "JWT_MAX_LIFETIME",
+                GatewayConfig {
+                    jwt_max_lifetime: Duration::ZERO,
+                    ..valid()
+                },
+            ),
+            (
+                "JWT_ISSUER",
+                GatewayConfig {
+                    jwt_issuer: Some("a\nb".into()),
                     ..valid()
                 },
             ),

@@ -1,14 +1,12 @@
 //! The web caller's context of one request, carried to the services as gRPC metadata:
-//! who (`x-principal-*`, trusted by services only from a service token), which request,
+//! who (`x-principal-*`, trusted by services only from a service token; "none" when no
+//! web caller is behind the request, e.g. the redirect's code lookup), which request,
 //! from where, which device, and the idempotency key.
 
 use std::time::Duration;
 
 use axum::http::{HeaderMap, request::Parts};
-use referral_common::auth::{
-    CLIENT_IP, DEVICE_ID, IDEMPOTENCY_KEY, PRINCIPAL_KIND, PRINCIPAL_ROLE, PRINCIPAL_SUB, Principal,
-    REQUEST_ID,
-};
+use referral_common::auth::{CLIENT_IP, DEVICE_ID, IDEMPOTENCY_KEY, Principal, REQUEST_ID, forwarded};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 use crate::{
@@ -32,8 +30,8 @@ pub struct CallContext {
 
 impl CallContext {
     /// From what the middlewares recorded and the caller's headers. A header that cannot
-    /// travel as metadata is a 400 naming it; a subject that cannot is a 401 (without it
-    /// the call would run with the gateway's own authority).
+    /// travel as metadata is a 400 naming it. The principal always travels (any Unicode
+    /// subject, as binary metadata); without one, the context says "none" explicitly.
     pub fn from_parts(parts: &Parts, timeout: Duration) -> HttpResult<Self> {
         let principal = parts
             .extensions
@@ -59,14 +57,9 @@ impl CallContext {
             .map(str::to_string);
 
         let mut md = MetadataMap::new();
-        if let Some(p) = &principal {
-            let sub =
-                ascii(&p.sub).ok_or_else(|| HttpError::unauthenticated("token subject must be ASCII"))?;
-            md.insert(PRINCIPAL_SUB, sub);
-            md.insert(PRINCIPAL_ROLE, AsciiMetadataValue::from_static(p.role.as_str()));
-            if let Some(kind) = p.kind.as_deref().and_then(ascii) {
-                md.insert(PRINCIPAL_KIND, kind);
-            }
+        match &principal {
+            Some(p) => forwarded::write(&mut md, p),
+            None => forwarded::write_none(&mut md),
         }
         if let Some(v) = ascii(&request_id) {
             md.insert(REQUEST_ID, v);
@@ -144,7 +137,7 @@ mod tests {
             .body(())
             .unwrap();
         req.extensions_mut().insert(Caller::Authenticated(Principal {
-            sub: "u1".into(),
+            sub: "josé".into(),
             role: Role::Member,
             kind: Some("SUPPLIER".into()),
         }));
@@ -156,14 +149,29 @@ mod tests {
         let grpc = ctx.request(());
         let md = grpc.metadata();
         let get = |k: &str| md.get(k).unwrap().to_str().unwrap().to_string();
-        assert_eq!(get(PRINCIPAL_SUB), "u1");
-        assert_eq!(get(PRINCIPAL_ROLE), "member");
-        assert_eq!(get(PRINCIPAL_KIND), "SUPPLIER");
+        assert_eq!(
+            forwarded::read(md).unwrap(),
+            forwarded::Forwarded::Caller(Principal {
+                sub: "josé".into(),
+                role: Role::Member,
+                kind: Some("SUPPLIER".into()),
+            })
+        );
         assert_eq!(get(REQUEST_ID), "rid");
         assert_eq!(get(CLIENT_IP), "203.0.113.7");
         assert_eq!(get(DEVICE_ID), "dev-1");
         assert_eq!(get(IDEMPOTENCY_KEY), "k-1");
         assert_eq!(get("grpc-timeout"), "1000000u");
+    }
+
+    #[test]
+    fn no_caller_travels_as_none() {
+        let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+        let ctx = CallContext::from_parts(&parts, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            forwarded::read(ctx.metadata()).unwrap(),
+            forwarded::Forwarded::Nobody
+        );
     }
 
     #[test]

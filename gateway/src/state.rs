@@ -3,7 +3,10 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use referral_common::{auth::JwtKeys, ratelimit::RateLimiter};
+use referral_common::{
+    auth::{JwtKeys, ServiceKeys},
+    ratelimit::RateLimiter,
+};
 use tokio::sync::watch;
 
 use crate::{
@@ -56,8 +59,9 @@ impl AppState {
     pub async fn new(settings: Settings) -> anyhow::Result<(AppState, ClickBatcher)> {
         // Install the recorder before the first metric is touched (no-op when installed).
         let _ = referral_common::metrics::handle();
-        let keys = JwtKeys::new(&settings.jwt_secret);
-        let clients = Clients::new(&settings, &keys)?;
+        // Web tokens only at the edge: the service key signs, it never verifies here.
+        let keys = JwtKeys::with_policy(&settings.jwt_secret, settings.token_policy.clone());
+        let clients = Clients::new(&settings, &ServiceKeys::new(&settings.service_jwt_secret))?;
         let redis = match &settings.redis_url {
             Some(url) => Some(
                 redis::Client::open(url.as_str())?

@@ -42,6 +42,10 @@ fn serves_health_and_metrics_logs_json_and_stops_on_sigterm() {
         .env_clear()
         .env("GATEWAY_ADDR", format!("127.0.0.1:{port}"))
         .env("JWT_SECRET", "gateway-binary-test-secret-0123456789abc")
+        .env(
+            "SERVICE_JWT_SECRET",
+            "gateway-binary-test-service-secret-0123456789",
+        )
         .env("INVITE_ADDR", dead())
         .env("FRAUD_ADDR", dead())
         .env("INCENTIVE_ADDR", dead())

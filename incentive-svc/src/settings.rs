@@ -22,6 +22,9 @@ pub struct IncentiveConfig {
     /// HS256 secret shared with the gateway (at least 32 characters).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
     pub jwt_secret: Secret,
+    /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET).
+    #[arg(long, env = "SERVICE_JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub service_jwt_secret: Secret,
     /// Idempotency keys (payouts, programs, campaigns) live here when set, so every replica
     /// sees them.
     #[arg(long, env = "REDIS_URL")]
@@ -57,6 +60,7 @@ impl IncentiveConfig {
     /// scheduler tick.
     pub fn check(&self) -> Result<Duration, ConfigError> {
         config::check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
+        config::check_service_jwt_secret(&self.jwt_secret, &self.service_jwt_secret)?;
         config::backend_of("INCENTIVE_DATABASE_URL", &self.database_url)?;
         for (name, addr) in [
             ("INVITE_ADDR", &self.invite_addr),
@@ -92,7 +96,13 @@ mod tests {
 
     fn parse(extra: &[&str]) -> IncentiveConfig {
         let secret = "s".repeat(32);
-        let mut args = vec!["incentive-svc", "--jwt-secret", &secret];
+        let mut args = vec![
+            "incentive-svc",
+            "--jwt-secret",
+            &secret,
+            "--service-jwt-secret",
+            "service-secret-for-tests-0123456789abcdef",
+        ];
         args.extend(extra);
         Cli::parse_from(args).c
     }

@@ -18,7 +18,7 @@ pub mod store;
 use std::{sync::Arc, time::Duration};
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, ServiceCredentials},
+    auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
     config::{self, Backend, ConfigError},
     consumer::ConsumerConfig,
     idempotency::Idempotency,
@@ -50,6 +50,7 @@ use crate::{
 /// Checks every setting up front so a bad one stops start-up with one line naming it.
 pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
     config::check_jwt_secret("JWT_SECRET", &config.jwt_secret)?;
+    config::check_service_jwt_secret(&config.jwt_secret, &config.service_jwt_secret)?;
     config::backend_of("INVITE_DATABASE_URL", &config.database_url)?;
     let quotas = QuotaConfig {
         regular: parse_quota("QUOTA_REGULAR", &config.quota_regular)?,
@@ -272,7 +273,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let keys = JwtKeys::new(&config.jwt_secret);
+    let keys = ServiceKeys::new(&config.service_jwt_secret);
     let tls = config.grpc_tls.load()?;
     let fraud = match &config.fraud_addr {
         Some(addr) => FraudGate::connect(
@@ -298,12 +299,12 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         shutdown.clone(),
     )
     .await?;
-        let (reflection_v1, reflection_v1alpha) = server::reflection(&[
+    let (reflection_v1, reflection_v1alpha) = server::reflection(&[
         "referral.invite.v1.InviteService",
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
     ])?;
-    let interceptor = AuthInterceptor::new(keys);
+    let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
     let (senders, scheduler_settings) = delivery_from(&config)?;
     let scheduler = Scheduler::new(
         store.clone(),
@@ -333,7 +334,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
             consumer: "invite-svc".into(),
             channel: server::channel(addr, &tls)
                 .map_err(|e| ConfigError::new("FRAUD_ADDR", e.to_string()))?,
-            credentials: ServiceCredentials::new(&JwtKeys::new(&config.jwt_secret), "invite-svc"),
+            credentials: ServiceCredentials::new(&keys, "invite-svc"),
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
         };
@@ -453,6 +454,8 @@ mod tests {
             "invite-svc",
             "--jwt-secret",
             "a-test-secret-of-at-least-32-characters",
+            "--service-jwt-secret",
+            "service-secret-for-tests-0123456789abcdef",
         ];
         Cli::try_parse_from(base.iter().chain(args))
             .expect("flags parse")

@@ -20,6 +20,9 @@ pub struct InviteConfig {
     /// HS256 secret shared with the gateway (at least 32 characters).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
     pub jwt_secret: Secret,
+    /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET).
+    #[arg(long, env = "SERVICE_JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub service_jwt_secret: Secret,
     /// Shared limits and idempotency keys live here when set.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,

@@ -70,7 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(t) => t.clone(),
         None => JwtKeys::new(&crate::secret::load(&args.data_dir)?).mint(
             "demo-loader",
-            Role::Service,
+            Role::Admin,
             None,
             Duration::from_secs(3600),
         ),

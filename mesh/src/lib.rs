@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser};
 use referral_common::{
-    auth::{JwtKeys, Role},
+    auth::{JwtKeys, Role, ServiceKeys},
     config::Secret,
     server::{self, Shutdown, ShutdownTrigger},
 };
@@ -81,6 +81,8 @@ pub struct MeshOptions {
     pub storage: Storage,
     pub redis_url: Option<String>,
     pub jwt_secret: Secret,
+    /// Signs the services' own short-lived tokens (never accepted from the public edge).
+    pub service_jwt_secret: Secret,
     /// Extra gateway flags (tests tune rate limits with these).
     pub gateway_args: Vec<String>,
     /// Extra invite-svc flags.
@@ -109,6 +111,8 @@ pub struct Mesh {
     pub incentive: SocketAddr,
     pub analytics: SocketAddr,
     pub keys: JwtKeys,
+    /// The service-token key (tests call services over gRPC as a service with it).
+    pub service_keys: ServiceKeys,
     /// Where invite-svc keeps every message it sends; `None` when it sends by SMTP.
     pub mailbox: Option<PathBuf>,
     /// invite-svc's scheduling clock: tests move it to watch days-ahead sends happen now.
@@ -125,8 +129,13 @@ impl Mesh {
         format!("http://{}", self.gateway)
     }
 
+    /// A web token (member, admin), or a service token signed with the service key (good
+    /// for calling services over gRPC, refused by the gateway).
     pub fn token(&self, sub: &str, role: Role, kind: Option<&str>) -> String {
-        self.keys.mint(sub, role, kind, Duration::from_secs(3600))
+        match role {
+            Role::Service => self.service_keys.mint(sub),
+            _ => self.keys.mint(sub, role, kind, Duration::from_secs(3600)),
+        }
     }
 
     /// Waits for any part to stop or fail (it should not), then reports it.
@@ -241,6 +250,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         private_sqlite_files(&opts.data_dir)?;
     }
     let secret = opts.jwt_secret.expose().to_string();
+    let service_secret = opts.service_jwt_secret.expose().to_string();
     let (trigger, shutdown) = server::shutdown_pair();
     let base = opts.grpc_base_port;
     if base > u16::MAX - 3 {
@@ -276,6 +286,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         schema,
         "--jwt-secret".into(),
         secret.clone(),
+        "--service-jwt-secret".into(),
+        service_secret.clone(),
         "--public-url".into(),
         public_url.clone(),
     ];
@@ -319,6 +331,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         schema,
         "--jwt-secret".into(),
         secret.clone(),
+        "--service-jwt-secret".into(),
+        service_secret.clone(),
         "--invite-addr".into(),
         invite.to_string(),
     ])?;
@@ -337,6 +351,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         schema,
         "--jwt-secret".into(),
         secret.clone(),
+        "--service-jwt-secret".into(),
+        service_secret.clone(),
         "--invite-addr".into(),
         invite.to_string(),
         "--fraud-addr".into(),
@@ -360,6 +376,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         schema,
         "--jwt-secret".into(),
         secret.clone(),
+        "--service-jwt-secret".into(),
+        service_secret.clone(),
         "--invite-addr".into(),
         invite.to_string(),
         "--fraud-addr".into(),
@@ -387,6 +405,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         analytics.to_string(),
         "--jwt-secret".into(),
         secret.clone(),
+        "--service-jwt-secret".into(),
+        service_secret.clone(),
         "--public-url".into(),
         public_url,
         "--listen".into(),
@@ -405,6 +425,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     };
 
     let keys = JwtKeys::new(&opts.jwt_secret);
+    let service_keys = ServiceKeys::new(&opts.service_jwt_secret);
     let mesh = Mesh {
         gateway,
         invite,
@@ -412,6 +433,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         incentive,
         analytics,
         keys,
+        service_keys,
         mailbox,
         invite_clock,
         gateway_trigger,
@@ -482,5 +504,37 @@ async fn serving(addr: SocketAddr) -> bool {
 
 /// `Role` by its name, for the `token` subcommand.
 pub fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: member, admin or service"))
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: member or admin"))
+}
+
+/// What `referral-mesh token` refuses up front, rather than print a token the gateway
+/// would answer 401 to.
+pub fn check_token_request(
+    role: Role,
+    kind: Option<&str>,
+    sub: &str,
+    ttl: Duration,
+    max_lifetime: Duration,
+) -> Result<(), String> {
+    match role {
+        Role::Service => {
+            return Err("--role service: service tokens are minted by the services with SERVICE_JWT_SECRET and are never accepted by the gateway; use member or admin".into());
+        }
+        Role::Member if kind.is_none() => {
+            return Err("--role member needs --kind SUPPLIER or --kind COUPLE".into());
+        }
+        _ => {}
+    }
+    referral_common::auth::valid_subject(sub).map_err(|e| format!("--sub: {e}"))?;
+    if ttl.is_zero() {
+        return Err("--ttl must be more than 0s".into());
+    }
+    if ttl > max_lifetime {
+        return Err(format!(
+            "--ttl {}s is above the maximum token lifetime of {}s (JWT_MAX_LIFETIME)",
+            ttl.as_secs(),
+            max_lifetime.as_secs()
+        ));
+    }
+    Ok(())
 }

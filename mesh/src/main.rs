@@ -65,13 +65,13 @@ struct TokenArgs {
     /// The subject: a referrer or user id.
     #[arg(long)]
     sub: String,
-    /// member, admin or service.
+    /// member or admin (service tokens are minted by the services themselves).
     #[arg(long, value_parser = parse_role)]
     role: referral_common::auth::Role,
-    /// SUPPLIER or COUPLE.
+    /// SUPPLIER or COUPLE (required for members).
     #[arg(long, value_parser = ["SUPPLIER", "COUPLE"])]
     kind: Option<String>,
-    /// Lifetime, e.g. 1h, 30m, 7d.
+    /// Lifetime, e.g. 1h, 30m; at most JWT_MAX_LIFETIME (default 24h).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     ttl: Duration,
 }
@@ -95,6 +95,14 @@ async fn main() {
 }
 
 fn token(t: TokenArgs) -> anyhow::Result<()> {
+    let max_lifetime = match std::env::var("JWT_MAX_LIFETIME") {
+        Ok(v) if !v.trim().is_empty() => {
+            parse_duration(&v).map_err(|e| anyhow::anyhow!("invalid setting JWT_MAX_LIFETIME: {e}"))?
+        }
+        _ => referral_common::auth::DEFAULT_MAX_LIFETIME,
+    };
+    referral_mesh::check_token_request(t.role, t.kind.as_deref(), &t.sub, t.ttl, max_lifetime)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let secret = secret::load(&t.data_dir)?;
     println!(
         "{}",
@@ -109,6 +117,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
     referral_common::telemetry::init(s.log_format);
     secret::private_dir(&s.data_dir)?;
     let jwt_secret = secret::load_or_create(&s.data_dir)?;
+    let service_jwt_secret = secret::load_or_create_kind(&s.data_dir, secret::SERVICE)?;
     let mut mesh = referral_mesh::start(MeshOptions {
         data_dir: s.data_dir.clone(),
         listen: s.listen,
@@ -117,6 +126,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
         storage: Storage::Sqlite,
         redis_url: s.redis_url.clone(),
         jwt_secret,
+        service_jwt_secret,
         gateway_args: vec![],
         invite_args: vec![],
         analytics_args: vec![

@@ -1,7 +1,9 @@
-//! The mesh's private files: the data dir (0700), the development JWT secret (`JWT_SECRET`
-//! when set, else generated once and kept in the data dir so tokens minted by
-//! `referral-mesh token` keep working), the admin token file and the SQLite files, all
-//! 0600. Every secret file is written by [`write_private`], so none can be left readable.
+//! The mesh's private files: the data dir (0700), the development secrets — the web-token
+//! secret (`JWT_SECRET`, file `jwt-secret`) and the service-token secret
+//! (`SERVICE_JWT_SECRET`, file `service-jwt-secret`), each taken from the environment when
+//! set, else generated once and kept in the data dir so tokens minted by `referral-mesh token`
+//! keep working — the admin token file and the SQLite files, all 0600. Every secret file is
+//! written by [`write_private`], so none can be left readable.
 
 use std::{
     io::Write,
@@ -11,7 +13,30 @@ use std::{
 use rand::{Rng, distr::Alphanumeric};
 use referral_common::config::Secret;
 
-pub const FILE: &str = "jwt-secret";
+/// One secret: where it lives in the data dir and which variable overrides it.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    pub file: &'static str,
+    pub env: &'static str,
+}
+
+pub const WEB: Kind = Kind {
+    file: "jwt-secret",
+    env: "JWT_SECRET",
+};
+pub const SERVICE: Kind = Kind {
+    file: "service-jwt-secret",
+    env: "SERVICE_JWT_SECRET",
+};
+/// The web secret's file (kept for callers that name it).
+pub const FILE: &str = WEB.file;
+
+fn from_env(kind: Kind) -> Option<Secret> {
+    std::env::var(kind.env)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+}
 /// The admin token `serve` mints, for the operator to read (never logged).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
@@ -74,17 +99,23 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
 }
 
 pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
-    if let Ok(s) = std::env::var("JWT_SECRET")
-        && !s.is_empty()
-    {
-        return Ok(Secret::new(s));
-    }
-    load_or_create_file(data_dir)
+    load_or_create_kind(data_dir, WEB)
 }
 
-/// The secret kept in `data_dir/jwt-secret`, generated when there is none.
+/// The web secret kept in `data_dir/jwt-secret`, generated when there is none.
 pub fn load_or_create_file(data_dir: &Path) -> anyhow::Result<Secret> {
-    let path = data_dir.join(FILE);
+    load_or_create_file_kind(data_dir, WEB)
+}
+
+pub fn load_or_create_kind(data_dir: &Path, kind: Kind) -> anyhow::Result<Secret> {
+    if let Some(s) = from_env(kind) {
+        return Ok(s);
+    }
+    load_or_create_file_kind(data_dir, kind)
+}
+
+fn load_or_create_file_kind(data_dir: &Path, kind: Kind) -> anyhow::Result<Secret> {
+    let path = data_dir.join(kind.file);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_string();
         if existing.len() >= 32 {
@@ -112,12 +143,10 @@ pub fn write_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<PathBuf
 
 /// The secret of an existing data dir (for `token`), without creating one.
 pub fn load(data_dir: &Path) -> anyhow::Result<Secret> {
-    if let Ok(s) = std::env::var("JWT_SECRET")
-        && !s.is_empty()
-    {
-        return Ok(Secret::new(s));
+    if let Some(s) = from_env(WEB) {
+        return Ok(s);
     }
-    let path = data_dir.join(FILE);
+    let path = data_dir.join(WEB.file);
     let s = std::fs::read_to_string(&path).map_err(|e| {
         anyhow::anyhow!(
             "no JWT secret at {} ({e}); start the mesh once with this --data-dir, or set JWT_SECRET",
@@ -189,6 +218,17 @@ mod tests {
         assert_eq!(mode(&dir.join(FILE)), 0o600);
         let path = write_admin_token(&dir, "tok").unwrap();
         assert_eq!(mode(&path), 0o600);
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_service_secret_is_generated_private_and_kept() {
+        let dir = scratch().join("data");
+        let first = load_or_create_file_kind(&dir, SERVICE).unwrap();
+        assert!(first.expose().len() >= 32);
+        let again = load_or_create_file_kind(&dir, SERVICE).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(mode(&dir.join(SERVICE.file)), 0o600);
         std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }

@@ -41,6 +41,10 @@ async fn start(data_dir: &Path, run: usize) -> Running {
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0", "--grpc-ports", "auto"])
         .env("JWT_SECRET", SECRET)
+        .env(
+            "SERVICE_JWT_SECRET",
+            "crash-test-service-secret-0123456789-abcdefgh",
+        )
         .env("RUST_LOG", "warn")
         .env("LOG_FORMAT", "pretty")
         .env_remove("REDIS_URL")

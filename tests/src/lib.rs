@@ -19,6 +19,8 @@ pub struct TestApp {
 }
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+/// Signs the services' own tokens (refused by the gateway).
+pub const SERVICE_SECRET: &str = "integration-test-service-secret-9876543210";
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(vec![]).await
@@ -100,6 +102,7 @@ pub fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_red
         storage,
         redis_url,
         jwt_secret: Secret::new(SECRET),
+        service_jwt_secret: Secret::new(SERVICE_SECRET),
         gateway_args: isolated_limits(gateway_args),
         invite_args: patient_fraud_checks(idle_scheduler(invite_args)),
         analytics_args: vec![],
@@ -250,6 +253,8 @@ impl TestApp {
         self.mesh.token(&unique("admin"), Role::Admin, None)
     }
 
+    /// A service token (service key): for calling the services over gRPC; the gateway
+    /// refuses it.
     pub fn service_token(&self) -> String {
         self.mesh.token(&unique("svc"), Role::Service, None)
     }
@@ -483,6 +488,8 @@ pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
         "authorization",
         format!("Bearer {token}").parse().expect("ascii token"),
     );
+    // A service token acts for nobody but itself (a member token ignores this).
+    referral_common::auth::forwarded::write_none(req.metadata_mut());
     req
 }
 

@@ -117,6 +117,8 @@ fn analytics_config(app: &TestApp) -> analytics_svc::AnalyticsConfig {
         schema,
         "--jwt-secret".into(),
         referral_tests::SECRET.into(),
+        "--service-jwt-secret".into(),
+        referral_tests::SERVICE_SECRET.into(),
         "--invite-addr".into(),
         app.mesh.invite.to_string(),
         "--fraud-addr".into(),

@@ -200,7 +200,7 @@ async fn the_dashboard_shows_the_apis_numbers_without_console_errors() {
     referral_mesh::demo::run(DemoArgs {
         gateway: app.base.clone(),
         data_dir: app.data_dir.clone(),
-        token: Some(app.service_token()),
+        token: Some(app.fresh_admin()),
         suppliers: 30,
         couples: 20,
         days: 25,

@@ -82,7 +82,7 @@ async fn a_referrer_link_bringing_a_burst_of_lookalike_signups_is_scored_and_exp
         .as_str()
         .expect("code")
         .to_string();
-    let service = app.mesh.token("platform", Role::Service, None);
+    let service = app.mesh.token("platform", Role::Admin, None);
     let start = Utc::now() - Span::minutes(30);
     let mut actions = Vec::new();
     for i in 1..=12 {
@@ -263,7 +263,7 @@ async fn a_conversion_minutes_after_its_click_shows_the_speed_signal() {
         )
         .await["code"]
         .clone();
-    let service = app.mesh.token("platform", Role::Service, None);
+    let service = app.mesh.token("platform", Role::Admin, None);
     let clicked = Utc::now() - Span::minutes(3);
     let (_, click) = app
         .post(
@@ -398,6 +398,8 @@ async fn while_fraud_svc_is_away_nothing_is_lost_and_everything_moves_on_when_it
         &format!("sqlite:{}", dir.join("fraud.db").display()),
         "--jwt-secret",
         referral_tests::SECRET,
+        "--service-jwt-secret",
+        referral_tests::SERVICE_SECRET,
         "--invite-addr",
         &app.mesh.invite.to_string(),
     ]);

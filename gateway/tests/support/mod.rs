@@ -31,6 +31,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::ServiceExt;
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijkl";
+pub const SERVICE_SECRET: &str = "test-service-secret-0123456789-abcdefghijkl";
 /// Nothing listens here: calls fail fast with UNAVAILABLE.
 pub const NOWHERE: &str = "127.0.0.1:1";
 
@@ -44,6 +45,7 @@ pub struct TestGateway {
 pub fn config() -> GatewayConfig {
     GatewayConfig {
         jwt_secret: Secret::new(SECRET),
+        service_jwt_secret: Secret::new(SERVICE_SECRET),
         invite_addr: NOWHERE.into(),
         fraud_addr: NOWHERE.into(),
         incentive_addr: NOWHERE.into(),
@@ -160,6 +162,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// A binary (`-bin`) entry as UTF-8.
+    pub fn md_bin(&self, key: &str) -> Option<String> {
+        self.metadata
+            .get_bin(key)
+            .and_then(|v| v.to_bytes().ok())
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+    }
+
     pub fn md(&self, key: &str) -> Option<String> {
         self.metadata
             .get(key)

@@ -97,6 +97,7 @@ const CODES: usize = 64;
 /// How long a stopping mesh may take (the gateway sends its queued clicks first).
 const STOP_GRACE: Duration = Duration::from_secs(15);
 const SECRET: &str = "loadgen-jwt-secret-0123456789abcdef-0123456789";
+const SERVICE_SECRET: &str = "loadgen-service-jwt-secret-0123456789abcdef";
 /// What `referral-mesh serve` logs at (common::telemetry's default filter).
 const INFO_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn,hyper=warn";
 const QUIET_FILTER: &str = "warn,sqlx=error";
@@ -1186,6 +1187,7 @@ struct MeshResults {
 fn authed<T>(msg: T, auth: &MetadataValue<Ascii>) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.metadata_mut().insert("authorization", auth.clone());
+    referral_common::auth::forwarded::write_none(req.metadata_mut());
     req
 }
 
@@ -1262,6 +1264,7 @@ async fn mesh_suite(run: MeshRun<'_>) -> anyhow::Result<MeshResults> {
         storage: run.storage.clone(),
         redis_url: run.redis.clone(),
         jwt_secret: Secret::new(SECRET),
+        service_jwt_secret: Secret::new(SERVICE_SECRET),
         gateway_args: vec![
             "--redirect-rate-limit-per-minute".into(),
             limit.clone(),
