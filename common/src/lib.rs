@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod balance;
+pub mod click_id;
 pub mod config;
 pub mod consumer;
 pub mod db;
