@@ -35,6 +35,16 @@ pub struct InviteConfig {
     /// Where /r/{code} sends visitors when a code has no landing URL of its own.
     #[arg(long, env = "DEFAULT_LANDING_URL", default_value = "https://example.com/join")]
     pub default_landing_url: String,
+    /// Keys that verify signed click ids, `kid:secret,...` (the gateway's CLICK_SIGNING_KEYS:
+    /// signups reach invite-svc directly too, so it checks the ids itself).
+    #[arg(
+        long,
+        env = "CLICK_SIGNING_KEYS",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub click_signing_keys: Secret,
     /// Days after sending that an invitation's link still attributes (and then expires).
     #[arg(long, env = "ATTRIBUTION_WINDOW_DAYS", default_value_t = 30)]
     pub attribution_window_days: i64,

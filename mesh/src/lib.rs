@@ -221,6 +221,9 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     }
     std::fs::create_dir_all(&opts.data_dir)?;
     let secret = opts.jwt_secret.expose().to_string();
+    let click_keys = secret::click_keys_load_or_create(&opts.data_dir)?
+        .expose()
+        .to_string();
     let (trigger, shutdown) = server::shutdown_pair();
     let base = opts.grpc_base_port;
     if base > u16::MAX - 3 {
@@ -256,6 +259,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         schema,
         "--jwt-secret".into(),
         secret.clone(),
+        "--click-signing-keys".into(),
+        click_keys.clone(),
         "--public-url".into(),
         public_url.clone(),
     ];
@@ -359,6 +364,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         analytics.to_string(),
         "--jwt-secret".into(),
         secret.clone(),
+        "--click-signing-keys".into(),
+        click_keys,
         "--public-url".into(),
         public_url,
         "--listen".into(),

@@ -112,7 +112,7 @@ fn routes() -> Vec<Route> {
             Rpc::new(INVITE, "RecordClick", Whole).client_fields(),
             unary!(invite.record_click(invite::RecordClickRequest))),
         api(M::POST, "/v1/signups", "Record a signup and attribute it", TRACKING,
-            Rpc::new(INVITE, "RecordSignup", Whole).client_fields(),
+            Rpc::new(INVITE, "RecordSignup", Whole).client_fields().cookie_field(redirect::CLICK_COOKIE, "clickId"),
             unary!(invite.record_signup(invite::RecordSignupRequest))),
         api(M::POST, "/v1/conversions", "Record a paid conversion", TRACKING,
             Rpc::new(INVITE, "RecordConversion", Whole),

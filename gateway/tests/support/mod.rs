@@ -44,6 +44,7 @@ pub struct TestGateway {
 pub fn config() -> GatewayConfig {
     GatewayConfig {
         jwt_secret: Secret::new(SECRET),
+        click_signing_keys: Secret::new("k1:gateway-tests-click-key-0123456789abcdef"),
         invite_addr: NOWHERE.into(),
         fraud_addr: NOWHERE.into(),
         incentive_addr: NOWHERE.into(),
