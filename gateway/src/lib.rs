@@ -18,6 +18,7 @@ pub mod clients;
 pub mod code_cache;
 pub mod config;
 pub mod cookies;
+pub mod cors;
 pub mod context;
 pub mod descriptor;
 pub mod errors;

@@ -6,6 +6,7 @@
 mod dashboard;
 mod ops;
 mod privacy;
+mod sdk;
 mod table;
 mod webhook;
 
@@ -333,7 +334,7 @@ pub fn router(state: AppState) -> Router {
             method_router.fallback(|| async { HttpError::method_not_allowed().into_response() });
         router = router.route(&path, method_router);
     }
-    router
+    let router = router
         .fallback(|req: Request| async move {
             HttpError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
                 .into_response()
@@ -351,7 +352,14 @@ pub fn router(state: AppState) -> Router {
             crate::client_ip::middleware,
         ))
         .layer(axum::middleware::from_fn(crate::metrics::middleware))
-        .layer(axum::middleware::from_fn(crate::request_id::middleware))
+        .layer(axum::middleware::from_fn(crate::request_id::middleware));
+    // Outside auth and limits: a preflight carries no token, and a 401 or 429 must reach the
+    // page's script readable.
+    let router = match crate::cors::layer(&state.settings) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             HttpError::internal("internal error").into_response()
