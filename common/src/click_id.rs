@@ -106,7 +106,10 @@ impl ClickKeys {
             if !valid_kid(kid) {
                 return Err(ConfigError::new(
                     setting,
-                    format!("entry {}: the key id must be 1-{MAX_KID_LEN} letters, digits, _ or -", i + 1),
+                    format!(
+                        "entry {}: the key id must be 1-{MAX_KID_LEN} letters, digits, _ or -",
+                        i + 1
+                    ),
                 ));
             }
             if secret.len() < MIN_SECRET_LEN {
@@ -167,7 +170,9 @@ impl ClickKeys {
             && valid_code(code)
             && (1..=15).contains(&millis.len())
             && millis.bytes().all(|b| b.is_ascii_digit())
-            && URL_SAFE_NO_PAD.decode(nonce).is_ok_and(|n| n.len() == NONCE_BYTES);
+            && URL_SAFE_NO_PAD
+                .decode(nonce)
+                .is_ok_and(|n| n.len() == NONCE_BYTES);
         if !shape_ok {
             return Err(Rejection::Malformed);
         }
@@ -209,11 +214,17 @@ fn mac(keyed: &HmacSha256, body: &str) -> HmacSha256 {
 }
 
 fn valid_kid(kid: &str) -> bool {
-    (1..=MAX_KID_LEN).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=MAX_KID_LEN).contains(&kid.len())
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn valid_code(code: &str) -> bool {
-    (1..=MAX_CODE_LEN).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=MAX_CODE_LEN).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -319,7 +330,10 @@ mod tests {
         ] {
             let e = ClickKeys::parse("CLICK_SIGNING_KEYS", &Secret::new(raw)).unwrap_err();
             assert!(e.to_string().contains("CLICK_SIGNING_KEYS"), "{e}");
-            assert!(!e.to_string().contains("0123456789abcdef"), "a secret leaked: {e}");
+            assert!(
+                !e.to_string().contains("0123456789abcdef"),
+                "a secret leaked: {e}"
+            );
         }
         assert!(!format!("{:?}", keys(A)).contains("0123456789abcdef"));
     }

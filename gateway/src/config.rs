@@ -261,7 +261,9 @@ impl GatewayConfig {
 fn check_click_param(raw: &str) -> Result<String, ConfigError> {
     let name = raw.trim();
     let ok = (1..=32).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !ok {
         return Err(ConfigError::new(
             "CLICK_PARAM",
@@ -274,7 +276,10 @@ fn check_click_param(raw: &str) -> Result<String, ConfigError> {
 /// `LANDING_HOSTS`: host names (no scheme, port or path), plus the default landing URL's.
 fn parse_landing_hosts(raw: &str, default_landing_url: &str) -> Result<Vec<String>, ConfigError> {
     let mut hosts = Vec::new();
-    if let Some(host) = url::Url::parse(default_landing_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)) {
+    if let Some(host) = url::Url::parse(default_landing_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    {
         hosts.push(host);
     }
     for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -324,7 +329,9 @@ fn parse_origins(raw: &str) -> Result<Vec<http::HeaderValue>, ConfigError> {
             None => {
                 return Err(ConfigError::new(
                     "CORS_ALLOWED_ORIGINS",
-                    format!("{item:?} is not an origin like https://www.example.com (lower case, no path, no wildcard)"),
+                    format!(
+                        "{item:?} is not an origin like https://www.example.com (lower case, no path, no wildcard)"
+                    ),
                 ));
             }
         }

@@ -30,15 +30,21 @@ mod tests {
     #[test]
     fn the_click_id_joins_the_query_and_everything_else_stays() {
         let cases = [
-            ("https://www.example.com/signup", "https://www.example.com/signup?rm_click=c1.k.X.1.n.m"),
-            ("https://www.example.com/", "https://www.example.com/?rm_click=c1.k.X.1.n.m"),
+            (
+                "https://www.example.com/signup",
+                "https://www.example.com/signup?rm_click=c1.k.X.1.n.m",
+            ),
+            (
+                "https://www.example.com/",
+                "https://www.example.com/?rm_click=c1.k.X.1.n.m",
+            ),
             (
                 "https://www.example.com/signup?ref=abc&x=a%20b#plans",
                 "https://www.example.com/signup?ref=abc&x=a%20b&rm_click=c1.k.X.1.n.m#plans",
             ),
             (
                 "https://WWW.Example.com:8443/a/b?#top",
-                "https://www.example.com:8443/a/b?&rm_click=c1.k.X.1.n.m#top",
+                "https://www.example.com:8443/a/b?rm_click=c1.k.X.1.n.m#top",
             ),
         ];
         for (landing, want) in cases {

@@ -98,7 +98,12 @@ pub fn click_cookie(click_id: &str, secure: bool) -> String {
     c
 }
 
-fn click(req: &RawRequest, code: &str, click_id: &str, now: chrono::DateTime<chrono::Utc>) -> RecordClickRequest {
+fn click(
+    req: &RawRequest,
+    code: &str,
+    click_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> RecordClickRequest {
     let query: Vec<(String, String)> = Query::try_from_uri(&req.parts.uri)
         .map(|q| q.0)
         .unwrap_or_default();

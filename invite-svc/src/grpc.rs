@@ -947,9 +947,15 @@ fn check_id(v: &mut Violations, value: &str, field: &str) {
 /// A click id is a signed id or an older plain one: visible ASCII, bounded.
 fn check_click_id(v: &mut Violations, value: &str) {
     if value.len() > click_id::MAX_LEN {
-        v.add("clickId", format!("must be at most {} characters", click_id::MAX_LEN));
+        v.add(
+            "clickId",
+            format!("must be at most {} characters", click_id::MAX_LEN),
+        );
     } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        v.add("clickId", "must be visible ASCII (no spaces or control characters)");
+        v.add(
+            "clickId",
+            "must be visible ASCII (no spaces or control characters)",
+        );
     }
 }
 

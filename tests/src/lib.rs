@@ -264,11 +264,8 @@ impl TestApp {
     pub fn click_keys(&self) -> referral_common::click_id::ClickKeys {
         let raw = std::fs::read_to_string(self.data_dir.join(referral_mesh::secret::CLICK_KEYS_FILE))
             .expect("the mesh wrote its click keys");
-        referral_common::click_id::ClickKeys::parse(
-            "CLICK_SIGNING_KEYS",
-            &Secret::new(raw.trim()),
-        )
-        .expect("valid click keys")
+        referral_common::click_id::ClickKeys::parse("CLICK_SIGNING_KEYS", &Secret::new(raw.trim()))
+            .expect("valid click keys")
     }
 
     /// A token for any subject and role.

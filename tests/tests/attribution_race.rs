@@ -79,7 +79,14 @@ async fn click(http: &reqwest::Client, base: &str, code: &str) -> String {
 
 /// Signs `user` up on `base`, naming the click in the body or (`by_cookie`) only in the
 /// `rm_click` cookie, as a browser posting straight to the gateway does.
-async fn signup(http: &reqwest::Client, app: &TestApp, base: &str, user: &str, click_id: &str, by_cookie: bool) -> Value {
+async fn signup(
+    http: &reqwest::Client,
+    app: &TestApp,
+    base: &str,
+    user: &str,
+    click_id: &str,
+    by_cookie: bool,
+) -> Value {
     let token = app.member(user, "COUPLE");
     let mut body = json!({"userId": user, "userKind": "COUPLE"});
     let mut rb = http.post(format!("{base}/v1/signups")).bearer_auth(token);
@@ -143,7 +150,11 @@ async fn a_signup_the_instant_after_its_click_is_always_attributed() {
         let user = unique("couple");
         let got = signup(&http, &app, signup_on, &user, &id, by_cookie).await;
         assert_eq!(
-            (got["attributed"].clone(), got["referrerId"].clone(), got["code"].clone()),
+            (
+                got["attributed"].clone(),
+                got["referrerId"].clone(),
+                got["code"].clone()
+            ),
             (json!(true), json!(sue), json!(code)),
             "iteration {i} (click on {click_on}, signup on {signup_on}, cookie {by_cookie}): {got}"
         );
@@ -175,7 +186,11 @@ async fn an_id_whose_click_row_never_arrives_still_attributes_and_a_bad_one_says
     let got = signup(&http, &app, &app.base, &unique("couple"), &id, false).await;
     assert_eq!(got["attributed"], json!(true), "{got}");
     assert_eq!(got["referrerId"], json!(sue), "{got}");
-    assert_eq!(got.get("rejectedClick").and_then(Value::as_str).unwrap_or(""), "", "{got}");
+    assert_eq!(
+        got.get("rejectedClick").and_then(Value::as_str).unwrap_or(""),
+        "",
+        "{got}"
+    );
 
     // One character edited, anywhere in the id: attributed to no one, reason given.
     let real = click(&http, &app.base, &code).await;
@@ -198,7 +213,10 @@ async fn an_id_whose_click_row_never_arrives_still_attributes_and_a_bad_one_says
     // Forged with another key under our key id; signed by a retired (unknown) key.
     let forged = referral_common::click_id::ClickKeys::parse(
         "CLICK_SIGNING_KEYS",
-        &Secret::new(format!("{}:an-attackers-guess-at-the-key-000000", keys.signing_kid())),
+        &Secret::new(format!(
+            "{}:an-attackers-guess-at-the-key-000000",
+            keys.signing_kid()
+        )),
     )
     .expect("keys")
     .sign(&code, Utc::now());
@@ -211,7 +229,11 @@ async fn an_id_whose_click_row_never_arrives_still_attributes_and_a_bad_one_says
     for (id, why) in [(forged, "BAD_SIGNATURE"), (retired, "UNKNOWN_KEY")] {
         let got = signup(&http, &app, &app.base, &unique("couple"), &id, false).await;
         assert_eq!(
-            (got["attributed"].clone(), got["reason"].clone(), got["rejectedClick"].clone()),
+            (
+                got["attributed"].clone(),
+                got["reason"].clone(),
+                got["rejectedClick"].clone()
+            ),
             (json!(false), json!("NO_TOUCH"), json!(why)),
             "{got}"
         );

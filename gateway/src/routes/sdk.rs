@@ -11,8 +11,6 @@ use super::RawRequest;
 use crate::state::AppState;
 
 const SDK: &str = include_str!("../sdk/sdk.js");
-/// Largest the served script may be (the budget).
-pub const MAX_BYTES: usize = 3 * 1024;
 
 /// The script with the configured click parameter (validated as `[A-Za-z0-9_-]{1,32}`, so
 /// it needs no escaping inside a JS string).
@@ -46,6 +44,9 @@ pub async fn script(state: AppState, _: RawRequest) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Largest the served script may be (the budget).
+    const MAX_BYTES: usize = 3 * 1024;
 
     #[test]
     fn the_script_is_small_versioned_and_names_the_parameter() {

@@ -66,10 +66,7 @@ pub fn judge(
     if signup_at.signed_duration_since(at) > window {
         return Err(RejectedClick::Expired);
     }
-    Ok(ClickEvidence::Signed {
-        code: click.code,
-        at,
-    })
+    Ok(ClickEvidence::Signed { code: click.code, at })
 }
 
 #[cfg(test)]
