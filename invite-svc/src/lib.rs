@@ -411,6 +411,8 @@ mod tests {
             "invite-svc",
             "--jwt-secret",
             "a-test-secret-of-at-least-32-characters",
+            "--click-signing-keys",
+            "k1:a-click-key-of-at-least-32-characters",
         ];
         Cli::try_parse_from(base.iter().chain(args))
             .expect("flags parse")
