@@ -16,6 +16,11 @@ const PROTOS: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=referral");
+    // Each file too: a directory's own mtime does not always move when a file in it is
+    // edited, and a stale build then misses a new field.
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let fds = protox::compile(PROTOS, ["."])?;
     let descriptor_path = out.join("descriptor.bin");

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod balance;
+pub mod click_id;
 pub mod config;
 pub mod consumer;
 pub mod db;

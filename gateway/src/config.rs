@@ -6,6 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use ipnet::IpNet;
 use referral_common::{
     auth::{DEFAULT_MAX_LIFETIME, TokenPolicy},
+    click_id::ClickKeys,
     config::{
         ConfigError, LogFormat, Secret, check_jwt_secret, check_service_jwt_secret, parse_addr,
         parse_duration,
@@ -25,6 +26,7 @@ pub const DEFAULT_SERVICE_RATE_LIMIT: u32 = 60_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+pub const DEFAULT_CLICK_PARAM: &str = "rm_click";
 /// The redirect and the invitation API live on invite-svc: without it the gateway is of no
 /// use, while any other service being down only degrades its own routes.
 pub const DEFAULT_READY_REQUIRES: &str = "invite-svc";
@@ -75,6 +77,28 @@ pub struct GatewayConfig {
     /// Required `aud` of web tokens, when set.
     #[arg(long, env = "JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Keys that sign click ids, `kid:secret,...` (secrets of at least 32 characters): the
+    /// first signs, all verify, a removed key's ids stop attributing. invite-svc needs the
+    /// same list. Never printed.
+    #[arg(
+        long,
+        env = "CLICK_SIGNING_KEYS",
+        default_value = "",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub click_signing_keys: Secret,
+    /// The query parameter `/r/{code}` adds to the landing URL with the click id.
+    #[arg(long, env = "CLICK_PARAM", default_value = DEFAULT_CLICK_PARAM)]
+    pub click_param: String,
+    /// Comma-separated hosts a code's landing URL may point at (the default landing URL's
+    /// host is always allowed); `/r/{code}` sends any other to the default landing URL.
+    #[arg(long, env = "LANDING_HOSTS", default_value = "")]
+    pub landing_hosts: String,
+    /// Comma-separated origins (`https://www.example.com`) whose pages may call the API from
+    /// a browser, with credentials; empty: no cross-origin access.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
     /// Redis for rate limits and the referral-code cache shared across replicas.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -147,6 +171,10 @@ impl Default for GatewayConfig {
             jwt_max_lifetime: DEFAULT_MAX_LIFETIME,
             jwt_issuer: None,
             jwt_audience: None,
+            click_signing_keys: Secret::default(),
+            click_param: DEFAULT_CLICK_PARAM.into(),
+            landing_hosts: String::new(),
+            cors_allowed_origins: String::new(),
             redis_url: None,
             public_url: DEFAULT_PUBLIC_URL.into(),
             trusted_proxies: String::new(),
@@ -181,6 +209,12 @@ pub struct Settings {
     pub service_jwt_secret: Secret,
     /// What a web token must satisfy.
     pub token_policy: TokenPolicy,
+    pub click_keys: ClickKeys,
+    pub click_param: String,
+    /// Lower-case hosts landing URLs may use, the default landing URL's included.
+    pub landing_hosts: Vec<String>,
+    /// Origins allowed to call the API from a browser, as `scheme://host[:port]`.
+    pub cors_allowed_origins: Vec<http::HeaderValue>,
     pub redis_url: Option<String>,
     /// Without a trailing slash.
     pub public_url: String,
@@ -230,6 +264,9 @@ impl GatewayConfig {
         check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
         check_service_jwt_secret(&self.jwt_secret, &self.service_jwt_secret)?;
         let token_policy = self.token_policy()?;
+        let click_keys = ClickKeys::parse("CLICK_SIGNING_KEYS", &self.click_signing_keys)?;
+        let click_param = check_click_param(&self.click_param)?;
+        let cors_allowed_origins = parse_origins(&self.cors_allowed_origins)?;
         let listen = parse_addr("GATEWAY_ADDR", &self.listen)?;
         for (name, addr) in [
             ("INVITE_ADDR", &self.invite_addr),
@@ -246,6 +283,7 @@ impl GatewayConfig {
             Some(url) if !url.trim().is_empty() => check_http_url("DEFAULT_LANDING_URL", url)?,
             _ => format!("{public_url}/"),
         };
+        let landing_hosts = parse_landing_hosts(&self.landing_hosts, &default_landing_url)?;
         let redis_url = match &self.redis_url {
             Some(url) if !url.trim().is_empty() => {
                 redis::Client::open(url.as_str())
@@ -301,6 +339,10 @@ impl GatewayConfig {
             jwt_secret: self.jwt_secret.clone(),
             service_jwt_secret: self.service_jwt_secret.clone(),
             token_policy,
+            click_keys,
+            click_param,
+            landing_hosts,
+            cors_allowed_origins,
             redis_url,
             secure_cookies: public_url.starts_with("https://"),
             public_url,
@@ -342,6 +384,86 @@ fn fit_to_fd_limit(max_connections: usize) -> usize {
         );
     }
     max_connections.min(room)
+/// `CLICK_PARAM`: a plain query parameter name, so it needs no escaping anywhere.
+fn check_click_param(raw: &str) -> Result<String, ConfigError> {
+    let name = raw.trim();
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(ConfigError::new(
+            "CLICK_PARAM",
+            "must be 1-32 letters, digits, _ or -",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// `LANDING_HOSTS`: host names (no scheme, port or path), plus the default landing URL's.
+fn parse_landing_hosts(raw: &str, default_landing_url: &str) -> Result<Vec<String>, ConfigError> {
+    let mut hosts = Vec::new();
+    if let Some(host) = url::Url::parse(default_landing_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    {
+        hosts.push(host);
+    }
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parsed = url::Url::parse(&format!("http://{item}/"))
+            .ok()
+            .filter(|u| u.port().is_none())
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        match parsed {
+            Some(host) if host == item.to_ascii_lowercase() => {
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    "LANDING_HOSTS",
+                    format!("{item:?} is not a host name (no scheme, port or path)"),
+                ));
+            }
+        }
+    }
+    Ok(hosts)
+}
+
+/// `CORS_ALLOWED_ORIGINS`: exact origins, `http(s)://host[:port]` without a path. No
+/// wildcard: credentials (the attribution cookie) are allowed only for listed origins.
+fn parse_origins(raw: &str) -> Result<Vec<http::HeaderValue>, ConfigError> {
+    let mut origins = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let origin = item.trim_end_matches('/');
+        let valid = url::Url::parse(origin).ok().is_some_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none()
+                // The URL's own serialisation of the origin, so the browser's Origin header
+                // (always in that form) matches byte for byte.
+                && u.origin().ascii_serialization() == origin
+        });
+        let value = valid.then(|| http::HeaderValue::from_str(origin).ok()).flatten();
+        match value {
+            Some(v) if !origins.contains(&v) => origins.push(v),
+            Some(_) => {}
+            None => {
+                return Err(ConfigError::new(
+                    "CORS_ALLOWED_ORIGINS",
+                    format!(
+                        "{item:?} is not an origin like https://www.example.com (lower case, no path, no wildcard)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(origins)
 }
 
 /// `READY_REQUIRES`: service names (with or without `-svc`), `all`, or empty.
@@ -448,6 +570,7 @@ mod tests {
         GatewayConfig {
             jwt_secret: Secret::new("0123456789abcdef0123456789abcdef"),
             service_jwt_secret: Secret::new("service-0123456789abcdef0123456789"),
+            click_signing_keys: Secret::new("k1:click-0123456789abcdef0123456789"),
             ..GatewayConfig::default()
         }
     }
@@ -497,6 +620,41 @@ mod tests {
                 "REDIS_URL",
                 GatewayConfig {
                     redis_url: Some("mysql://x".into()),
+                    ..valid()
+                },
+            ),
+            (
+                "CLICK_SIGNING_KEYS",
+                GatewayConfig {
+                    click_signing_keys: Secret::default(),
+                    ..valid()
+                },
+            ),
+            (
+                "CLICK_PARAM",
+                GatewayConfig {
+                    click_param: "rm click".into(),
+                    ..valid()
+                },
+            ),
+            (
+                "LANDING_HOSTS",
+                GatewayConfig {
+                    landing_hosts: "www.example.com, https://evil.example/".into(),
+                    ..valid()
+                },
+            ),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                GatewayConfig {
+                    cors_allowed_origins: "https://www.example.com, *".into(),
+                    ..valid()
+                },
+            ),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                GatewayConfig {
+                    cors_allowed_origins: "https://www.example.com/signup".into(),
                     ..valid()
                 },
             ),
@@ -587,9 +745,32 @@ mod tests {
     }
 
     #[test]
+    fn landing_hosts_and_origins_are_exact() {
+        let s = GatewayConfig {
+            landing_hosts: " WWW.Example.com ,shop.example.com".into(),
+            cors_allowed_origins: "https://www.example.com, http://localhost:3000/".into(),
+            default_landing_url: Some("https://join.example.com/start".into()),
+            ..valid()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            s.landing_hosts,
+            ["join.example.com", "www.example.com", "shop.example.com"]
+        );
+        assert_eq!(
+            s.cors_allowed_origins,
+            ["https://www.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(s.click_param, "rm_click");
+        assert_eq!(s.click_keys.signing_kid(), "k1");
+    }
+
+    #[test]
     fn the_secret_never_prints() {
         let c = valid();
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
         assert!(!format!("{:?}", c.validate().unwrap()).contains("0123456789abcdef"));
+        assert!(!format!("{:?}", c.validate().unwrap()).contains("click-0123"));
     }
 }

@@ -1,6 +1,8 @@
 //! `GET /r/{code}`, the hot path: resolve the code's landing URL through the cache, answer
-//! 302 with a first-party attribution cookie carrying a fresh click id, and queue the click.
-//! It never calls fraud, analytics or incentives, and never waits on a write.
+//! 302 to it with a fresh signed click id — as a query parameter the landing page can read
+//! (its own domain then keeps it, see `sdk.js`) and as a cookie on the gateway's domain —
+//! and queue the click. It never calls fraud, analytics or incentives, and never waits on a
+//! write: the signed id attributes a signup before the click's row exists.
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use referral_proto::{
 };
 use tonic::Code;
 
-use crate::{routes::RawRequest, state::AppState};
+use crate::{landing, routes::RawRequest, state::AppState};
 
 pub const CLICK_COOKIE: &str = "rm_click";
 /// 90 days, the attribution window's outer bound.
@@ -54,13 +56,27 @@ pub async fn handle(state: AppState, req: RawRequest) -> Response {
             state.settings.default_landing_url.clone()
         }
     };
-    let location = HeaderValue::from_str(&landing).unwrap_or_else(|_| {
-        tracing::warn!(code = %code, "landing URL is not a valid header value; using the default");
-        HeaderValue::from_str(&state.settings.default_landing_url).unwrap_or(HeaderValue::from_static("/"))
-    });
+    // One instant, to the millisecond the id carries, for the id and the click's row.
+    let now = chrono::Utc::now();
+    let now = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    let code = code.to_ascii_uppercase();
+    let click_id = state.settings.click_keys.sign(&code, now);
+    let settings = &state.settings;
+    let target = landing::with_click(&landing, &settings.landing_hosts, &settings.click_param, &click_id)
+        .or_else(|| {
+            tracing::warn!(code = %code, "landing URL refused (host not in LANDING_HOSTS, or not http(s)); using the default");
+            landing::with_click(
+                &settings.default_landing_url,
+                &settings.landing_hosts,
+                &settings.click_param,
+                &click_id,
+            )
+        });
+    let location = target
+        .and_then(|url| HeaderValue::from_str(&url).ok())
+        .unwrap_or(HeaderValue::from_static("/"));
 
-    let click_id = uuid::Uuid::now_v7().to_string();
-    state.clicks.enqueue(click(&req, &code, &click_id)).await;
+    state.clicks.enqueue(click(&req, &code, &click_id, now)).await;
 
     let mut resp = StatusCode::FOUND.into_response();
     let headers = resp.headers_mut();
@@ -82,7 +98,12 @@ pub fn click_cookie(click_id: &str, secure: bool) -> String {
     c
 }
 
-fn click(req: &RawRequest, code: &str, click_id: &str) -> RecordClickRequest {
+fn click(
+    req: &RawRequest,
+    code: &str,
+    click_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> RecordClickRequest {
     let query: Vec<(String, String)> = Query::try_from_uri(&req.parts.uri)
         .map(|q| q.0)
         .unwrap_or_default();
@@ -99,7 +120,6 @@ fn click(req: &RawRequest, code: &str, click_id: &str) -> RecordClickRequest {
         campaign: get("utm_campaign"),
     };
     let has_utm = !(utm.source.is_empty() && utm.medium.is_empty() && utm.campaign.is_empty());
-    let now = chrono::Utc::now();
     RecordClickRequest {
         code: code.to_string(),
         click_id: click_id.to_string(),

@@ -133,6 +133,7 @@ pub fn attribution(row: &SignupRow) -> Attribution {
         user_id: row.user_id.clone(),
         risk: serde_json::from_str::<Risk>(&row.risk_json).ok(),
         signed_up_at: Some(to_ts(row.created_at)),
+        rejected_click: row.rejected_click.clone(),
     }
 }
 

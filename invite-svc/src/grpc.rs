@@ -7,6 +7,7 @@ use referral_common::{
     ApiError, ApiResult, Violations,
     audit::{Actor, AuditEntry, action},
     auth::{self, Principal},
+    click_id::{self, ClickKeys},
     error::{error_info_of, violations_of},
     idempotency::Idempotency,
     ids::{self, from_ts},
@@ -32,6 +33,7 @@ use crate::{
     convert,
     domain::{
         attribution::{self, Candidates, Decision, NotAttributedReason, SignupFacts, Touch, TouchKind},
+        click_ids::{self, ClickEvidence, RejectedClick},
         codes, contact,
         party::{self, PartyKind},
         quota::{self, QuotaConfig},
@@ -61,6 +63,8 @@ pub struct Settings {
     pub quotas: QuotaConfig,
     pub send_rules: SendRules,
     pub attribution_window_days: i64,
+    /// Verify (and, for clicks recorded without an id, sign) click ids.
+    pub click_keys: ClickKeys,
     pub default_timezone: chrono_tz::Tz,
     /// Where `optimize: true` aims (local weekday and hour).
     pub preferred_slot: (chrono::Weekday, u32),
@@ -513,7 +517,7 @@ impl<S: Store> InviteApi<S> {
                 .map_err(|e| v.add("code", e.to_string()))
                 .ok()
         };
-        input::line(&mut v, &req.click_id, 64, "clickId");
+        check_click_id(&mut v, &req.click_id);
         input::line(&mut v, &req.invitation_id, 64, "invitationId");
         input::line(&mut v, &req.name, input::NAME_MAX, "name");
         let occurred_at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
@@ -560,24 +564,21 @@ impl<S: Store> InviteApi<S> {
             });
         }
         let mut click_at = None;
-        if !req.click_id.is_empty()
-            && let Some(click) = self.store.get_click(&req.click_id).await?
-        {
-            click_at = Some(click.occurred_at);
-            if let Some(inv) = &click.invitation_id
-                && !channels.contains_key(inv)
-                && let Some(row) = self.store.get_invitation(inv).await?
-            {
-                channels.insert(row.id.clone(), row.channel.clone());
+        let mut rejected_click = String::new();
+        if !req.click_id.is_empty() {
+            match self.click_touch(&req.click_id, now).await? {
+                Ok(touch) => {
+                    if let Some(inv) = &touch.invitation_id
+                        && !channels.contains_key(inv)
+                        && let Some(row) = self.store.get_invitation(inv).await?
+                    {
+                        channels.insert(row.id.clone(), row.channel.clone());
+                    }
+                    click_at = Some(touch.at);
+                    candidates.click = Some(touch);
+                }
+                Err(why) => rejected_click = why.as_str().to_string(),
             }
-            candidates.click = Some(Touch {
-                kind: TouchKind::Click,
-                id: click.click_id.clone(),
-                referrer_id: click.referrer_id.clone(),
-                invitation_id: click.invitation_id.clone(),
-                code: Some(click.code.clone()),
-                at: click.occurred_at,
-            });
         }
         if let Some(e) = &email
             && let Some(inv) = self.store.open_invitation_for(e, now - window).await?
@@ -714,6 +715,7 @@ impl<S: Store> InviteApi<S> {
             ip: client.ip.clone(),
             device_id: client.device_id.clone(),
             created_at: now,
+            rejected_click,
         };
         let stored = self.store.insert_signup(&row).await?;
         Ok(convert::attribution(&stored))
@@ -766,6 +768,56 @@ impl<S: Store> InviteApi<S> {
         Ok(convert::conversion(&row))
     }
 
+    /// The touch behind a click id, or why it counts for nothing. A signed id stands on its
+    /// own (its row, if written yet, only adds the invitation a link named); a plain id is
+    /// only as good as its row.
+    async fn click_touch(&self, id: &str, now: DateTime<Utc>) -> ApiResult<Result<Touch, RejectedClick>> {
+        let evidence = match click_ids::judge(
+            &self.settings.click_keys,
+            id,
+            now,
+            self.settings.attribution_window_days,
+        ) {
+            Ok(evidence) => evidence,
+            Err(why) => return Ok(Err(why)),
+        };
+        let row = self.store.get_click(id).await?;
+        let (code, at) = match evidence {
+            ClickEvidence::Signed { code, at } => (code, at),
+            ClickEvidence::Plain => match row {
+                Some(click) => {
+                    return Ok(Ok(Touch {
+                        kind: TouchKind::Click,
+                        id: click.click_id.clone(),
+                        referrer_id: click.referrer_id.clone(),
+                        invitation_id: click.invitation_id.clone(),
+                        code: Some(click.code.clone()),
+                        at: click.occurred_at,
+                    }));
+                }
+                None => return Ok(Err(RejectedClick::UnknownClick)),
+            },
+        };
+        let Some(code_row) = (match codes::normalize_code(&code) {
+            Ok(normal) => self.store.get_code(&normal).await?,
+            Err(_) => None,
+        }) else {
+            return Ok(Err(RejectedClick::UnknownCode));
+        };
+        // The row's invitation (from `/r/{code}?inv=`) is detail; it must be the same click.
+        let named = row
+            .filter(|r| r.code == code_row.code)
+            .and_then(|r| r.invitation_id);
+        Ok(Ok(Touch {
+            kind: TouchKind::Click,
+            id: id.to_string(),
+            referrer_id: code_row.referrer_id.clone(),
+            invitation_id: named.or_else(|| code_row.invitation_id.clone()),
+            code: Some(code_row.code.clone()),
+            at,
+        }))
+    }
+
     fn click_row(&self, req: &RecordClickRequest, code: String, client: &ClientContext) -> ClickRow {
         let now = ids::now();
         // An import's instant outside the backfill range is not believed: the click is now.
@@ -781,8 +833,9 @@ impl<S: Store> InviteApi<S> {
             .unwrap_or(now);
         let utm = req.utm.clone().unwrap_or_default();
         ClickRow {
+            // A click recorded without an id gets a signed one, good for attribution at once.
             click_id: if req.click_id.is_empty() {
-                ids::new_id()
+                self.settings.click_keys.sign(&code, at)
             } else {
                 req.click_id.clone()
             },
@@ -968,10 +1021,25 @@ fn clean_click(c: &mut RecordClickRequest) {
     }
 }
 
+/// A click id is a signed id or an older plain one: visible ASCII, bounded.
+fn check_click_id(v: &mut Violations, value: &str) {
+    if value.len() > click_id::MAX_LEN {
+        v.add(
+            "clickId",
+            format!("must be at most {} characters", click_id::MAX_LEN),
+        );
+    } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        v.add(
+            "clickId",
+            "must be visible ASCII (no spaces or control characters)",
+        );
+    }
+}
+
 /// The caller-chosen fields of a click (its user agent is clipped, not refused).
 fn check_click(v: &mut Violations, c: &RecordClickRequest) {
     input::line(v, &c.code, 64, "code");
-    input::line(v, &c.click_id, 64, "clickId");
+    check_click_id(v, &c.click_id);
     input::line(v, &c.visitor_id, input::ID_MAX, "visitorId");
     input::line(v, &c.ip, 64, "ip");
     input::line(v, &c.device_id, input::ID_MAX, "deviceId");

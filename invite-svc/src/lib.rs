@@ -19,6 +19,7 @@ use std::{sync::Arc, time::Duration};
 
 use referral_common::{
     auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
+    click_id::ClickKeys,
     config::{self, Backend, ConfigError},
     consumer::ConsumerConfig,
     idempotency::Idempotency,
@@ -64,6 +65,7 @@ pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
         .map_err(|e| ConfigError::new("QUOTA_*", e.to_string()))?;
     let default_timezone = timing::parse_timezone(&config.default_timezone)
         .map_err(|e| ConfigError::new("DEFAULT_TIMEZONE", e.to_string()))?;
+    let click_keys = ClickKeys::parse("CLICK_SIGNING_KEYS", &config.click_signing_keys)?;
     if config.attribution_window_days < 1 {
         return Err(ConfigError::new("ATTRIBUTION_WINDOW_DAYS", "must be at least 1"));
     }
@@ -97,6 +99,7 @@ pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
         quotas,
         send_rules: Default::default(),
         attribution_window_days: config.attribution_window_days,
+        click_keys,
         default_timezone,
         preferred_slot,
         catalog: Arc::new(catalog_from(config)?),
@@ -456,6 +459,8 @@ mod tests {
             "a-test-secret-of-at-least-32-characters",
             "--service-jwt-secret",
             "service-secret-for-tests-0123456789abcdef",
+            "--click-signing-keys",
+            "k1:a-click-key-of-at-least-32-characters",
         ];
         Cli::try_parse_from(base.iter().chain(args))
             .expect("flags parse")

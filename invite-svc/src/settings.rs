@@ -48,6 +48,16 @@ pub struct InviteConfig {
     /// How far ahead an invitation's `sendAt` may be.
     #[arg(long, env = "SEND_AT_HORIZON", default_value = "730d", value_parser = parse_duration)]
     pub send_at_horizon: Duration,
+    /// Keys that verify signed click ids, `kid:secret,...` (the gateway's CLICK_SIGNING_KEYS:
+    /// signups reach invite-svc directly too, so it checks the ids itself).
+    #[arg(
+        long,
+        env = "CLICK_SIGNING_KEYS",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub click_signing_keys: Secret,
     /// Days after sending that an invitation's link still attributes (and then expires).
     #[arg(long, env = "ATTRIBUTION_WINDOW_DAYS", default_value_t = 30)]
     pub attribution_window_days: i64,

@@ -251,6 +251,9 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     }
     let secret = opts.jwt_secret.expose().to_string();
     let service_secret = opts.service_jwt_secret.expose().to_string();
+    let click_keys = secret::click_keys_load_or_create(&opts.data_dir)?
+        .expose()
+        .to_string();
     let (trigger, shutdown) = server::shutdown_pair();
     let base = opts.grpc_base_port;
     if base > u16::MAX - 3 {
@@ -288,6 +291,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         secret.clone(),
         "--service-jwt-secret".into(),
         service_secret.clone(),
+        "--click-signing-keys".into(),
+        click_keys.clone(),
         "--public-url".into(),
         public_url.clone(),
     ];
@@ -407,6 +412,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         secret.clone(),
         "--service-jwt-secret".into(),
         service_secret.clone(),
+        "--click-signing-keys".into(),
+        click_keys,
         "--public-url".into(),
         public_url,
         "--listen".into(),

@@ -156,6 +156,35 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::new(s.trim()))
 }
 
+/// The click-id signing keys (`CLICK_SIGNING_KEYS` format): the environment's when set, else
+/// one key generated once and kept in the data dir beside the JWT secret (mode 0600), so
+/// click ids stay valid across restarts and processes sharing the data dir.
+pub const CLICK_KEYS_FILE: &str = "click-signing-keys";
+
+pub fn click_keys_load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
+    if let Ok(s) = std::env::var("CLICK_SIGNING_KEYS")
+        && !s.trim().is_empty()
+    {
+        return Ok(Secret::new(s));
+    }
+    let path = data_dir.join(CLICK_KEYS_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && !existing.trim().is_empty()
+    {
+        set_mode(&path, FILE_MODE)?;
+        return Ok(Secret::new(existing.trim()));
+    }
+    private_dir(data_dir)?;
+    let secret: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    let fresh = format!("k1:{secret}");
+    write_private(&path, fresh.as_bytes())?;
+    Ok(Secret::new(fresh))
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

@@ -103,12 +103,23 @@ pub fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_red
         redis_url,
         jwt_secret: Secret::new(SECRET),
         service_jwt_secret: Secret::new(SERVICE_SECRET),
-        gateway_args: isolated_limits(gateway_args),
+        gateway_args: test_landing_hosts(isolated_limits(gateway_args)),
         invite_args: patient_fraud_checks(idle_scheduler(invite_args)),
         analytics_args: vec![],
         parts: Part::ALL.to_vec(),
         invite_send_fault: Default::default(),
     }
+}
+
+/// The landing pages the suites' codes name (the redirect re-checks LANDING_HOSTS), unless
+/// a test sets its own.
+pub const TEST_LANDING_HOSTS: &str = "example.org,example.com,www.example.com,wed.example";
+
+fn test_landing_hosts(mut gateway_args: Vec<String>) -> Vec<String> {
+    if !gateway_args.iter().any(|a| a == "--landing-hosts") {
+        gateway_args.extend(["--landing-hosts".to_string(), TEST_LANDING_HOSTS.to_string()]);
+    }
+    gateway_args
 }
 
 /// Tests of creating, listing and cancelling invitations look at them before they are sent;
@@ -228,6 +239,15 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The click id `/r/{code}` put in its `Location` (`rm_click`, the last one if repeated).
+pub fn click_param(location: &str) -> Option<String> {
+    let url = reqwest::Url::parse(location).ok()?;
+    url.query_pairs()
+        .filter(|(k, _)| k == "rm_click")
+        .map(|(_, v)| v.into_owned())
+        .last()
+}
+
 /// One HTTP answer with its headers.
 #[derive(Debug)]
 pub struct Reply {
@@ -243,6 +263,15 @@ impl Reply {
 }
 
 impl TestApp {
+    /// The mesh's click-id signing keys (generated into its data dir), to mint ids as a
+    /// gateway replica would — ids whose click row is never written.
+    pub fn click_keys(&self) -> referral_common::click_id::ClickKeys {
+        let raw = std::fs::read_to_string(self.data_dir.join(referral_mesh::secret::CLICK_KEYS_FILE))
+            .expect("the mesh wrote its click keys");
+        referral_common::click_id::ClickKeys::parse("CLICK_SIGNING_KEYS", &Secret::new(raw.trim()))
+            .expect("valid click keys")
+    }
+
     /// A token for any subject and role.
     pub fn token(&self, sub: &str, role: Role, kind: Option<&str>) -> String {
         self.mesh.token(sub, role, kind)

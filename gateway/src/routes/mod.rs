@@ -7,6 +7,7 @@ mod audit;
 mod dashboard;
 mod ops;
 mod privacy;
+mod sdk;
 mod table;
 mod webhook;
 
@@ -31,7 +32,7 @@ pub use self::table::table;
 use crate::{
     auth::Caller,
     context::CallContext,
-    descriptor,
+    cookies, descriptor,
     errors::{HttpError, HttpResult},
     json,
     metrics::RouteLabel,
@@ -82,6 +83,9 @@ pub struct Rpc {
     pub params: Vec<(&'static str, &'static str)>,
     /// The request's `ip` and `deviceId` come from the connection, not the caller.
     pub client_fields: bool,
+    /// (cookie, field): a field the body leaves empty is taken from this cookie, as the
+    /// browser posting a signup straight to the gateway carries its click id.
+    pub cookie_field: Option<(&'static str, &'static str)>,
 }
 
 impl Rpc {
@@ -92,7 +96,13 @@ impl Rpc {
             body,
             params: Vec::new(),
             client_fields: false,
+            cookie_field: None,
         }
+    }
+
+    pub fn cookie_field(mut self, cookie: &'static str, field: &'static str) -> Self {
+        self.cookie_field = Some((cookie, field));
+        self
     }
 
     pub fn param(mut self, path_param: &'static str, field: &'static str) -> Self {
@@ -328,7 +338,7 @@ pub fn router(state: AppState) -> Router {
         });
         router = router.route(&path, method_router);
     }
-    router
+    let router = router
         .fallback(|req: Request| async move {
             HttpError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
                 .into_response()
@@ -346,7 +356,14 @@ pub fn router(state: AppState) -> Router {
             crate::client_ip::middleware,
         ))
         .layer(axum::middleware::from_fn(crate::metrics::middleware))
-        .layer(axum::middleware::from_fn(crate::request_id::middleware))
+        .layer(axum::middleware::from_fn(crate::request_id::middleware));
+    // Outside auth and limits: a preflight carries no token, and a 401 or 429 must reach the
+    // page's script readable.
+    let router = match crate::cors::layer(&state.settings) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             HttpError::internal("internal error").into_response()
@@ -509,6 +526,16 @@ async fn input(
             .unwrap_or(name.as_str());
         set_field(&mut map, field, Value::String(value.clone()));
     }
+    if let Some((cookie, field)) = rpc.cookie_field
+        && field_is_empty(&map, field)
+        && let Some(value) = cookies::get(&parts.headers, cookie)
+        // A stale or foreign cookie must not turn a signup into a 400: out-of-shape values
+        // are ignored here, and a well-shaped bad one is refused by invite-svc with a reason.
+        && value.len() <= referral_common::click_id::MAX_LEN
+        && value.bytes().all(|b| b.is_ascii_graphic())
+    {
+        set_field(&mut map, field, Value::String(value));
+    }
     if rpc.client_fields {
         match ctx.client_ip.0 {
             Some(ip) => set_field(&mut map, "ip", Value::String(ip.to_string())),
@@ -519,6 +546,15 @@ async fn input(
         }
     }
     Ok(Value::Object(map))
+}
+
+/// Whether the body leaves a field out or empty (under either spelling).
+fn field_is_empty(map: &Map<String, Value>, json_name: &str) -> bool {
+    let norm = |s: &str| s.replace('_', "").to_ascii_lowercase();
+    let target = norm(json_name);
+    map.iter()
+        .filter(|(k, _)| norm(k) == target)
+        .all(|(_, v)| v.is_null() || v.as_str().is_some_and(str::is_empty))
 }
 
 /// Sets a field by JSON name, replacing it under either spelling (`referrerId` or

@@ -8,7 +8,7 @@ use referral_proto::{
     analytics::v1 as analytics, fraud::v1 as fraud, incentive::v1 as incentive, invite::v1 as invite,
 };
 
-use super::{Answer, Body, Handler, Route, Rpc, audit, dashboard, ops, privacy, webhook};
+use super::{Answer, Body, Handler, Route, Rpc, audit, dashboard, ops, privacy, sdk, webhook};
 use crate::{errors::HttpError, json, redirect, sse};
 
 pub const INVITE: &str = "referral.invite.v1.InviteService";
@@ -113,8 +113,12 @@ fn routes() -> Vec<Route> {
             Rpc::new(INVITE, "RecordClick", Whole).client_fields(),
             unary!(invite.record_click(invite::RecordClickRequest))),
         api(M::POST, "/v1/signups", "Record a signup and attribute it", TRACKING,
-            Rpc::new(INVITE, "RecordSignup", Whole).client_fields(),
+            Rpc::new(INVITE, "RecordSignup", Whole).client_fields().cookie_field(redirect::CLICK_COOKIE, "clickId"),
             unary!(invite.record_signup(invite::RecordSignupRequest))),
+        Route::new(M::GET, "/v1/sdk.js", "Sdk", "The landing-page script: keeps the click id from the landing URL in a first-party cookie and offers referralMesh.clickId()")
+            .tag(TRACKING)
+            .answer(Answer::Text)
+            .raw(|s, r| Box::pin(sdk::script(s, r))),
         api(M::POST, "/v1/conversions", "Record a paid conversion", TRACKING,
             Rpc::new(INVITE, "RecordConversion", Whole),
             unary!(invite.record_conversion(invite::RecordConversionRequest))),

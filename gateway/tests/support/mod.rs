@@ -46,6 +46,7 @@ pub fn config() -> GatewayConfig {
     GatewayConfig {
         jwt_secret: Secret::new(SECRET),
         service_jwt_secret: Secret::new(SERVICE_SECRET),
+        click_signing_keys: Secret::new("k1:gateway-tests-click-key-0123456789abcdef"),
         invite_addr: NOWHERE.into(),
         fraud_addr: NOWHERE.into(),
         incentive_addr: NOWHERE.into(),

@@ -60,6 +60,7 @@ macro_rules! api_enum {
 }
 
 pub mod attribution;
+pub mod click_ids;
 pub mod codes;
 pub mod contact;
 pub mod delivery;

@@ -364,6 +364,8 @@ fn unattributed_signup(user_id: &str, email_norm: &str) -> SignupRow {
         ip: "192.0.2.1".into(),
         device_id: "device-2".into(),
         created_at: ids::now(),
+        // Stored and read back as given (a repeated signup answers with it).
+        rejected_click: "BAD_SIGNATURE".into(),
     }
 }
 
@@ -379,6 +381,7 @@ fn attributed_signup(user_id: &str, inv: &InvitationRow) -> SignupRow {
         touchpoints_json: format!(r#"[{{"kind":"INVITATION","id":"{}"}}]"#, inv.id),
         risk_json: r#"{"score":12,"level":"LOW"}"#.into(),
         click_at: Some(ids::now() - Duration::hours(1)),
+        rejected_click: String::new(),
         ..unattributed_signup(user_id, &inv.recipient_key)
     }
 }

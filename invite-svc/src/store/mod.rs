@@ -158,6 +158,8 @@ pub struct SignupRow {
     pub ip: String,
     pub device_id: String,
     pub created_at: DateTime<Utc>,
+    /// Why the click id the signup named was refused (empty when none was, or none named).
+    pub rejected_click: String,
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq)]

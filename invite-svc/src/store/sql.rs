@@ -662,8 +662,8 @@ macro_rules! sql_store {
             async fn insert_signup(&self, row: &SignupRow) -> StoreResult<SignupRow> {
                 let mut tx = self.begin_write().await?;
                 let inserted = sqlx::query(
-                    "INSERT INTO signups (id, user_id, user_kind, vendor_type, email, email_norm, name, attributed, invitation_id, code, referrer_id, referrer_kind, flow, reason, touchpoints_json, risk_json, click_at, ip, device_id, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) ON CONFLICT (user_id) DO NOTHING",
+                    "INSERT INTO signups (id, user_id, user_kind, vendor_type, email, email_norm, name, attributed, invitation_id, code, referrer_id, referrer_kind, flow, reason, touchpoints_json, risk_json, click_at, ip, device_id, created_at, rejected_click)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) ON CONFLICT (user_id) DO NOTHING",
                 )
                 .bind(&row.id)
                 .bind(&row.user_id)
@@ -685,6 +685,7 @@ macro_rules! sql_store {
                 .bind(&row.ip)
                 .bind(&row.device_id)
                 .bind(row.created_at)
+                .bind(&row.rejected_click)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -940,7 +941,7 @@ macro_rules! sql_store {
 
 macro_rules! signup_cols {
     () => {
-        "id, user_id, user_kind, vendor_type, email, email_norm, name, attributed, invitation_id, code, referrer_id, referrer_kind, flow, reason, touchpoints_json, risk_json, click_at, ip, device_id, created_at"
+        "id, user_id, user_kind, vendor_type, email, email_norm, name, attributed, invitation_id, code, referrer_id, referrer_kind, flow, reason, touchpoints_json, risk_json, click_at, ip, device_id, created_at, rejected_click"
     };
 }
 
