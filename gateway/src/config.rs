@@ -384,6 +384,8 @@ fn fit_to_fd_limit(max_connections: usize) -> usize {
         );
     }
     max_connections.min(room)
+}
+
 /// `CLICK_PARAM`: a plain query parameter name, so it needs no escaping anywhere.
 fn check_click_param(raw: &str) -> Result<String, ConfigError> {
     let name = raw.trim();
