@@ -206,6 +206,25 @@ pub fn best_slot_within(
     slots.min_by_key(|t| ((*t - target).abs(), *t)).unwrap_or(first)
 }
 
+/// Where the search for an invitation's send time starts: `send_at` when it is later than
+/// `now`, else `now`; with a preferred slot (`optimize`), the best allowed slot within
+/// [`DEFAULT_HORIZON_DAYS`] of that. The quota then paces from here
+/// ([`place`](super::quota::place) with [`first_allowed_instant`]).
+pub fn send_candidate(
+    now: DateTime<Utc>,
+    send_at: Option<DateTime<Utc>>,
+    optimize: Option<(Weekday, u32)>,
+    tz: Tz,
+    wedding_date: Option<NaiveDate>,
+    rules: &SendRules,
+) -> DateTime<Utc> {
+    let candidate = send_at.filter(|t| *t > now).unwrap_or(now);
+    match optimize {
+        Some(preferred) => best_slot_within(candidate, tz, wedding_date, rules, preferred, DEFAULT_HORIZON_DAYS),
+        None => candidate,
+    }
+}
+
 /// A preferred slot as configured, `Weekday HH:00` (e.g. `Tue 14:00`; minutes must be 00,
 /// as slots are whole local hours).
 pub fn parse_preferred_slot(input: &str) -> Result<(Weekday, u32), String> {
