@@ -24,7 +24,10 @@ fn parse_click_id(input: &str) -> Result<&str, Vec<(String, String)>> {
 fn minted(bytes: [u8; 16]) -> String {
     uuid::Builder::from_unix_timestamp_millis(
         u64::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], 0, 0]),
-        &[bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]],
+        &[
+            bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14],
+            bytes[15],
+        ],
     )
     .into_uuid()
     .to_string()
@@ -39,9 +42,15 @@ struct Input<'a> {
 
 fuzz_target!(|input: Input<'_>| {
     match parse_click_id(input.presented) {
-        Ok(id) => assert!(id.chars().count() <= MAX_CLICK_ID_CHARS, "an accepted id is bounded"),
+        Ok(id) => assert!(
+            id.chars().count() <= MAX_CLICK_ID_CHARS,
+            "an accepted id is bounded"
+        ),
         Err(violations) => {
-            assert!(violations.iter().all(|(field, _)| field == "clickId"), "{violations:?}");
+            assert!(
+                violations.iter().all(|(field, _)| field == "clickId"),
+                "{violations:?}"
+            );
         }
     }
     let id = minted(input.mint);

@@ -10,7 +10,11 @@ fuzz_target!(|input: &str| {
     let Ok(code) = normalize_code(input) else {
         return;
     };
-    assert_eq!(code, input.trim().to_ascii_uppercase(), "only case and whitespace change");
+    assert_eq!(
+        code,
+        input.trim().to_ascii_uppercase(),
+        "only case and whitespace change"
+    );
     let (prefix, suffix) = code.split_once('-').expect("a code has a separator");
     assert!(code_kind(&code).is_some(), "{prefix} is a known prefix");
     assert_eq!(suffix.len(), CODE_SUFFIX_LEN);

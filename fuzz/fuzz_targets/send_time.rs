@@ -1,10 +1,9 @@
 //! The send-time calculator as `CreateInvitation` runs it: `timing::send_candidate` (sendAt
 //! or now, optionally the best slot of the week), then `quota::place` with
 //! `timing::first_allowed_instant` for the recipient, over arbitrary clocks, sendAt values
-//! (realistic and anywhere in chrono's range), IANA zones by index, wedding dates, valid
+//! (realistic, and any protobuf Timestamp as `from_ts` reads it), IANA zones by index, wedding dates, valid
 //! rule sets and per-referrer quota usage. Never panics; the result is never before now or
-//! sendAt, and (away from the end of time) never in a blackout and never in a full hour or
-//! day bucket.
+//! sendAt, never in a blackout and never in a full hour or day bucket.
 #![no_main]
 
 use std::collections::HashMap;
@@ -16,13 +15,14 @@ use invite_svc::domain::{
     send_candidate,
 };
 use libfuzzer_sys::fuzz_target;
+use referral_common::ids::from_ts;
 
 #[derive(Debug, Arbitrary)]
 enum SendAt {
     /// Seconds from now (±68 years): the API's horizon and well beyond.
     Near(i32),
-    /// Any instant chrono can hold, as `from_ts` would accept it over gRPC.
-    Far(i64, u32),
+    /// Any protobuf Timestamp a gRPC caller can send (most are refused by `from_ts`).
+    Far(i64, i32),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -70,10 +70,8 @@ fuzz_target!(|input: Input| {
     let send_at = match input.send_at {
         None => None,
         Some(SendAt::Near(offset)) => now.checked_add_signed(TimeDelta::seconds(i64::from(offset))),
-        Some(SendAt::Far(secs, nanos)) => {
-            let (lo, hi) = (DateTime::<Utc>::MIN_UTC.timestamp(), DateTime::<Utc>::MAX_UTC.timestamp());
-            instant(lo + secs.rem_euclid(hi - lo), nanos)
-        }
+        // Whatever a gRPC caller may send: the service reads it with `from_ts`.
+        Some(SendAt::Far(seconds, nanos)) => from_ts(&referral_proto::Timestamp { seconds, nanos }),
     };
     let tz = chrono_tz::TZ_VARIANTS[usize::from(input.tz) % chrono_tz::TZ_VARIANTS.len()];
     let wedding = input
@@ -106,27 +104,52 @@ fuzz_target!(|input: Input| {
             .hours
             .iter()
             .take(200)
-            .filter_map(|(h, n)| Some((hour_bucket(floor).checked_add_signed(TimeDelta::hours(i64::from(*h)))?, u32::from(*n))))
+            .filter_map(|(h, n)| {
+                Some((
+                    hour_bucket(floor).checked_add_signed(TimeDelta::hours(i64::from(*h)))?,
+                    u32::from(*n),
+                ))
+            })
             .collect(),
         days: input
             .days
             .iter()
             .take(200)
-            .filter_map(|(d, n)| Some((day_bucket(floor).checked_add_signed(TimeDelta::days(i64::from(*d % 800)))?, u32::from(*n))))
+            .filter_map(|(d, n)| {
+                Some((
+                    day_bucket(floor).checked_add_signed(TimeDelta::days(i64::from(*d % 800)))?,
+                    u32::from(*n),
+                ))
+            })
             .collect(),
     };
 
     // Exactly what `create_one` does.
     let candidate = send_candidate(now, send_at, optimize, tz, wedding, &rules);
-    let at = place(candidate, limits, &usage, |t| first_allowed_instant(t, tz, wedding, &rules));
+    let at = place(candidate, limits, &usage, |t| {
+        first_allowed_instant(t, tz, wedding, &rules)
+    });
 
-    assert!(candidate >= floor, "the candidate {candidate} is before now/sendAt {floor}");
-    assert!(at >= candidate, "placed at {at}, before its candidate {candidate}");
-    // Near the end of chrono's range there may be no allowed instant left to find.
-    let far_from_the_end = DateTime::<Utc>::MAX_UTC - TimeDelta::days(1200);
-    if floor < far_from_the_end {
-        assert!(is_allowed(at, tz, wedding, &rules), "{at} ({tz}) is in a blackout");
-        assert!(usage.hour_count(hour_bucket(at)) < limits.per_hour, "{at}: its hour is full");
-        assert!(usage.day_count(day_bucket(at)) < limits.per_day, "{at}: its day is full");
+    assert!(
+        candidate >= floor,
+        "the candidate {candidate} is before now/sendAt {floor}"
+    );
+    assert!(
+        at >= candidate,
+        "placed at {at}, before its candidate {candidate}"
+    );
+    {
+        assert!(
+            is_allowed(at, tz, wedding, &rules),
+            "{at} ({tz}) is in a blackout"
+        );
+        assert!(
+            usage.hour_count(hour_bucket(at)) < limits.per_hour,
+            "{at}: its hour is full"
+        );
+        assert!(
+            usage.day_count(day_bucket(at)) < limits.per_day,
+            "{at}: its day is full"
+        );
     }
 });

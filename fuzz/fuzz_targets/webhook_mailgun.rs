@@ -44,7 +44,11 @@ fuzz_target!(|input: Input<'_>| {
     let result = verify_and_parse("mailgun", &secrets(), &Default::default(), &body, NOW);
 
     let genuine = serde_json::from_slice::<Value>(&body).ok().is_some_and(|doc| {
-        match (field(&doc, "timestamp"), field(&doc, "token"), field(&doc, "signature")) {
+        match (
+            field(&doc, "timestamp"),
+            field(&doc, "token"),
+            field(&doc, "signature"),
+        ) {
             (Some(ts), Some(tok), Some(sig)) => {
                 fresh(&ts) && hex::decode(&sig).is_ok_and(|s| hex::encode(s) == mailgun_signature(&ts, &tok))
             }
@@ -53,7 +57,11 @@ fuzz_target!(|input: Input<'_>| {
     });
     match &result {
         Ok(events) => {
-            assert!(genuine, "accepted without a genuine signature: {:?}", String::from_utf8_lossy(&body));
+            assert!(
+                genuine,
+                "accepted without a genuine signature: {:?}",
+                String::from_utf8_lossy(&body)
+            );
             assert_eq!(events.len(), 1);
         }
         Err(WebhookError::Unauthenticated(_)) => assert!(!genuine, "a genuine signature was refused"),

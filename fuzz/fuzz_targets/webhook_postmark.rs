@@ -8,7 +8,9 @@ use arbitrary::Arbitrary;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use invite_svc::domain::webhooks::{WebhookError, verify_and_parse};
 use libfuzzer_sys::fuzz_target;
-use referral_fuzz::{NOW, POSTMARK_PASSWORD, POSTMARK_USER, header, headers, postmark_authorization, secrets};
+use referral_fuzz::{
+    NOW, POSTMARK_PASSWORD, POSTMARK_USER, header, headers, postmark_authorization, secrets,
+};
 
 #[derive(Debug, Arbitrary)]
 struct Input<'a> {
@@ -38,7 +40,9 @@ fuzz_target!(|input: Input<'_>| {
             assert!(genuine, "accepted without the credentials: {h:?}");
             assert_eq!(events.len(), 1);
         }
-        Err(WebhookError::Unauthenticated(_)) => assert!(!genuine, "the right credentials were refused: {h:?}"),
+        Err(WebhookError::Unauthenticated(_)) => {
+            assert!(!genuine, "the right credentials were refused: {h:?}")
+        }
         Err(WebhookError::Malformed(_)) => assert!(genuine, "an unauthenticated body was read"),
         Err(WebhookError::NotConfigured(_)) => panic!("postmark is configured"),
     }

@@ -27,10 +27,18 @@ fuzz_target!(|input: Input<'_>| {
     let prefix = if input.standard_names { "webhook" } else { "svix" };
     let (id, ts, sig) = if input.sign {
         let (id, ts) = (token(input.id.as_bytes(), "msg_1"), timestamp(input.offset));
-        let sig = format!("{} {}", input.signature.trim(), svix_signature(&id, &ts, input.body));
+        let sig = format!(
+            "{} {}",
+            input.signature.trim(),
+            svix_signature(&id, &ts, input.body)
+        );
         (id, ts, sig)
     } else {
-        (input.id.to_string(), input.ts.to_string(), input.signature.to_string())
+        (
+            input.id.to_string(),
+            input.ts.to_string(),
+            input.signature.to_string(),
+        )
     };
     let mut h = headers(input.extra.iter().map(|(k, v)| (*k, v.to_string())));
     h.insert(format!("{prefix}-id"), id);
@@ -38,7 +46,8 @@ fuzz_target!(|input: Input<'_>| {
     h.insert(format!("{prefix}-signature"), sig);
     let result = verify_and_parse("resend", &secrets(), &h, input.body, NOW);
 
-    let get = |name: &str| header(&h, &format!("svix-{name}")).or_else(|| header(&h, &format!("webhook-{name}")));
+    let get =
+        |name: &str| header(&h, &format!("svix-{name}")).or_else(|| header(&h, &format!("webhook-{name}")));
     let (id, ts, sig) = (get("id"), get("timestamp"), get("signature"));
     let genuine = match (id, ts, sig) {
         (Some(id), Some(ts), Some(sig)) => {

@@ -9,7 +9,9 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use invite_svc::domain::webhooks::{WebhookError, verify_and_parse};
 use libfuzzer_sys::fuzz_target;
 use p256::ecdsa::{Signature, signature::Verifier};
-use referral_fuzz::{NOW, fresh, header, headers, secrets, sendgrid_signature, sendgrid_signing_key, timestamp};
+use referral_fuzz::{
+    NOW, fresh, header, headers, secrets, sendgrid_signature, sendgrid_signing_key, timestamp,
+};
 
 const SIG: &str = "x-twilio-email-event-webhook-signature";
 const TS: &str = "x-twilio-email-event-webhook-timestamp";
@@ -49,7 +51,8 @@ fuzz_target!(|input: Input<'_>| {
                     .and_then(|der| Signature::from_der(&der).ok())
                     .is_some_and(|s| {
                         key.verify(&signed, &s).is_ok()
-                            || s.normalize_s().is_some_and(|low| key.verify(&signed, &low).is_ok())
+                            || s.normalize_s()
+                                .is_some_and(|low| key.verify(&signed, &low).is_ok())
                     })
         }
         _ => false,

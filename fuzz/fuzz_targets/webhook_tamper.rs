@@ -10,8 +10,8 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use invite_svc::domain::webhooks::{ProviderEvent, WebhookError, verify_and_parse};
 use libfuzzer_sys::fuzz_target;
 use referral_fuzz::{
-    NOW, POSTMARK_PASSWORD, POSTMARK_USER, headers, mailgun_signature, postmark_authorization, secrets, svix_mac,
-    timestamp, token,
+    NOW, POSTMARK_PASSWORD, POSTMARK_USER, headers, mailgun_signature, postmark_authorization, secrets,
+    svix_mac, timestamp, token,
 };
 
 #[derive(Debug, Arbitrary)]
@@ -69,12 +69,19 @@ fn send(provider: &str, p: &Parts) -> Result<Vec<ProviderEvent>, WebhookError> {
     match provider {
         "resend" => {
             let sig = format!("v1,{}", STANDARD.encode(&p.signature));
-            let h = headers([("svix-id", p.id.clone()), ("svix-timestamp", p.ts.clone()), ("svix-signature", sig)]);
+            let h = headers([
+                ("svix-id", p.id.clone()),
+                ("svix-timestamp", p.ts.clone()),
+                ("svix-signature", sig),
+            ]);
             verify_and_parse(provider, &secrets(), &h, &p.body, NOW)
         }
         "sendgrid" => {
             let h = headers([
-                ("x-twilio-email-event-webhook-signature", STANDARD.encode(&p.signature)),
+                (
+                    "x-twilio-email-event-webhook-signature",
+                    STANDARD.encode(&p.signature),
+                ),
                 ("x-twilio-email-event-webhook-timestamp", p.ts.clone()),
             ]);
             verify_and_parse(provider, &secrets(), &h, &p.body, NOW)

@@ -80,11 +80,7 @@ pub fn postmark_authorization(credentials: &[u8]) -> String {
 /// A header-safe token from fuzz bytes: printable ASCII without spaces, never empty, so a
 /// signed value survives the verifier's trimming unchanged.
 pub fn token(bytes: &[u8], fallback: &str) -> String {
-    let s: String = bytes
-        .iter()
-        .map(|b| char::from(b'!' + b % 94))
-        .take(64)
-        .collect();
+    let s: String = bytes.iter().map(|b| char::from(b'!' + b % 94)).take(64).collect();
     if s.is_empty() { fallback.to_string() } else { s }
 }
 

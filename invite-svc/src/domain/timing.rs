@@ -220,7 +220,14 @@ pub fn send_candidate(
 ) -> DateTime<Utc> {
     let candidate = send_at.filter(|t| *t > now).unwrap_or(now);
     match optimize {
-        Some(preferred) => best_slot_within(candidate, tz, wedding_date, rules, preferred, DEFAULT_HORIZON_DAYS),
+        Some(preferred) => best_slot_within(
+            candidate,
+            tz,
+            wedding_date,
+            rules,
+            preferred,
+            DEFAULT_HORIZON_DAYS,
+        ),
         None => candidate,
     }
 }
@@ -425,6 +432,26 @@ mod tests {
             quiet_start: 0,
             quiet_end: 0,
             ..SendRules::default()
+        }
+    }
+
+    /// Regression (fuzz target `send_time`): the latest sendAt a Timestamp can carry
+    /// (9999-12-31T23:59:59.999999Z, as `from_ts` reads it) schedules in every zone, with a
+    /// wedding that week and with `optimize`, without a panic and outside every blackout.
+    #[test]
+    fn the_last_representable_send_at_schedules_in_every_zone() {
+        let now = utc("2026-01-05T12:00:00Z");
+        let last = utc("9999-12-31T23:59:59.999999Z");
+        let rules = SendRules::default();
+        for tz in chrono_tz::TZ_VARIANTS {
+            for wedding in [None, Some(date("9999-12-30"))] {
+                for optimize in [None, Some(DEFAULT_PREFERRED_SLOT)] {
+                    let at = send_candidate(now, Some(last), optimize, tz, wedding, &rules);
+                    let at = first_allowed_instant(at, tz, wedding, &rules);
+                    assert!(at >= last, "{tz}");
+                    assert!(is_allowed(at, tz, wedding, &rules), "{tz} {at}");
+                }
+            }
         }
     }
 
