@@ -242,22 +242,15 @@ impl<S: Store> InviteApi<S> {
             .settings
             .quotas
             .limits(quota::ReferrerTier::parse(&tier).unwrap_or(quota::ReferrerTier::Regular));
-        let candidate = valid.send_at.filter(|t| *t > now).unwrap_or(now);
         let (tz, wedding, rules) = (valid.tz, valid.wedding, self.settings.send_rules.clone());
-        // `optimize`: aim for the best allowed slot within the week (the preferred local
-        // weekday and hour), then let the quota pace from there.
-        let candidate = if req.optimize {
-            timing::best_slot_within(
-                candidate,
-                tz,
-                wedding,
-                &rules,
-                self.settings.preferred_slot,
-                timing::DEFAULT_HORIZON_DAYS,
-            )
-        } else {
-            candidate
-        };
+        let candidate = timing::send_candidate(
+            now,
+            valid.send_at,
+            req.optimize.then_some(self.settings.preferred_slot),
+            tz,
+            wedding,
+            &rules,
+        );
         let place = move |usage: &crate::store::SlotUsage| {
             let allowed = |t: DateTime<Utc>| timing::first_allowed_instant(t, tz, wedding, &rules);
             quota::place(candidate, limits, usage, allowed)

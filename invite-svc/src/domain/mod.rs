@@ -92,7 +92,7 @@ pub use status::{
 pub use timing::{
     DEFAULT_HORIZON_DAYS, DEFAULT_PREFERRED_SLOT, DEFAULT_TIME_ZONE, SendRules, SendRulesError, TimingError,
     best_slot_within, first_allowed_instant, is_allowed, parse_preferred_slot, parse_timezone,
-    parse_wedding_date,
+    parse_wedding_date, send_candidate,
 };
 
 /// A name that is not one of an API enum's values.

@@ -206,6 +206,32 @@ pub fn best_slot_within(
     slots.min_by_key(|t| ((*t - target).abs(), *t)).unwrap_or(first)
 }
 
+/// Where the search for an invitation's send time starts: `send_at` when it is later than
+/// `now`, else `now`; with a preferred slot (`optimize`), the best allowed slot within
+/// [`DEFAULT_HORIZON_DAYS`] of that. The quota then paces from here
+/// ([`place`](super::quota::place) with [`first_allowed_instant`]).
+pub fn send_candidate(
+    now: DateTime<Utc>,
+    send_at: Option<DateTime<Utc>>,
+    optimize: Option<(Weekday, u32)>,
+    tz: Tz,
+    wedding_date: Option<NaiveDate>,
+    rules: &SendRules,
+) -> DateTime<Utc> {
+    let candidate = send_at.filter(|t| *t > now).unwrap_or(now);
+    match optimize {
+        Some(preferred) => best_slot_within(
+            candidate,
+            tz,
+            wedding_date,
+            rules,
+            preferred,
+            DEFAULT_HORIZON_DAYS,
+        ),
+        None => candidate,
+    }
+}
+
 /// A preferred slot as configured, `Weekday HH:00` (e.g. `Tue 14:00`; minutes must be 00,
 /// as slots are whole local hours).
 pub fn parse_preferred_slot(input: &str) -> Result<(Weekday, u32), String> {
@@ -406,6 +432,26 @@ mod tests {
             quiet_start: 0,
             quiet_end: 0,
             ..SendRules::default()
+        }
+    }
+
+    /// Regression (fuzz target `send_time`): the latest sendAt a Timestamp can carry
+    /// (9999-12-31T23:59:59.999999Z, as `from_ts` reads it) schedules in every zone, with a
+    /// wedding that week and with `optimize`, without a panic and outside every blackout.
+    #[test]
+    fn the_last_representable_send_at_schedules_in_every_zone() {
+        let now = utc("2026-01-05T12:00:00Z");
+        let last = utc("9999-12-31T23:59:59.999999Z");
+        let rules = SendRules::default();
+        for tz in chrono_tz::TZ_VARIANTS {
+            for wedding in [None, Some(date("9999-12-30"))] {
+                for optimize in [None, Some(DEFAULT_PREFERRED_SLOT)] {
+                    let at = send_candidate(now, Some(last), optimize, tz, wedding, &rules);
+                    let at = first_allowed_instant(at, tz, wedding, &rules);
+                    assert!(at >= last, "{tz}");
+                    assert!(is_allowed(at, tz, wedding, &rules), "{tz} {at}");
+                }
+            }
         }
     }
 

@@ -229,7 +229,8 @@ fn check_timestamp(ts: &str, now_unix: i64) -> Result<i64, WebhookError> {
     let t: i64 = ts
         .parse()
         .map_err(|_| unauth("the timestamp is not a number of seconds"))?;
-    if (now_unix - t).abs() > TIMESTAMP_TOLERANCE_SECS {
+    // abs_diff: a signed timestamp near i64::MIN or MAX must not overflow the subtraction.
+    if now_unix.abs_diff(t) > TIMESTAMP_TOLERANCE_SECS.unsigned_abs() {
         return Err(unauth("the timestamp is more than 5 minutes from our clock"));
     }
     Ok(t)
@@ -769,6 +770,49 @@ mod tests {
         // Same body again: same event id, so the store sees a replay.
         let again = verify_and_parse("postmark", &secrets, &auth, body, 0).unwrap();
         assert_eq!(again[0].event_id, events[0].event_id);
+    }
+
+    /// Found by review while writing the fuzz targets: `now - t` overflowed (a panic in
+    /// debug builds) for a timestamp header of i64::MIN, before any signature was checked.
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let key = b"0123456789abcdef".to_vec();
+        let secrets = WebhookSecrets {
+            resend: Some(key.clone()),
+            mailgun: Some(key.clone()),
+            ..Default::default()
+        };
+        for ts in ["-9223372036854775808", "9223372036854775807"] {
+            for now in [0, 1_700_000_000] {
+                let h = headers(&[
+                    ("svix-id", "msg_1"),
+                    ("svix-timestamp", ts),
+                    ("svix-signature", &sign_svix(&key, "msg_1", ts, "{}")),
+                ]);
+                let stale = verify_and_parse("resend", &secrets, &h, b"{}", now);
+                assert!(
+                    matches!(stale, Err(WebhookError::Unauthenticated(_))),
+                    "{ts} at {now}: {stale:?}"
+                );
+                let body =
+                    serde_json::json!({"signature": {"timestamp": ts, "token": "t", "signature": "00"}});
+                let stale = verify_and_parse(
+                    "mailgun",
+                    &secrets,
+                    &HashMap::new(),
+                    body.to_string().as_bytes(),
+                    now,
+                );
+                assert!(
+                    matches!(stale, Err(WebhookError::Unauthenticated(_))),
+                    "{ts} at {now}: {stale:?}"
+                );
+            }
+        }
+        // At the limits themselves: exactly 5 minutes is still fresh.
+        assert!(check_timestamp("-9223372036854775508", i64::MIN).is_ok());
+        assert!(check_timestamp("9223372036854775807", i64::MAX - 300).is_ok());
+        assert!(check_timestamp("9223372036854775807", i64::MAX - 301).is_err());
     }
 
     #[test]
