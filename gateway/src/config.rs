@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use referral_common::{
     auth::{DEFAULT_MAX_LIFETIME, TokenPolicy},
     click_id::ClickKeys,
+    landing::LandingHosts,
     config::{
         ConfigError, LogFormat, Secret, check_jwt_secret, check_service_jwt_secret, parse_addr,
         parse_duration,
@@ -212,7 +213,7 @@ pub struct Settings {
     pub click_keys: ClickKeys,
     pub click_param: String,
     /// Lower-case hosts landing URLs may use, the default landing URL's included.
-    pub landing_hosts: Vec<String>,
+    pub landing_hosts: LandingHosts,
     /// Origins allowed to call the API from a browser, as `scheme://host[:port]`.
     pub cors_allowed_origins: Vec<http::HeaderValue>,
     pub redis_url: Option<String>,
@@ -283,7 +284,8 @@ impl GatewayConfig {
             Some(url) if !url.trim().is_empty() => check_http_url("DEFAULT_LANDING_URL", url)?,
             _ => format!("{public_url}/"),
         };
-        let landing_hosts = parse_landing_hosts(&self.landing_hosts, &default_landing_url)?;
+        let landing_hosts = LandingHosts::parse(&self.landing_hosts, &default_landing_url)
+            .map_err(|e| ConfigError::new("LANDING_HOSTS", e))?;
         let redis_url = match &self.redis_url {
             Some(url) if !url.trim().is_empty() => {
                 redis::Client::open(url.as_str())
@@ -400,37 +402,6 @@ fn check_click_param(raw: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(name.to_string())
-}
-
-/// `LANDING_HOSTS`: host names (no scheme, port or path), plus the default landing URL's.
-fn parse_landing_hosts(raw: &str, default_landing_url: &str) -> Result<Vec<String>, ConfigError> {
-    let mut hosts = Vec::new();
-    if let Some(host) = url::Url::parse(default_landing_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-    {
-        hosts.push(host);
-    }
-    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let parsed = url::Url::parse(&format!("http://{item}/"))
-            .ok()
-            .filter(|u| u.port().is_none())
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-        match parsed {
-            Some(host) if host == item.to_ascii_lowercase() => {
-                if !hosts.contains(&host) {
-                    hosts.push(host);
-                }
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    "LANDING_HOSTS",
-                    format!("{item:?} is not a host name (no scheme, port or path)"),
-                ));
-            }
-        }
-    }
-    Ok(hosts)
 }
 
 /// `CORS_ALLOWED_ORIGINS`: exact origins, `http(s)://host[:port]` without a path. No
@@ -756,10 +727,14 @@ mod tests {
         }
         .validate()
         .unwrap();
-        assert_eq!(
-            s.landing_hosts,
-            ["join.example.com", "www.example.com", "shop.example.com"]
-        );
+        for (url, allowed) in [
+            ("https://join.example.com/x", true),
+            ("https://www.example.com/x", true),
+            ("https://shop.example.com/x", true),
+            ("https://evil.example.com/x", false),
+        ] {
+            assert_eq!(s.landing_hosts.allows(&url::Url::parse(url).unwrap()), allowed, "{url}");
+        }
         assert_eq!(
             s.cors_allowed_origins,
             ["https://www.example.com", "http://localhost:3000"]

@@ -2,16 +2,17 @@
 //! click id added as a query parameter so the landing page (another origin, which can never
 //! read the gateway's cookie) learns it.
 
+use referral_common::landing::LandingHosts;
+
 /// `landing` with `param=click_id` appended to its query — path, the existing query and the
-/// fragment kept as they are — or `None` when it is not an absolute http(s) URL on one of
-/// `hosts` (lower case).
-pub fn with_click(landing: &str, hosts: &[String], param: &str, click_id: &str) -> Option<String> {
+/// fragment kept as they are — or `None` when it is not an absolute http(s) URL that
+/// `hosts` (`LANDING_HOSTS`, the rule invite-svc applies at creation) allows.
+pub fn with_click(landing: &str, hosts: &LandingHosts, param: &str, click_id: &str) -> Option<String> {
     let mut url = url::Url::parse(landing.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
         return None;
     }
-    let host = url.host_str()?.to_ascii_lowercase();
-    if !hosts.contains(&host) {
+    if !hosts.allows(&url) {
         return None;
     }
     // Appends to the query string as it is: earlier parameters are not re-encoded.
@@ -23,8 +24,8 @@ pub fn with_click(landing: &str, hosts: &[String], param: &str, click_id: &str) 
 mod tests {
     use super::*;
 
-    fn hosts() -> Vec<String> {
-        vec!["www.example.com".into(), "join.example.com".into()]
+    fn hosts() -> LandingHosts {
+        LandingHosts::parse("www.example.com", "https://join.example.com/start").unwrap()
     }
 
     #[test]

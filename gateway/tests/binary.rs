@@ -46,6 +46,10 @@ fn serves_health_and_metrics_logs_json_and_stops_on_sigterm() {
             "SERVICE_JWT_SECRET",
             "gateway-binary-test-service-secret-0123456789",
         )
+        .env(
+            "CLICK_SIGNING_KEYS",
+            "k1:gateway-binary-test-click-key-0123456789",
+        )
         .env("INVITE_ADDR", dead())
         .env("FRAUD_ADDR", dead())
         .env("INCENTIVE_ADDR", dead())

@@ -18,12 +18,16 @@ async fn a_known_code_redirects_sets_the_cookie_and_records_the_click() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::FOUND);
-    assert_eq!(reply.header("location"), "https://example.com/landing?x=1");
     assert_eq!(reply.header("cache-control"), "no-store");
     let cookie = reply.header("set-cookie").to_string();
     let attrs: Vec<&str> = cookie.split("; ").collect();
     let click_id = attrs[0].strip_prefix("rm_click=").unwrap().to_string();
-    assert_eq!(uuid::Uuid::parse_str(&click_id).unwrap().get_version_num(), 7);
+    // The landing page learns the signed click id from its own query string.
+    assert_eq!(
+        reply.header("location"),
+        format!("https://example.com/landing?x=1&rm_click={click_id}")
+    );
+    assert!(referral_common::click_id::is_signed_format(&click_id), "{click_id}");
     assert_eq!(
         &attrs[1..],
         ["Max-Age=7776000", "Path=/", "HttpOnly", "SameSite=Lax"]
@@ -37,7 +41,7 @@ async fn a_known_code_redirects_sets_the_cookie_and_records_the_click() {
     let batch = fake.calls("RecordClicks").pop().unwrap();
     let click = &batch.request["clicks"][0];
     assert_eq!(click["clickId"], click_id.as_str());
-    assert_eq!(click["code"], "love-abc234");
+    assert_eq!(click["code"], "LOVE-ABC234", "codes are kept as the canonical upper case");
     assert_eq!(click["ip"], "203.0.113.10");
     assert_eq!(click["deviceId"], "dev-3");
     assert_eq!(click["userAgent"], "Mozilla/5.0 test");
@@ -99,13 +103,21 @@ async fn empty_landing_urls_and_outages_use_the_default() {
     let (gw, _fake) =
         with_fake_invite(|c| c.default_landing_url = Some("https://wed.example/start".into())).await;
     let reply = gw.send(get("/r/VOWS-EMPTY2").body(Body::empty()).unwrap()).await;
-    assert_eq!(reply.header("location"), "https://wed.example/start");
+    assert!(
+        reply.header("location").starts_with("https://wed.example/start?rm_click=c1."),
+        "{}",
+        reply.header("location")
+    );
 
     // invite-svc unreachable and nothing cached: the visitor still lands somewhere.
     let gw = gateway(config()).await;
     let reply = gw.send(get("/r/LOVE-ABC234").body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::FOUND);
-    assert_eq!(reply.header("location"), "http://127.0.0.1:8080/");
+    assert!(
+        reply.header("location").starts_with("http://127.0.0.1:8080/?rm_click=c1."),
+        "{}",
+        reply.header("location")
+    );
     assert!(reply.headers.contains_key("set-cookie"));
 }
 
@@ -163,7 +175,11 @@ async fn redis_is_shared_between_replicas() {
         StatusCode::FOUND
     );
     let reply = b.send(get("/r/LOVE-ABC234").body(Body::empty()).unwrap()).await;
-    assert_eq!(reply.header("location"), "https://example.com/landing?x=1");
+    assert!(
+        reply.header("location").starts_with("https://example.com/landing?x=1&rm_click=c1."),
+        "{}",
+        reply.header("location")
+    );
     assert!(
         fake_b.calls("ResolveReferralCode").is_empty(),
         "replica b found the code in Redis"

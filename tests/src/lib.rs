@@ -103,8 +103,8 @@ pub fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_red
         redis_url,
         jwt_secret: Secret::new(SECRET),
         service_jwt_secret: Secret::new(SERVICE_SECRET),
+        invite_args: same_landing_hosts(&gateway_args, patient_fraud_checks(idle_scheduler(invite_args))),
         gateway_args: test_landing_hosts(isolated_limits(gateway_args)),
-        invite_args: patient_fraud_checks(idle_scheduler(invite_args)),
         analytics_args: vec![],
         parts: Part::ALL.to_vec(),
         invite_send_fault: Default::default(),
@@ -120,6 +120,21 @@ fn test_landing_hosts(mut gateway_args: Vec<String>) -> Vec<String> {
         gateway_args.extend(["--landing-hosts".to_string(), TEST_LANDING_HOSTS.to_string()]);
     }
     gateway_args
+}
+
+/// invite-svc checks a code's landing URL against the same LANDING_HOSTS the gateway
+/// re-checks at redirect: the gateway's list (a test's own, or the suites') goes to both.
+fn same_landing_hosts(gateway_args: &[String], mut invite_args: Vec<String>) -> Vec<String> {
+    if !invite_args.iter().any(|a| a == "--landing-hosts") {
+        let hosts = gateway_args
+            .iter()
+            .position(|a| a == "--landing-hosts")
+            .and_then(|i| gateway_args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| TEST_LANDING_HOSTS.to_string());
+        invite_args.extend(["--landing-hosts".to_string(), hosts]);
+    }
+    invite_args
 }
 
 /// Tests of creating, listing and cancelling invitations look at them before they are sent;

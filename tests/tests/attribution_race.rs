@@ -28,6 +28,7 @@ async fn second_replica(app: &TestApp) -> (String, server::ShutdownTrigger) {
         incentive_addr: app.mesh.incentive.to_string(),
         analytics_addr: app.mesh.analytics.to_string(),
         jwt_secret: Secret::new(SECRET),
+        service_jwt_secret: Secret::new(referral_tests::SERVICE_SECRET),
         click_signing_keys: Secret::new(keys.trim()),
         landing_hosts: referral_tests::TEST_LANDING_HOSTS.into(),
         api_rate_limit_per_minute: 1_000_000,

@@ -417,7 +417,9 @@ async fn resolution_order_and_the_attribution_window() {
         .await;
     assert_eq!(status, 200, "{att}");
     assert_eq!(att["attributed"], json!(false), "a 40-day-old click: {att}");
-    assert_eq!(att["reason"], json!("OUTSIDE_WINDOW"), "{att}");
+    // The click id is signed with its click time: past the window it is refused as EXPIRED.
+    assert_eq!(att["reason"], json!("NO_TOUCH"), "{att}");
+    assert_eq!(att["rejectedClick"], json!("EXPIRED"), "{att}");
     // Members cannot backdate clicks into the window either way.
     let (status, c) = app
         .post(&a_token, "/v1/clicks", json!({"code": a_code, "occurredAt": old}))

@@ -152,9 +152,10 @@ mod tests {
             ]
         );
         assert!(!page.next_page_token.is_empty());
-        let cursor = decode_cursor(&page.next_page_token);
-        // "01900000-0000-7000-8000-00000000000d" is not a UUID: the gateway issues it, services would refuse it; real ids are.
-        assert!(cursor.is_err());
+        // The next page starts after the last entry taken: (20 s, ...0d).
+        let cursor = decode_cursor(&page.next_page_token).unwrap().unwrap();
+        assert_eq!(cursor.id, "01900000-0000-7000-8000-00000000000d");
+        assert_eq!(cursor.at.timestamp(), 20);
 
         let last = merge(
             5,

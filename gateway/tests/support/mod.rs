@@ -47,6 +47,7 @@ pub fn config() -> GatewayConfig {
         jwt_secret: Secret::new(SECRET),
         service_jwt_secret: Secret::new(SERVICE_SECRET),
         click_signing_keys: Secret::new("k1:gateway-tests-click-key-0123456789abcdef"),
+        landing_hosts: "example.com".into(),
         invite_addr: NOWHERE.into(),
         fraud_addr: NOWHERE.into(),
         incentive_addr: NOWHERE.into(),
