@@ -24,8 +24,8 @@ use referral_common::{
     config::{self, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
-    tls::GrpcTls,
     supervisor::{self, Supervisor},
+    tls::GrpcTls,
 };
 use referral_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
 use tokio::net::TcpListener;

@@ -7,11 +7,11 @@ use ipnet::IpNet;
 use referral_common::{
     auth::{DEFAULT_MAX_LIFETIME, TokenPolicy},
     click_id::ClickKeys,
-    landing::LandingHosts,
     config::{
         ConfigError, LogFormat, Secret, check_jwt_secret, check_service_jwt_secret, parse_addr,
         parse_duration,
     },
+    landing::LandingHosts,
     tls::{ClientAuth, FileSetting, GrpcTlsArgs, TlsFiles},
 };
 
@@ -733,7 +733,11 @@ mod tests {
             ("https://shop.example.com/x", true),
             ("https://evil.example.com/x", false),
         ] {
-            assert_eq!(s.landing_hosts.allows(&url::Url::parse(url).unwrap()), allowed, "{url}");
+            assert_eq!(
+                s.landing_hosts.allows(&url::Url::parse(url).unwrap()),
+                allowed,
+                "{url}"
+            );
         }
         assert_eq!(
             s.cors_allowed_origins,

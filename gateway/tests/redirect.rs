@@ -27,7 +27,10 @@ async fn a_known_code_redirects_sets_the_cookie_and_records_the_click() {
         reply.header("location"),
         format!("https://example.com/landing?x=1&rm_click={click_id}")
     );
-    assert!(referral_common::click_id::is_signed_format(&click_id), "{click_id}");
+    assert!(
+        referral_common::click_id::is_signed_format(&click_id),
+        "{click_id}"
+    );
     assert_eq!(
         &attrs[1..],
         ["Max-Age=7776000", "Path=/", "HttpOnly", "SameSite=Lax"]
@@ -41,7 +44,10 @@ async fn a_known_code_redirects_sets_the_cookie_and_records_the_click() {
     let batch = fake.calls("RecordClicks").pop().unwrap();
     let click = &batch.request["clicks"][0];
     assert_eq!(click["clickId"], click_id.as_str());
-    assert_eq!(click["code"], "LOVE-ABC234", "codes are kept as the canonical upper case");
+    assert_eq!(
+        click["code"], "LOVE-ABC234",
+        "codes are kept as the canonical upper case"
+    );
     assert_eq!(click["ip"], "203.0.113.10");
     assert_eq!(click["deviceId"], "dev-3");
     assert_eq!(click["userAgent"], "Mozilla/5.0 test");
@@ -104,7 +110,9 @@ async fn empty_landing_urls_and_outages_use_the_default() {
         with_fake_invite(|c| c.default_landing_url = Some("https://wed.example/start".into())).await;
     let reply = gw.send(get("/r/VOWS-EMPTY2").body(Body::empty()).unwrap()).await;
     assert!(
-        reply.header("location").starts_with("https://wed.example/start?rm_click=c1."),
+        reply
+            .header("location")
+            .starts_with("https://wed.example/start?rm_click=c1."),
         "{}",
         reply.header("location")
     );
@@ -114,7 +122,9 @@ async fn empty_landing_urls_and_outages_use_the_default() {
     let reply = gw.send(get("/r/LOVE-ABC234").body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::FOUND);
     assert!(
-        reply.header("location").starts_with("http://127.0.0.1:8080/?rm_click=c1."),
+        reply
+            .header("location")
+            .starts_with("http://127.0.0.1:8080/?rm_click=c1."),
         "{}",
         reply.header("location")
     );
@@ -176,7 +186,9 @@ async fn redis_is_shared_between_replicas() {
     );
     let reply = b.send(get("/r/LOVE-ABC234").body(Body::empty()).unwrap()).await;
     assert!(
-        reply.header("location").starts_with("https://example.com/landing?x=1&rm_click=c1."),
+        reply
+            .header("location")
+            .starts_with("https://example.com/landing?x=1&rm_click=c1."),
         "{}",
         reply.header("location")
     );
