@@ -715,6 +715,12 @@ impl<S: Store> InviteApi<S> {
     }
 
     async fn conversion(&self, p: &Principal, req: RecordConversionRequest) -> ApiResult<ConversionResult> {
+        // Conversions are facts from billing: a member cannot report one, not even its own.
+        if !p.is_privileged() {
+            return Err(ApiError::PermissionDenied(
+                "conversions are reported by billing (a service or an admin), not by members".into(),
+            ));
+        }
         let mut v = Violations::default();
         input::id(&mut v, &req.user_id, "userId");
         let value = req.value.clone().unwrap_or_default();
@@ -745,7 +751,6 @@ impl<S: Store> InviteApi<S> {
             input::past_instant(&mut v, at, ids::now(), "occurredAt");
         }
         v.into_result()?;
-        p.require_self(&req.user_id, "userId")?;
         let row = self
             .store
             .record_conversion(NewConversion {

@@ -116,7 +116,11 @@ async fn malformed_bodies_are_400_naming_the_field() {
         "{answer}"
     );
     let (status, answer) = app
-        .post(&token, "/v1/conversions", json!({"userId": sue, "plan": "PRO"}))
+        .post(
+            &app.fresh_admin(),
+            "/v1/conversions",
+            json!({"userId": sue, "plan": "PRO"}),
+        )
         .await;
     assert_eq!(status, 400, "{answer}");
     assert!(violated_fields(&answer).contains(&"plan".to_string()), "{answer}");

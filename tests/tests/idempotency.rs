@@ -117,10 +117,12 @@ async fn same_key_same_body_replays_and_different_body_is_422() {
     let pay =
         json!({"userId": ursula, "value": {"amountMinor": "1000", "currency": "GBP"}, "plan": "STARTER"});
     let k3 = unique("key");
+    // Billing reports conversions (members cannot).
+    let billing = app.fresh_admin();
     let a = app
         .send(
             Method::POST,
-            Some(&u_token),
+            Some(&billing),
             "/v1/conversions",
             Some(&pay),
             &[("Idempotency-Key", &k3)],
@@ -129,7 +131,7 @@ async fn same_key_same_body_replays_and_different_body_is_422() {
     let b = app
         .send(
             Method::POST,
-            Some(&u_token),
+            Some(&billing),
             "/v1/conversions",
             Some(&pay),
             &[("Idempotency-Key", &k3)],
@@ -146,7 +148,7 @@ async fn same_key_same_body_replays_and_different_body_is_422() {
     let c = app
         .send(
             Method::POST,
-            Some(&u_token),
+            Some(&billing),
             "/v1/conversions",
             Some(&pay2),
             &[("Idempotency-Key", &k3)],

@@ -152,7 +152,11 @@ async fn redirect_click_signup_and_conversions_are_attributed() {
 
     // Conversions: attributed to the referrer; only the first paid one is firstPaid.
     let pay = json!({"userId": ursula, "value": {"amountMinor": "2500", "currency": "GBP"}, "plan": "PROFESSIONAL", "annual": false});
-    let (status, c1) = app.post(&u_token, "/v1/conversions", pay.clone()).await;
+    // Billing reports conversions; the member itself may not (403).
+    let (status, _) = app.post(&u_token, "/v1/conversions", pay.clone()).await;
+    assert_eq!(status, 403, "a member reports no conversion, not even its own");
+    let billing = app.fresh_admin();
+    let (status, c1) = app.post(&billing, "/v1/conversions", pay.clone()).await;
     assert_eq!(status, 200, "conversion -> {c1}");
     assert_eq!(c1["attributed"], json!(true), "{c1}");
     assert_eq!(c1["referrerId"], json!(sue), "{c1}");
@@ -160,7 +164,7 @@ async fn redirect_click_signup_and_conversions_are_attributed() {
     assert!(c1["conversionId"].as_str().is_some_and(|s| !s.is_empty()), "{c1}");
     let mut pay2 = pay;
     pay2["value"] = json!({"amountMinor": 4900, "currency": "GBP"}); // int64 input as a number
-    let (status, c2) = app.post(&u_token, "/v1/conversions", pay2).await;
+    let (status, c2) = app.post(&billing, "/v1/conversions", pay2).await;
     assert_eq!(status, 200, "second conversion -> {c2}");
     assert_eq!(c2["attributed"], json!(true), "{c2}");
     assert_eq!(c2["referrerId"], json!(sue), "{c2}");
@@ -446,7 +450,7 @@ async fn resolution_order_and_the_attribution_window() {
     assert_eq!(att["reason"], json!("NO_TOUCH"), "{att}");
     let (status, conv) = app
         .post(
-            &u4_token,
+            &app.fresh_admin(),
             "/v1/conversions",
             json!({"userId": u4, "value": {"amountMinor": "900", "currency": "GBP"}, "plan": "STARTER"}),
         )
@@ -512,7 +516,7 @@ async fn an_invitation_link_moves_forward_only() {
     assert_eq!(status_of().await, "SIGNED_UP");
 
     let (status, conv) = app
-        .post(&l_token, "/v1/conversions", json!({"userId": linda, "value": {"amountMinor": "2500", "currency": "GBP"}, "plan": "SCALE", "annual": true}))
+        .post(&app.fresh_admin(), "/v1/conversions", json!({"userId": linda, "value": {"amountMinor": "2500", "currency": "GBP"}, "plan": "SCALE", "annual": true}))
         .await;
     assert_eq!(status, 200, "{conv}");
     assert_eq!(conv["invitationId"], json!(id), "{conv}");
