@@ -143,37 +143,3 @@ impl AsyncWrite for Conn {
         }
     }
 }
-
-/// An axum listener over [`accept_tls`] (the gateway's HTTPS). Wrap it in
-/// `ListenerExt::tap_io` to get `ConnectInfo<SocketAddr>`.
-pub struct TlsListener {
-    connections: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    pub fn new(listener: TcpListener, live: Arc<LiveTls>) -> io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        Ok(TlsListener {
-            connections: accept_tls(listener, live),
-            local,
-        })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.connections.recv().await {
-            Some(c) => c,
-            // The accept task only ends when we are dropped; never hand out a fake connection.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}

@@ -14,7 +14,7 @@ mod material;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-pub use accept::{Conn, TlsListener, accept_tls};
+pub use accept::{Conn, accept_tls};
 pub use live::{LiveTls, RELOAD_EVERY};
 pub use material::{ClientAuth, ClientMaterial, FileSetting, Material, TlsFiles};
 
