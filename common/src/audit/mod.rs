@@ -269,11 +269,7 @@ mod tests {
 
     #[test]
     fn actors_keep_only_sane_request_ids() {
-        let admin = Principal {
-            sub: "ädmin ☃".into(),
-            role: Role::Admin,
-            kind: None,
-        };
+        let admin = Principal::new("ädmin ☃", Role::Admin, None);
         let a = Actor::from_principal(&admin, Some("req-1"));
         assert_eq!((a.subject.as_str(), a.role.as_str()), ("ädmin ☃", "admin"));
         assert_eq!(a.request_id.as_deref(), Some("req-1"));

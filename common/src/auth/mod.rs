@@ -2,9 +2,12 @@
 //! admin, `kind`, `exp`...; see [`tokens`]); services carry a short-lived JWT with role
 //! `service` signed with the service key, and say on every call whom they act for (see
 //! [`forwarded`]): a service trusts that statement only from a service token, and refuses
-//! the call when the statement is missing, partial or unreadable.
+//! the call when the statement is missing, partial or unreadable. Server-to-server callers
+//! of the gateway present an API key instead ([`api_key`]); they act with its [`Scope`]s.
 
+pub mod api_key;
 pub mod forwarded;
+pub mod scope;
 pub mod subject;
 pub mod tokens;
 
@@ -16,7 +19,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status, metadata::MetadataMap};
 
-pub use forwarded::{Forwarded, PRINCIPAL_KIND, PRINCIPAL_NONE, PRINCIPAL_ROLE, PRINCIPAL_SUB};
+pub use forwarded::{
+    Forwarded, PRINCIPAL_KIND, PRINCIPAL_NONE, PRINCIPAL_ROLE, PRINCIPAL_SCOPES, PRINCIPAL_SUB,
+};
+pub use scope::{Scope, ScopeError, Scopes};
 pub use subject::{MAX_SUBJECT_CHARS, SubjectError, valid_subject};
 pub use tokens::{
     Claims, DEFAULT_MAX_LIFETIME, JwtKeys, SERVICE_TOKEN_TTL, ServiceKeys, TokenError, TokenPolicy, Verifier,
@@ -33,6 +39,10 @@ pub enum Role {
     Member,
     Admin,
     Service,
+    /// A caller holding an API key (subject: the key's id). Never read from a JWT: a token
+    /// claiming this role does not even decode.
+    #[serde(skip)]
+    ApiKey,
 }
 
 impl Role {
@@ -41,6 +51,7 @@ impl Role {
             Role::Member => "member",
             Role::Admin => "admin",
             Role::Service => "service",
+            Role::ApiKey => "apikey",
         }
     }
 
@@ -49,6 +60,7 @@ impl Role {
             "member" => Some(Role::Member),
             "admin" => Some(Role::Admin),
             "service" => Some(Role::Service),
+            "apikey" => Some(Role::ApiKey),
             _ => None,
         }
     }
@@ -61,20 +73,63 @@ pub struct Principal {
     pub role: Role,
     /// SUPPLIER or COUPLE for members.
     pub kind: Option<String>,
+    /// What an API key may do; always empty for every other role.
+    pub scopes: Scopes,
 }
 
 impl Principal {
+    /// A member, admin or service (no scopes).
+    pub fn new(sub: impl Into<String>, role: Role, kind: Option<String>) -> Principal {
+        Principal {
+            sub: sub.into(),
+            role,
+            kind,
+            scopes: Scopes::NONE,
+        }
+    }
+
+    /// The caller holding API key `key_id` with `scopes`.
+    pub fn api_key(key_id: impl Into<String>, scopes: Scopes) -> Principal {
+        Principal {
+            sub: key_id.into(),
+            role: Role::ApiKey,
+            kind: None,
+            scopes,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
 
-    /// Admins and services act for anyone; a member only as itself.
+    /// Admins and services act for anyone; a member only as itself; an API key only
+    /// through [`Principal::authorize`].
     pub fn is_privileged(&self) -> bool {
         matches!(self.role, Role::Admin | Role::Service)
     }
 
+    /// An API key is nobody's owner: it never "is" the referrer or user an id names.
     pub fn may_act_as(&self, id: &str) -> bool {
-        self.is_privileged() || self.sub == id
+        self.is_privileged() || (self.role != Role::ApiKey && self.sub == id)
+    }
+
+    /// The one rule for "may this caller do what `scope` names": a service may; an API key
+    /// may iff it holds `scope`; members and admins are judged by `by_role`, the route's own
+    /// rule for people (e.g. `|p| p.require_self(id, "referrerId")`, or a flat refusal where
+    /// only billing may act).
+    pub fn authorize(
+        &self,
+        scope: Scope,
+        by_role: impl FnOnce(&Principal) -> Result<(), crate::ApiError>,
+    ) -> Result<(), crate::ApiError> {
+        match self.role {
+            Role::Service => Ok(()),
+            Role::ApiKey if self.scopes.contains(scope) => Ok(()),
+            Role::ApiKey => Err(crate::ApiError::PermissionDenied(format!(
+                "this API key lacks the {scope} scope"
+            ))),
+            Role::Member | Role::Admin => by_role(self),
+        }
     }
 
     /// The rule "a member acts only as itself", as a `Status` naming the field.
@@ -147,11 +202,7 @@ impl AuthInterceptor {
             .verifier
             .verify(token)
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        let direct = Principal {
-            sub: claims.sub,
-            role: claims.role,
-            kind: claims.kind,
-        };
+        let direct = Principal::new(claims.sub, claims.role, claims.kind);
         if direct.role != Role::Service {
             // A web caller speaks for itself; principal headers mean nothing from it.
             return Ok(direct);
@@ -284,11 +335,7 @@ mod tests {
     }
 
     fn member(sub: &str) -> Principal {
-        Principal {
-            sub: sub.into(),
-            role: Role::Member,
-            kind: Some("COUPLE".into()),
-        }
+        Principal::new(sub, Role::Member, Some("COUPLE".into()))
     }
 
     fn refused(r: Result<Principal, Status>) -> bool {
@@ -301,12 +348,13 @@ mod tests {
             let p = member(sub);
             assert_eq!(service_call(|md| forwarded::write(md, &p)).unwrap(), p, "{sub:?}");
         }
-        let admin = Principal {
-            sub: "ops".into(),
-            role: Role::Admin,
-            kind: None,
-        };
+        let admin = Principal::new("ops", Role::Admin, None);
         assert_eq!(service_call(|md| forwarded::write(md, &admin)).unwrap(), admin);
+        let key = Principal::api_key(
+            "0193a1b2-key",
+            Scopes::parse_list(&["conversions:write", "reports:read"]).unwrap(),
+        );
+        assert_eq!(service_call(|md| forwarded::write(md, &key)).unwrap(), key);
     }
 
     #[test]
@@ -418,18 +466,88 @@ mod tests {
     }
 
     #[test]
+    fn api_key_statements_are_read_strictly() {
+        let key = Principal::api_key("key-1", Scopes::NONE.with(Scope::ConversionsWrite));
+        let with = |edit: &dyn Fn(&mut MetadataMap)| {
+            service_call(|md| {
+                forwarded::write(md, &key);
+                edit(md);
+            })
+        };
+        assert_eq!(with(&|_| {}).unwrap(), key);
+        let ascii = |v: &str| AsciiMetadataValue::try_from(v).unwrap();
+        // Unknown, empty, repeated, padded or upper-cased scope lists.
+        for bad in [
+            "",
+            "admin",
+            "conversions:write,",
+            "conversions:write,conversions:write",
+            "conversions:write, reports:read",
+            "CONVERSIONS:WRITE",
+            "*",
+        ] {
+            assert!(
+                refused(with(&|md| {
+                    md.insert(PRINCIPAL_SCOPES, ascii(bad));
+                })),
+                "{bad:?}"
+            );
+        }
+        // Scopes missing, duplicated, or beside a kind.
+        assert!(refused(with(&|md| {
+            md.remove(PRINCIPAL_SCOPES);
+        })));
+        assert!(refused(with(&|md| {
+            md.append(PRINCIPAL_SCOPES, ascii("reports:read"));
+        })));
+        assert!(refused(with(&|md| {
+            md.insert(PRINCIPAL_KIND, ascii("COUPLE"));
+        })));
+        // Scopes on a member or an admin, or alone, or with "none".
+        for p in [member("josé"), Principal::new("ops", Role::Admin, None)] {
+            assert!(refused(service_call(|md| {
+                forwarded::write(md, &p);
+                md.insert(PRINCIPAL_SCOPES, ascii("conversions:write"));
+            })));
+        }
+        assert!(refused(service_call(|md| {
+            md.insert(PRINCIPAL_SCOPES, ascii("conversions:write"));
+        })));
+        assert!(refused(service_call(|md| {
+            forwarded::write_none(md);
+            md.insert(PRINCIPAL_SCOPES, ascii("conversions:write"));
+        })));
+        // A key without scopes states none, which the service refuses.
+        assert!(refused(service_call(|md| {
+            forwarded::write(md, &Principal::api_key("key-2", Scopes::NONE));
+        })));
+    }
+
+    #[test]
+    fn no_token_claims_the_api_key_role() {
+        // A web-key JWT saying role "apikey" does not even decode into claims.
+        let claims = serde_json::json!({
+            "sub": "key-1", "role": "apikey", "exp": chrono::Utc::now().timestamp() + 60,
+            "iat": chrono::Utc::now().timestamp(),
+        });
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"test-secret-of-enough-length-0123456789"),
+        )
+        .unwrap();
+        let mut md = MetadataMap::new();
+        md.insert("authorization", bearer_value(&token));
+        assert!(refused(interceptor().principal(&md)));
+        assert!(web().verify(&token).is_err());
+    }
+
+    #[test]
     fn member_tokens_ignore_principal_headers() {
         let mut md = MetadataMap::new();
         let token = web().mint("josé", Role::Member, Some("SUPPLIER"), Duration::from_secs(60));
         md.insert("authorization", bearer_value(&token));
-        forwarded::write(
-            &mut md,
-            &Principal {
-                sub: "ops".into(),
-                role: Role::Admin,
-                kind: None,
-            },
-        );
+        forwarded::write(&mut md, &Principal::new("ops", Role::Admin, None));
         let p = interceptor().principal(&md).unwrap();
         assert_eq!((p.sub.as_str(), p.role), ("josé", Role::Member));
         // Even "none" does not make a member anything else.
@@ -490,13 +608,31 @@ mod tests {
         assert!(p.require_self("a", "referrerId").is_ok());
         let e = p.require_self("b", "referrerId").unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        assert!(
-            Principal {
-                sub: "x".into(),
-                role: Role::Admin,
-                kind: None
-            }
-            .may_act_as("b")
-        );
+        assert!(Principal::new("x", Role::Admin, None).may_act_as("b"));
+    }
+
+    #[test]
+    fn api_keys_may_exactly_what_their_scopes_say() {
+        let deny = |_: &Principal| -> Result<(), crate::ApiError> {
+            Err(crate::ApiError::PermissionDenied("people may not".into()))
+        };
+        let allow = |_: &Principal| -> Result<(), crate::ApiError> { Ok(()) };
+        let key = Principal::api_key("k1", Scopes::NONE.with(Scope::ConversionsWrite));
+        assert!(key.authorize(Scope::ConversionsWrite, deny).is_ok());
+        // Another scope is refused, even where people would be allowed.
+        let e = key.authorize(Scope::ReportsRead, allow).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.to_string().contains("reports:read"), "{e}");
+        // A service may; members and admins get the route's own rule.
+        let service = Principal::new("billing", Role::Service, None);
+        assert!(service.authorize(Scope::ConversionsWrite, deny).is_ok());
+        for p in [member("u1"), Principal::new("ops", Role::Admin, None)] {
+            assert!(p.authorize(Scope::ConversionsWrite, deny).is_err());
+            assert!(p.authorize(Scope::ConversionsWrite, allow).is_ok());
+        }
+        // Keys never pass the people rules: not admin, nobody's owner, not even their own id.
+        assert!(key.require_admin().is_err());
+        assert!(!key.may_act_as("k1") && !key.may_act_as("u1"));
+        assert!(key.require_self("k1", "referrerId").is_err());
     }
 }
