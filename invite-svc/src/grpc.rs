@@ -6,7 +6,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
     audit::{Actor, AuditEntry, action},
-    auth::{self, Principal},
+    auth::{self, Principal, Scope},
     click_id::{self, ClickKeys},
     error::{error_info_of, violations_of},
     idempotency::Idempotency,
@@ -207,8 +207,11 @@ impl<S: Store> InviteApi<S> {
         client: &ClientContext,
     ) -> ApiResult<Invitation> {
         let valid = self.validate_invitation(&req)?;
-        p.require_self(&req.referrer_id, "referrerId")?;
-        p.require_kind(valid.referrer_kind.as_str(), "referrerKind")?;
+        // A key with invitations:write invites for any referrer (server to server).
+        p.authorize(Scope::InvitationsWrite, |p| {
+            p.require_self(&req.referrer_id, "referrerId")?;
+            p.require_kind(valid.referrer_kind.as_str(), "referrerKind")
+        })?;
         let backfill = backfill_instant(p, valid.occurred_at)?;
         let now = backfill.unwrap_or_else(|| self.settings.clock.now());
         let flow = party::flow(valid.referrer_kind, valid.referee_kind);
@@ -518,7 +521,8 @@ impl<S: Store> InviteApi<S> {
             input::past_instant(&mut v, at, ids::now(), "occurredAt");
         }
         v.into_result()?;
-        p.require_self(&req.user_id, "userId")?;
+        // A key with signups:write reports signups for any user (server to server).
+        p.authorize(Scope::SignupsWrite, |p| p.require_self(&req.user_id, "userId"))?;
         let backfill = backfill_instant(p, occurred_at)?;
         let Some(user_kind) = user_kind else {
             return Err(ApiError::invalid("userKind", "is required"));
@@ -715,12 +719,12 @@ impl<S: Store> InviteApi<S> {
     }
 
     async fn conversion(&self, p: &Principal, req: RecordConversionRequest) -> ApiResult<ConversionResult> {
-        // Conversions are facts from billing: a member cannot report one, not even its own.
-        if !p.is_privileged() {
-            return Err(ApiError::PermissionDenied(
-                "conversions are reported by billing (a service or an admin), not by members".into(),
-            ));
-        }
+        // Conversions are facts from billing: no person reports one, not even an admin.
+        p.authorize(Scope::ConversionsWrite, |_| {
+            Err(ApiError::PermissionDenied(
+                "conversions are reported by billing: a service or an API key with conversions:write".into(),
+            ))
+        })?;
         let mut v = Violations::default();
         input::id(&mut v, &req.user_id, "userId");
         let value = req.value.clone().unwrap_or_default();
@@ -1192,7 +1196,9 @@ impl<S: Store> InviteService for InviteApi<S> {
             ),
         );
         v.into_result()?;
-        p.require_self(&body.referrer_id, "referrerId")?;
+        p.authorize(Scope::InvitationsWrite, |p| {
+            p.require_self(&body.referrer_id, "referrerId")
+        })?;
         let work = async {
             let mut results = Vec::with_capacity(body.invitations.len());
             let (mut accepted, mut rejected) = (0, 0);

@@ -3,6 +3,7 @@
 //! `serve(config, listener, shutdown)` runs the service on an already bound listener until
 //! shutdown (zero2prod style, so tests and the mesh bind port 0 and learn the port first).
 
+pub mod api_keys;
 pub mod clock;
 pub mod consumers;
 pub mod convert;
@@ -27,7 +28,9 @@ use referral_common::{
     server::{self, Shutdown},
     supervisor::{self, Supervisor, until_shutdown},
 };
-use referral_proto::invite::v1::invite_service_server::InviteServiceServer;
+use referral_proto::invite::v1::{
+    api_key_service_server::ApiKeyServiceServer, invite_service_server::InviteServiceServer,
+};
 use tokio::net::TcpListener;
 
 pub use clock::Clock;
@@ -304,6 +307,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
     .await?;
     let (reflection_v1, reflection_v1alpha) = server::reflection(&[
         "referral.invite.v1.InviteService",
+        "referral.invite.v1.ApiKeyService",
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
     ])?;
@@ -317,6 +321,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         scheduler_settings,
     );
     let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
+    let api_keys = api_keys::ApiKeysApi::new(store.clone());
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "invite-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
@@ -363,6 +368,10 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(InviteServiceServer::with_interceptor(api, interceptor.clone()))
+        .add_service(ApiKeyServiceServer::with_interceptor(
+            api_keys,
+            interceptor.clone(),
+        ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             audit_log.into_server(),
             interceptor.clone(),

@@ -59,6 +59,7 @@ macro_rules! api_enum {
     };
 }
 
+pub mod api_keys;
 pub mod attribution;
 pub mod click_ids;
 pub mod codes;

@@ -139,6 +139,8 @@ conformance! {
     audited_changes_commit_with_their_row: sqlite_audited_changes_commit_with_their_row, pg_audited_changes_commit_with_their_row;
 }
 
+mod api_keys;
+
 // ---- fixtures ------------------------------------------------------------------------
 
 fn admin() -> Actor {

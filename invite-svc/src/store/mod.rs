@@ -1,6 +1,7 @@
 //! invite-svc storage: one trait, a Postgres and a SQLite implementation chosen by the
 //! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
 
+pub mod api_keys;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -12,6 +13,7 @@ use referral_common::{audit::AuditEntry, outbox::Outbox};
 use referral_proto::events::v1::Event;
 use sqlx::FromRow;
 
+pub use api_keys::ApiKeyStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -301,7 +303,7 @@ impl FraudRisk {
 
 /// Everything invite-svc keeps. Every method that changes state writes its outbox events in
 /// the same transaction and wakes the relay after commit.
-pub trait Store: Clone + Send + Sync + 'static {
+pub trait Store: ApiKeyStore + Clone + Send + Sync + 'static {
     fn outbox(&self) -> &Outbox;
 
     /// Inserts a referral code; `false` if the code is already taken.

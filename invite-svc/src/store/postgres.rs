@@ -3,7 +3,10 @@
 use referral_common::outbox::{self, Outbox};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::sql::{signup_cols, sql_store};
+use super::{
+    api_keys::api_key_store,
+    sql::{signup_cols, sql_store},
+};
 
 type Db = Postgres;
 type Tx = Transaction<'static, Db>;
@@ -88,3 +91,4 @@ impl PgStore {
 }
 
 sql_store!(PgStore, " FOR UPDATE", " FOR UPDATE SKIP LOCKED");
+api_key_store!(PgStore, " FOR UPDATE");

@@ -3,7 +3,10 @@
 use referral_common::outbox::{self, Outbox};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::sql::{signup_cols, sql_store};
+use super::{
+    api_keys::api_key_store,
+    sql::{signup_cols, sql_store},
+};
 
 type Db = Sqlite;
 type Tx = Transaction<'static, Db>;
@@ -84,3 +87,4 @@ impl SqliteStore {
 }
 
 sql_store!(SqliteStore, "", "");
+api_key_store!(SqliteStore, "");
