@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
-    auth::Principal,
+    auth::{Principal, Scope},
     ids::{self, from_ts},
     input,
 };
@@ -147,7 +147,7 @@ fn answer<T>(r: ApiResult<T>) -> Result<Response<T>, Status> {
 
 impl<S: Store> AnalyticsApi<S> {
     async fn viral(&self, p: &Principal, f: &MetricsFilter) -> ApiResult<ViralMetrics> {
-        p.require_admin()?;
+        p.authorize(Scope::ReportsRead, Principal::require_admin)?;
         let mut v = Violations::default();
         let w = window(&mut v, Some(f), ids::now());
         v.into_result()?;
@@ -160,15 +160,17 @@ impl<S: Store> AnalyticsApi<S> {
         let w = window(&mut v, r.filter.as_ref(), ids::now());
         v.into_result()?;
         if r.referrer_id.is_empty() {
-            p.require_admin()?;
+            p.authorize(Scope::ReportsRead, Principal::require_admin)?;
         } else {
-            p.require_self(&r.referrer_id, "referrerId")?;
+            p.authorize(Scope::ReportsRead, |p| {
+                p.require_self(&r.referrer_id, "referrerId")
+            })?;
         }
         Ok(reports::funnel(&self.store, &w, &r.referrer_id).await?)
     }
 
     async fn timeseries(&self, p: &Principal, r: &TimeseriesRequest) -> ApiResult<Timeseries> {
-        p.require_admin()?;
+        p.authorize(Scope::ReportsRead, Principal::require_admin)?;
         let mut v = Violations::default();
         let w = window(&mut v, r.filter.as_ref(), ids::now());
         let metric = if r.metric.is_empty() {
@@ -196,7 +198,7 @@ impl<S: Store> AnalyticsApi<S> {
     }
 
     async fn cohorts(&self, p: &Principal, r: &CohortsRequest) -> ApiResult<Cohorts> {
-        p.require_admin()?;
+        p.authorize(Scope::ReportsRead, Principal::require_admin)?;
         let mut v = Violations::default();
         let w = window(&mut v, r.filter.as_ref(), ids::now());
         use cohorts_request::Granularity as G;
@@ -213,7 +215,7 @@ impl<S: Store> AnalyticsApi<S> {
     }
 
     async fn attribution(&self, p: &Principal, r: &AttributionRequest) -> ApiResult<AttributionReport> {
-        p.require_admin()?;
+        p.authorize(Scope::ReportsRead, Principal::require_admin)?;
         let mut v = Violations::default();
         let w = window(&mut v, r.filter.as_ref(), ids::now());
         // LAST_TOUCH when none is named.
@@ -236,9 +238,11 @@ impl<S: Store> AnalyticsApi<S> {
 
     async fn leaderboard(
         &self,
-        _p: &Principal,
+        p: &Principal,
         r: &LeaderboardRequest,
     ) -> ApiResult<referral_proto::analytics::v1::Leaderboard> {
+        // Every member and admin may read it; an API key needs reports:read.
+        p.authorize(Scope::ReportsRead, |_| Ok(()))?;
         let mut v = Violations::default();
         let kind = enum_name(&mut v, r.referrer_kind, "referrerKind", |x: PartyKind| {
             x.as_str_name()
@@ -273,7 +277,7 @@ impl<S: Store> AnalyticsApi<S> {
         p: &Principal,
         r: &SuperConnectorsRequest,
     ) -> ApiResult<SuperConnectors> {
-        p.require_admin()?;
+        p.authorize(Scope::ReportsRead, Principal::require_admin)?;
         let mut v = Violations::default();
         let n = limit(&mut v, r.limit);
         v.into_result()?;
@@ -281,7 +285,7 @@ impl<S: Store> AnalyticsApi<S> {
     }
 
     async fn experiment(&self, p: &Principal, r: &ExperimentRequest) -> ApiResult<ExperimentResults> {
-        p.require_admin()?;
+        p.authorize(Scope::ReportsRead, Principal::require_admin)?;
         let mut v = Violations::default();
         v.require(&r.template_id, "templateId");
         input::line(&mut v, &r.template_id, MAX_ID_LEN, "templateId");
