@@ -1,8 +1,10 @@
-//! Web callers' bearer JWTs. The middleware only works out who is calling (the rate limiter
-//! keys on it); each route then demands a principal or not. Ownership rules ("a member acts
-//! only as itself") are the services' job, from the `x-principal-*` metadata we pass on.
-//! Only web tokens (members, admins) are accepted here: a service token — whatever key
-//! signed it — is never a credential from the public edge.
+//! Web callers' bearer JWTs, and server-to-server callers' API keys (`Bearer rmk_...`,
+//! checked by invite-svc on every request: see [`crate::api_keys`]). The middleware only
+//! works out who is calling (the rate limiter keys on it); each route then demands a
+//! principal or not. Ownership rules ("a member acts only as itself") are the services' job,
+//! from the `x-principal-*` metadata we pass on. Only web tokens (members, admins) and API
+//! keys are accepted here: a service token — whatever key signed it — is never a credential
+//! from the public edge.
 
 use axum::{
     extract::{Request, State},
@@ -10,7 +12,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use referral_common::auth::{JwtKeys, Principal, TokenError, bearer};
+use referral_common::auth::{JwtKeys, Principal, TokenError, api_key, bearer};
 
 use crate::{errors::HttpError, state::AppState};
 
@@ -21,6 +23,9 @@ pub enum Caller {
     Authenticated(Principal),
     /// A token was sent and rejected; why.
     Rejected(String),
+    /// An API key was sent and could not be checked (invite-svc did not answer): 503, never
+    /// a guess either way.
+    Unverified(String),
 }
 
 impl Caller {
@@ -36,9 +41,10 @@ impl Caller {
         match self {
             Caller::Authenticated(p) => Ok(p),
             Caller::Anonymous => Err(HttpError::unauthenticated(
-                "missing bearer token: send Authorization: Bearer <JWT>",
+                "missing bearer token: send Authorization: Bearer <JWT or API key>",
             )),
             Caller::Rejected(why) => Err(HttpError::unauthenticated(why.clone())),
+            Caller::Unverified(why) => Err(HttpError::new(tonic::Code::Unavailable, why.clone())),
         }
     }
 }
@@ -56,11 +62,7 @@ pub fn identify(keys: &JwtKeys, authorization: Option<&str>) -> Caller {
         };
     };
     match keys.verify(token) {
-        Ok(claims) => Caller::Authenticated(Principal {
-            sub: claims.sub,
-            role: claims.role,
-            kind: claims.kind,
-        }),
+        Ok(claims) => Caller::Authenticated(Principal::new(claims.sub, claims.role, claims.kind)),
         Err(TokenError::Expired) => Caller::Rejected("bearer token expired".into()),
         Err(TokenError::NotYetValid) => Caller::Rejected("bearer token not valid yet".into()),
         Err(TokenError::WrongKey | TokenError::Malformed) => Caller::Rejected("invalid bearer token".into()),
@@ -69,11 +71,15 @@ pub fn identify(keys: &JwtKeys, authorization: Option<&str>) -> Caller {
 }
 
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let caller = identify(&state.keys, authorization);
+    let caller = match req.headers().get(header::AUTHORIZATION).map(|v| v.to_str()) {
+        // Bytes that are not visible ASCII are no credential we issued (nor a Basic one).
+        Some(Err(_)) => Caller::Rejected("unreadable authorization header".into()),
+        Some(Ok(value)) => match bearer(value).filter(|t| api_key::claims_to_be_key(t)) {
+            Some(key) => crate::api_keys::authenticate(&state, key, req.extensions()).await,
+            None => identify(&state.keys, Some(value)),
+        },
+        None => Caller::Anonymous,
+    };
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
@@ -144,5 +150,9 @@ mod tests {
             assert_eq!(e.status.as_u16(), 401);
             assert_eq!(e.body()["code"], 16);
         }
+        let e = Caller::Unverified("invite-svc is unavailable".into())
+            .require()
+            .unwrap_err();
+        assert_eq!(e.status.as_u16(), 503);
     }
 }

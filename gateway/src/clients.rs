@@ -11,7 +11,7 @@ use referral_proto::{
     common::v1::{audit_log_client::AuditLogClient, privacy_service_client::PrivacyServiceClient},
     fraud::v1::fraud_service_client::FraudServiceClient,
     incentive::v1::incentive_service_client::IncentiveServiceClient,
-    invite::v1::invite_service_client::InviteServiceClient,
+    invite::v1::{api_key_service_client::ApiKeyServiceClient, invite_service_client::InviteServiceClient},
 };
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::health_client::HealthClient;
@@ -23,6 +23,8 @@ pub type Authed = InterceptedService<Channel, ServiceCredentials>;
 #[derive(Clone)]
 pub struct Clients {
     pub invite: InviteServiceClient<Authed>,
+    /// invite-svc's API keys: admin routes, and the check of every `Bearer rmk_...`.
+    pub api_keys: ApiKeyServiceClient<Authed>,
     pub fraud: FraudServiceClient<Authed>,
     pub incentive: IncentiveServiceClient<Authed>,
     pub analytics: AnalyticsServiceClient<Authed>,
@@ -55,6 +57,7 @@ impl Clients {
         ];
         Ok(Self {
             invite: InviteServiceClient::new(authed(&invite)),
+            api_keys: ApiKeyServiceClient::new(authed(&invite)),
             fraud: FraudServiceClient::new(authed(&fraud)),
             incentive: IncentiveServiceClient::new(authed(&incentive)),
             analytics: AnalyticsServiceClient::new(authed(&analytics)),

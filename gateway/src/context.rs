@@ -136,11 +136,11 @@ mod tests {
             .header("idempotency-key", "k-1")
             .body(())
             .unwrap();
-        req.extensions_mut().insert(Caller::Authenticated(Principal {
-            sub: "josé".into(),
-            role: Role::Member,
-            kind: Some("SUPPLIER".into()),
-        }));
+        req.extensions_mut().insert(Caller::Authenticated(Principal::new(
+            "josé",
+            Role::Member,
+            Some("SUPPLIER".into()),
+        )));
         req.extensions_mut().insert(RequestId("rid".into()));
         req.extensions_mut()
             .insert(ClientIp(Some("203.0.113.7".parse().unwrap())));
@@ -151,17 +151,35 @@ mod tests {
         let get = |k: &str| md.get(k).unwrap().to_str().unwrap().to_string();
         assert_eq!(
             forwarded::read(md).unwrap(),
-            forwarded::Forwarded::Caller(Principal {
-                sub: "josé".into(),
-                role: Role::Member,
-                kind: Some("SUPPLIER".into()),
-            })
+            forwarded::Forwarded::Caller(Principal::new("josé", Role::Member, Some("SUPPLIER".into())))
         );
         assert_eq!(get(REQUEST_ID), "rid");
         assert_eq!(get(CLIENT_IP), "203.0.113.7");
         assert_eq!(get(DEVICE_ID), "dev-1");
         assert_eq!(get(IDEMPOTENCY_KEY), "k-1");
         assert_eq!(get("grpc-timeout"), "1000000u");
+    }
+
+    #[test]
+    fn an_api_key_travels_with_its_scopes() {
+        let key = Principal::api_key(
+            "key-1",
+            referral_common::auth::Scopes::parse_list(&["reports:read", "signups:write"]).unwrap(),
+        );
+        let mut req = Request::builder().body(()).unwrap();
+        req.extensions_mut().insert(Caller::Authenticated(key.clone()));
+        let (parts, ()) = req.into_parts();
+        let ctx = CallContext::from_parts(&parts, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            ctx.metadata()
+                .get(referral_common::auth::PRINCIPAL_SCOPES)
+                .unwrap(),
+            "signups:write,reports:read"
+        );
+        assert_eq!(
+            forwarded::read(ctx.metadata()).unwrap(),
+            forwarded::Forwarded::Caller(key)
+        );
     }
 
     #[test]

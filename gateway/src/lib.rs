@@ -11,6 +11,7 @@
 //! # }
 //! ```
 
+pub mod api_keys;
 pub mod auth;
 pub mod clicks;
 pub mod client_ip;

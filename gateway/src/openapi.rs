@@ -58,8 +58,10 @@ pub fn document(public_url: &str) -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                               "description": "HS256 JWT with sub, role (member|admin|service), kind (SUPPLIER|COUPLE), exp"},
+                "bearerAuth": {"type": "http", "scheme": "bearer",
+                               "description": "A web JWT (sub, role member|admin, kind SUPPLIER|COUPLE for members, exp), \
+                                               or an API key `rmk_...` (server to server) on the routes whose \
+                                               `x-api-key-scope` it holds"},
             },
             "schemas": schemas,
             "responses": {
@@ -85,6 +87,13 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     let mut op = Map::new();
     op.insert("operationId".into(), json!(route.operation));
     op.insert("summary".into(), json!(route.summary));
+    if let Some(scope) = route.key_scope {
+        op.insert(
+            "description".into(),
+            json!(format!("API keys need the `{scope}` scope.")),
+        );
+        op.insert("x-api-key-scope".into(), json!(scope.as_str()));
+    }
     op.insert("tags".into(), json!([route.tag]));
     op.insert(
         "security".into(),
@@ -151,6 +160,12 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
                 json!({"required": false, "content": {"application/json": {"schema": schema}}}),
             );
         }
+    }
+    if let Some(schema) = route.body_schema {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {"application/json": {"schema": schema()}}}),
+        );
     }
     if let Some(description) = route.raw_body {
         op.insert(

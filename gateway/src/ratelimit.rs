@@ -72,6 +72,10 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             Some(p) if p.role == referral_common::auth::Role::Service => {
                 (&state.limits.service, format!("svc:{}", p.sub))
             }
+            // Server-to-server callers (billing posting conversions) get the service allowance.
+            Some(p) if p.role == referral_common::auth::Role::ApiKey => {
+                (&state.limits.service, format!("key:{}", p.sub))
+            }
             Some(p) => (&state.limits.api, format!("sub:{}", p.sub)),
             None => (&state.limits.api, format!("ip:{}", ip.text())),
         }

@@ -3,6 +3,7 @@
 //! binding, path parameters) and its handler; `/openapi.json` is generated from the same
 //! table, so the two cannot drift.
 
+mod api_keys;
 mod audit;
 mod dashboard;
 mod ops;
@@ -26,6 +27,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{MethodFilter, on},
 };
+use referral_common::auth::{Role, Scope};
 use serde_json::{Map, Value};
 
 pub use self::table::table;
@@ -150,6 +152,12 @@ pub struct Route {
     pub answer: Answer,
     /// Set for routes that take an opaque body (provider webhooks): its description.
     pub raw_body: Option<&'static str>,
+    /// The scope an API key needs here; without one, no API key passes (admin routes above
+    /// all). The service checks again with the same scope.
+    pub key_scope: Option<Scope>,
+    /// A strict JSON schema of the body, where the proto message alone cannot say enough
+    /// (required fields, bounds, enums of strings).
+    pub body_schema: Option<fn() -> Value>,
     query: OnceLock<Vec<QueryParam>>,
 }
 
@@ -168,8 +176,21 @@ impl Route {
             }),
             answer: Answer::Rpc,
             raw_body: None,
+            key_scope: None,
+            body_schema: None,
             query: OnceLock::new(),
         }
+    }
+
+    /// API keys holding `scope` may call this route.
+    pub fn key_scope(mut self, scope: Scope) -> Self {
+        self.key_scope = Some(scope);
+        self
+    }
+
+    pub fn body_schema(mut self, schema: fn() -> Value) -> Self {
+        self.body_schema = Some(schema);
+        self
     }
 
     pub fn tag(mut self, tag: &'static str) -> Self {
@@ -448,11 +469,12 @@ async fn handle(
     params: Vec<(String, String)>,
 ) -> HttpResult {
     if route.auth == Auth::Bearer {
-        parts
+        let caller = parts
             .extensions
             .get::<Caller>()
             .unwrap_or(&Caller::Anonymous)
             .require()?;
+        check_key_scope(route, caller)?;
     }
     let ctx = CallContext::from_parts(&parts, state.settings.upstream_timeout)?;
     match &route.handler {
@@ -474,6 +496,25 @@ async fn handle(
             )
             .await)
         }
+    }
+}
+
+/// An API key calls only routes that name a scope it holds (403 otherwise, before any
+/// service is asked); every other caller passes on to the route's own rules.
+fn check_key_scope(route: &Route, caller: &referral_common::auth::Principal) -> HttpResult<()> {
+    if caller.role != Role::ApiKey {
+        return Ok(());
+    }
+    match route.key_scope {
+        Some(scope) if caller.scopes.contains(scope) => Ok(()),
+        Some(scope) => Err(HttpError::new(
+            tonic::Code::PermissionDenied,
+            format!("this API key lacks the {scope} scope"),
+        )),
+        None => Err(HttpError::new(
+            tonic::Code::PermissionDenied,
+            format!("API keys cannot call {} {}", route.method, route.path),
+        )),
     }
 }
 

@@ -4,14 +4,16 @@
 use std::sync::LazyLock;
 
 use axum::http::Method;
+use referral_common::auth::Scope;
 use referral_proto::{
     analytics::v1 as analytics, fraud::v1 as fraud, incentive::v1 as incentive, invite::v1 as invite,
 };
 
-use super::{Answer, Body, Handler, Route, Rpc, audit, dashboard, ops, privacy, sdk, webhook};
+use super::{Answer, Body, Handler, Route, Rpc, api_keys, audit, dashboard, ops, privacy, sdk, webhook};
 use crate::{errors::HttpError, json, redirect, sse};
 
 pub const INVITE: &str = "referral.invite.v1.InviteService";
+pub const API_KEYS: &str = "referral.invite.v1.ApiKeyService";
 pub const FRAUD: &str = "referral.fraud.v1.FraudService";
 pub const INCENTIVE: &str = "referral.incentive.v1.IncentiveService";
 pub const ANALYTICS: &str = "referral.analytics.v1.AnalyticsService";
@@ -22,6 +24,10 @@ pub const AUDIT: &str = "referral.common.v1.AuditLog";
 /// input), call the service with the caller's context, answer its message as JSON.
 macro_rules! unary {
     ($client:ident . $method:ident ( $req:ty )) => {
+        unary!($client in concat!(stringify!($client), "-svc"), $method($req))
+    };
+    // A client whose service is named otherwise (in transport failures).
+    ($client:ident in $service:expr, $method:ident ( $req:ty )) => {
         Handler::Json {
             call: |state, ctx, input| {
                 Box::pin(async move {
@@ -30,7 +36,7 @@ macro_rules! unary {
                     let resp = client
                         .$method(ctx.request(message))
                         .await
-                        .map_err(|s| HttpError::from_upstream(concat!(stringify!($client), "-svc"), &s))?;
+                        .map_err(|s| HttpError::from_upstream($service, &s))?;
                     Ok(json::respond(resp.get_ref()))
                 })
             },
@@ -69,6 +75,7 @@ const REWARDS: &str = "Rewards";
 const ANALYTICS_TAG: &str = "Analytics";
 const WEBHOOKS: &str = "Outbound webhooks";
 const PRIVACY_TAG: &str = "Privacy";
+const API_KEYS_TAG: &str = "API keys";
 const OPS: &str = "Operations";
 
 fn routes() -> Vec<Route> {
@@ -89,10 +96,12 @@ fn routes() -> Vec<Route> {
         // invite-svc: invitations
         api(M::POST, "/v1/invitations", "Create an invitation (fraud-checked, scheduled, paced by quota)", INVITATIONS,
             Rpc::new(INVITE, "CreateInvitation", Whole),
-            unary!(invite.create_invitation(invite::CreateInvitationRequest))),
+            unary!(invite.create_invitation(invite::CreateInvitationRequest)))
+            .key_scope(Scope::InvitationsWrite),
         api(M::POST, "/v1/invitations:batchCreate", "Create up to 100 invitations, each judged alone", INVITATIONS,
             Rpc::new(INVITE, "BatchCreateInvitations", Whole),
-            unary!(invite.batch_create_invitations(invite::BatchCreateInvitationsRequest))),
+            unary!(invite.batch_create_invitations(invite::BatchCreateInvitationsRequest)))
+            .key_scope(Scope::InvitationsWrite),
         api(M::GET, "/v1/invitations/{id}", "An invitation", INVITATIONS,
             Rpc::new(INVITE, "GetInvitation", NoBody),
             unary!(invite.get_invitation(invite::GetInvitationRequest))),
@@ -114,14 +123,16 @@ fn routes() -> Vec<Route> {
             unary!(invite.record_click(invite::RecordClickRequest))),
         api(M::POST, "/v1/signups", "Record a signup and attribute it", TRACKING,
             Rpc::new(INVITE, "RecordSignup", Whole).client_fields().cookie_field(redirect::CLICK_COOKIE, "clickId"),
-            unary!(invite.record_signup(invite::RecordSignupRequest))),
+            unary!(invite.record_signup(invite::RecordSignupRequest)))
+            .key_scope(Scope::SignupsWrite),
         Route::new(M::GET, "/v1/sdk.js", "Sdk", "The landing-page script: keeps the click id from the landing URL in a first-party cookie and offers referralMesh.clickId()")
             .tag(TRACKING)
             .answer(Answer::Text)
             .raw(|s, r| Box::pin(sdk::script(s, r))),
         api(M::POST, "/v1/conversions", "Record a paid conversion", TRACKING,
             Rpc::new(INVITE, "RecordConversion", Whole),
-            unary!(invite.record_conversion(invite::RecordConversionRequest))),
+            unary!(invite.record_conversion(invite::RecordConversionRequest)))
+            .key_scope(Scope::ConversionsWrite),
         Route::new(M::POST, "/v1/webhooks/email/{provider}", "HandleEmailWebhook",
             "Delivery events from resend, sendgrid, mailgun or postmark, verified by the provider's signature")
             .tag(TRACKING)
@@ -173,28 +184,36 @@ fn routes() -> Vec<Route> {
         // analytics-svc
         api(M::GET, "/v1/metrics/viral", "K-factor, loop K, cycle and doubling time", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetViralMetrics", NoBody),
-            unary!(analytics.get_viral_metrics(analytics::MetricsFilter))),
+            unary!(analytics.get_viral_metrics(analytics::MetricsFilter)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/metrics/funnel", "Funnel from SENT to CONVERTED with step rates and the bottleneck", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetFunnel", NoBody),
-            unary!(analytics.get_funnel(analytics::FunnelRequest))),
+            unary!(analytics.get_funnel(analytics::FunnelRequest)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/metrics/timeseries", "A metric per day, week or month", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetTimeseries", NoBody),
-            unary!(analytics.get_timeseries(analytics::TimeseriesRequest))),
+            unary!(analytics.get_timeseries(analytics::TimeseriesRequest)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/metrics/cohorts", "Referrer cohorts by first invitation period", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetCohorts", NoBody),
-            unary!(analytics.get_cohorts(analytics::CohortsRequest))),
+            unary!(analytics.get_cohorts(analytics::CohortsRequest)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/metrics/attribution", "Conversion revenue credited per referrer and channel", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetAttribution", NoBody),
-            unary!(analytics.get_attribution(analytics::AttributionRequest))),
+            unary!(analytics.get_attribution(analytics::AttributionRequest)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/leaderboard", "Ranked referrers with tier and badges", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetLeaderboard", NoBody),
-            unary!(analytics.get_leaderboard(analytics::LeaderboardRequest))),
+            unary!(analytics.get_leaderboard(analytics::LeaderboardRequest)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/super-connectors", "Referrers with at least 20 connections, ranked by score", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "ListSuperConnectors", NoBody),
-            unary!(analytics.list_super_connectors(analytics::SuperConnectorsRequest))),
+            unary!(analytics.list_super_connectors(analytics::SuperConnectorsRequest)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/experiments/{templateId}/results", "Template variants: rates, lift and p-values", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetExperimentResults", NoBody),
-            unary!(analytics.get_experiment_results(analytics::ExperimentRequest))),
+            unary!(analytics.get_experiment_results(analytics::ExperimentRequest)))
+            .key_scope(Scope::ReportsRead),
         api(M::GET, "/v1/events", "Live feed of every service's events as server-sent events (admin)", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "StreamEvents", NoBody),
             sse::handler())
@@ -226,6 +245,24 @@ fn routes() -> Vec<Route> {
             a service that cannot answer fails the read (503 naming it) rather than leave its actions out", PRIVACY_TAG,
             Rpc::new(AUDIT, "ListAuditEntries", NoBody),
             audit::list_handler()),
+        // invite-svc: API keys of server-to-server callers (admin)
+        api(M::POST, "/v1/api-keys", "Create an API key with scopes; its secret is shown once (admin)", API_KEYS_TAG,
+            Rpc::new(API_KEYS, "CreateApiKey", Whole),
+            unary!(api_keys in "invite-svc", create_api_key(invite::CreateApiKeyRequest)))
+            .body_schema(api_keys::create_body_schema)
+            .answer(Answer::Schema(api_keys::created_schema)),
+        api(M::GET, "/v1/api-keys", "API keys, oldest first: never their secrets (admin)", API_KEYS_TAG,
+            Rpc::new(API_KEYS, "ListApiKeys", NoBody),
+            unary!(api_keys in "invite-svc", list_api_keys(invite::ListApiKeysRequest)))
+            .answer(Answer::Schema(api_keys::list_schema)),
+        api(M::POST, "/v1/api-keys/{id}:rotate", "A new secret for a key, shown once; the old one stops working at once (admin)", API_KEYS_TAG,
+            Rpc::new(API_KEYS, "RotateApiKey", Whole),
+            unary!(api_keys in "invite-svc", rotate_api_key(invite::RotateApiKeyRequest)))
+            .answer(Answer::Schema(api_keys::created_schema)),
+        api(M::DELETE, "/v1/api-keys/{id}", "Revoke an API key at once; revoking again answers the same (admin)", API_KEYS_TAG,
+            Rpc::new(API_KEYS, "RevokeApiKey", NoBody),
+            unary!(api_keys in "invite-svc", revoke_api_key(invite::RevokeApiKeyRequest)))
+            .answer(Answer::Schema(api_keys::key_schema)),
         // operations
         Route::new(M::GET, "/healthz", "Healthz", "Liveness: the process answers")
             .tag(OPS)
