@@ -1,8 +1,9 @@
 //! `referral-mesh demo`: a realistic data set loaded through the public JSON API, as an
 //! import would be: hundreds of referrers across vendor types, thousands of invitations in
 //! all four flows spread over the last 90 days, with the clicks, signups and conversions
-//! they led to (backfilled with `occurredAt`, which needs the admin or service role; the
-//! loader uses a service token, whose rate limit is meant for imports).
+//! they led to (backfilled with `occurredAt`, which needs the admin role). Conversions are
+//! facts from billing: the loader creates an API key with `conversions:write` as the admin
+//! and reports them with it, as a marketplace's billing would.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -75,14 +76,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             Duration::from_secs(3600),
         ),
     };
-    let api = Arc::new(Api {
+    let mut api = Api {
         http: reqwest::Client::new(),
         base: args.gateway.trim_end_matches('/').to_string(),
         token,
-    });
+        billing: String::new(),
+    };
     api.get("/readyz")
         .await
         .map_err(|e| anyhow::anyhow!("the mesh is not reachable at {}: {e}", api.base))?;
+    let key = api
+        .post(
+            &api.token,
+            "/v1/api-keys",
+            &json!({"name": "demo billing", "scopes": ["conversions:write"]}),
+        )
+        .await?;
+    api.billing = key["key"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("POST /v1/api-keys answered no key: {key}"))?
+        .to_string();
+    let api = Arc::new(api);
     let mut rng = StdRng::seed_from_u64(args.seed);
     let run = Utc::now().format("%m%d%H%M%S").to_string();
     let mut referrers = Vec::new();
@@ -219,7 +233,7 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
     if let Some(v) = r.vendor {
         code_body["vendorType"] = json!(v);
     }
-    api.post("/v1/referral-codes", &code_body).await?;
+    api.post(&api.token, "/v1/referral-codes", &code_body).await?;
     for chunk in plan.chunks(100) {
         let mut batch = json!({
             "referrerId": r.id,
@@ -229,7 +243,9 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
         if let Some(v) = r.vendor {
             batch["vendorType"] = json!(v);
         }
-        let out = api.post("/v1/invitations:batchCreate", &batch).await?;
+        let out = api
+            .post(&api.token, "/v1/invitations:batchCreate", &batch)
+            .await?;
         let results = out["results"].as_array().cloned().unwrap_or_default();
         for (p, res) in chunk.iter().zip(results) {
             let Some(inv) = res.get("invitation") else {
@@ -241,6 +257,7 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
             if let Some(at) = p.click {
                 let c = api
                     .post(
+                        &api.token,
                         "/v1/clicks",
                         &json!({"code": code, "occurredAt": at.to_rfc3339()}),
                     )
@@ -254,13 +271,14 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
                 if let Some(c) = &click_id {
                     body["clickId"] = json!(c);
                 }
-                let a = api.post("/v1/signups", &body).await?;
+                let a = api.post(&api.token, "/v1/signups", &body).await?;
                 t.signups += 1;
                 if a["attributed"].as_bool() == Some(true) {
                     t.attributed += 1;
                 }
                 if let Some((cat, amount, plan, annual)) = p.conversion {
                     api.post(
+                        &api.billing,
                         "/v1/conversions",
                         &json!({"userId": user, "value": {"amountMinor": amount.to_string(), "currency": "GBP"}, "plan": plan, "annual": annual, "occurredAt": cat.to_rfc3339()}),
                     )
@@ -276,7 +294,10 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
 struct Api {
     http: reqwest::Client,
     base: String,
+    /// The admin's token: codes, invitations, clicks and signups (backfilled).
     token: String,
+    /// The API key billing reports conversions with.
+    billing: String,
 }
 
 impl Api {
@@ -290,12 +311,12 @@ impl Api {
         Self::json(path, r).await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    async fn post(&self, token: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
         for attempt in 0..5 {
             let r = self
                 .http
                 .post(format!("{}{path}", self.base))
-                .bearer_auth(&self.token)
+                .bearer_auth(token)
                 .json(body)
                 .send()
                 .await?;

@@ -527,6 +527,9 @@ pub fn check_token_request(
         Role::Service => {
             return Err("--role service: service tokens are minted by the services with SERVICE_JWT_SECRET and are never accepted by the gateway; use member or admin".into());
         }
+        Role::ApiKey => {
+            return Err("--role apikey: API keys are created by an admin with POST /v1/api-keys, not minted as tokens".into());
+        }
         Role::Member if kind.is_none() => {
             return Err("--role member needs --kind SUPPLIER or --kind COUPLE".into());
         }

@@ -297,6 +297,24 @@ impl TestApp {
         self.mesh.token(&unique("admin"), Role::Admin, None)
     }
 
+    /// A new API key holding `scopes`, created through the gateway by a fresh admin; the
+    /// secret (`rmk_...`) to send as a bearer token.
+    pub async fn api_key(&self, scopes: &[&str]) -> String {
+        let body = json!({"name": unique("test key"), "scopes": scopes});
+        let (status, key) = self.post(&self.fresh_admin(), "/v1/api-keys", body).await;
+        assert_eq!(status, 200, "POST /v1/api-keys {scopes:?} -> {key}");
+        key["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no key in {key}"))
+            .to_string()
+    }
+
+    /// A key with `conversions:write`, as the marketplace's billing holds: conversions are
+    /// reported with it (members and admins cannot).
+    pub async fn billing_key(&self) -> String {
+        self.api_key(&["conversions:write"]).await
+    }
+
     /// A service token (service key): for calling the services over gRPC; the gateway
     /// refuses it.
     pub fn service_token(&self) -> String {

@@ -63,11 +63,12 @@ async fn sign_up(app: &TestApp, user: &str, kind: &str, invitation: &str) {
     assert_eq!(body["attributed"], json!(true), "{body}");
 }
 
-/// Billing reports the user's conversion (members cannot); `_kind` is the user's side.
+/// Billing reports the user's conversion with its API key (members and admins cannot);
+/// `_kind` is the user's side.
 async fn convert(app: &TestApp, user: &str, _kind: &str, minor: i64) {
     let (status, body) = app
         .post(
-            &app.fresh_admin(),
+            &app.billing_key().await,
             "/v1/conversions",
             json!({"userId": user, "value": {"amountMinor": minor, "currency": "GBP"}, "plan": "PROFESSIONAL", "annual": false}),
         )

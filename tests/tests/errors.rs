@@ -117,7 +117,7 @@ async fn malformed_bodies_are_400_naming_the_field() {
     );
     let (status, answer) = app
         .post(
-            &app.fresh_admin(),
+            &app.billing_key().await,
             "/v1/conversions",
             json!({"userId": sue, "plan": "PRO"}),
         )

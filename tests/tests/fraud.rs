@@ -283,7 +283,7 @@ async fn a_conversion_minutes_after_its_click_shows_the_speed_signal() {
         .await;
     assert_eq!(a["attributed"], true, "{a}");
     let (status, conv) = app
-        .post(&service, "/v1/conversions", json!({"userId": user, "value": {"amountMinor": "4900", "currency": "GBP"},
+        .post(&app.billing_key().await, "/v1/conversions", json!({"userId": user, "value": {"amountMinor": "4900", "currency": "GBP"},
                                                  "plan": "PROFESSIONAL", "occurredAt": (clicked + Span::minutes(2)).to_rfc3339()}))
         .await;
     assert_eq!(status, 200, "{conv}");

@@ -117,8 +117,8 @@ async fn same_key_same_body_replays_and_different_body_is_422() {
     let pay =
         json!({"userId": ursula, "value": {"amountMinor": "1000", "currency": "GBP"}, "plan": "STARTER"});
     let k3 = unique("key");
-    // Billing reports conversions (members cannot).
-    let billing = app.fresh_admin();
+    // Billing reports conversions with its API key (members and admins cannot).
+    let billing = app.billing_key().await;
     let a = app
         .send(
             Method::POST,

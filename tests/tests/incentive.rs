@@ -80,7 +80,7 @@ async fn couple_pays(app: &TestApp, code: &Value, email: &str, ip: &str) -> (Str
     assert_eq!(reply.body["attributed"], true, "{}", reply.body);
     let (status, conv) = app
         .post(
-            &app.fresh_admin(),
+            &app.billing_key().await,
             "/v1/conversions",
             json!({"userId": user, "value": gbp(20_000), "plan": "PROFESSIONAL", "annual": false}),
         )

@@ -95,7 +95,7 @@ async fn concurrent_signups_of_one_user_share_one_attribution() {
 
     // Paid conversions arriving together: exactly one is the first paid one.
     let pay = json!({"userId": ursula, "value": {"amountMinor": "2500", "currency": "GBP"}, "plan": "PROFESSIONAL"});
-    let billing = app.fresh_admin();
+    let billing = app.billing_key().await;
     let answers = join_all((0..4).map(|_| app.post(&billing, "/v1/conversions", pay.clone()))).await;
     for (status, c) in &answers {
         assert_eq!(*status, 200, "concurrent conversion -> {c}");

@@ -155,7 +155,7 @@ async fn redirect_click_signup_and_conversions_are_attributed() {
     // Billing reports conversions; the member itself may not (403).
     let (status, _) = app.post(&u_token, "/v1/conversions", pay.clone()).await;
     assert_eq!(status, 403, "a member reports no conversion, not even its own");
-    let billing = app.fresh_admin();
+    let billing = app.billing_key().await;
     let (status, c1) = app.post(&billing, "/v1/conversions", pay.clone()).await;
     assert_eq!(status, 200, "conversion -> {c1}");
     assert_eq!(c1["attributed"], json!(true), "{c1}");
@@ -450,7 +450,7 @@ async fn resolution_order_and_the_attribution_window() {
     assert_eq!(att["reason"], json!("NO_TOUCH"), "{att}");
     let (status, conv) = app
         .post(
-            &app.fresh_admin(),
+            &app.billing_key().await,
             "/v1/conversions",
             json!({"userId": u4, "value": {"amountMinor": "900", "currency": "GBP"}, "plan": "STARTER"}),
         )
@@ -516,7 +516,7 @@ async fn an_invitation_link_moves_forward_only() {
     assert_eq!(status_of().await, "SIGNED_UP");
 
     let (status, conv) = app
-        .post(&app.fresh_admin(), "/v1/conversions", json!({"userId": linda, "value": {"amountMinor": "2500", "currency": "GBP"}, "plan": "SCALE", "annual": true}))
+        .post(&app.billing_key().await, "/v1/conversions", json!({"userId": linda, "value": {"amountMinor": "2500", "currency": "GBP"}, "plan": "SCALE", "annual": true}))
         .await;
     assert_eq!(status, 200, "{conv}");
     assert_eq!(conv["invitationId"], json!(id), "{conv}");

@@ -213,9 +213,8 @@ async fn invitation_strings_instants_and_landing_urls_are_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversion_values_are_positive_bounded_and_iso() {
     let app = spawn_app().await;
-    // Conversions come from billing: through the gateway, an admin (service tokens are
-    // refused at the edge).
-    let token = app.fresh_admin();
+    // Conversions come from billing: through the gateway, an API key with conversions:write.
+    let token = app.billing_key().await;
     let conversion = |amount: Value, currency: &str| {
         json!({"userId": unique("u"), "value": {"amountMinor": amount, "currency": currency},
                "plan": "STARTER", "annual": false})
