@@ -73,6 +73,10 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // A provider's new key (an unknown `kid`) is fetched before the token is judged.
+    if let Some(token) = authorization.and_then(bearer) {
+        state.keys.refresh_for(token).await;
+    }
     let caller = identify(&state.keys, authorization);
     req.extensions_mut().insert(caller);
     next.run(req).await
