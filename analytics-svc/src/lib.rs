@@ -20,7 +20,7 @@ pub mod webhooks;
 use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
+    auth::{AuthInterceptor, ServiceCredentials, ServiceKeys, Verifier},
     config::{self, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
@@ -119,7 +119,10 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
         "referral.analytics.v1.AnalyticsService",
         "referral.common.v1.AuditLog",
     ])?;
-    let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
+    let interceptor = AuthInterceptor::new(Verifier::new(
+        config.web_tokens.validate()?.keys().await?,
+        keys.clone(),
+    ));
     let sink = Rollups::new(store.clone(), &settings.currency);
     let live = LiveFeed::new(settings.live_feed_rate);
     let tasks = Supervisor::new();

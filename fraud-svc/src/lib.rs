@@ -17,7 +17,7 @@ pub mod store;
 use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
+    auth::{AuthInterceptor, ServiceCredentials, ServiceKeys, Verifier},
     config::{self, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     outbox::{EventLogService, EventLogStore},
@@ -38,8 +38,8 @@ use crate::{
 
 /// Checks every setting up front so a bad one stops start-up with one line naming it.
 pub fn settings_from(config: &FraudConfig) -> Result<Scoring, ConfigError> {
-    config::check_jwt_secret("JWT_SECRET", &config.jwt_secret)?;
-    config::check_service_jwt_secret(&config.jwt_secret, &config.service_jwt_secret)?;
+    config.web_tokens.validate()?;
+    config::check_service_jwt_secret(&config.web_tokens.jwt_secret, &config.service_jwt_secret)?;
     config::backend_of("FRAUD_DATABASE_URL", &config.database_url)?;
     if let Some(addr) = &config.invite_addr
         && addr.trim().is_empty()
@@ -112,7 +112,10 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
     ])?;
-    let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
+    let interceptor = AuthInterceptor::new(Verifier::new(
+        config.web_tokens.validate()?.keys().await?,
+        keys.clone(),
+    ));
     let api = FraudApi::new(store.clone(), scoring.clone());
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());

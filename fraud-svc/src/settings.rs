@@ -18,9 +18,10 @@ pub struct FraudConfig {
     /// Postgres schema owned by this service.
     #[arg(long, env = "FRAUD_DB_SCHEMA", default_value = "fraud")]
     pub db_schema: String,
-    /// HS256 secret shared with the gateway (at least 32 characters).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
-    pub jwt_secret: Secret,
+    /// How web tokens of direct callers are verified: the gateway's settings (JWT_SECRET
+    /// and/or a JWKS, and the policy).
+    #[command(flatten)]
+    pub web_tokens: referral_common::auth::WebTokenArgs,
     /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET).
     #[arg(long, env = "SERVICE_JWT_SECRET", hide_env_values = true, default_value = "")]
     pub service_jwt_secret: Secret,

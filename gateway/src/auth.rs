@@ -74,9 +74,17 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let caller = match req.headers().get(header::AUTHORIZATION).map(|v| v.to_str()) {
         // Bytes that are not visible ASCII are no credential we issued (nor a Basic one).
         Some(Err(_)) => Caller::Rejected("unreadable authorization header".into()),
-        Some(Ok(value)) => match bearer(value).filter(|t| api_key::claims_to_be_key(t)) {
-            Some(key) => crate::api_keys::authenticate(&state, key, req.extensions()).await,
-            None => identify(&state.keys, Some(value)),
+        Some(Ok(value)) => match bearer(value) {
+            Some(key) if api_key::claims_to_be_key(key) => {
+                crate::api_keys::authenticate(&state, key, req.extensions()).await
+            }
+            token => {
+                // A provider's new key (an unknown `kid`) is fetched before the token is judged.
+                if let Some(token) = token {
+                    state.keys.refresh_for(token).await;
+                }
+                identify(&state.keys, Some(value))
+            }
         },
         None => Caller::Anonymous,
     };

@@ -5,12 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use ipnet::IpNet;
 use referral_common::{
-    auth::{DEFAULT_MAX_LIFETIME, TokenPolicy},
+    auth::{WebTokenArgs, WebTokenSettings},
     click_id::ClickKeys,
-    config::{
-        ConfigError, LogFormat, Secret, check_jwt_secret, check_service_jwt_secret, parse_addr,
-        parse_duration,
-    },
+    config::{ConfigError, LogFormat, Secret, check_service_jwt_secret, parse_addr, parse_duration},
     landing::LandingHosts,
     tls::{ClientAuth, FileSetting, GrpcTlsArgs, TlsFiles},
 };
@@ -50,15 +47,10 @@ pub struct GatewayConfig {
     pub incentive_addr: String,
     #[arg(long, env = "ANALYTICS_ADDR", default_value = DEFAULT_ANALYTICS_ADDR)]
     pub analytics_addr: String,
-    /// Shared HS256 secret (at least 32 characters); never printed.
-    #[arg(
-        long,
-        env = "JWT_SECRET",
-        default_value = "",
-        hide_default_value = true,
-        hide_env_values = true
-    )]
-    pub jwt_secret: Secret,
+    /// How web tokens are verified (JWT_SECRET and/or a JWKS, and the policy), as at every
+    /// service.
+    #[command(flatten)]
+    pub web_tokens: WebTokenArgs,
     /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET): signs
     /// the gateway's own short-lived token to the services.
     #[arg(
@@ -69,15 +61,6 @@ pub struct GatewayConfig {
         hide_env_values = true
     )]
     pub service_jwt_secret: Secret,
-    /// Longest life of a web token (`exp - iat`, or `exp - now` without `iat`).
-    #[arg(long, env = "JWT_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
-    pub jwt_max_lifetime: Duration,
-    /// Required `iss` of web tokens, when set.
-    #[arg(long, env = "JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-    /// Required `aud` of web tokens, when set.
-    #[arg(long, env = "JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
     /// Keys that sign click ids, `kid:secret,...` (secrets of at least 32 characters): the
     /// first signs, all verify, a removed key's ids stop attributing. invite-svc needs the
     /// same list. Never printed.
@@ -167,11 +150,8 @@ impl Default for GatewayConfig {
             fraud_addr: DEFAULT_FRAUD_ADDR.into(),
             incentive_addr: DEFAULT_INCENTIVE_ADDR.into(),
             analytics_addr: DEFAULT_ANALYTICS_ADDR.into(),
-            jwt_secret: Secret::default(),
+            web_tokens: WebTokenArgs::default(),
             service_jwt_secret: Secret::default(),
-            jwt_max_lifetime: DEFAULT_MAX_LIFETIME,
-            jwt_issuer: None,
-            jwt_audience: None,
             click_signing_keys: Secret::default(),
             click_param: DEFAULT_CLICK_PARAM.into(),
             landing_hosts: String::new(),
@@ -206,10 +186,9 @@ pub struct Settings {
     pub fraud_addr: String,
     pub incentive_addr: String,
     pub analytics_addr: String,
-    pub jwt_secret: Secret,
+    /// Which keys sign web tokens, and what a web token must satisfy.
+    pub web_tokens: WebTokenSettings,
     pub service_jwt_secret: Secret,
-    /// What a web token must satisfy.
-    pub token_policy: TokenPolicy,
     pub click_keys: ClickKeys,
     pub click_param: String,
     /// Lower-case hosts landing URLs may use, the default landing URL's included.
@@ -242,29 +221,9 @@ pub struct Settings {
 }
 
 impl GatewayConfig {
-    /// `JWT_MAX_LIFETIME` between a minute and 30 days; issuer and audience non-blank when set.
-    fn token_policy(&self) -> Result<TokenPolicy, ConfigError> {
-        if !(Duration::from_secs(60)..=Duration::from_secs(30 * 86400)).contains(&self.jwt_max_lifetime) {
-            return Err(ConfigError::new("JWT_MAX_LIFETIME", "must be between 1m and 30d"));
-        }
-        let named = |name: &'static str, v: &Option<String>| match v.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(t) if t.len() > 512 || t.chars().any(char::is_control) => {
-                Err(ConfigError::new(name, "must be at most 512 printable characters"))
-            }
-            Some(t) => Ok(Some(t.to_string())),
-        };
-        Ok(TokenPolicy {
-            max_lifetime: self.jwt_max_lifetime,
-            issuer: named("JWT_ISSUER", &self.jwt_issuer)?,
-            audience: named("JWT_AUDIENCE", &self.jwt_audience)?,
-        })
-    }
-
     pub fn validate(&self) -> Result<Settings, ConfigError> {
-        check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
-        check_service_jwt_secret(&self.jwt_secret, &self.service_jwt_secret)?;
-        let token_policy = self.token_policy()?;
+        let web_tokens = self.web_tokens.validate()?;
+        check_service_jwt_secret(&self.web_tokens.jwt_secret, &self.service_jwt_secret)?;
         let click_keys = ClickKeys::parse("CLICK_SIGNING_KEYS", &self.click_signing_keys)?;
         let click_param = check_click_param(&self.click_param)?;
         let cors_allowed_origins = parse_origins(&self.cors_allowed_origins)?;
@@ -338,9 +297,8 @@ impl GatewayConfig {
             fraud_addr: self.fraud_addr.clone(),
             incentive_addr: self.incentive_addr.clone(),
             analytics_addr: self.analytics_addr.clone(),
-            jwt_secret: self.jwt_secret.clone(),
+            web_tokens,
             service_jwt_secret: self.service_jwt_secret.clone(),
-            token_policy,
             click_keys,
             click_param,
             landing_hosts,
@@ -541,7 +499,7 @@ mod tests {
 
     fn valid() -> GatewayConfig {
         GatewayConfig {
-            jwt_secret: Secret::new("0123456789abcdef0123456789abcdef"),
+            web_tokens: WebTokenArgs::secret(&Secret::new("0123456789abcdef0123456789abcdef")),
             service_jwt_secret: Secret::new("service-0123456789abcdef0123456789"),
             click_signing_keys: Secret::new("k1:click-0123456789abcdef0123456789"),
             ..GatewayConfig::default()
@@ -655,21 +613,30 @@ mod tests {
             (
                 "JWT_MAX_LIFETIME",
                 GatewayConfig {
-                    jwt_max_lifetime: Duration::from_secs(365 * 86400),
+                    web_tokens: WebTokenArgs {
+                        jwt_max_lifetime: Duration::from_secs(365 * 86400),
+                        ..valid().web_tokens
+                    },
                     ..valid()
                 },
             ),
             (
                 "JWT_MAX_LIFETIME",
                 GatewayConfig {
-                    jwt_max_lifetime: Duration::ZERO,
+                    web_tokens: WebTokenArgs {
+                        jwt_max_lifetime: Duration::ZERO,
+                        ..valid().web_tokens
+                    },
                     ..valid()
                 },
             ),
             (
                 "JWT_ISSUER",
                 GatewayConfig {
-                    jwt_issuer: Some("a\nb".into()),
+                    web_tokens: WebTokenArgs {
+                        jwt_issuer: Some("a\nb".into()),
+                        ..valid().web_tokens
+                    },
                     ..valid()
                 },
             ),

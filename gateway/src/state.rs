@@ -59,8 +59,9 @@ impl AppState {
     pub async fn new(settings: Settings) -> anyhow::Result<(AppState, ClickBatcher)> {
         // Install the recorder before the first metric is touched (no-op when installed).
         let _ = referral_common::metrics::handle();
-        // Web tokens only at the edge: the service key signs, it never verifies here.
-        let keys = JwtKeys::with_policy(&settings.jwt_secret, settings.token_policy.clone());
+        // Web tokens only at the edge: the service key signs, it never verifies here. A JWKS
+        // that cannot be read stops start-up here, naming its setting.
+        let keys = settings.web_tokens.keys().await?;
         let clients = Clients::new(&settings, &ServiceKeys::new(&settings.service_jwt_secret))?;
         let redis = match &settings.redis_url {
             Some(url) => Some(

@@ -13,7 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config() -> GatewayConfig {
     GatewayConfig {
-        jwt_secret: Secret::new("test-secret-0123456789-abcdefghijkl"),
+        web_tokens: referral_common::auth::WebTokenArgs::secret(&Secret::new(
+            "test-secret-0123456789-abcdefghijkl",
+        )),
         service_jwt_secret: Secret::new("service-secret-0123456789-abcdefghijkl"),
         click_signing_keys: Secret::new("k1:https-test-click-key-0123456789abcdef"),
         invite_addr: "127.0.0.1:1".into(),

@@ -18,7 +18,7 @@ pub mod store;
 use std::time::Duration;
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
+    auth::{AuthInterceptor, ServiceCredentials, ServiceKeys, Verifier},
     config::{self, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     idempotency::Idempotency,
@@ -118,7 +118,10 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
     ])?;
-    let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
+    let interceptor = AuthInterceptor::new(Verifier::new(
+        config.web_tokens.validate()?.keys().await?,
+        keys.clone(),
+    ));
     let api = IncentiveApi::new(store.clone(), idempotency);
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "incentive-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());

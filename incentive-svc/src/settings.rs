@@ -19,9 +19,10 @@ pub struct IncentiveConfig {
     /// Postgres schema owned by this service.
     #[arg(long, env = "INCENTIVE_DB_SCHEMA", default_value = "incentive")]
     pub db_schema: String,
-    /// HS256 secret shared with the gateway (at least 32 characters).
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
-    pub jwt_secret: Secret,
+    /// How web tokens of direct callers are verified: the gateway's settings (JWT_SECRET
+    /// and/or a JWKS, and the policy).
+    #[command(flatten)]
+    pub web_tokens: referral_common::auth::WebTokenArgs,
     /// HS256 secret of service tokens only (at least 32 characters, not JWT_SECRET).
     #[arg(long, env = "SERVICE_JWT_SECRET", hide_env_values = true, default_value = "")]
     pub service_jwt_secret: Secret,
@@ -59,8 +60,8 @@ impl IncentiveConfig {
     /// Checks every setting so a bad one stops start-up with one line naming it; returns the
     /// scheduler tick.
     pub fn check(&self) -> Result<Duration, ConfigError> {
-        config::check_jwt_secret("JWT_SECRET", &self.jwt_secret)?;
-        config::check_service_jwt_secret(&self.jwt_secret, &self.service_jwt_secret)?;
+        self.web_tokens.validate()?;
+        config::check_service_jwt_secret(&self.web_tokens.jwt_secret, &self.service_jwt_secret)?;
         config::backend_of("INCENTIVE_DATABASE_URL", &self.database_url)?;
         for (name, addr) in [
             ("INVITE_ADDR", &self.invite_addr),

@@ -19,7 +19,7 @@ pub mod store;
 use std::{sync::Arc, time::Duration};
 
 use referral_common::{
-    auth::{AuthInterceptor, JwtKeys, ServiceCredentials, ServiceKeys, Verifier},
+    auth::{AuthInterceptor, ServiceCredentials, ServiceKeys, Verifier},
     click_id::ClickKeys,
     config::{self, Backend, ConfigError},
     consumer::ConsumerConfig,
@@ -53,8 +53,8 @@ use crate::{
 
 /// Checks every setting up front so a bad one stops start-up with one line naming it.
 pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
-    config::check_jwt_secret("JWT_SECRET", &config.jwt_secret)?;
-    config::check_service_jwt_secret(&config.jwt_secret, &config.service_jwt_secret)?;
+    config.web_tokens.validate()?;
+    config::check_service_jwt_secret(&config.web_tokens.jwt_secret, &config.service_jwt_secret)?;
     config::backend_of("INVITE_DATABASE_URL", &config.database_url)?;
     let quotas = QuotaConfig {
         regular: parse_quota("QUOTA_REGULAR", &config.quota_regular)?,
@@ -311,7 +311,10 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
     ])?;
-    let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
+    let interceptor = AuthInterceptor::new(Verifier::new(
+        config.web_tokens.validate()?.keys().await?,
+        keys.clone(),
+    ));
     let (senders, scheduler_settings) = delivery_from(&config)?;
     let scheduler = Scheduler::new(
         store.clone(),

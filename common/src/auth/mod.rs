@@ -1,5 +1,6 @@
-//! Who is calling. Web callers carry a JWT signed with the web key (`sub`, `role` member or
-//! admin, `kind`, `exp`...; see [`tokens`]); services carry a short-lived JWT with role
+//! Who is calling. Web callers carry a JWT signed with the web key or by an identity
+//! provider's JWKS (`sub`, `role` member or admin, `kind`, `exp`...; see [`tokens`],
+//! [`jwks`], and [`settings`] for the one configuration they share everywhere); services carry a short-lived JWT with role
 //! `service` signed with the service key, and say on every call whom they act for (see
 //! [`forwarded`]): a service trusts that statement only from a service token, and refuses
 //! the call when the statement is missing, partial or unreadable. Server-to-server callers
@@ -7,7 +8,9 @@
 
 pub mod api_key;
 pub mod forwarded;
+pub mod jwks;
 pub mod scope;
+pub mod settings;
 pub mod subject;
 pub mod tokens;
 
@@ -23,6 +26,7 @@ pub use forwarded::{
     Forwarded, PRINCIPAL_KIND, PRINCIPAL_NONE, PRINCIPAL_ROLE, PRINCIPAL_SCOPES, PRINCIPAL_SUB,
 };
 pub use scope::{Scope, ScopeError, Scopes};
+pub use settings::{WebTokenArgs, WebTokenSettings};
 pub use subject::{MAX_SUBJECT_CHARS, SubjectError, valid_subject};
 pub use tokens::{
     Claims, DEFAULT_MAX_LIFETIME, JwtKeys, SERVICE_TOKEN_TTL, ServiceKeys, TokenError, TokenPolicy, Verifier,

@@ -1,7 +1,8 @@
 //! Bearer JWTs, two kinds with two keys so neither can stand in for the other:
-//! - web tokens (`JWT_SECRET`): members and admins, checked like an identity provider's
-//!   (`exp` required and bounded by a maximum lifetime, `nbf`, `iss`/`aud` when configured,
-//!   a valid subject, a kind for members);
+//! - web tokens: members and admins, signed with the `JWT_SECRET` HS256 key and/or by an
+//!   identity provider's keys (a JWKS, see [`super::jwks`]: RS256, ES256, EdDSA), checked
+//!   the same way whichever signed them (`exp` required and bounded by a maximum lifetime,
+//!   `nbf`, `iss`/`aud` when configured, a valid subject, a kind for members);
 //! - service tokens (`SERVICE_JWT_SECRET`): role `service` only, minutes long, minted and
 //!   renewed in process by [`super::ServiceCredentials`].
 
@@ -10,7 +11,11 @@ use std::{sync::Arc, time::Duration};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use super::{Role, subject::valid_subject};
+use super::{
+    Role,
+    jwks::{Jwks, NoKey},
+    subject::valid_subject,
+};
 use crate::config::Secret;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -54,7 +59,7 @@ pub enum TokenError {
     /// other way round, or a forgery).
     #[error("invalid token signature")]
     WrongKey,
-    /// Not a well-formed HS256 JWT of our claims.
+    /// Not a well-formed JWT of our claims (an unreadable header, `alg: none`...).
     #[error("malformed token")]
     Malformed,
     /// Well-formed and signed, but against the rules (lifetime, role, kind, subject...).
@@ -70,7 +75,8 @@ fn decode_error(e: &jsonwebtoken::errors::Error) -> TokenError {
     match e.kind() {
         ErrorKind::ExpiredSignature => TokenError::Expired,
         ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-        ErrorKind::InvalidSignature => TokenError::WrongKey,
+        // An algorithm other than the key's: another key's token, or an attempt at confusion.
+        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::WrongKey,
         ErrorKind::InvalidIssuer => invalid("wrong issuer"),
         ErrorKind::InvalidAudience => invalid("wrong audience"),
         ErrorKind::MissingRequiredClaim(c) => invalid(format!("missing claim {c}")),
@@ -100,8 +106,9 @@ impl Default for TokenPolicy {
     }
 }
 
-fn validation(required: &[&str]) -> Validation {
-    let mut v = Validation::new(Algorithm::HS256);
+/// Checks for a token verified with a key of `alg` (the key's algorithm, never the token's).
+fn validation(alg: Algorithm, required: &[&str]) -> Validation {
+    let mut v = Validation::new(alg);
     v.set_required_spec_claims(required);
     v.leeway = LEEWAY_SECS;
     v.validate_nbf = true;
@@ -140,11 +147,19 @@ fn encode(claims: &Claims, key: &EncodingKey) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, key).unwrap_or_default()
 }
 
-/// Signs and verifies web tokens (members and admins) with the `JWT_SECRET` HS256 key.
+/// The `JWT_SECRET` key: signs (the mesh's dev tokens, tests) and verifies HS256.
+struct Hs256 {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// Verifies web tokens (members and admins): HS256 ones with the `JWT_SECRET` key, any
+/// other algorithm with the JWKS key the token's header names (its algorithm taken from the
+/// key). Signs HS256 tokens when it has the secret.
 #[derive(Clone)]
 pub struct JwtKeys {
-    encoding: Arc<EncodingKey>,
-    decoding: Arc<DecodingKey>,
+    hs256: Option<Arc<Hs256>>,
+    jwks: Option<Jwks>,
     policy: Arc<TokenPolicy>,
 }
 
@@ -155,11 +170,42 @@ impl JwtKeys {
     }
 
     pub fn with_policy(secret: &Secret, policy: TokenPolicy) -> Self {
-        let bytes = secret.expose().as_bytes();
+        Self::from_sources(Some(secret), None, policy)
+    }
+
+    /// From an HS256 secret, a JWKS, or both (see [`super::WebTokenArgs`]).
+    pub fn from_sources(secret: Option<&Secret>, jwks: Option<Jwks>, policy: TokenPolicy) -> Self {
+        let hs256 = secret.map(|s| {
+            let bytes = s.expose().as_bytes();
+            Arc::new(Hs256 {
+                encoding: EncodingKey::from_secret(bytes),
+                decoding: DecodingKey::from_secret(bytes),
+            })
+        });
         Self {
-            encoding: Arc::new(EncodingKey::from_secret(bytes)),
-            decoding: Arc::new(DecodingKey::from_secret(bytes)),
+            hs256,
+            jwks,
             policy: Arc::new(policy),
+        }
+    }
+
+    pub fn jwks(&self) -> Option<&Jwks> {
+        self.jwks.as_ref()
+    }
+
+    /// Before [`JwtKeys::verify`] where waiting is fine (the gateway): a token naming a
+    /// `kid` the JWKS lacks gets one (rate-limited) refresh first, so a provider's new key
+    /// works from its first token.
+    pub async fn refresh_for(&self, token: &str) {
+        let Some(jwks) = &self.jwks else { return };
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return;
+        };
+        match header.kid {
+            Some(kid) if header.alg != Algorithm::HS256 && !jwks.current().contains_kid(&kid) => {
+                jwks.refresh_for_kid(&kid).await;
+            }
+            _ => {}
         }
     }
 
@@ -169,8 +215,12 @@ impl JwtKeys {
 
     /// A web token (carrying the configured issuer and audience). Whether it will be
     /// accepted is [`JwtKeys::verify`]'s call: a service role or a TTL above the maximum
-    /// lifetime mint tokens that are refused.
+    /// lifetime mint tokens that are refused. Without `JWT_SECRET` (a JWKS only: the
+    /// provider mints) the result is empty, which no one accepts.
     pub fn mint(&self, sub: &str, role: Role, kind: Option<&str>, ttl: Duration) -> String {
+        let Some(hs256) = &self.hs256 else {
+            return String::new();
+        };
         let (now, exp) = now_plus(ttl);
         let claims = Claims {
             sub: sub.to_string(),
@@ -182,13 +232,35 @@ impl JwtKeys {
             iss: self.policy.issuer.clone(),
             aud: self.policy.audience.clone(),
         };
-        encode(&claims, &self.encoding)
+        encode(&claims, &hs256.encoding)
     }
 
     /// A member or admin token, fully checked.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        // `alg: none` and unknown algorithms fail here already.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let set;
+        let (key, alg) = match (header.alg, &self.hs256, &self.jwks) {
+            (Algorithm::HS256, Some(hs), _) => (&hs.decoding, Algorithm::HS256),
+            // Asymmetric algorithms only from the JWKS, checked with the key's algorithm.
+            (alg, _, Some(jwks)) if alg != Algorithm::HS256 => {
+                set = jwks.current();
+                match set.select(&header) {
+                    Ok(k) => (&k.key, k.alg),
+                    Err(NoKey::UnknownKid) => {
+                        jwks.nudge();
+                        return Err(invalid("signed by an unknown key (kid)"));
+                    }
+                    Err(NoKey::Ambiguous) => {
+                        return Err(invalid("no kid, and more than one key of its algorithm"));
+                    }
+                    Err(NoKey::WrongAlgorithm) => return Err(TokenError::WrongKey),
+                }
+            }
+            _ => return Err(TokenError::WrongKey),
+        };
         let mut required = vec!["exp", "sub"];
-        let mut v = validation(&[]);
+        let mut v = validation(alg, &[]);
         if let Some(iss) = &self.policy.issuer {
             v.set_issuer(&[iss]);
             required.push("iss");
@@ -199,7 +271,7 @@ impl JwtKeys {
             required.push("aud");
         }
         v.set_required_spec_claims(&required);
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &v)
             .map_err(|e| decode_error(&e))?
             .claims;
         check_lifetime(&claims, self.policy.max_lifetime)?;
@@ -255,7 +327,7 @@ impl ServiceKeys {
 
     /// A service token: this key's signature, role `service`, short-lived.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let v = validation(&["exp", "sub", "iat"]);
+        let v = validation(Algorithm::HS256, &["exp", "sub", "iat"]);
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
             .map_err(|e| decode_error(&e))?
             .claims;

@@ -44,7 +44,7 @@ pub struct TestGateway {
 
 pub fn config() -> GatewayConfig {
     GatewayConfig {
-        jwt_secret: Secret::new(SECRET),
+        web_tokens: referral_common::auth::WebTokenArgs::secret(&Secret::new(SECRET)),
         service_jwt_secret: Secret::new(SERVICE_SECRET),
         click_signing_keys: Secret::new("k1:gateway-tests-click-key-0123456789abcdef"),
         landing_hosts: "example.com".into(),
