@@ -10,6 +10,7 @@ pub mod domain;
 pub mod events;
 pub mod fraud;
 pub mod grpc;
+pub mod parked;
 pub mod scheduler;
 pub mod sender;
 pub mod settings;
@@ -268,7 +269,10 @@ pub async fn migrate(config: &InviteConfig) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
+async fn serve_with<
+    S: Store,
+    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+>(
     config: InviteConfig,
     settings: Settings,
     store: S,
@@ -306,6 +310,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         "referral.invite.v1.InviteService",
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
+        "referral.common.v1.ParkedWork",
     ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(JwtKeys::new(&config.jwt_secret), keys.clone()));
     let (senders, scheduler_settings) = delivery_from(&config)?;
@@ -318,6 +323,9 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
     );
     let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "invite-svc");
+    let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
+    let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "invite-svc")
+        .with_sends(parked::Sends(store.clone()));
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     check_provider_event_retention(config.provider_event_retention)?;
@@ -340,6 +348,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
             credentials: ServiceCredentials::new(&keys, "invite-svc"),
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
+            parking,
         };
         referral_common::consumer::supervise(
             &tasks,
@@ -365,6 +374,10 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         .add_service(InviteServiceServer::with_interceptor(api, interceptor.clone()))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             audit_log.into_server(),
+            interceptor.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            parked.into_server(),
             interceptor.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(

@@ -6,6 +6,7 @@
 mod audit;
 mod dashboard;
 mod ops;
+mod parked;
 mod privacy;
 mod sdk;
 mod table;
