@@ -28,7 +28,7 @@ use referral_proto::{
 };
 
 pub use self::{
-    service::{ParkedSend, ParkedSends, ParkedWorkService},
+    service::{ParkedQuery, ParkedSend, ParkedSends, ParkedWorkService},
     store::{MAX_REASON, NewParked, ParkedDb, ParkedRow},
 };
 use crate::{

@@ -156,7 +156,7 @@ impl ParkedWorkService {
             }),
             Some(Ok(())) => {
                 let entry = entry.before(before).after(json!({"outcome": "APPLIED"}));
-                db.clear(&local, &entry).await?;
+                db.settle(&local, None, &entry).await?;
                 metrics::counter!("parked_retried_total", "service" => self.service, "outcome" => "applied")
                     .increment(1);
                 Ok(RetryParkedResponse {
@@ -169,7 +169,7 @@ impl ParkedWorkService {
                 let entry = entry
                     .before(before)
                     .after(json!({"outcome": "FAILED", "reason": reason, "attempts": row.attempts + 1}));
-                if !db.refail(&local, &reason, ids::now(), &entry).await? {
+                if !db.settle(&local, Some((&reason, ids::now())), &entry).await? {
                     return Err(ApiError::not_found("parked item", id));
                 }
                 metrics::counter!("parked_retried_total", "service" => self.service, "outcome" => "failed")

@@ -262,56 +262,23 @@ impl ParkedDb {
         })
     }
 
-    /// A retry applied the event: the row goes, with `entry`, in one transaction. False
-    /// when it was gone already (a concurrent retry).
-    pub async fn clear(&self, id: &str, entry: &AuditEntry) -> sqlx::Result<bool> {
-        macro_rules! body {
-            ($tx:ident) => {{
-                let gone = sqlx::query(DELETE)
-                    .bind(id)
-                    .execute(&mut *$tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if gone {
-                    audit::record(&mut *$tx, entry).await?;
-                }
-                $tx.commit().await?;
-                gone
-            }};
-        }
-        Ok(match self {
-            ParkedDb::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                body!(tx)
-            }
-            ParkedDb::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                body!(tx)
-            }
-        })
-    }
-
-    /// A retry failed again: the new reason, one more attempt and `entry`, in one
-    /// transaction. False when the row is gone.
-    pub async fn refail(
+    /// A retry's outcome on the row — `None`: applied, the row goes; `Some((reason, at))`:
+    /// failed again, the new reason and one more attempt — written with `entry` in one
+    /// transaction. False when the row is gone (a concurrent retry).
+    pub async fn settle(
         &self,
         id: &str,
-        reason: &str,
-        at: DateTime<Utc>,
+        failed: Option<(&str, DateTime<Utc>)>,
         entry: &AuditEntry,
     ) -> sqlx::Result<bool> {
-        let reason = clip(reason);
+        let failed = failed.map(|(reason, at)| (clip(reason), at));
         macro_rules! body {
-            ($tx:ident, $at:expr) => {{
-                let found = sqlx::query(REFAIL)
-                    .bind(id)
-                    .bind(&reason)
-                    .bind($at)
-                    .execute(&mut *$tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
+            ($tx:ident, $time:expr) => {{
+                let change = match &failed {
+                    None => sqlx::query(DELETE).bind(id),
+                    Some((reason, at)) => sqlx::query(REFAIL).bind(id).bind(reason).bind($time(*at)),
+                };
+                let found = change.execute(&mut *$tx).await?.rows_affected() == 1;
                 if found {
                     audit::record(&mut *$tx, entry).await?;
                 }
@@ -322,11 +289,11 @@ impl ParkedDb {
         Ok(match self {
             ParkedDb::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                body!(tx, at)
+                body!(tx, |t: DateTime<Utc>| t)
             }
             ParkedDb::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                body!(tx, at.timestamp_micros())
+                body!(tx, |t: DateTime<Utc>| t.timestamp_micros())
             }
         })
     }

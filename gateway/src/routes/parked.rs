@@ -9,10 +9,7 @@ use referral_common::parked::{self, ParkedQuery};
 use referral_proto::common::v1::{ListParkedRequest, ListParkedResponse, RetryParkedRequest};
 
 use super::{Handler, JsonFn, answer};
-use crate::{
-    errors::{HttpError, HttpResult},
-    json,
-};
+use crate::{errors::HttpError, json};
 
 pub fn list_handler() -> Handler {
     let call: JsonFn = |state, ctx, input| {
