@@ -70,17 +70,21 @@ async fn a_poison_event_is_parked_the_events_behind_it_applied_and_a_retry_appli
     });
     let app = start_with(options).await.expect("the mesh starts");
     let admin = app.fresh_admin();
-    let referrer = unique("ana");
+    // Five referrers (metrics of fewer people are suppressed), one signup each: the
+    // first one poisoned.
+    let referrers: Vec<String> = (0..5).map(|_| unique("ana")).collect();
+    let referrer = referrers[0].clone();
     sign_up(&app, &referrer, &poisoned).await;
-    let later = unique("later");
-    sign_up(&app, &referrer, &later).await;
+    for r in &referrers[1..] {
+        sign_up(&app, r, &unique("later")).await;
+    }
 
-    // The later signup is counted although the one before it cannot be applied.
+    // The later signups are counted although the one before them cannot be applied.
     let counted = eventually(Duration::from_secs(20), || async {
-        (viral_signups(&app, &admin).await == 1).then_some(())
+        (viral_signups(&app, &admin).await == 4).then_some(())
     })
     .await;
-    assert!(counted.is_some(), "the event behind the poison one is applied");
+    assert!(counted.is_some(), "the events behind the poison one are applied");
 
     let items = parked(&app, &admin, "").await;
     assert_eq!(items.len(), 1, "{items:?}");
@@ -156,7 +160,7 @@ async fn a_poison_event_is_parked_the_events_behind_it_applied_and_a_retry_appli
     assert_eq!(body["retried"], false, "{body}");
     assert_eq!(body["outcome"], "FAILED", "{body}");
     assert_eq!(int(&body["parked"]["attempts"]), 3, "{body}");
-    assert_eq!(viral_signups(&app, &admin).await, 1);
+    assert_eq!(viral_signups(&app, &admin).await, 4);
 
     // Fixed: applied, gone from the list, counted.
     broken.store(false, Ordering::SeqCst);
@@ -169,7 +173,7 @@ async fn a_poison_event_is_parked_the_events_behind_it_applied_and_a_retry_appli
     assert!(parked(&app, &admin, "").await.is_empty());
     assert_eq!(
         viral_signups(&app, &admin).await,
-        2,
+        5,
         "the parked signup now counts"
     );
     let (status, _) = app
