@@ -99,7 +99,9 @@ fn channel_of(name: &'static str, addr: &str, tls: &GrpcTls) -> Result<Channel, 
 }
 
 /// Serves an already migrated store (tests and benchmarks build their own).
-pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::AuditStore>(
+pub async fn serve_with<
+    S: Store + WebhookBackend + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+>(
     config: AnalyticsConfig,
     settings: Settings,
     store: S,
@@ -118,6 +120,7 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
     let (reflection_v1, reflection_v1alpha) = server::reflection(&[
         "referral.analytics.v1.AnalyticsService",
         "referral.common.v1.AuditLog",
+        "referral.common.v1.ParkedWork",
     ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
@@ -126,6 +129,7 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
     let sink = Rollups::new(store.clone(), &settings.currency);
     let live = LiveFeed::new(settings.live_feed_rate);
     let tasks = Supervisor::new();
+    let parking = referral_common::parked::Parking::new(store.clone(), &config.supervision);
     for (source, name, addr) in sources(&config) {
         live.tail(
             &tasks,
@@ -141,6 +145,7 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
             credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
             max_batch: 200,
             max_backoff: Duration::from_secs(10),
+            parking: parking.clone(),
         };
         consumer::supervise(
             &tasks,
@@ -162,11 +167,13 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
                 credentials: ServiceCredentials::new(&keys, webhooks::consumer::CONSUMER),
                 max_batch: 200,
                 max_backoff: Duration::from_secs(10),
+                parking: parking.offsets_in(webhooks::store::OFFSETS_TABLE),
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let webhooks = store.start_webhooks(&config.webhooks, webhook_sources, shutdown.receiver(), &tasks)?;
     let audit_log = referral_common::audit::AuditLogService::new(store.clone(), "analytics-svc");
+    let parked = referral_common::parked::ParkedWorkService::new(parking, "analytics-svc");
     let api = AnalyticsApi::new(store, settings, live).with_webhooks(webhooks);
 
     supervisor::watch_readiness(
@@ -184,6 +191,10 @@ pub async fn serve_with<S: Store + WebhookBackend + referral_common::audit::Audi
         .add_service(AnalyticsServiceServer::with_interceptor(api, interceptor.clone()))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             audit_log.into_server(),
+            interceptor.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            parked.into_server(),
             interceptor,
         ))
         .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())

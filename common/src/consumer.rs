@@ -5,15 +5,24 @@
 //! the events it applied in ONE transaction (helpers below). A crash between two batches
 //! replays from the stored offset; a duplicate id is dropped. Disconnects reconnect with
 //! exponential backoff.
+//!
+//! A batch that fails (an error or a panic in the sink) is applied again one event at a
+//! time, with backoff, so the events that can be applied are; one that fails
+//! `CONSUMER_PARK_AFTER` times in a row is parked (see [`crate::parked`]) and the consumer
+//! goes on behind it, instead of retrying it for ever while every later event waits.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use referral_proto::events::v1::{Event, SubscribeRequest, event_log_client::EventLogClient};
 use sqlx::{PgConnection, SqliteConnection};
 use tokio::sync::watch;
 use tonic::{codegen::InterceptedService, transport::Channel};
 
-use crate::auth::ServiceCredentials;
+use crate::{
+    auth::ServiceCredentials,
+    ids,
+    parked::{NewParked, Parking},
+};
 
 /// Where a consumer's effects go.
 pub trait EventSink: Send + Sync + 'static {
@@ -34,6 +43,43 @@ pub struct ConsumerConfig {
     pub credentials: ServiceCredentials,
     pub max_batch: usize,
     pub max_backoff: Duration,
+    /// Where events that keep failing are parked, and the sink registered for retries.
+    pub parking: Parking,
+}
+
+/// The first wait before an event of a failed batch is applied on its own; doubled after
+/// each failure of that event, up to `max_backoff`.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A test-only fault: called with (consumer, source, event) before the sink applies an
+/// event; an error or a panic counts as the sink failing on it. Set only by tests (it is
+/// not a flag: no input reaches it); empty in production.
+#[derive(Clone, Default)]
+pub struct ConsumerFault(Option<FaultFn>);
+
+type FaultFn = Arc<dyn Fn(&str, &str, &Event) -> anyhow::Result<()> + Send + Sync>;
+
+impl ConsumerFault {
+    pub fn new(f: impl Fn(&str, &str, &Event) -> anyhow::Result<()> + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    pub fn check(&self, consumer: &str, source: &str, event: &Event) -> anyhow::Result<()> {
+        match &self.0 {
+            Some(f) => f(consumer, source, event),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ConsumerFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ConsumerFault(set)"
+        } else {
+            "ConsumerFault(none)"
+        })
+    }
 }
 
 /// A sink shared by the attempts of a supervised consumer.
@@ -56,6 +102,9 @@ pub fn supervise<S: EventSink>(
     shutdown: watch::Receiver<bool>,
 ) {
     let sink = std::sync::Arc::new(sink);
+    config
+        .parking
+        .register(&config.consumer, &config.source, sink.clone());
     tasks.spawn(name, move || {
         crate::supervisor::until_shutdown(run(config.clone(), sink.clone(), shutdown.clone()))
     });
@@ -120,9 +169,86 @@ async fn consume_once<S: EventSink>(config: &ConsumerConfig, sink: &S) -> anyhow
             }
         }
         if !batch.is_empty() {
-            sink.apply(&config.source, std::mem::take(&mut batch)).await?;
+            deliver(config, sink, std::mem::take(&mut batch)).await?;
         }
     }
+}
+
+/// Applies a batch. When it fails, its events are applied one at a time, each retried
+/// with backoff and parked after `park_after` failures in a row, so the poison event is
+/// found and the events behind it are applied. An error here (parking itself failed) ends
+/// the subscription; it resumes from the stored offset.
+pub async fn deliver<S: EventSink>(
+    config: &ConsumerConfig,
+    sink: &S,
+    batch: Vec<Event>,
+) -> anyhow::Result<()> {
+    let parking = &config.parking;
+    let (consumer, source) = (config.consumer.as_str(), config.source.as_str());
+    let single = batch.len() == 1;
+    let first_failed_at = ids::now();
+    let Err(reason) = parking.attempt(consumer, source, sink, batch.clone()).await else {
+        return Ok(());
+    };
+    tracing::warn!(source, consumer, %reason, events = batch.len(), "a batch failed; applying its events one by one");
+    for event in batch {
+        // A batch of one already failed once on this very event.
+        let (mut failures, mut first, mut reason) = if single {
+            (1, first_failed_at, reason.clone())
+        } else {
+            (0, ids::now(), String::new())
+        };
+        let mut backoff = RETRY_BACKOFF;
+        loop {
+            if failures > 0 {
+                if failures >= i64::from(parking.park_after()) {
+                    park(config, &event, &reason, failures, first).await?;
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.max_backoff.max(RETRY_BACKOFF));
+            }
+            match parking.attempt(consumer, source, sink, vec![event.clone()]).await {
+                Ok(()) => break,
+                Err(e) => {
+                    if failures == 0 {
+                        first = ids::now();
+                    }
+                    failures += 1;
+                    tracing::warn!(source, consumer, event_id = %event.id, offset = event.offset, failures, reason = %e, "an event failed");
+                    reason = e;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn park(
+    config: &ConsumerConfig,
+    event: &Event,
+    reason: &str,
+    attempts: i64,
+    first_failed_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let parking = &config.parking;
+    parking
+        .db()
+        .park(&NewParked {
+            consumer: &config.consumer,
+            source: &config.source,
+            offsets_table: parking.offsets_table(),
+            event,
+            reason,
+            attempts,
+            first_failed_at,
+            last_failed_at: ids::now(),
+        })
+        .await?;
+    metrics::counter!("consumer_parked_total", "consumer" => config.consumer.clone(), "source" => config.source.clone())
+        .increment(1);
+    tracing::error!(source = %config.source, consumer = %config.consumer, event_id = %event.id, offset = event.offset, attempts, %reason, "event parked");
+    Ok(())
 }
 
 /// Saves a source's offset (source, offset) unless a higher one is saved already.

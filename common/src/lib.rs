@@ -18,6 +18,7 @@ pub mod landing;
 pub mod metrics;
 pub mod outbox;
 pub mod paging;
+pub mod parked;
 pub mod ratelimit;
 pub mod server;
 pub mod supervisor;

@@ -34,12 +34,26 @@ pub struct SupervisionConfig {
         value_parser = crate::config::parse_duration
     )]
     pub task_down_threshold: Duration,
+    /// Failures in a row after which a consumer parks an event it cannot apply (see
+    /// `GET /v1/parked`) and goes on with the events behind it.
+    #[arg(
+        long = "consumer-park-after",
+        env = "CONSUMER_PARK_AFTER",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
+    pub consumer_park_after: u32,
+    /// Tests only: a fault the consumers run before applying each event.
+    #[arg(skip)]
+    pub consumer_fault: crate::consumer::ConsumerFault,
 }
 
 impl Default for SupervisionConfig {
     fn default() -> Self {
         Self {
             task_down_threshold: Duration::from_secs(30),
+            consumer_park_after: 5,
+            consumer_fault: Default::default(),
         }
     }
 }

@@ -90,7 +90,10 @@ pub async fn migrate(config: &FraudConfig) -> anyhow::Result<()> {
 }
 
 /// Serves an already migrated store (tests and benchmarks build their own).
-pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
+pub async fn serve_with<
+    S: Store,
+    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+>(
     config: FraudConfig,
     scoring: Scoring,
     store: S,
@@ -111,6 +114,7 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
         "referral.fraud.v1.FraudService",
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
+        "referral.common.v1.ParkedWork",
     ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
@@ -118,6 +122,8 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
     ));
     let api = FraudApi::new(store.clone(), scoring.clone());
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
+    let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
+    let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "fraud-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     let tasks = Supervisor::new();
@@ -131,6 +137,7 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
             credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
             max_batch: 100,
             max_backoff: Duration::from_secs(10),
+            parking,
         };
         let sink = InviteEvents::new(store.clone(), scoring);
         consumer::supervise(
@@ -159,6 +166,10 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
         .add_service(FraudServiceServer::with_interceptor(api, interceptor.clone()))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             audit_log.into_server(),
+            interceptor.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            parked.into_server(),
             interceptor.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(

@@ -8,7 +8,10 @@ use referral_common::{
 };
 use referral_proto::{
     analytics::v1::analytics_service_client::AnalyticsServiceClient,
-    common::v1::{audit_log_client::AuditLogClient, privacy_service_client::PrivacyServiceClient},
+    common::v1::{
+        audit_log_client::AuditLogClient, parked_work_client::ParkedWorkClient,
+        privacy_service_client::PrivacyServiceClient,
+    },
     fraud::v1::fraud_service_client::FraudServiceClient,
     incentive::v1::incentive_service_client::IncentiveServiceClient,
     invite::v1::{api_key_service_client::ApiKeyServiceClient, invite_service_client::InviteServiceClient},
@@ -32,6 +35,8 @@ pub struct Clients {
     pub privacy: Vec<(&'static str, PrivacyServiceClient<Authed>)>,
     /// Every service's AuditLog, by service name, for `GET /v1/audit`.
     pub audit: Vec<(&'static str, AuditLogClient<Authed>)>,
+    /// Every service's ParkedWork, by service name, for `GET /v1/parked` and retries.
+    pub parked: Vec<(&'static str, ParkedWorkClient<Authed>)>,
     /// Health (open, no token) by service name.
     pub health: Vec<(&'static str, HealthClient<Channel>)>,
 }
@@ -68,6 +73,10 @@ impl Clients {
             audit: channels
                 .iter()
                 .map(|(name, ch)| (*name, AuditLogClient::new(authed(ch))))
+                .collect(),
+            parked: channels
+                .iter()
+                .map(|(name, ch)| (*name, ParkedWorkClient::new(authed(ch))))
                 .collect(),
             health: channels
                 .iter()

@@ -87,7 +87,10 @@ pub async fn seed<S: Store>(store: &S) -> anyhow::Result<()> {
 }
 
 /// Serves an already migrated store (tests build their own).
-pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
+pub async fn serve_with<
+    S: Store,
+    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+>(
     config: IncentiveConfig,
     store: S,
     log: L,
@@ -117,6 +120,7 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
         "referral.incentive.v1.IncentiveService",
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
+        "referral.common.v1.ParkedWork",
     ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
@@ -124,6 +128,8 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
     ));
     let api = IncentiveApi::new(store.clone(), idempotency);
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "incentive-svc");
+    let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
+    let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "incentive-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     let tasks = Supervisor::new();
@@ -140,6 +146,7 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
             credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
+            parking: parking.clone(),
         };
         consumer::supervise(
             &tasks,
@@ -171,6 +178,10 @@ pub async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::Aud
         .add_service(IncentiveServiceServer::with_interceptor(api, interceptor.clone()))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             audit_log.into_server(),
+            interceptor.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            parked.into_server(),
             interceptor.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(

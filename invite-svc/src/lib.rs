@@ -11,6 +11,7 @@ pub mod domain;
 pub mod events;
 pub mod fraud;
 pub mod grpc;
+pub mod parked;
 pub mod scheduler;
 pub mod sender;
 pub mod settings;
@@ -271,7 +272,10 @@ pub async fn migrate(config: &InviteConfig) -> anyhow::Result<()> {
     }
 }
 
-async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
+async fn serve_with<
+    S: Store,
+    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+>(
     config: InviteConfig,
     settings: Settings,
     store: S,
@@ -310,6 +314,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         "referral.invite.v1.ApiKeyService",
         "referral.events.v1.EventLog",
         "referral.common.v1.AuditLog",
+        "referral.common.v1.ParkedWork",
     ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
@@ -326,6 +331,9 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
     let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
     let api_keys = api_keys::ApiKeysApi::new(store.clone());
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "invite-svc");
+    let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
+    let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "invite-svc")
+        .with_sends(parked::Sends(store.clone()));
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     check_provider_event_retention(config.provider_event_retention)?;
@@ -348,6 +356,7 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
             credentials: ServiceCredentials::new(&keys, "invite-svc"),
             max_batch: 200,
             max_backoff: Duration::from_secs(5),
+            parking,
         };
         referral_common::consumer::supervise(
             &tasks,
@@ -377,6 +386,10 @@ async fn serve_with<S: Store, L: EventLogStore + referral_common::audit::AuditSt
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             audit_log.into_server(),
+            interceptor.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            parked.into_server(),
             interceptor.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(

@@ -95,6 +95,8 @@ pub struct MeshOptions {
     pub parts: Vec<Part>,
     /// Tests only: a fault invite-svc's scheduler runs before each send.
     pub invite_send_fault: invite_svc::scheduler::SendFault,
+    /// Tests only: a fault every service's event consumers run before applying an event.
+    pub consumer_fault: referral_common::consumer::ConsumerFault,
 }
 
 impl MeshOptions {
@@ -316,6 +318,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     let invite_clock = invite_svc::Clock::system();
     invite_cfg.clock = invite_clock.clone();
     invite_cfg.send_fault = opts.invite_send_fault.clone();
+    invite_cfg.supervision.consumer_fault = opts.consumer_fault.clone();
     let by_smtp = invite_cfg
         .smtp_host
         .as_deref()
@@ -329,7 +332,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     }
 
     let (url, schema) = database_url(&opts, "fraud");
-    let fraud_cfg: fraud_svc::FraudConfig = config(vec![
+    let mut fraud_cfg: fraud_svc::FraudConfig = config(vec![
         "--database-url".into(),
         url,
         "--db-schema".into(),
@@ -341,6 +344,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         "--invite-addr".into(),
         invite.to_string(),
     ])?;
+    fraud_cfg.supervision.consumer_fault = opts.consumer_fault.clone();
     if let Some(l) = fraud_l {
         tasks.push((
             "fraud-svc",
@@ -364,7 +368,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         fraud.to_string(),
     ];
     args.extend(redis.clone());
-    let incentive_cfg: incentive_svc::IncentiveConfig = config(args)?;
+    let mut incentive_cfg: incentive_svc::IncentiveConfig = config(args)?;
+    incentive_cfg.supervision.consumer_fault = opts.consumer_fault.clone();
     if let Some(l) = incentive_l {
         tasks.push((
             "incentive-svc",
@@ -391,7 +396,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         incentive.to_string(),
     ];
     args.extend(opts.analytics_args.clone());
-    let analytics_cfg: analytics_svc::AnalyticsConfig = config(args)?;
+    let mut analytics_cfg: analytics_svc::AnalyticsConfig = config(args)?;
+    analytics_cfg.supervision.consumer_fault = opts.consumer_fault.clone();
     if let Some(l) = analytics_l {
         tasks.push((
             "analytics-svc",

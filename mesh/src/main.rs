@@ -135,6 +135,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
         ],
         parts: s.parts.clone(),
         invite_send_fault: Default::default(),
+        consumer_fault: Default::default(),
     })
     .await?;
     if s.parts.len() < Part::ALL.len() {

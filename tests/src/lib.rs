@@ -108,6 +108,7 @@ pub fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_red
         analytics_args: vec![],
         parts: Part::ALL.to_vec(),
         invite_send_fault: Default::default(),
+        consumer_fault: Default::default(),
     }
 }
 

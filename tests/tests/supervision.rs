@@ -1,11 +1,13 @@
 //! Background work survives a panic: invite-svc's sending loop panics on a send, and the
-//! invitation is still delivered afterwards (the supervisor and the per-row guard).
+//! invitation is still delivered afterwards (the supervisor and the per-row guard); a row
+//! that always panics is parked, listed in `GET /v1/parked` and sent once an admin retries
+//! it after the fault is gone.
 
 use std::{
     path::Path,
     sync::{
         Arc,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
@@ -103,7 +105,7 @@ async fn an_invitation_is_delivered_after_the_sending_loop_panicked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invitation_whose_send_always_panics_is_parked_and_the_next_one_is_sent() {
+async fn an_invitation_whose_send_always_panics_is_parked_the_next_one_sent_and_a_retry_sends_it() {
     let args = [
         "--scheduler-tick",
         "50ms",
@@ -116,10 +118,11 @@ async fn an_invitation_whose_send_always_panics_is_parked_and_the_next_one_is_se
     // The first invitation the scheduler sees panics on every send.
     let poisoned: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let calls = Arc::new(AtomicU32::new(0));
-    let (p, c) = (poisoned.clone(), calls.clone());
+    let broken = Arc::new(AtomicBool::new(true));
+    let (p, c, b) = (poisoned.clone(), calls.clone(), broken.clone());
     options.invite_send_fault = SendFault::new(move |id| {
         let mut first = p.lock().expect("not poisoned");
-        if first.get_or_insert_with(|| id.to_string()) == id {
+        if first.get_or_insert_with(|| id.to_string()) == id && b.load(Ordering::SeqCst) {
             c.fetch_add(1, Ordering::SeqCst);
             drop(first);
             panic!("injected: this row always panics");
@@ -182,4 +185,57 @@ async fn an_invitation_whose_send_always_panics_is_parked_and_the_next_one_is_se
     let (status, inv) = app.get(&token, &format!("/v1/invitations/{bad}")).await;
     assert_eq!(status, 200, "{inv}");
     assert_eq!(inv["status"], "SCHEDULED", "parked, not given up: {inv}");
+
+    // Admins see it parked, with the panic's message.
+    let admin = app.fresh_admin();
+    let (status, list) = app.get(&admin, "/v1/parked?kind=SEND").await;
+    assert_eq!(status, 200, "{list}");
+    let items = list["parked"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{list}");
+    let item = &items[0];
+    assert_eq!(item["id"], format!("invite.send.{bad}"), "{item}");
+    assert_eq!(
+        (item["kind"].as_str(), item["service"].as_str()),
+        (Some("SEND"), Some("invite-svc"))
+    );
+    assert_eq!(item["subject"], bad.as_str());
+    assert_eq!(item["attempts"], json!("2"), "int64 as a string: {item}");
+    assert!(
+        item["reason"].as_str().unwrap_or_default().contains("injected"),
+        "{item}"
+    );
+    let (_, events) = app.get(&admin, "/v1/parked?kind=EVENT").await;
+    assert_eq!(
+        events["parked"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "{events}"
+    );
+
+    // The fault is gone; a retry releases it and the scheduler sends it.
+    broken.store(false, Ordering::SeqCst);
+    let (status, body) = app
+        .post(&admin, &format!("/v1/parked/invite.send.{bad}:retry"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["retried"].as_bool(), body["outcome"].as_str()),
+        (Some(true), Some("RELEASED")),
+        "{body}"
+    );
+    let sent = eventually(Duration::from_secs(20), || {
+        let n = sent_files(&mailbox, &bad);
+        async move { (n > 0).then_some(n) }
+    })
+    .await;
+    assert_eq!(sent, Some(1), "the released row is sent");
+    let (_, list) = app.get(&admin, "/v1/parked").await;
+    assert_eq!(list["parked"].as_array().map(Vec::len).unwrap_or(0), 0, "{list}");
+    let (status, body) = app
+        .post(&admin, &format!("/v1/parked/invite.send.{bad}:retry"), json!({}))
+        .await;
+    assert_eq!(status, 404, "no longer parked: {body}");
+    let (_, audit) = app.get(&admin, "/v1/audit?action=parked.retry").await;
+    assert_eq!(audit["entries"].as_array().map(Vec::len), Some(1), "{audit}");
+    let (_, audit) = app.get(&admin, "/v1/audit?action=invitation.send.park").await;
+    assert_eq!(audit["entries"].as_array().map(Vec::len), Some(1), "{audit}");
 }

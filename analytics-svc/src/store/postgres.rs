@@ -56,3 +56,10 @@ impl referral_common::audit::AuditStore for PgStore {
         referral_common::audit::AuditStore::list_audit(self.pool(), q).await
     }
 }
+
+/// Parked events live in this store's database too.
+impl From<PgStore> for referral_common::parked::ParkedDb {
+    fn from(store: PgStore) -> Self {
+        store.pool().clone().into()
+    }
+}

@@ -49,3 +49,10 @@ impl referral_common::audit::AuditStore for SqliteStore {
         referral_common::audit::AuditStore::list_audit(self.pool(), q).await
     }
 }
+
+/// Parked events live in this store's database too.
+impl From<SqliteStore> for referral_common::parked::ParkedDb {
+    fn from(store: SqliteStore) -> Self {
+        store.pool().clone().into()
+    }
+}

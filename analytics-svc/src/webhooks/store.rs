@@ -11,6 +11,10 @@ use super::retry::RetryPolicy;
 
 pub type StoreResult<T> = Result<T, sqlx::Error>;
 
+/// The webhook consumer's offsets, apart from the rollups' (`consumer_offsets`); events it
+/// parks move its offset here.
+pub const OFFSETS_TABLE: &str = "webhook_offsets";
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EndpointRow {
     pub id: String,

@@ -14,3 +14,9 @@ pub const WEBHOOK_ENDPOINT_DELETE: &str = "webhook_endpoint.delete";
 pub const API_KEY_CREATE: &str = "api_key.create";
 pub const API_KEY_ROTATE: &str = "api_key.rotate";
 pub const API_KEY_REVOKE: &str = "api_key.revoke";
+/// A consumer parking an event it could not apply (actor: system).
+pub const EVENT_PARK: &str = "event.park";
+/// An admin retrying parked work (an event or an invitation send).
+pub const PARKED_RETRY: &str = "parked.retry";
+/// invite-svc's scheduler parking an invitation whose send kept panicking (actor: system).
+pub const SEND_PARK: &str = "invitation.send.park";

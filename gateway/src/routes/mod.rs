@@ -7,6 +7,7 @@ mod api_keys;
 mod audit;
 mod dashboard;
 mod ops;
+mod parked;
 mod privacy;
 mod sdk;
 mod table;

@@ -9,7 +9,9 @@ use referral_proto::{
     analytics::v1 as analytics, fraud::v1 as fraud, incentive::v1 as incentive, invite::v1 as invite,
 };
 
-use super::{Answer, Body, Handler, Route, Rpc, api_keys, audit, dashboard, ops, privacy, sdk, webhook};
+use super::{
+    Answer, Body, Handler, Route, Rpc, api_keys, audit, dashboard, ops, parked, privacy, sdk, webhook,
+};
 use crate::{errors::HttpError, json, redirect, sse};
 
 pub const INVITE: &str = "referral.invite.v1.InviteService";
@@ -19,6 +21,7 @@ pub const INCENTIVE: &str = "referral.incentive.v1.IncentiveService";
 pub const ANALYTICS: &str = "referral.analytics.v1.AnalyticsService";
 pub const PRIVACY: &str = "referral.common.v1.PrivacyService";
 pub const AUDIT: &str = "referral.common.v1.AuditLog";
+pub const PARKED: &str = "referral.common.v1.ParkedWork";
 
 /// A unary RPC as a JSON handler: decode the request message (400 naming the field on bad
 /// input), call the service with the caller's context, answer its message as JSON.
@@ -263,6 +266,17 @@ fn routes() -> Vec<Route> {
             Rpc::new(API_KEYS, "RevokeApiKey", NoBody),
             unary!(api_keys in "invite-svc", revoke_api_key(invite::RevokeApiKeyRequest)))
             .answer(Answer::Schema(api_keys::key_schema)),
+        // every service: parked work
+        api(M::GET, "/v1/parked", "Work the services gave up retrying on their own, newest id first, merged from every service (admin): \
+            events a consumer could not apply CONSUMER_PARK_AFTER times (kind EVENT) and invitation sends that panicked \
+            PARK_AFTER times (kind SEND). service= asks one service only; a service that cannot answer fails the read (503 naming it)", OPS,
+            Rpc::new(PARKED, "ListParked", NoBody),
+            parked::list_handler()),
+        api(M::POST, "/v1/parked/{id}:retry", "Retry parked work now (admin, audited): an event is re-applied through its consumer \
+            (outcome APPLIED, gone from the list; or FAILED, still parked with the new reason and attempts + 1, answered 200 with \
+            retried false), a send is released to the scheduler (RELEASED). The id's prefix names the service", OPS,
+            Rpc::new(PARKED, "RetryParked", Whole),
+            parked::retry_handler()),
         // operations
         Route::new(M::GET, "/healthz", "Healthz", "Liveness: the process answers")
             .tag(OPS)

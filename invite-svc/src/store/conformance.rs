@@ -133,6 +133,7 @@ conformance! {
     outbox_relay: sqlite_outbox_relay, pg_outbox_relay;
     concurrent_commits_are_not_skipped: sqlite_concurrent_commits_are_not_skipped, pg_concurrent_commits_are_not_skipped;
     sending_leases_retries_and_bounces: sqlite_sending_leases_retries_and_bounces, pg_sending_leases_retries_and_bounces;
+    parked_sends_are_listed_and_released: sqlite_parked_sends_are_listed_and_released, pg_parked_sends_are_listed_and_released;
     a_crashed_sender_is_taken_over_after_its_lease: sqlite_a_crashed_sender_is_taken_over_after_its_lease, pg_a_crashed_sender_is_taken_over_after_its_lease;
     provider_events_are_applied_once: sqlite_provider_events_are_applied_once, pg_provider_events_are_applied_once;
     provider_events_are_forgotten_after_retention: sqlite_provider_events_are_forgotten_after_retention, pg_provider_events_are_forgotten_after_retention;
@@ -1903,6 +1904,59 @@ async fn claim<S: Store>(store: &S, now: DateTime<Utc>) -> Option<super::Claimed
         .claim_due(now, now + Duration::seconds(60))
         .await
         .expect("claim_due")
+}
+
+/// A send that panicked `park_after` times is parked (audited), listed for admins, never
+/// leased; released, it is leased again and leaves the list, the release audited.
+async fn parked_sends_are_listed_and_released<S: Harness>(store: &S) {
+    use referral_common::audit::{Actor, AuditEntry, action};
+    let a = stored(store, "ref-park", "p@example.com", "EMAIL").await;
+    let t = ids::now() + Duration::seconds(1);
+    let first = claim(store, t).await.expect("a is due");
+    assert!(
+        !store
+            .record_send_panic(&a.id, first.send_attempts, "boom", 2, t, t)
+            .await
+            .unwrap(),
+        "one panic of two"
+    );
+    let second = claim(store, t).await.expect("retried");
+    assert!(
+        store
+            .record_send_panic(&a.id, second.send_attempts, "boom again", 2, t, t)
+            .await
+            .unwrap()
+    );
+    assert!(claim(store, t).await.is_none(), "a parked row is not leased");
+    let listed = store.parked_sends("~", 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].invitation_id.as_str(),
+            listed[0].reason.as_str(),
+            listed[0].attempts
+        ),
+        (a.id.as_str(), "boom again", 2)
+    );
+    assert!(
+        store.parked_sends(&a.id, 10).await.unwrap().is_empty(),
+        "below its own id: none"
+    );
+
+    let admin = Actor {
+        subject: "root".into(),
+        role: "admin".into(),
+        request_id: None,
+    };
+    let entry = AuditEntry::new(&admin, action::PARKED_RETRY, "parked_send", &a.id);
+    assert!(store.release_parked_send(&a.id, &entry).await.unwrap());
+    assert!(
+        !store.release_parked_send(&a.id, &entry).await.unwrap(),
+        "released once"
+    );
+    assert!(store.parked_sends("~", 10).await.unwrap().is_empty());
+    let again = claim(store, t).await.expect("leased again once released");
+    assert_eq!(again.row.id, a.id);
 }
 
 async fn sending_leases_retries_and_bounces<S: Harness>(store: &S) {

@@ -392,6 +392,20 @@ pub trait Store: ApiKeyStore + Clone + Send + Sync + 'static {
         retry_at: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Parked sends with an invitation id below `before`, highest first, at most `limit`
+    /// (admins' `GET /v1/parked`).
+    fn parked_sends(
+        &self,
+        before: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<referral_common::parked::ParkedSend>>> + Send;
+    /// Releases a parked send: its panics forgotten, leased again by the next tick; with
+    /// `entry`'s audit row in the same transaction. False when no such send is parked.
+    fn release_parked_send(
+        &self,
+        id: &str,
+        entry: &referral_common::audit::AuditEntry,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Applies verified provider events in one transaction; each (provider, event id) once.
     fn apply_provider_events(
         &self,

@@ -440,8 +440,51 @@ macro_rules! sql_store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                if park {
+                    let entry = AuditEntry::new(&audit::Actor::system(), audit::action::SEND_PARK, "invitation", id)
+                        .after(serde_json::json!({ "reason": reason, "attempts": panics + 1 }));
+                    audit::record(&mut *tx, &entry).await?;
+                }
                 tx.commit().await?;
                 Ok(park)
+            }
+
+            async fn parked_sends(&self, before: &str, limit: i64) -> StoreResult<Vec<referral_common::parked::ParkedSend>> {
+                let rows: Vec<(String, String, i64, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT id, parked_reason, send_panics, parked_at FROM invitations
+                     WHERE parked_at IS NOT NULL AND id < $1 ORDER BY id DESC LIMIT $2",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(invitation_id, reason, attempts, parked_at)| referral_common::parked::ParkedSend {
+                        invitation_id,
+                        reason,
+                        attempts,
+                        parked_at,
+                    })
+                    .collect())
+            }
+
+            async fn release_parked_send(&self, id: &str, entry: &AuditEntry) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let released = sqlx::query(
+                    "UPDATE invitations SET parked_at = NULL, parked_reason = '', send_panics = 0,
+                     send_retry_at = NULL, send_lease_until = NULL WHERE id = $1 AND parked_at IS NOT NULL",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if released {
+                    audit::record(&mut *tx, entry).await?;
+                }
+                tx.commit().await?;
+                Ok(released)
             }
 
             async fn apply_provider_events(

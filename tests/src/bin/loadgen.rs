@@ -1277,6 +1277,7 @@ async fn mesh_suite(run: MeshRun<'_>) -> anyhow::Result<MeshResults> {
         analytics_args: vec![],
         parts: referral_mesh::Part::ALL.to_vec(),
         invite_send_fault: Default::default(),
+        consumer_fault: Default::default(),
     };
     let mesh = referral_mesh::start(options).await?;
     let mut results = MeshResults {
