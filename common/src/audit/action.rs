@@ -14,3 +14,5 @@ pub const WEBHOOK_ENDPOINT_DELETE: &str = "webhook_endpoint.delete";
 pub const API_KEY_CREATE: &str = "api_key.create";
 pub const API_KEY_ROTATE: &str = "api_key.rotate";
 pub const API_KEY_REVOKE: &str = "api_key.revoke";
+/// An exchange rate revenue reports convert with, created or replaced (analytics-svc).
+pub const FX_RATE_PUT: &str = "fx_rate.put";
