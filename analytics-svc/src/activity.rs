@@ -101,6 +101,15 @@ pub async fn record<S: Store>(
     })
 }
 
+/// The fields a refused request names (tests of this crate's checks).
+#[cfg(test)]
+pub(crate) fn violated_fields<T: std::fmt::Debug>(r: ApiResult<T>) -> Vec<String> {
+    match r {
+        Err(ApiError::Invalid(v)) => v.0.into_iter().map(|(f, _)| f).collect(),
+        other => panic!("expected field violations, got {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,13 +119,6 @@ mod tests {
             sub: "x".into(),
             role,
             kind: None,
-        }
-    }
-
-    fn fields(r: ApiResult<Checked>) -> Vec<String> {
-        match r {
-            Err(ApiError::Invalid(v)) => v.0.into_iter().map(|(f, _)| f).collect(),
-            other => panic!("expected field violations, got {other:?}"),
         }
     }
 
@@ -207,7 +209,11 @@ mod tests {
                 "occurredAt",
             ),
         ] {
-            assert_eq!(fields(check(&req, now)), vec![field.to_string()], "{req:?}");
+            assert_eq!(
+                violated_fields(check(&req, now)),
+                vec![field.to_string()],
+                "{req:?}"
+            );
         }
         let churn = RecordActivityRequest {
             kind: ApiKind::Churned as i32,

@@ -112,19 +112,13 @@ pub async fn list<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::violated_fields as fields;
 
     fn req(currency: &str, rate: &str, day: &str) -> PutFxRateRequest {
         PutFxRateRequest {
             currency: currency.into(),
             rate: rate.into(),
             effective_from: day.into(),
-        }
-    }
-
-    fn fields(r: ApiResult<FxRateRow>) -> Vec<String> {
-        match r {
-            Err(ApiError::Invalid(v)) => v.0.into_iter().map(|(f, _)| f).collect(),
-            other => panic!("expected field violations, got {other:?}"),
         }
     }
 
