@@ -13,10 +13,11 @@ use referral_common::{
 };
 use referral_proto::{
     analytics::v1::{
-        AttributionReport, AttributionRequest, Cohorts, CohortsRequest, CreateWebhookEndpointRequest,
-        DeleteWebhookEndpointRequest, ExperimentRequest, ExperimentResults, Funnel, FunnelRequest,
-        GetWebhookEndpointRequest, LeaderboardRequest, ListWebhookDeliveriesRequest,
-        ListWebhookDeliveriesResponse, LiveEvent, MetricsFilter, StreamEventsRequest, SuperConnectors,
+        Activity, AttributionReport, AttributionRequest, Cohorts, CohortsRequest,
+        CreateWebhookEndpointRequest, DeleteWebhookEndpointRequest, ExperimentRequest, ExperimentResults,
+        Funnel, FunnelRequest, FxRate, GetWebhookEndpointRequest, LeaderboardRequest, ListFxRatesRequest,
+        ListFxRatesResponse, ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, LiveEvent,
+        MetricsFilter, PutFxRateRequest, RecordActivityRequest, StreamEventsRequest, SuperConnectors,
         SuperConnectorsRequest, Timeseries, TimeseriesRequest, ViralMetrics, WebhookEndpoint,
         analytics_service_server::AnalyticsService, cohorts_request, leaderboard_request, timeseries_request,
     },
@@ -25,7 +26,9 @@ use referral_proto::{
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use crate::{
+    activity,
     domain::{attribution::Model, day_of, metrics::Granularity},
+    fx_rates,
     live::LiveFeed,
     reports,
     settings::Settings,
@@ -247,6 +250,9 @@ impl<S: Store> AnalyticsApi<S> {
         let kind = enum_name(&mut v, r.referrer_kind, "referrerKind", |x: PartyKind| {
             x.as_str_name()
         });
+        let vendor = enum_name(&mut v, r.vendor_type, "vendorType", |x: VendorType| {
+            x.as_str_name()
+        });
         let n = limit(&mut v, r.limit);
         use leaderboard_request::{Metric as M, Period as P};
         let today = day_of(ids::now());
@@ -269,7 +275,13 @@ impl<S: Store> AnalyticsApi<S> {
             }
         };
         v.into_result()?;
-        Ok(reports::leaderboard(&self.store, kind.as_deref(), days, ranking, i64::from(n)).await?)
+        let board = reports::Board {
+            kind: kind.as_deref(),
+            vendor: vendor.as_deref(),
+            days,
+            currency: &self.settings.currency,
+        };
+        Ok(reports::leaderboard(&self.store, board, ranking, i64::from(n)).await?)
     }
 
     async fn super_connectors(
@@ -410,6 +422,28 @@ impl<S: Store> AnalyticsService for AnalyticsApi<S> {
         Ok(Response::new(
             self.webhooks()?.deliveries(&p, req.into_inner()).await?,
         ))
+    }
+
+    async fn record_activity(
+        &self,
+        req: Request<RecordActivityRequest>,
+    ) -> Result<Response<Activity>, Status> {
+        let p = Principal::of(&req)?;
+        answer(activity::record(&self.store, &p, req.get_ref(), ids::now()).await)
+    }
+
+    async fn put_fx_rate(&self, req: Request<PutFxRateRequest>) -> Result<Response<FxRate>, Status> {
+        let p = Principal::of(&req)?;
+        let actor = referral_common::audit::Actor::of(&req)?;
+        answer(fx_rates::put(&self.store, &p, &actor, req.get_ref(), &self.settings.currency).await)
+    }
+
+    async fn list_fx_rates(
+        &self,
+        req: Request<ListFxRatesRequest>,
+    ) -> Result<Response<ListFxRatesResponse>, Status> {
+        let p = Principal::of(&req)?;
+        answer(fx_rates::list(&self.store, &p, req.get_ref()).await)
     }
 }
 

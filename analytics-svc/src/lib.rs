@@ -7,8 +7,10 @@
 //! fraud-svc's, incentive-svc's) that keeps the rollups up to date. `rebuild(config)`
 //! recomputes every rollup from the logs.
 
+pub mod activity;
 pub mod consumers;
 pub mod domain;
+pub mod fx_rates;
 pub mod grpc;
 pub mod live;
 pub mod rebuild;

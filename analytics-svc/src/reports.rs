@@ -4,15 +4,17 @@
 //! - viral, funnel, time series, cohorts: the distinct referrers behind the numbers (a
 //!   referrer's own funnel: the people it invited, one per invitation);
 //! - attribution and leaderboards: the referrers listed;
+//! - the funnel's RETAINED and churn: under the funnel's own rule (its referrers);
 //! - experiments: the people a variant was sent to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use referral_proto::{
     analytics::v1::{
         AttributionReport, Cohort, CohortPeriod, Cohorts, CreditedChannel, CreditedReferrer,
-        ExperimentResults, FlowMetrics, Funnel, FunnelStage, GrowthStatus, Leaderboard, LeaderboardEntry,
-        SuperConnector, SuperConnectors, Timeseries, TimeseriesPoint, VariantResult, ViralMetrics,
+        ExperimentResults, FlowMetrics, Funnel, FunnelStage, FxRate, GrowthStatus, Leaderboard,
+        LeaderboardEntry, SuperConnector, SuperConnectors, Timeseries, TimeseriesPoint, VariantResult,
+        ViralMetrics,
     },
     common::v1::{AttributionModel, Flow, Money, PartyKind},
 };
@@ -21,10 +23,11 @@ use crate::{
     domain::{
         DAY_SECONDS,
         attribution::Model,
+        fx::{self, Rate},
         metrics::{self, Counts, Granularity, Growth},
         scope::{distinct_in, scope_of_filter},
     },
-    store::{CreditKey, DaySums, Ranking, Store, StoreResult, Window},
+    store::{CreditKey, DaySums, Ranking, RevenueRow, Store, StoreResult, Window},
 };
 
 pub const FLOWS: [Flow; 4] = [
@@ -176,9 +179,19 @@ pub async fn funnel<S: Store>(store: &S, w: &Window, referrer_id: &str) -> Store
             ..Default::default()
         });
     }
-    let (stages, bottleneck) = metrics::funnel(all.stages());
+    // RETAINED: ACTIVATED less those whose referee churned by the window's last day.
+    let churned = store
+        .churned((!referrer_id.is_empty()).then_some(referrer_id), w)
+        .await?;
+    let [sent, delivered, opened, clicked, signed_up, converted, activated] = all.stages();
+    let retained = (activated - churned).max(0);
+    let (stages, bottleneck) = metrics::funnel([
+        sent, delivered, opened, clicked, signed_up, converted, activated, retained,
+    ]);
     Ok(Funnel {
         suppressed: false,
+        churned,
+        churn_rate: metrics::ratio(churned as f64, activated as f64),
         stages: stages
             .into_iter()
             .map(|s| FunnelStage {
@@ -366,23 +379,37 @@ pub async fn attribution<S: Store>(
 /// A leaderboard's conversion rate needs at least this many invitations behind it.
 pub const RATE_MIN_INVITATIONS: i64 = metrics::MIN_PEOPLE;
 
+/// Who a leaderboard ranks: referrers of a kind and a vendor type (None: any), over
+/// `days` (None: all time), and the reporting currency of a REVENUE board.
+#[derive(Debug, Clone, Copy)]
+pub struct Board<'a> {
+    pub kind: Option<&'a str>,
+    pub vendor: Option<&'a str>,
+    pub days: Option<(i64, i64)>,
+    pub currency: &'a str,
+}
+
 pub async fn leaderboard<S: Store>(
     store: &S,
-    kind: Option<&str>,
-    days: Option<(i64, i64)>,
+    b: Board<'_>,
     ranking: Ranking,
     limit: i64,
 ) -> StoreResult<Leaderboard> {
+    if ranking == Ranking::Revenue {
+        return revenue_board(store, b, limit).await;
+    }
     let min = if ranking == Ranking::ConversionRate {
         RATE_MIN_INVITATIONS
     } else {
         0
     };
-    let rows = store.leaderboard(kind, days, ranking, min, limit).await?;
+    let rows = store
+        .leaderboard(b.kind, b.vendor, b.days, ranking, min, limit)
+        .await?;
     if metrics::suppressed(rows.len() as i64) {
         return Ok(Leaderboard {
-            entries: vec![],
             suppressed: true,
+            ..Default::default()
         });
     }
     let entries = rows
@@ -404,11 +431,163 @@ pub async fn leaderboard<S: Store>(
                 .collect(),
             tier: r.tier,
             referrer_id: r.referrer_id,
+            ..Default::default()
+        })
+        .collect();
+    Ok(Leaderboard {
+        entries,
+        ..Default::default()
+    })
+}
+
+/// One referrer's revenue over a period: in the reporting currency (what it ranks by),
+/// per currency as recorded, the rates used and the currencies that had none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevenueTotal {
+    pub referrer_id: String,
+    pub referrer_kind: String,
+    pub tier: String,
+    pub badges: String,
+    pub converted: i128,
+    pub by_currency: BTreeMap<String, i128>,
+    /// (currency, effective day, rate text)
+    pub rates: BTreeSet<(String, i64, String)>,
+    pub unconverted: BTreeSet<String>,
+}
+
+/// Totals per referrer from the store's rows, ranked: by revenue in `currency`, money in
+/// the reporting currency as is and other money at the rate effective on its day. Money
+/// in a currency with no rate for its day cannot be compared, so it adds nothing to the
+/// rank (never a guessed rate): it is listed per currency and as unconverted. Ties (and
+/// referrers with only unconverted money, at 0) by referrer id. Sums are exact (i128).
+pub fn rank_revenue(rows: Vec<RevenueRow>, currency: &str) -> Vec<RevenueTotal> {
+    let mut totals: BTreeMap<String, RevenueTotal> = BTreeMap::new();
+    for row in rows {
+        let t = totals
+            .entry(row.referrer_id.clone())
+            .or_insert_with(|| RevenueTotal {
+                referrer_id: row.referrer_id.clone(),
+                referrer_kind: row.referrer_kind.clone(),
+                tier: row.tier.clone(),
+                badges: row.badges.clone(),
+                ..Default::default()
+            });
+        let sum = t.by_currency.entry(row.currency.clone()).or_default();
+        *sum = sum.saturating_add(row.amount_minor);
+        if row.currency == currency {
+            t.converted = t.converted.saturating_add(row.amount_minor);
+            continue;
+        }
+        match row
+            .rate
+            .and_then(|(day, text)| Rate::parse(&text).ok().map(|r| (day, text, r)))
+        {
+            Some((day, text, rate)) if row.amount_minor != 0 => {
+                t.converted =
+                    t.converted
+                        .saturating_add(fx::convert(row.amount_minor, &row.currency, currency, rate));
+                t.rates.insert((row.currency, day, text));
+            }
+            Some(_) => {}
+            None if row.amount_minor != 0 => {
+                t.unconverted.insert(row.currency);
+            }
+            None => {}
+        }
+    }
+    let mut ranked: Vec<RevenueTotal> = totals
+        .into_values()
+        .map(|mut t| {
+            // Revenue taken back to nothing is no revenue.
+            t.by_currency.retain(|_, v| *v != 0);
+            t
+        })
+        .filter(|t| !t.by_currency.is_empty())
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.converted
+            .cmp(&a.converted)
+            .then_with(|| a.referrer_id.cmp(&b.referrer_id))
+    });
+    ranked
+}
+
+async fn revenue_board<S: Store>(store: &S, b: Board<'_>, limit: i64) -> StoreResult<Leaderboard> {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut ranked = rank_revenue(store.revenue(b.kind, b.vendor, b.days).await?, b.currency);
+    if ranked.len() < limit {
+        // As before currencies were kept: referrers active in the period without revenue
+        // follow, at 0.
+        let others = store
+            .leaderboard(b.kind, b.vendor, b.days, Ranking::Revenue, 0, limit as i64)
+            .await?;
+        for r in others {
+            if ranked.len() >= limit {
+                break;
+            }
+            if !ranked.iter().any(|t| t.referrer_id == r.referrer_id) {
+                ranked.push(RevenueTotal {
+                    referrer_id: r.referrer_id,
+                    referrer_kind: r.referrer_kind,
+                    tier: r.tier,
+                    badges: r.badges,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    ranked.truncate(limit);
+    if metrics::suppressed(ranked.len() as i64) {
+        return Ok(Leaderboard {
+            suppressed: true,
+            currency: b.currency.into(),
+            ..Default::default()
+        });
+    }
+    let money = |amount: i128, currency: &str| Money {
+        amount_minor: fx::clamp_i64(amount),
+        currency: currency.into(),
+    };
+    let mut rates = BTreeSet::new();
+    let mut unconverted = BTreeSet::new();
+    let entries = ranked
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            rates.extend(t.rates.iter().cloned());
+            unconverted.extend(t.unconverted.iter().cloned());
+            LeaderboardEntry {
+                rank: i as i32 + 1,
+                referrer_id: t.referrer_id,
+                referrer_kind: kind_of(&t.referrer_kind) as i32,
+                value: t.converted as f64,
+                tier: t.tier,
+                badges: t
+                    .badges
+                    .split(',')
+                    .filter(|b| !b.is_empty())
+                    .map(String::from)
+                    .collect(),
+                revenue: Some(money(t.converted, b.currency)),
+                revenue_by_currency: t.by_currency.iter().map(|(c, v)| money(*v, c)).collect(),
+                unconverted_currencies: t.unconverted.into_iter().collect(),
+            }
         })
         .collect();
     Ok(Leaderboard {
         entries,
         suppressed: false,
+        currency: b.currency.into(),
+        rates_used: rates
+            .into_iter()
+            .map(|(currency, day, rate)| FxRate {
+                currency,
+                rate,
+                effective_from: fx::day_text(day),
+                updated_at: None,
+            })
+            .collect(),
+        unconverted_currencies: unconverted.into_iter().collect(),
     })
 }
 
@@ -495,4 +674,63 @@ pub async fn experiment<S: Store>(
         template_id: template_id.into(),
         variants,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(referrer: &str, currency: &str, rate: Option<(i64, &str)>, amount: i128) -> RevenueRow {
+        RevenueRow {
+            referrer_id: referrer.into(),
+            referrer_kind: "SUPPLIER".into(),
+            tier: String::new(),
+            badges: String::new(),
+            currency: currency.into(),
+            rate: rate.map(|(d, r)| (d, r.to_string())),
+            amount_minor: amount,
+        }
+    }
+
+    #[test]
+    fn revenue_ranks_converted_money_and_lists_the_rest() {
+        let ranked = rank_revenue(
+            vec![
+                // a: 10.00 GBP + 100.00 EUR at 0.85 (day 5) + 10.00 EUR at 0.9 (day 9).
+                row("a", "GBP", None, 1_000),
+                row("a", "EUR", Some((5, "0.85")), 10_000),
+                row("a", "EUR", Some((9, "0.9")), 1_000),
+                // b: 1 000 000 JPY with no rate: listed, ranked at 0.
+                row("b", "JPY", None, 1_000_000),
+                // c: 90.00 GBP.
+                row("c", "GBP", None, 9_000),
+                // d: revenue taken back to nothing: not listed.
+                row("d", "GBP", None, 0),
+            ],
+            "GBP",
+        );
+        let order: Vec<(&str, i128)> = ranked
+            .iter()
+            .map(|t| (t.referrer_id.as_str(), t.converted))
+            .collect();
+        assert_eq!(order, vec![("a", 1_000 + 8_500 + 900), ("c", 9_000), ("b", 0)]);
+        let a = &ranked[0];
+        assert_eq!(a.by_currency.get("EUR"), Some(&11_000));
+        assert_eq!(a.rates.len(), 2);
+        assert!(a.unconverted.is_empty());
+        assert_eq!(ranked[2].unconverted.iter().collect::<Vec<_>>(), vec!["JPY"]);
+        assert_eq!(ranked[2].by_currency.get("JPY"), Some(&1_000_000));
+    }
+
+    #[test]
+    fn revenue_sums_never_overflow() {
+        // Two rows each far past i64: exact in i128, clamped only on the wire.
+        let big = i128::from(i64::MAX) * 3;
+        let ranked = rank_revenue(
+            vec![row("a", "GBP", None, big), row("a", "EUR", Some((1, "2")), big)],
+            "GBP",
+        );
+        assert_eq!(ranked[0].converted, big * 3);
+        assert_eq!(fx::clamp_i64(ranked[0].converted), i64::MAX);
+    }
 }

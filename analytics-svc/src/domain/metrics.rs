@@ -93,11 +93,11 @@ pub struct Stage {
     pub step_rate: f64,
 }
 
-/// Stages SENT..CONVERTED from the counts of invitations that reached each; step rate =
+/// Stages SENT..RETAINED from the counts of invitations that reached each; step rate =
 /// count / previous count (1 for SENT); the bottleneck is the step with the lowest rate
 /// (the earliest on a tie), none when nothing was sent.
-pub fn funnel(counts: [i64; 6]) -> (Vec<Stage>, Option<&'static str>) {
-    let mut stages = Vec::with_capacity(6);
+pub fn funnel(counts: [i64; 8]) -> (Vec<Stage>, Option<&'static str>) {
+    let mut stages = Vec::with_capacity(8);
     for (i, name) in STAGES.iter().enumerate() {
         let step_rate = if i == 0 {
             1.0
@@ -299,13 +299,19 @@ mod tests {
 
     #[test]
     fn funnel_step_rates_and_bottleneck_by_hand() {
-        let (stages, bottleneck) = funnel([100, 80, 40, 30, 6, 3]);
+        let (stages, bottleneck) = funnel([100, 80, 40, 30, 6, 3, 3, 3]);
         let rates: Vec<f64> = stages.iter().map(|s| s.step_rate).collect();
-        assert_eq!(rates, vec![1.0, 0.8, 0.5, 0.75, 0.2, 0.5]);
+        assert_eq!(rates, vec![1.0, 0.8, 0.5, 0.75, 0.2, 0.5, 1.0, 1.0]);
         assert_eq!(bottleneck, Some("SIGNED_UP"));
-        let (_, tie) = funnel([10, 5, 5, 5, 5, 5]);
+        let (_, tie) = funnel([10, 5, 5, 5, 5, 5, 5, 5]);
         assert_eq!(tie, Some("DELIVERED"));
-        let (stages, none) = funnel([0; 6]);
+        // The last two stages are stages like the others: a churned base is the bottleneck.
+        let (stages, last) = funnel([100, 90, 80, 70, 60, 50, 40, 4]);
+        assert_eq!(last, Some("RETAINED"));
+        assert_eq!(stages[7].step_rate, 0.1);
+        let (_, activation) = funnel([100, 90, 80, 70, 60, 50, 5, 5]);
+        assert_eq!(activation, Some("ACTIVATED"));
+        let (stages, none) = funnel([0; 8]);
         assert_eq!(none, None);
         assert_eq!(stages[3].step_rate, 0.0);
     }

@@ -3,6 +3,7 @@
 //! (`scope`), and every metric's formula (`metrics`, `attribution`, `stats`).
 
 pub mod attribution;
+pub mod fx;
 pub mod metrics;
 pub mod rollup;
 pub mod scope;

@@ -10,10 +10,22 @@ use referral_proto::{
     invite::v1::{Channel, InvitationStatus},
 };
 
-/// Funnel stages in order; an invitation's stage is the furthest it reached.
-pub const STAGES: [&str; 6] = ["SENT", "DELIVERED", "OPENED", "CLICKED", "SIGNED_UP", "CONVERTED"];
+/// Funnel stages in order; an invitation's stage is the furthest it reached (1 ..= 7).
+/// RETAINED is not a stage an invitation holds: it is ACTIVATED less churn up to a day.
+pub const STAGES: [&str; 8] = [
+    "SENT",
+    "DELIVERED",
+    "OPENED",
+    "CLICKED",
+    "SIGNED_UP",
+    "CONVERTED",
+    "ACTIVATED",
+    "RETAINED",
+];
 pub const STAGE_SIGNED_UP: i32 = 5;
 pub const STAGE_CONVERTED: i32 = 6;
+/// The referee of a converted invitation reported ACTIVATED (`POST /v1/activity`).
+pub const STAGE_ACTIVATED: i32 = 7;
 
 /// The funnel stage a status stands for (1 SENT .. 6 CONVERTED); 0 for the others.
 pub fn stage_of(status: InvitationStatus) -> i32 {

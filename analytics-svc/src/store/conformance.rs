@@ -93,6 +93,8 @@ conformance! {
     experiments_take_the_filters: sqlite_experiments_take_the_filters, pg_experiments_take_the_filters;
     rejected_conversions_are_taken_back: sqlite_rejected_conversions_are_taken_back, pg_rejected_conversions_are_taken_back;
     fraud_read_first_gives_the_same_numbers: sqlite_fraud_read_first_gives_the_same_numbers, pg_fraud_read_first_gives_the_same_numbers;
+    revenue_in_every_currency: sqlite_revenue_in_every_currency, pg_revenue_in_every_currency;
+    activity_feeds_the_last_stages: sqlite_activity_feeds_the_last_stages, pg_activity_feeds_the_last_stages;
 }
 
 /// Raw SQL on a backend, for the cases that compare tables with what a migration fills.
@@ -324,6 +326,16 @@ async fn apply<S: Store>(store: &S, source: &str, events: &[Event], first_offset
     store.apply_events(source, items, "GBP").await.expect("apply");
 }
 
+/// A leaderboard of referrers of `kind` over `days`, reporting in GBP.
+fn board(kind: Option<&'static str>, days: Option<(i64, i64)>) -> reports::Board<'static> {
+    reports::Board {
+        kind,
+        vendor: None,
+        days,
+        currency: "GBP",
+    }
+}
+
 fn close(a: f64, b: f64) {
     assert!((a - b).abs() < 1e-9, "{a} vs {b}");
 }
@@ -429,8 +441,8 @@ async fn the_viral_loop_by_hand<S: Store>(store: &S) {
 
     let f = reports::funnel(store, &w, "").await.unwrap();
     let counts: Vec<i64> = f.stages.iter().map(|s| s.count).collect();
-    assert_eq!(counts, vec![17, 9, 7, 5, 5, 2]);
-    assert_eq!(f.bottleneck, "CONVERTED");
+    assert_eq!(counts, vec![17, 9, 7, 5, 5, 2, 0, 0]);
+    assert_eq!(f.bottleneck, "ACTIVATED");
     close(f.stages[1].step_rate, 9.0 / 17.0);
 
     // Three venues: fewer than five people, no numbers.
@@ -467,10 +479,10 @@ async fn the_viral_loop_by_hand<S: Store>(store: &S) {
     assert!((b.p_value - 0.220_671).abs() < 1e-5, "{}", b.p_value);
 
     // Leaderboard of all time by referrals: s1 (2), then s2, s3, u1 (1 each) by id.
-    let l = reports::leaderboard(store, None, None, Ranking::Referrals, 4).await;
+    let l = reports::leaderboard(store, board(None, None), Ranking::Referrals, 4).await;
     let l = l.unwrap();
     assert!(l.suppressed, "four entries are under five people");
-    let l = reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+    let l = reports::leaderboard(store, board(None, None), Ranking::Referrals, 10)
         .await
         .unwrap();
     let top: Vec<(&str, f64)> = l
@@ -481,14 +493,28 @@ async fn the_viral_loop_by_hand<S: Store>(store: &S) {
         .collect();
     assert_eq!(top, vec![("s1", 2.0), ("s2", 1.0), ("s3", 1.0), ("u1", 1.0)]);
     assert_eq!(l.entries.len(), 10);
-    let revenue = reports::leaderboard(store, Some("SUPPLIER"), Some((D, D + 10)), Ranking::Revenue, 10)
-        .await
-        .unwrap();
+    let revenue = reports::leaderboard(
+        store,
+        board(Some("SUPPLIER"), Some((D, D + 10))),
+        Ranking::Revenue,
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(revenue.entries[0].referrer_id, "s1");
-    assert_eq!(
-        revenue.entries[0].value, 15_000.0,
-        "GBP only: s2's EUR is not reporting currency"
-    );
+    assert_eq!(revenue.entries[0].value, 15_000.0);
+    // s2's EUR has no rate: listed per currency and as unconverted, ranked at 0 (never dropped).
+    let s2 = &revenue.entries[1];
+    assert_eq!((s2.referrer_id.as_str(), s2.value), ("s2", 0.0));
+    let eur: Vec<(String, i64)> = s2
+        .revenue_by_currency
+        .iter()
+        .map(|m| (m.currency.clone(), m.amount_minor))
+        .collect();
+    assert_eq!(eur, vec![("EUR".to_string(), 2_000)]);
+    assert_eq!(s2.unconverted_currencies, vec!["EUR".to_string()]);
+    assert_eq!(revenue.unconverted_currencies, vec!["EUR".to_string()]);
+    assert_eq!(revenue.currency, "GBP");
 
     // Cohorts by week: the suppliers' cohort (week of day 0) holds all eleven referrers.
     let c = reports::cohorts(store, &w, crate::domain::metrics::Granularity::Week)
@@ -593,7 +619,7 @@ async fn a_rebuild_gives_the_same_numbers<S: Store>(store: &S) {
     let before = (
         reports::viral(store, &w).await.unwrap(),
         reports::funnel(store, &w, "").await.unwrap(),
-        reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+        reports::leaderboard(store, board(None, None), Ranking::Referrals, 10)
             .await
             .unwrap(),
         distinct_counts(store).await,
@@ -606,7 +632,7 @@ async fn a_rebuild_gives_the_same_numbers<S: Store>(store: &S) {
     let after = (
         reports::viral(store, &w).await.unwrap(),
         reports::funnel(store, &w, "").await.unwrap(),
-        reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+        reports::leaderboard(store, board(None, None), Ranking::Referrals, 10)
             .await
             .unwrap(),
         distinct_counts(store).await,
@@ -731,7 +757,7 @@ async fn attribution_connectors_and_rejections<S: Store>(store: &S) {
     apply(store, "fraud", &badges[1..], 1).await;
     let after = reports::viral(store, &window(0, 10)).await.unwrap();
     assert_eq!(after.signups, 4);
-    let l = reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+    let l = reports::leaderboard(store, board(None, None), Ranking::Referrals, 10)
         .await
         .unwrap();
     let s1 = l.entries.iter().find(|e| e.referrer_id == "s1").unwrap();
@@ -983,9 +1009,14 @@ async fn conversion_numbers<S: Store>(store: &S) -> (i64, Vec<i64>, f64, Vec<(St
     let w = window(0, 10);
     let v = reports::viral(store, &w).await.unwrap();
     let f = reports::funnel(store, &w, "").await.unwrap();
-    let revenue = reports::leaderboard(store, Some("SUPPLIER"), Some((D, D + 10)), Ranking::Revenue, 10)
-        .await
-        .unwrap();
+    let revenue = reports::leaderboard(
+        store,
+        board(Some("SUPPLIER"), Some((D, D + 10))),
+        Ranking::Revenue,
+        10,
+    )
+    .await
+    .unwrap();
     let s1 = revenue
         .entries
         .iter()
@@ -1010,7 +1041,10 @@ async fn rejected_conversions_are_taken_back<S: Store>(store: &S) {
     let events = the_loop();
     apply(store, "invite", &events, 1).await;
     let (conversions, funnel, s1, credits) = conversion_numbers(store).await;
-    assert_eq!((conversions, funnel, s1), (2, vec![17, 9, 7, 5, 5, 2], 15_000.0));
+    assert_eq!(
+        (conversions, funnel, s1),
+        (2, vec![17, 9, 7, 5, 5, 2, 0, 0], 15_000.0)
+    );
     assert_eq!(
         credits,
         vec![("s1".into(), 15_000, 1.0), ("s2".into(), 2_000, 1.0)]
@@ -1024,7 +1058,7 @@ async fn rejected_conversions_are_taken_back<S: Store>(store: &S) {
         after,
         (
             1,
-            vec![17, 9, 7, 5, 5, 1],
+            vec![17, 9, 7, 5, 5, 1, 0, 0],
             5_000.0,
             vec![("s1".into(), 5_000, 0.0), ("s2".into(), 2_000, 1.0)]
         )
@@ -1068,7 +1102,7 @@ async fn rejected_conversions_are_taken_back<S: Store>(store: &S) {
         conversion_numbers(store).await,
         (
             0,
-            vec![17, 9, 7, 5, 5, 0],
+            vec![17, 9, 7, 5, 5, 0, 0, 0],
             5_000.0,
             vec![("s1".into(), 5_000, 0.0)]
         )
@@ -1094,7 +1128,7 @@ async fn fraud_read_first_gives_the_same_numbers<S: Store>(store: &S) {
         (
             conversion_numbers(store).await,
             reports::viral(store, &w).await.unwrap(),
-            reports::leaderboard(store, None, None, Ranking::Referrals, 10)
+            reports::leaderboard(store, board(None, None), Ranking::Referrals, 10)
                 .await
                 .unwrap(),
             store.experiment("t1", &w).await.unwrap(),
@@ -1115,4 +1149,155 @@ async fn fraud_read_first_gives_the_same_numbers<S: Store>(store: &S) {
     apply(store, "fraud", &fraud, 1).await;
     apply(store, "invite", &invite, 1).await;
     assert_eq!(numbers().await, invite_first);
+}
+
+// ---- money in every currency, activity ------------------------------------------------
+
+fn audit() -> referral_common::audit::AuditEntry {
+    referral_common::audit::AuditEntry::new(
+        &referral_common::audit::Actor::system(),
+        referral_common::audit::action::FX_RATE_PUT,
+        "fx_rate",
+        "test",
+    )
+}
+
+async fn put_rate<S: Store>(store: &S, currency: &str, day: i64, rate: &str) {
+    let row = super::FxRateRow {
+        currency: currency.into(),
+        effective_day: day,
+        rate: rate.into(),
+        updated_at: 0,
+    };
+    store.put_fx_rate(&row, &audit()).await.unwrap();
+}
+
+async fn revenue_of<S: Store>(
+    store: &S,
+    vendor: Option<&'static str>,
+) -> referral_proto::analytics::v1::Leaderboard {
+    let b = reports::Board {
+        vendor,
+        ..board(Some("SUPPLIER"), Some((D, D + 10)))
+    };
+    reports::leaderboard(store, b, Ranking::Revenue, 10)
+        .await
+        .unwrap()
+}
+
+async fn revenue_in_every_currency<S: Store>(store: &S) {
+    apply(store, "invite", &the_loop(), 1).await;
+    // s2's 20.00 EUR on day 3: no rate yet, then a rate from day 2 (used) and one from
+    // day 4 (too late for it).
+    let before = revenue_of(store, None).await;
+    assert_eq!(before.entries[1].unconverted_currencies, vec!["EUR".to_string()]);
+    put_rate(store, "EUR", D + 2, "0.85").await;
+    put_rate(store, "EUR", D + 4, "2").await;
+    let after = revenue_of(store, None).await;
+    let s2 = &after.entries[1];
+    assert_eq!((s2.referrer_id.as_str(), s2.value), ("s2", 1_700.0));
+    assert_eq!(
+        s2.revenue.as_ref().map(|m| (m.amount_minor, m.currency.as_str())),
+        Some((1_700, "GBP"))
+    );
+    assert!(s2.unconverted_currencies.is_empty() && after.unconverted_currencies.is_empty());
+    let used: Vec<(String, String, String)> = after
+        .rates_used
+        .iter()
+        .map(|r| (r.currency.clone(), r.rate.clone(), r.effective_from.clone()))
+        .collect();
+    assert_eq!(
+        used,
+        vec![("EUR".into(), "0.85".into(), crate::domain::fx::day_text(D + 2))]
+    );
+    // Replacing the day-2 rate changes the answer (rates are read, not baked in).
+    put_rate(store, "EUR", D + 2, "1.5").await;
+    assert_eq!(revenue_of(store, None).await.entries[0].value, 15_000.0);
+    assert_eq!(revenue_of(store, None).await.entries[1].value, 3_000.0);
+    // Photographers against photographers (s1-s3), venues (s4-s6) apart.
+    let photographers = revenue_of(store, Some("PHOTOGRAPHER")).await;
+    assert!(
+        photographers.suppressed,
+        "three photographers are under five people"
+    );
+    let rows = store
+        .revenue(Some("SUPPLIER"), Some("PHOTOGRAPHER"), None)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.referrer_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids, vec!["s1", "s2"]);
+    assert!(store.revenue(None, Some("VENUE"), None).await.unwrap().is_empty());
+    let venues = store
+        .leaderboard(None, Some("VENUE"), None, Ranking::Referrals, 0, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = venues.iter().map(|r| r.referrer_id.as_str()).collect();
+    assert_eq!(ids, vec!["s4", "s5", "s6"]);
+    // A rejected conversion's revenue goes, in its own currency.
+    apply(store, "fraud", &[conversion_rejected("c-u3-2000")], 1).await;
+    let after = revenue_of(store, None).await;
+    assert_eq!(after.entries[1].value, 0.0);
+    assert!(after.entries[1].revenue_by_currency.is_empty());
+    // Rates are listed by currency and day, paged.
+    let all = store.list_fx_rates(None, None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.effective_day).collect::<Vec<_>>(),
+        vec![D + 2, D + 4]
+    );
+    let next = store
+        .list_fx_rates(Some("EUR"), Some(("EUR".into(), D + 2)), 10)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+}
+
+async fn funnel_tail<S: Store>(store: &S, to: i64) -> (Vec<i64>, i64) {
+    let f = reports::funnel(store, &window(0, to), "").await.unwrap();
+    assert!(!f.suppressed);
+    (f.stages.iter().skip(5).map(|s| s.count).collect(), f.churned)
+}
+
+async fn activity_feeds_the_last_stages<S: Store>(store: &S) {
+    use super::ActivityKind::{Activated, Churned};
+    // u3 reports activation before its conversion is read; u2 never converts.
+    let early: Vec<Event> = the_loop()
+        .into_iter()
+        .filter(|e| !is_conversion_of(e, "u3"))
+        .collect();
+    apply(store, "invite", &early, 1).await;
+    let secs = |d: f64| at(d).timestamp();
+    assert!(store.record_activity("u3", Activated, secs(3.5)).await.unwrap());
+    assert!(store.record_activity("u2", Activated, secs(3.5)).await.unwrap());
+    assert!(store.record_activity("u1", Activated, secs(3.5)).await.unwrap());
+    // The same report again changes nothing.
+    assert!(!store.record_activity("u1", Activated, secs(3.5)).await.unwrap());
+    assert_eq!(funnel_tail(store, 10).await, (vec![1, 1, 1], 0));
+    let late: Vec<Event> = the_loop()
+        .into_iter()
+        .filter(|e| is_conversion_of(e, "u3"))
+        .collect();
+    apply(store, "invite", &late, 1000).await;
+    assert_eq!(funnel_tail(store, 10).await, (vec![2, 2, 2], 0));
+    // u3 churns on day 6: retained up to day 5, not from day 6.
+    assert!(store.record_activity("u3", Churned, secs(6.0)).await.unwrap());
+    assert_eq!(funnel_tail(store, 5).await, (vec![2, 2, 2], 0));
+    assert_eq!(funnel_tail(store, 6).await, (vec![2, 2, 1], 1));
+    let f = reports::funnel(store, &window(0, 10), "").await.unwrap();
+    close(f.churn_rate, 0.5);
+    // u2 churned without converting: nothing to count.
+    assert!(store.record_activity("u2", Churned, secs(6.0)).await.unwrap());
+    assert_eq!(funnel_tail(store, 10).await, (vec![2, 2, 1], 1));
+    // Fraud rejects u3's conversion: its CONVERTED, ACTIVATED and churn go.
+    apply(store, "fraud", &[conversion_rejected("c-u3-2000")], 1).await;
+    assert_eq!(funnel_tail(store, 10).await, (vec![1, 1, 1], 0));
+    // A rebuild keeps the activity and gives the same numbers.
+    store.truncate_rollups().await.unwrap();
+    apply(store, "invite", &the_loop(), 1).await;
+    apply(store, "fraud", &[conversion_rejected("c-u3-2000")], 1).await;
+    assert_eq!(funnel_tail(store, 10).await, (vec![1, 1, 1], 0));
+}
+
+fn is_conversion_of(e: &Event, user: &str) -> bool {
+    matches!(&e.payload, Some(Payload::ConversionRecorded(c)) if c.user_id == user)
 }

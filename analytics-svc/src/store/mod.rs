@@ -74,6 +74,7 @@ pub struct DaySums {
     pub clicked: i64,
     pub signed_up: i64,
     pub converted: i64,
+    pub activated: i64,
     pub signups: i64,
     pub conversions: i64,
     pub revenue_minor: i64,
@@ -82,7 +83,8 @@ pub struct DaySums {
 }
 
 impl DaySums {
-    pub fn stages(&self) -> [i64; 6] {
+    /// SENT .. ACTIVATED (RETAINED is ACTIVATED less churn, which `daily` does not hold).
+    pub fn stages(&self) -> [i64; 7] {
         [
             self.sent,
             self.delivered,
@@ -90,6 +92,7 @@ impl DaySums {
             self.clicked,
             self.signed_up,
             self.converted,
+            self.activated,
         ]
     }
 
@@ -102,6 +105,7 @@ impl DaySums {
         self.clicked += o.clicked;
         self.signed_up += o.signed_up;
         self.converted += o.converted;
+        self.activated += o.activated;
         self.signups += o.signups;
         self.conversions += o.conversions;
         self.revenue_minor += o.revenue_minor;
@@ -141,6 +145,37 @@ pub struct Credit {
     pub currency: String,
     pub revenue_minor: i64,
     pub conversions: f64,
+}
+
+/// A referrer's conversion revenue in one currency over a period, summed per rate period:
+/// `rate` is the rate effective on those days (None: no rate), exact as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevenueRow {
+    pub referrer_id: String,
+    pub referrer_kind: String,
+    pub tier: String,
+    pub badges: String,
+    pub currency: String,
+    /// The rate's effective day and text.
+    pub rate: Option<(i64, String)>,
+    /// Exact sum (i128: any number of amounts).
+    pub amount_minor: i128,
+}
+
+/// One admin-managed exchange rate.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FxRateRow {
+    pub currency: String,
+    pub effective_day: i64,
+    pub rate: String,
+    pub updated_at: i64,
+}
+
+/// A referred user's activity, as the marketplace reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityKind {
+    Activated,
+    Churned,
 }
 
 /// Cohorts by first active day: their sizes, and their outcomes per cohort day of the
@@ -199,11 +234,45 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn leaderboard(
         &self,
         kind: Option<&str>,
+        vendor: Option<&str>,
         days: Option<(i64, i64)>,
         ranking: Ranking,
         min_invitations: i64,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<ReferrerSums>>> + Send;
+    /// Conversion revenue per referrer, currency and rate period, by conversion day inside
+    /// `days` (None: all time), of referrers of `kind` and `vendor` (None: any).
+    fn revenue(
+        &self,
+        kind: Option<&str>,
+        vendor: Option<&str>,
+        days: Option<(i64, i64)>,
+    ) -> impl Future<Output = StoreResult<Vec<RevenueRow>>> + Send;
+    /// ACTIVATED invitations of the window (and of `referrer_id` when given) whose referee
+    /// churned on or before the window's last day.
+    fn churned(&self, referrer_id: Option<&str>, w: &Window)
+    -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Records a user's activity (their first of each kind counts) and moves the invitation
+    /// they came through to ACTIVATED or counts its churn; false when it changed nothing.
+    fn record_activity(
+        &self,
+        user_id: &str,
+        kind: ActivityKind,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Creates or replaces the rate of `currency` from `effective_day`, with its audit row.
+    fn put_fx_rate(
+        &self,
+        rate: &FxRateRow,
+        audit: &referral_common::audit::AuditEntry,
+    ) -> impl Future<Output = StoreResult<FxRateRow>> + Send;
+    /// Rates by currency then effective day, after `after` (currency, day), at most `limit`.
+    fn list_fx_rates(
+        &self,
+        currency: Option<&str>,
+        after: Option<(String, i64)>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<FxRateRow>>> + Send;
     /// Referrers, all time, with at least `min_connections` invitations.
     fn connectors(&self, min_connections: i64)
     -> impl Future<Output = StoreResult<Vec<ReferrerSums>>> + Send;

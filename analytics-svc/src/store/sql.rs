@@ -11,12 +11,13 @@ macro_rules! sql_store {
             domain::{
                 attribution::{self, MODELS},
                 day_of_secs,
-                rollup::{Change, ConversionFact, InvitationFact, STAGE_CONVERTED, STAGE_SIGNED_UP, SignupFact},
+                fx,
+                rollup::{Change, ConversionFact, InvitationFact, STAGE_ACTIVATED, STAGE_CONVERTED, STAGE_SIGNED_UP, SignupFact},
                 scope::{self, FIRST},
             },
             store::{
-                ApplySummary, CohortRows, Consumed, Credit, CreditKey, DaySums, Ranking, ReferrerSums, Store, StoreResult,
-                Window,
+                ActivityKind, ApplySummary, CohortRows, Consumed, Credit, CreditKey, DaySums, FxRateRow, Ranking, ReferrerSums,
+                RevenueRow, Store, StoreResult, Window,
                 sql::{SUMS, SinceDeltas, dim_filters, ranking_sql},
             },
         };
@@ -157,13 +158,14 @@ macro_rules! sql_store {
             async fn leaderboard(
                 &self,
                 kind: Option<&str>,
+                vendor: Option<&str>,
                 days: Option<(i64, i64)>,
                 ranking: Ranking,
                 min_invitations: i64,
                 limit: i64,
             ) -> StoreResult<Vec<ReferrerSums>> {
                 // Every parameter appears in both statements (Postgres types each one it is sent).
-                let kind_filter = " AND ($4 = '' OR r.referrer_kind = $4)";
+                let kind_filter = " AND ($4 = '' OR r.referrer_kind = $4) AND ($6 = '' OR r.vendor_type = $6)";
                 let sql = match days {
                     None => format!(
                         "SELECT r.referrer_id, r.referrer_kind, r.tier, r.badges, r.invitations, r.signups, r.conversions,
@@ -191,8 +193,116 @@ macro_rules! sql_store {
                     .bind(from)
                     .bind(to)
                     .bind(kind.unwrap_or(""))
-                    .bind(limit);
+                    .bind(limit)
+                    .bind(vendor.unwrap_or(""));
                 Ok(q.fetch_all(&self.pool).await?)
+            }
+
+            async fn revenue(&self, kind: Option<&str>, vendor: Option<&str>, days: Option<(i64, i64)>) -> StoreResult<Vec<RevenueRow>> {
+                // Summed per referrer, currency and the rate effective on each day (one row per
+                // rate period, not per day), in two halves that cannot overflow BIGINT.
+                let rows: Vec<(String, String, String, String, String, i64, String, i64, i64)> = sqlx::query_as(
+                    "SELECT referrer_id, referrer_kind, tier, badges, currency, rate_day, rate,
+                       CAST(SUM(high) AS BIGINT), CAST(SUM(low) AS BIGINT)
+                     FROM (
+                       SELECT d.referrer_id, r.referrer_kind, r.tier, r.badges, d.currency,
+                         COALESCE((SELECT MAX(f.effective_day) FROM fx_rates f
+                                   WHERE f.currency = d.currency AND f.effective_day <= d.day), -1) AS rate_day,
+                         COALESCE((SELECT f.rate FROM fx_rates f WHERE f.currency = d.currency AND f.effective_day <= d.day
+                                   ORDER BY f.effective_day DESC LIMIT 1), '') AS rate,
+                         d.revenue_minor / $5 AS high, d.revenue_minor % $5 AS low
+                       FROM revenue_days d JOIN referrers r ON r.referrer_id = d.referrer_id
+                       WHERE d.day >= $1 AND d.day <= $2 AND ($3 = '' OR r.referrer_kind = $3) AND ($4 = '' OR r.vendor_type = $4)
+                     ) x
+                     GROUP BY referrer_id, referrer_kind, tier, badges, currency, rate_day, rate
+                     ORDER BY referrer_id, currency, rate_day",
+                )
+                .bind(days.map_or(i64::MIN, |d| d.0))
+                .bind(days.map_or(i64::MAX, |d| d.1))
+                .bind(kind.unwrap_or(""))
+                .bind(vendor.unwrap_or(""))
+                .bind(fx::SPLIT)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(referrer_id, referrer_kind, tier, badges, currency, rate_day, rate, high, low)| RevenueRow {
+                        referrer_id,
+                        referrer_kind,
+                        tier,
+                        badges,
+                        currency,
+                        rate: (rate_day >= 0).then_some((rate_day, rate)),
+                        amount_minor: fx::recombine(high, low),
+                    })
+                    .collect())
+            }
+
+            async fn churned(&self, referrer_id: Option<&str>, w: &Window) -> StoreResult<i64> {
+                let (dims, values) = dim_filters(w, 5);
+                let sql = format!(
+                    "SELECT CAST(COALESCE(SUM(churned), 0) AS BIGINT) FROM churn_days
+                     WHERE day >= $1 AND day <= $2 AND churn_day <= $2 AND ($3 = 0 OR referrer_id = $4){dims}"
+                );
+                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(w.from_day)
+                    .bind(w.to_day)
+                    .bind(i32::from(referrer_id.is_some()))
+                    .bind(referrer_id.unwrap_or(""));
+                for v in values {
+                    q = q.bind(v);
+                }
+                Ok(q.fetch_one(&self.pool).await?)
+            }
+
+            async fn record_activity(&self, user_id: &str, kind: ActivityKind, at: i64) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let changed = activity(&mut tx, user_id, kind, at).await?;
+                tx.commit().await?;
+                Ok(changed)
+            }
+
+            async fn put_fx_rate(&self, rate: &FxRateRow, audit: &referral_common::audit::AuditEntry) -> StoreResult<FxRateRow> {
+                let mut tx = self.begin_write().await?;
+                let before: Option<FxRateRow> = sqlx::query_as(
+                    "SELECT currency, effective_day, rate, updated_at FROM fx_rates WHERE currency = $1 AND effective_day = $2",
+                )
+                .bind(&rate.currency)
+                .bind(rate.effective_day)
+                .fetch_optional(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO fx_rates (currency, effective_day, rate, updated_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (currency, effective_day) DO UPDATE SET rate = excluded.rate, updated_at = excluded.updated_at",
+                )
+                .bind(&rate.currency)
+                .bind(rate.effective_day)
+                .bind(&rate.rate)
+                .bind(rate.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                let mut entry = audit.clone().after(super::sql::fx_audit_view(rate));
+                if let Some(b) = &before {
+                    entry = entry.before(super::sql::fx_audit_view(b));
+                }
+                referral_common::audit::record(&mut *tx, &entry).await?;
+                tx.commit().await?;
+                Ok(rate.clone())
+            }
+
+            async fn list_fx_rates(&self, currency: Option<&str>, after: Option<(String, i64)>, limit: i64) -> StoreResult<Vec<FxRateRow>> {
+                let (after_currency, after_day) = after.unwrap_or((String::new(), i64::MIN));
+                Ok(sqlx::query_as(
+                    "SELECT currency, effective_day, rate, updated_at FROM fx_rates
+                     WHERE ($1 = '' OR currency = $1) AND (currency > $2 OR (currency = $2 AND effective_day > $3))
+                     ORDER BY currency, effective_day LIMIT $4",
+                )
+                .bind(currency.unwrap_or(""))
+                .bind(after_currency)
+                .bind(after_day)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn connectors(&self, min_connections: i64) -> StoreResult<Vec<ReferrerSums>> {
@@ -240,7 +350,7 @@ macro_rules! sql_store {
         }
 
         /// Every table `rebuild` empties: rollups, write-side rows, offsets, applied ids.
-        const ROLLUP_TABLES: [&str; 16] = [
+        const ROLLUP_TABLES: [&str; 18] = [
             "invitation_facts",
             "referred_users",
             "referrers",
@@ -255,6 +365,8 @@ macro_rules! sql_store {
             "conversion_facts",
             "conversion_credits",
             "rejected_signups",
+            "revenue_days",
+            "churn_days",
             "consumer_offsets",
             "processed_events",
         ];
@@ -276,7 +388,8 @@ macro_rules! sql_store {
         #[derive(Debug, Default, Clone)]
         struct Delta {
             invitations: i64,
-            stages: [i64; 6],
+            /// SENT .. ACTIVATED.
+            stages: [i64; 7],
             signups: i64,
             conversions: i64,
             revenue_minor: i64,
@@ -286,10 +399,10 @@ macro_rules! sql_store {
 
         impl Delta {
             /// In the order of `COUNTERS`.
-            fn values(&self) -> [i64; 12] {
+            fn values(&self) -> [i64; 13] {
                 let s = self.stages;
                 [
-                    self.invitations, s[0], s[1], s[2], s[3], s[4], s[5], self.signups, self.conversions,
+                    self.invitations, s[0], s[1], s[2], s[3], s[4], s[5], s[6], self.signups, self.conversions,
                     self.revenue_minor, self.cycle_seconds, self.cycle_signups,
                 ]
             }
@@ -363,6 +476,8 @@ macro_rules! sql_store {
             created_at: i64,
             /// 1 once its conversion was rejected: it goes no further than SIGNED_UP.
             conversion_rejected: i32,
+            /// The day its ACTIVATED referee churned, once counted.
+            churn_day: Option<i64>,
         }
 
         #[derive(sqlx::FromRow)]
@@ -378,7 +493,7 @@ macro_rules! sql_store {
 
         async fn invitation_row(conn: &mut $conn, invitation_id: &str) -> sqlx::Result<Option<InvitationRow>> {
             let sql = format!(
-                "SELECT {COHORT_COLS}, stage, created_at, conversion_rejected FROM invitation_facts WHERE invitation_id = $1"
+                "SELECT {COHORT_COLS}, stage, created_at, conversion_rejected, churn_day FROM invitation_facts WHERE invitation_id = $1"
             );
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(invitation_id).fetch_optional(&mut *conn).await
         }
@@ -392,13 +507,22 @@ macro_rules! sql_store {
         }
 
         /// Moves an invitation forward to `stage`, counting every stage it passed once.
+        /// ACTIVATED waits for CONVERTED; CONVERTED goes on to ACTIVATED (and counts the
+        /// churn) when its referee's activity was reported first.
         async fn raise_stage(conn: &mut $conn, invitation_id: &str, stage: i32) -> sqlx::Result<()> {
-            let Some(InvitationRow { cohort, stage: current, conversion_rejected, .. }) =
+            let Some(InvitationRow { cohort, stage: current, conversion_rejected, churn_day, .. }) =
                 invitation_row(conn, invitation_id).await?
             else {
                 return Ok(());
             };
-            let stage = if conversion_rejected == 1 { stage.min(STAGE_SIGNED_UP) } else { stage };
+            let mut stage = if conversion_rejected == 1 { stage.min(STAGE_SIGNED_UP) } else { stage };
+            if stage == STAGE_ACTIVATED && current < STAGE_CONVERTED {
+                return Ok(()); // counted when it converts
+            }
+            let referee = if stage >= STAGE_CONVERTED { referee_activity(conn, invitation_id).await? } else { None };
+            if stage == STAGE_CONVERTED && referee.is_some_and(|(activated, _)| activated.is_some()) {
+                stage = STAGE_ACTIVATED;
+            }
             if stage <= current {
                 return Ok(());
             }
@@ -412,10 +536,134 @@ macro_rules! sql_store {
                 delta.stages[(s - 1) as usize] = 1;
             }
             bump_cohort(conn, &cohort, &delta).await?;
-            bump_referrer(conn, &cohort, &Delta::default(), i64::from(stage - current)).await?;
+            // Connection strength counts SENT .. CONVERTED, as before activity existed.
+            let strength = stage.min(STAGE_CONVERTED) - current.min(STAGE_CONVERTED);
+            bump_referrer(conn, &cohort, &Delta::default(), i64::from(strength)).await?;
             if current < 1 && !cohort.template_id.is_empty() {
                 bump_experiment(conn, &cohort, 1, 0).await?;
             }
+            if stage == STAGE_ACTIVATED
+                && churn_day.is_none()
+                && let Some(churned_at) = referee.and_then(|(_, churned)| churned)
+            {
+                count_churn(conn, invitation_id, &cohort, Some(day_of_secs(churned_at))).await?;
+            }
+            Ok(())
+        }
+
+        /// The (activated, churned) instants of the user who came through the invitation.
+        async fn referee_activity(conn: &mut $conn, invitation_id: &str) -> sqlx::Result<Option<(Option<i64>, Option<i64>)>> {
+            sqlx::query_as(
+                "SELECT a.activated_at, a.churned_at FROM referred_users r JOIN user_activity a ON a.user_id = r.user_id
+                 WHERE r.invitation_id = $1 ORDER BY r.user_id LIMIT 1",
+            )
+            .bind(invitation_id)
+            .fetch_optional(&mut *conn)
+            .await
+        }
+
+        /// Counts (Some(day)) or takes back (None) the churn of an ACTIVATED invitation.
+        async fn count_churn(conn: &mut $conn, invitation_id: &str, c: &Cohort, day: Option<i64>) -> sqlx::Result<()> {
+            let previous: Option<i64> = sqlx::query_scalar("SELECT churn_day FROM invitation_facts WHERE invitation_id = $1")
+                .bind(invitation_id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .flatten();
+            let (churn_day, n) = match (day, previous) {
+                (Some(d), None) => (d, 1i64),
+                (None, Some(d)) => (d, -1),
+                _ => return Ok(()),
+            };
+            sqlx::query("UPDATE invitation_facts SET churn_day = $2 WHERE invitation_id = $1")
+                .bind(invitation_id)
+                .bind(day)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "INSERT INTO churn_days (day, referrer_id, flow, referrer_kind, vendor_type, channel, churn_day, churned)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (day, referrer_id, flow, referrer_kind, vendor_type, channel, churn_day)
+                 DO UPDATE SET churned = churn_days.churned + excluded.churned",
+            )
+            .bind(c.day)
+            .bind(&c.referrer_id)
+            .bind(&c.flow)
+            .bind(&c.referrer_kind)
+            .bind(&c.vendor_type)
+            .bind(&c.channel)
+            .bind(churn_day)
+            .bind(n)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// A user's activity: only their first of each kind is kept (a repeat, or the same
+        /// report again, changes nothing). It reaches the invitation they came through, if
+        /// any: ACTIVATED raises it once converted; CHURNED counts against an ACTIVATED one.
+        async fn activity(conn: &mut $conn, user_id: &str, kind: ActivityKind, at: i64) -> sqlx::Result<bool> {
+            sqlx::query("INSERT INTO user_activity (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await?;
+            let sql = match kind {
+                ActivityKind::Activated => "UPDATE user_activity SET activated_at = $2 WHERE user_id = $1 AND activated_at IS NULL",
+                ActivityKind::Churned => "UPDATE user_activity SET churned_at = $2 WHERE user_id = $1 AND churned_at IS NULL",
+            };
+            let changed = sqlx::query(sql).bind(user_id).bind(at).execute(&mut *conn).await?.rows_affected() > 0;
+            if !changed {
+                return Ok(false);
+            }
+            let invitation: Option<String> =
+                sqlx::query_scalar("SELECT invitation_id FROM referred_users WHERE user_id = $1 AND invitation_id <> ''")
+                    .bind(user_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some(invitation) = invitation else { return Ok(true) };
+            match kind {
+                ActivityKind::Activated => raise_stage(conn, &invitation, STAGE_ACTIVATED).await?,
+                ActivityKind::Churned => {
+                    if let Some(row) = invitation_row(conn, &invitation).await?
+                        && row.stage == STAGE_ACTIVATED
+                    {
+                        count_churn(conn, &invitation, &row.cohort, Some(day_of_secs(at))).await?;
+                    }
+                }
+            }
+            Ok(true)
+        }
+
+        /// Adds `amount` to a referrer's revenue of `day` in `currency`, starting a new row
+        /// when the current one would leave `fx::ROW_LIMIT`.
+        async fn add_revenue(conn: &mut $conn, referrer_id: &str, day: i64, currency: &str, amount: i64) -> sqlx::Result<()> {
+            if amount == 0 || currency.is_empty() {
+                return Ok(());
+            }
+            let last: Option<(i32, i64)> = sqlx::query_as(
+                "SELECT part, revenue_minor FROM revenue_days WHERE referrer_id = $1 AND day = $2 AND currency = $3
+                 ORDER BY part DESC LIMIT 1",
+            )
+            .bind(referrer_id)
+            .bind(day)
+            .bind(currency)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let part = match last {
+                Some((part, current)) if fx::fits_row(current, amount) => part,
+                Some((part, _)) => part + 1,
+                None => 0,
+            };
+            sqlx::query(
+                "INSERT INTO revenue_days (referrer_id, day, currency, part, revenue_minor) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (referrer_id, day, currency, part) DO UPDATE SET revenue_minor = revenue_days.revenue_minor + excluded.revenue_minor",
+            )
+            .bind(referrer_id)
+            .bind(day)
+            .bind(currency)
+            .bind(part)
+            .bind(amount)
+            .execute(&mut *conn)
+            .await?;
             Ok(())
         }
 
@@ -562,11 +810,16 @@ macro_rules! sql_store {
             revenue_minor: i64,
             applied: i32,
             rejected: i32,
+            /// The conversion's own currency, amount and day (revenue_days).
+            currency: String,
+            amount_minor: i64,
+            conversion_day: i64,
         }
 
         async fn conversion_row(conn: &mut $conn, conversion_id: &str) -> sqlx::Result<Option<ConversionRow>> {
             let sql = format!(
-                "SELECT {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected
+                "SELECT {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected,
+                   currency, amount_minor, conversion_day
                  FROM conversion_facts WHERE conversion_id = $1"
             );
             sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(conversion_id).fetch_optional(&mut *conn).await
@@ -644,14 +897,16 @@ macro_rules! sql_store {
             let revenue = if c.currency == currency { c.amount_minor } else { 0 };
             if !c.conversion_id.is_empty() {
                 let sql = format!(
-                    "INSERT INTO conversion_facts (conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                    "INSERT INTO conversion_facts (conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied,
+                       currency, amount_minor, conversion_day)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                      ON CONFLICT (conversion_id) DO UPDATE SET day = excluded.day, flow = excluded.flow,
                        referrer_id = excluded.referrer_id, referrer_kind = excluded.referrer_kind,
                        vendor_type = excluded.vendor_type, channel = excluded.channel, template_id = excluded.template_id,
                        template_variant = excluded.template_variant, user_id = excluded.user_id,
                        invitation_id = excluded.invitation_id, counted = excluded.counted,
-                       revenue_minor = excluded.revenue_minor, applied = excluded.applied"
+                       revenue_minor = excluded.revenue_minor, applied = excluded.applied,
+                       currency = excluded.currency, amount_minor = excluded.amount_minor, conversion_day = excluded.conversion_day"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(&c.conversion_id)
@@ -668,6 +923,9 @@ macro_rules! sql_store {
                     .bind(i32::from(counts))
                     .bind(revenue)
                     .bind(i32::from(!rejected_first && !referral_rejected))
+                    .bind(&c.currency)
+                    .bind(c.amount_minor)
+                    .bind(day_of_secs(c.at))
                     .execute(&mut *conn)
                     .await?;
             }
@@ -694,6 +952,8 @@ macro_rules! sql_store {
             };
             bump_cohort(conn, &cohort, &delta).await?;
             bump_referrer(conn, &cohort, &delta, 0).await?;
+            // Every currency, as recorded: reports convert it (or list it) when read.
+            add_revenue(conn, &cohort.referrer_id, day_of_secs(c.at), &c.currency, c.amount_minor).await?;
             if counts {
                 sqlx::query("UPDATE referred_users SET converted = 1 WHERE user_id = $1")
                     .bind(&c.user_id)
@@ -814,6 +1074,7 @@ macro_rules! sql_store {
             };
             bump_cohort(conn, &k.cohort, &delta).await?;
             bump_referrer(conn, &k.cohort, &delta, 0).await?;
+            add_revenue(conn, &k.cohort.referrer_id, k.conversion_day, &k.currency, -k.amount_minor).await?;
             sqlx::query("UPDATE conversion_facts SET applied = 0 WHERE conversion_id = $1")
                 .bind(conversion_id)
                 .execute(&mut *conn)
@@ -843,11 +1104,15 @@ macro_rules! sql_store {
                 .bind(inv.stage.min(STAGE_SIGNED_UP))
                 .execute(&mut *conn)
                 .await?;
-            if inv.stage == STAGE_CONVERTED {
+            if inv.stage >= STAGE_CONVERTED {
+                // CONVERTED and what followed it (ACTIVATED, its churn) are taken back.
                 let mut delta = Delta::default();
-                delta.stages[(STAGE_CONVERTED - 1) as usize] = -1;
+                for s in STAGE_CONVERTED..=inv.stage {
+                    delta.stages[(s - 1) as usize] = -1;
+                }
                 bump_cohort(conn, &inv.cohort, &delta).await?;
                 bump_referrer(conn, &inv.cohort, &Delta::default(), -1).await?;
+                count_churn(conn, invitation_id, &inv.cohort, None).await?;
             }
             Ok(())
         }
@@ -890,7 +1155,8 @@ macro_rules! sql_store {
             // No referrer gets credit for a rejected referral (API.md): its conversions'
             // revenue and attribution credits go too.
             let sql = format!(
-                "SELECT conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected
+                "SELECT conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected,
+                   currency, amount_minor, conversion_day
                  FROM conversion_facts WHERE user_id = $1 AND applied = 1 ORDER BY conversion_id"
             );
             let applied: Vec<(String, ConversionRow)> = sqlx::query_as::<_, AppliedConversion>(sqlx::AssertSqlSafe(sql))
@@ -1113,8 +1379,8 @@ pub fn since_upsert(rows: usize) -> String {
     )
 }
 
-/// The counter columns of `daily`, in order; `referrer_days` has the first ten.
-pub const COUNTERS: [&str; 12] = [
+/// The counter columns of `daily`, in order; `referrer_days` has the first eleven.
+pub const COUNTERS: [&str; 13] = [
     "invitations",
     "sent",
     "delivered",
@@ -1122,21 +1388,32 @@ pub const COUNTERS: [&str; 12] = [
     "clicked",
     "signed_up",
     "converted",
+    "activated",
     "signups",
     "conversions",
     "revenue_minor",
     "cycle_seconds",
     "cycle_signups",
 ];
-pub const REFERRER_DAY_COUNTERS: usize = 10;
+pub const REFERRER_DAY_COUNTERS: usize = 11;
 
 /// The summed counters of `daily` as `DaySums` columns.
 pub const SUMS: &str = "CAST(SUM(invitations) AS BIGINT) AS invitations, CAST(SUM(sent) AS BIGINT) AS sent, \
     CAST(SUM(delivered) AS BIGINT) AS delivered, CAST(SUM(opened) AS BIGINT) AS opened, \
     CAST(SUM(clicked) AS BIGINT) AS clicked, CAST(SUM(signed_up) AS BIGINT) AS signed_up, \
-    CAST(SUM(converted) AS BIGINT) AS converted, CAST(SUM(signups) AS BIGINT) AS signups, \
+    CAST(SUM(converted) AS BIGINT) AS converted, CAST(SUM(activated) AS BIGINT) AS activated, \
+    CAST(SUM(signups) AS BIGINT) AS signups, \
     CAST(SUM(conversions) AS BIGINT) AS conversions, CAST(SUM(revenue_minor) AS BIGINT) AS revenue_minor, \
     CAST(SUM(cycle_seconds) AS BIGINT) AS cycle_seconds, CAST(SUM(cycle_signups) AS BIGINT) AS cycle_signups";
+
+/// A rate as its audit rows show it.
+pub fn fx_audit_view(r: &super::FxRateRow) -> serde_json::Value {
+    serde_json::json!({
+        "currency": r.currency,
+        "rate": r.rate,
+        "effectiveFrom": crate::domain::fx::day_text(r.effective_day),
+    })
+}
 
 /// ` AND flow = $n ..` for the window's dimension filters, numbered from `next`, and their
 /// values in order.

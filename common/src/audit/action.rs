@@ -20,3 +20,5 @@ pub const EVENT_PARK: &str = "event.park";
 pub const PARKED_RETRY: &str = "parked.retry";
 /// invite-svc's scheduler parking an invitation whose send kept panicking (actor: system).
 pub const SEND_PARK: &str = "invitation.send.park";
+/// An exchange rate revenue reports convert with, created or replaced (analytics-svc).
+pub const FX_RATE_PUT: &str = "fx_rate.put";

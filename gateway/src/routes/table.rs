@@ -189,7 +189,7 @@ fn routes() -> Vec<Route> {
             Rpc::new(ANALYTICS, "GetViralMetrics", NoBody),
             unary!(analytics.get_viral_metrics(analytics::MetricsFilter)))
             .key_scope(Scope::ReportsRead),
-        api(M::GET, "/v1/metrics/funnel", "Funnel from SENT to CONVERTED with step rates and the bottleneck", ANALYTICS_TAG,
+        api(M::GET, "/v1/metrics/funnel", "Funnel from SENT to RETAINED with step rates, churn and the bottleneck", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetFunnel", NoBody),
             unary!(analytics.get_funnel(analytics::FunnelRequest)))
             .key_scope(Scope::ReportsRead),
@@ -205,10 +205,20 @@ fn routes() -> Vec<Route> {
             Rpc::new(ANALYTICS, "GetAttribution", NoBody),
             unary!(analytics.get_attribution(analytics::AttributionRequest)))
             .key_scope(Scope::ReportsRead),
-        api(M::GET, "/v1/leaderboard", "Ranked referrers with tier and badges", ANALYTICS_TAG,
+        api(M::GET, "/v1/leaderboard", "Ranked referrers with tier and badges; REVENUE in every currency, converted at dated rates", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetLeaderboard", NoBody),
             unary!(analytics.get_leaderboard(analytics::LeaderboardRequest)))
             .key_scope(Scope::ReportsRead),
+        api(M::POST, "/v1/activity", "Report that a referred user ACTIVATED or CHURNED (the marketplace: a service or an API key with activity:write)", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "RecordActivity", Whole),
+            unary!(analytics.record_activity(analytics::RecordActivityRequest)))
+            .key_scope(Scope::ActivityWrite),
+        api(M::PUT, "/v1/fx-rates", "Create or replace a dated exchange rate revenue reports convert with (admin)", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "PutFxRate", Whole),
+            unary!(analytics.put_fx_rate(analytics::PutFxRateRequest))),
+        api(M::GET, "/v1/fx-rates", "Exchange rates by currency and effective day (admin)", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "ListFxRates", NoBody),
+            unary!(analytics.list_fx_rates(analytics::ListFxRatesRequest))),
         api(M::GET, "/v1/super-connectors", "Referrers with at least 20 connections, ranked by score", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "ListSuperConnectors", NoBody),
             unary!(analytics.list_super_connectors(analytics::SuperConnectorsRequest)))
