@@ -1011,7 +1011,9 @@ fn utm(v: &mut Violations, u: &referral_proto::common::v1::Utm, prefix: &str) {
 fn clean_click(c: &mut RecordClickRequest) {
     let clip = |s: &mut String, max: usize| *s = input::printable(s, max);
     clip(&mut c.code, 64);
-    clip(&mut c.click_id, 64);
+    // A signed id is longer than a code (kid, time, nonce, MAC): clipped to 64 its row was
+    // stored under another id and never joined the signup that named it.
+    clip(&mut c.click_id, click_id::MAX_LEN);
     clip(&mut c.visitor_id, input::ID_MAX);
     clip(&mut c.ip, 64);
     clip(&mut c.device_id, input::ID_MAX);
@@ -1519,5 +1521,42 @@ impl<S: Store> InviteService for InviteApi<S> {
             ignored: tally.ignored,
             duplicates: tally.duplicates,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use referral_common::config::Secret;
+
+    use super::*;
+
+    #[test]
+    fn a_redirects_signed_click_id_is_kept_whole() {
+        let keys = ClickKeys::parse(
+            "CLICK_SIGNING_KEYS",
+            &Secret::new("k1:0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 6, 1, 10, 0, 0).unwrap();
+        for code in ["LOVE-7KQ2MX", &"C".repeat(64)] {
+            let id = keys.sign(code, at);
+            assert!(id.len() > 64, "{id}");
+            let mut click = RecordClickRequest {
+                code: code.into(),
+                click_id: id.clone(),
+                ..RecordClickRequest::default()
+            };
+            clean_click(&mut click);
+            assert_eq!(click.click_id, id);
+            assert!(keys.verify(&click.click_id).is_ok());
+        }
+        // Still bounded: junk beyond the longest id is clipped.
+        let mut junk = RecordClickRequest {
+            click_id: "x".repeat(10_000),
+            ..RecordClickRequest::default()
+        };
+        clean_click(&mut junk);
+        assert_eq!(junk.click_id.len(), click_id::MAX_LEN);
     }
 }

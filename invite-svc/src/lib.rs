@@ -52,6 +52,9 @@ use crate::{
     store::{PgStore, SqliteStore, Store},
 };
 
+/// The longest attribution window accepted (ten years).
+pub const MAX_ATTRIBUTION_WINDOW_DAYS: i64 = 3_650;
+
 /// Checks every setting up front so a bad one stops start-up with one line naming it.
 pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
     config.web_tokens.validate()?;
@@ -70,8 +73,13 @@ pub fn settings_from(config: &InviteConfig) -> Result<Settings, ConfigError> {
     let default_timezone = timing::parse_timezone(&config.default_timezone)
         .map_err(|e| ConfigError::new("DEFAULT_TIMEZONE", e.to_string()))?;
     let click_keys = ClickKeys::parse("CLICK_SIGNING_KEYS", &config.click_signing_keys)?;
-    if config.attribution_window_days < 1 {
-        return Err(ConfigError::new("ATTRIBUTION_WINDOW_DAYS", "must be at least 1"));
+    // Bounded above so that window arithmetic on any instant stays in chrono's range (a
+    // window of 10^8 days would panic every signup).
+    if !(1..=MAX_ATTRIBUTION_WINDOW_DAYS).contains(&config.attribution_window_days) {
+        return Err(ConfigError::new(
+            "ATTRIBUTION_WINDOW_DAYS",
+            format!("must be 1-{MAX_ATTRIBUTION_WINDOW_DAYS} days"),
+        ));
     }
     for (name, url) in [
         ("PUBLIC_URL", &config.public_url),
@@ -511,6 +519,16 @@ mod tests {
             s.landing_hosts
                 .allows(&url::Url::parse("https://a.weddings.test/").unwrap())
         );
+    }
+
+    #[test]
+    fn the_attribution_window_is_bounded() {
+        assert_eq!(settings_from(&config(&[])).unwrap().attribution_window_days, 30);
+        assert!(settings_from(&config(&["--attribution-window-days", "3650"])).is_ok());
+        for bad in ["0", "-1", "3651", "100000000"] {
+            let e = failing_setting(&[&format!("--attribution-window-days={bad}")]);
+            assert!(e.contains("ATTRIBUTION_WINDOW_DAYS"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use referral_common::click_id::{self, ClickKeys};
 /// How far a click's time may lie after the signup's and still count, as if it were at the
 /// signup instant: the gateway (which stamps clicks) and invite-svc (which stamps signups)
 /// keep separate clocks, and a signup posted the instant after a click must not lose it to
-/// a few seconds of drift. Beyond this the touch keeps its own time and the window decides.
+/// a few seconds of drift. Further ahead the id is refused as [`RejectedClick::AfterSignup`]:
+/// no clock is that far off, so the click did not lead to this signup.
 pub const CLOCK_SKEW: TimeDelta = TimeDelta::seconds(60);
 
 api_enum! {
@@ -25,6 +26,8 @@ api_enum! {
         BadSignature => "BAD_SIGNATURE",
         /// Older than the attribution window.
         Expired => "EXPIRED",
+        /// Stamped more than [`CLOCK_SKEW`] after the signup: it cannot have brought it.
+        AfterSignup => "AFTER_SIGNUP",
         /// Signed for a code that does not exist (any more).
         UnknownCode => "UNKNOWN_CODE",
         /// A plain (unsigned) id with no click recorded under it.
@@ -42,7 +45,8 @@ pub enum ClickEvidence {
     Plain,
 }
 
-/// Judges `id` for a signup at `signup_at`; the window is `window_days` (inclusive).
+/// Judges `id` for a signup at `signup_at`; the window is `window_days` (inclusive), and a
+/// click up to [`CLOCK_SKEW`] after the signup counts as made at the signup instant.
 pub fn judge(
     keys: &ClickKeys,
     id: &str,
@@ -57,10 +61,12 @@ pub fn judge(
         click_id::Rejection::UnknownKey => RejectedClick::UnknownKey,
         click_id::Rejection::BadSignature => RejectedClick::BadSignature,
     })?;
-    let at = if click.at > signup_at && click.at - signup_at <= CLOCK_SKEW {
+    let at = if click.at <= signup_at {
+        click.at
+    } else if click.at - signup_at <= CLOCK_SKEW {
         signup_at
     } else {
-        click.at
+        return Err(RejectedClick::AfterSignup);
     };
     let window = TimeDelta::try_days(window_days).unwrap_or(TimeDelta::MAX);
     if signup_at.signed_duration_since(at) > window {
@@ -125,15 +131,19 @@ mod tests {
                 "{ahead}s ahead"
             );
         }
-        // Further ahead it keeps its time: attribution then finds it after the signup.
-        let far = signup_at() + TimeDelta::seconds(61);
-        assert_eq!(
-            signed_at(far),
-            Ok(ClickEvidence::Signed {
-                code: "LOVE-ABCDEF".into(),
-                at: far
-            })
-        );
+        // A second further ahead no clock drift explains it: refused, with the reason.
+        for ahead in [
+            TimeDelta::seconds(61),
+            TimeDelta::minutes(10),
+            TimeDelta::days(400),
+        ] {
+            assert_eq!(
+                signed_at(signup_at() + ahead),
+                Err(RejectedClick::AfterSignup),
+                "{ahead}"
+            );
+        }
+        assert_eq!(RejectedClick::AfterSignup.as_str(), "AFTER_SIGNUP");
     }
 
     #[test]
