@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod paging;
 pub mod ratelimit;
+pub mod redis_client;
 pub mod server;
 pub mod supervisor;
 pub mod telemetry;
