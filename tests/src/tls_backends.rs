@@ -175,6 +175,8 @@ impl TlsPostgres {
             None
         };
         let as_owner = |command: &mut Command| {
+            // Our working directory may be closed to that user.
+            command.current_dir(std::env::temp_dir());
             if let Some((uid, gid)) = owner {
                 std::os::unix::process::CommandExt::uid(command, uid);
                 std::os::unix::process::CommandExt::gid(command, gid);
