@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod paging;
 pub mod parked;
 pub mod ratelimit;
+pub mod redis_client;
 pub mod server;
 pub mod supervisor;
 pub mod telemetry;

@@ -86,6 +86,9 @@ pub struct GatewayConfig {
     /// Redis for rate limits and the referral-code cache shared across replicas.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM CA(s) a rediss:// REDIS_URL's certificate must chain to (instead of the web roots).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// The gateway's public base URL (OpenAPI server, secure cookies when https).
     #[arg(long, env = "PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL)]
     pub public_url: String,
@@ -157,6 +160,7 @@ impl Default for GatewayConfig {
             landing_hosts: String::new(),
             cors_allowed_origins: String::new(),
             redis_url: None,
+            redis_ca_file: None,
             public_url: DEFAULT_PUBLIC_URL.into(),
             trusted_proxies: String::new(),
             default_landing_url: None,
@@ -196,6 +200,7 @@ pub struct Settings {
     /// Origins allowed to call the API from a browser, as `scheme://host[:port]`.
     pub cors_allowed_origins: Vec<http::HeaderValue>,
     pub redis_url: Option<String>,
+    pub redis_ca_file: Option<PathBuf>,
     /// Without a trailing slash.
     pub public_url: String,
     pub trusted_proxies: Vec<IpNet>,
@@ -247,8 +252,7 @@ impl GatewayConfig {
             .map_err(|e| ConfigError::new("LANDING_HOSTS", e))?;
         let redis_url = match &self.redis_url {
             Some(url) if !url.trim().is_empty() => {
-                redis::Client::open(url.as_str())
-                    .map_err(|e| ConfigError::new("REDIS_URL", format!("not a Redis URL ({e})")))?;
+                referral_common::redis_client::client(url, self.redis_ca_file.as_deref())?;
                 Some(url.clone())
             }
             _ => None,
@@ -304,6 +308,7 @@ impl GatewayConfig {
             landing_hosts,
             cors_allowed_origins,
             redis_url,
+            redis_ca_file: self.redis_ca_file.clone(),
             secure_cookies: public_url.starts_with("https://"),
             public_url,
             trusted_proxies,

@@ -65,7 +65,7 @@ impl AppState {
         let clients = Clients::new(&settings, &ServiceKeys::new(&settings.service_jwt_secret))?;
         let redis = match &settings.redis_url {
             Some(url) => Some(
-                redis::Client::open(url.as_str())?
+                referral_common::redis_client::client(url, settings.redis_ca_file.as_deref())?
                     .get_connection_manager()
                     .await
                     .map_err(|e| anyhow::anyhow!("invalid setting REDIS_URL: cannot connect ({e})"))?,

@@ -103,8 +103,7 @@ pub async fn serve_with<
     let tls = config.grpc_tls.load()?;
     let idempotency = match &config.redis_url {
         Some(url) => {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| ConfigError::new("REDIS_URL", e.to_string()))?;
+            let client = referral_common::redis_client::client(url, config.redis_ca_file.as_deref())?;
             Idempotency::redis(redis::aio::ConnectionManager::new(client).await?, "incentive")
         }
         None => Idempotency::in_memory("incentive"),

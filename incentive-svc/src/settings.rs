@@ -30,6 +30,9 @@ pub struct IncentiveConfig {
     /// sees them.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// PEM CA(s) a rediss:// REDIS_URL's certificate must chain to (instead of the web roots).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// invite-svc, whose event log (conversions) is consumed. Unset: no consumer.
     #[arg(long, env = "INVITE_ADDR")]
     pub invite_addr: Option<String>,

@@ -304,8 +304,7 @@ async fn serve_with<
     };
     let idempotency = match &config.redis_url {
         Some(url) => {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| ConfigError::new("REDIS_URL", e.to_string()))?;
+            let client = referral_common::redis_client::client(url, config.redis_ca_file.as_deref())?;
             Idempotency::redis(redis::aio::ConnectionManager::new(client).await?, "invite")
         }
         None => Idempotency::in_memory("invite"),

@@ -27,6 +27,9 @@ pub struct InviteConfig {
     /// Shared limits and idempotency keys live here when set.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+    /// PEM CA(s) a rediss:// REDIS_URL's certificate must chain to (instead of the web roots).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// fraud-svc; without it every invitation is approved (the spine runs alone).
     #[arg(long, env = "FRAUD_ADDR")]
     pub fraud_addr: Option<String>,

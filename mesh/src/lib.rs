@@ -80,6 +80,8 @@ pub struct MeshOptions {
     pub grpc_base_port: u16,
     pub storage: Storage,
     pub redis_url: Option<String>,
+    /// The CA a `rediss://` redis_url's certificate must chain to (REDIS_CA_FILE).
+    pub redis_ca_file: Option<PathBuf>,
     pub jwt_secret: Secret,
     /// Signs the services' own short-lived tokens (never accepted from the public edge).
     pub service_jwt_secret: Secret,
@@ -280,6 +282,11 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         .redis_url
         .iter()
         .flat_map(|u| ["--redis-url".to_string(), u.clone()])
+        .chain(
+            opts.redis_ca_file
+                .iter()
+                .flat_map(|f| ["--redis-ca-file".to_string(), f.display().to_string()]),
+        )
         .collect();
     let mut tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
 

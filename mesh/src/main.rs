@@ -45,6 +45,9 @@ struct ServeArgs {
     grpc_base_port: u16,
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// PEM CA(s) a rediss:// REDIS_URL's certificate must chain to (instead of the web roots).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = referral_common::config::LogFormat::Pretty)]
     log_format: referral_common::config::LogFormat,
     /// Internal networks outbound webhooks may reach. The one-machine mesh allows loopback,
@@ -125,6 +128,7 @@ async fn serve(s: ServeArgs) -> anyhow::Result<()> {
         grpc_base_port: s.grpc_base_port,
         storage: Storage::Sqlite,
         redis_url: s.redis_url.clone(),
+        redis_ca_file: s.redis_ca_file.clone(),
         jwt_secret,
         service_jwt_secret,
         gateway_args: vec![],

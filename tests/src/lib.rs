@@ -9,6 +9,9 @@ use referral_common::{auth::Role, config::Secret};
 use referral_mesh::{GrpcPorts, Mesh, MeshOptions, Part, Storage};
 use serde_json::{Value, json};
 
+pub mod smtp;
+pub mod tls_backends;
+
 pub struct TestApp {
     pub mesh: Mesh,
     pub http: reqwest::Client,
@@ -101,6 +104,7 @@ pub fn test_options(gateway_args: Vec<String>, invite_args: Vec<String>, use_red
         grpc_base_port: referral_mesh::DEFAULT_GRPC_BASE_PORT,
         storage,
         redis_url,
+        redis_ca_file: None,
         jwt_secret: Secret::new(SECRET),
         service_jwt_secret: Secret::new(SERVICE_SECRET),
         invite_args: same_landing_hosts(&gateway_args, patient_fraud_checks(idle_scheduler(invite_args))),

@@ -9,7 +9,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::Duration,
 };
 
@@ -17,7 +16,11 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::{America::New_York, Europe::London};
 use hmac::{Hmac, Mac};
-use referral_tests::{TestApp, assert_outside_blackouts, eventually, spawn_app_with_args, ts, unique};
+use referral_tests::{
+    TestApp, assert_outside_blackouts, eventually,
+    smtp::{Reply, SmtpServer},
+    spawn_app_with_args, ts, unique,
+};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -371,71 +374,14 @@ async fn optimize_aims_for_tuesday_afternoon_and_bad_templates_are_named() {
     app.stop().await;
 }
 
-/// A real SMTP server on loopback (Python's aiosmtpd, keeping a Maildir), stopped on drop.
-struct SmtpServer {
-    child: Child,
-    maildir: PathBuf,
-}
-
-impl SmtpServer {
-    async fn start(port: u16) -> SmtpServer {
-        let maildir = std::env::temp_dir().join(format!("smtp-maildir-{}", uuid::Uuid::now_v7()));
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs (the SMTP tests need `python3 -m pip install aiosmtpd`)");
-        let mut server = SmtpServer { child, maildir };
-        let up = eventually(Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-        })
-        .await;
-        if up.is_none() {
-            let status = server.child.try_wait().ok().flatten();
-            panic!(
-                "aiosmtpd did not listen on 127.0.0.1:{port} (exit {status:?}); install it with `python3 -m pip install aiosmtpd`"
-            );
-        }
-        server
-    }
-
-    fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(self.maildir.join("new"))
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.maildir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// SMTP in production: the server is down at first (the attempt fails and is retried with
 /// backoff), then comes up and gets the message exactly once, with the invitation id in
 /// every provider's metadata header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_retries_until_the_server_takes_the_message_once() {
-    let port = free_port();
-    let port_arg = port.to_string();
+    // The port is bound but refuses connections until the server listens.
+    let reserved = SmtpServer::reserve();
+    let port_arg = reserved.port().to_string();
     let app = spawn_app_with_args(
         vec![],
         invite_args(&[
@@ -469,7 +415,7 @@ async fn smtp_retries_until_the_server_takes_the_message_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(invitation_of(&app, &token, &id).await["status"], "SCHEDULED");
 
-    let server = SmtpServer::start(port).await;
+    let server = reserved.listen();
     let sent = eventually(Duration::from_secs(20), || async {
         let inv = invitation_of(&app, &token, &id).await;
         (inv["status"] == "SENT").then_some(inv)
@@ -477,15 +423,16 @@ async fn smtp_retries_until_the_server_takes_the_message_once() {
     .await
     .expect("SENT once the SMTP server is up");
     assert!(ts(&sent["sentAt"]) >= ts(&inv["scheduledFor"]));
-    let messages = eventually(Duration::from_secs(5), || {
-        let m = server.messages();
-        async move { (!m.is_empty()).then_some(m) }
-    })
-    .await
-    .expect("the SMTP server stored the message");
+    let messages = server
+        .wait_for(1, Duration::from_secs(5))
+        .await
+        .expect("the SMTP server took the message");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.messages().len(), 1, "exactly one message");
-    let message = messages[0].replace('\n', "\r\n").replace("\r\r\n", "\r\n");
+    assert_eq!(messages[0].rcpt_to, ["pat@example.com"], "the envelope recipient");
+    assert_eq!(messages[0].mail_from, "invitations@referral-mesh.localhost");
+    assert_eq!(messages[0].authenticated_as, None, "no credentials configured");
+    let message = messages[0].text();
     assert_eq!(header(&message, "X-Invitation-Id").as_deref(), Some(id.as_str()));
     assert_eq!(
         header(&message, "Message-ID"),
@@ -499,7 +446,6 @@ async fn smtp_retries_until_the_server_takes_the_message_once() {
         header(&message, "X-PM-Metadata-invitation_id").as_deref(),
         Some(id.as_str())
     );
-    assert_eq!(header(&message, "X-RcptTo").as_deref(), Some("pat@example.com"));
     let text = body(&message);
     for needle in ["Pat", "Sue's Flowers", "See you at the tasting!"] {
         assert!(text.contains(needle), "{needle:?} in\n{text}");
@@ -532,6 +478,103 @@ async fn smtp_retries_until_the_server_takes_the_message_once() {
             .unwrap_or_default()
             .contains("no SMS provider"),
         "{bounced}"
+    );
+    app.stop().await;
+}
+
+/// What the SMTP server answers decides the outcome: a 550 for the recipient is a bounce
+/// at once (with the server's words as the reason), a 451 at DATA is tried again and then
+/// delivered once; the client logs in (AUTH) with the configured credentials, waits out a
+/// slow server, and encodes a non-ASCII display name (RFC 2047).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_answers_decide_bounce_or_retry() {
+    let server = SmtpServer::start().await;
+    server.require_auth("mesh-sender", "smtp-password-123");
+    server.reject_recipient(
+        "gone@example.com",
+        Reply::new(550, "5.1.1 gone@example.com: no such user"),
+    );
+    server.fail_next_data(Reply::new(451, "4.3.0 mailbox busy, try later"));
+    server.set_delay(Duration::from_millis(50));
+    let port = server.port().to_string();
+    let app = spawn_app_with_args(
+        vec![],
+        invite_args(&[
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &port,
+            "--smtp-tls",
+            "none",
+            "--smtp-username",
+            "mesh-sender",
+            "--smtp-password",
+            "smtp-password-123",
+            "--send-retry-base",
+            "1s",
+        ]),
+    )
+    .await;
+    app.mesh.invite_clock.set(next_local(London, Weekday::Tue, 11, 0));
+    let sue = unique("sue");
+    let token = app.member(&sue, "SUPPLIER");
+    let invite = |email: &str, name: &str| {
+        json!({
+            "referrerId": sue, "referrerKind": "SUPPLIER", "refereeKind": "COUPLE",
+            "channel": "EMAIL", "recipient": {"email": email, "name": name},
+        })
+    };
+    let gone = app.invite_ok(&token, invite("gone@example.com", "Gone")).await;
+    let gone_id = gone["id"].as_str().unwrap().to_string();
+    let bounced = eventually(Duration::from_secs(10), || async {
+        let inv = invitation_of(&app, &token, &gone_id).await;
+        (inv["status"] == "BOUNCED").then_some(inv)
+    })
+    .await
+    .expect("a 550 recipient bounces");
+    let reason = bounced["statusReason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no such user"), "the server's words: {bounced}");
+    assert!(
+        server.messages().is_empty(),
+        "nothing taken for a refused recipient"
+    );
+
+    // The first DATA is answered 451: the invitation waits for its retry, then is sent once.
+    let zoe = app
+        .invite_ok(&token, invite("zoe@example.com", "Zoë Brontë"))
+        .await;
+    let zoe_id = zoe["id"].as_str().unwrap().to_string();
+    let sent = eventually(Duration::from_secs(20), || async {
+        let inv = invitation_of(&app, &token, &zoe_id).await;
+        (inv["status"] == "SENT").then_some(inv)
+    })
+    .await
+    .expect("SENT after the temporary failure");
+    assert!(ts(&sent["sentAt"]) >= ts(&zoe["scheduledFor"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1, "the 451 attempt kept nothing; the retry once");
+    let message = &messages[0];
+    assert_eq!(message.rcpt_to, ["zoe@example.com"]);
+    assert_eq!(message.authenticated_as.as_deref(), Some("mesh-sender"));
+    let raw_to = header(&message.text(), "To").expect("To");
+    assert!(
+        raw_to.to_ascii_lowercase().contains("=?utf-8?"),
+        "RFC 2047 encoded: {raw_to}"
+    );
+    let parsed = message.parsed();
+    let to = parsed.to().and_then(|a| a.first()).expect("a To address");
+    assert_eq!(
+        (to.name(), to.address()),
+        (Some("Zoë Brontë"), Some("zoe@example.com"))
+    );
+    assert_eq!(
+        parsed.message_id(),
+        Some(format!("{zoe_id}@invitations.referral-mesh").as_str())
+    );
+    assert_eq!(
+        parsed.header_raw("X-Invitation-Id").map(str::trim),
+        Some(zoe_id.as_str())
     );
     app.stop().await;
 }

@@ -1263,6 +1263,7 @@ async fn mesh_suite(run: MeshRun<'_>) -> anyhow::Result<MeshResults> {
         grpc_base_port: referral_mesh::DEFAULT_GRPC_BASE_PORT,
         storage: run.storage.clone(),
         redis_url: run.redis.clone(),
+        redis_ca_file: None,
         jwt_secret: Secret::new(SECRET),
         service_jwt_secret: Secret::new(SERVICE_SECRET),
         gateway_args: vec![
