@@ -133,7 +133,8 @@ pub enum Answer {
     /// Server-sent events, each data line this message.
     EventStream(&'static str),
     Html,
-    Text,
+    /// Text of this media type (`text/plain`, `text/css`, `text/javascript`).
+    Text(&'static str),
     Redirect,
 }
 
@@ -458,6 +459,7 @@ async fn handle(
     match &route.handler {
         Handler::Json { call, .. } => {
             let input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
+            check_rules(route, &input)?;
             call(state, ctx, input).await
         }
         Handler::Raw(f) => {
@@ -524,6 +526,13 @@ async fn input(
             .find(|p| p == name)
             .map(|p| route.field_of(p))
             .unwrap_or(name.as_str());
+        // A body naming the field too must say the same: the path's value is the one used.
+        if let Some(other) = field_value(&map, field).map(Value::as_str)
+            && other != Some(value.as_str())
+            && other != Some("")
+        {
+            return Err(HttpError::invalid_field(field, "must match the path"));
+        }
         set_field(&mut map, field, Value::String(value.clone()));
     }
     if let Some((cookie, field)) = rpc.cookie_field
@@ -546,6 +555,30 @@ async fn input(
         }
     }
     Ok(Value::Object(map))
+}
+
+/// The request against what `/openapi.json` states for it (`input_rules`): a 400 naming each
+/// field the spec refuses, so the document and the edge cannot disagree.
+fn check_rules(route: &Route, input: &Value) -> HttpResult<()> {
+    let Some((message, _, _)) = route.rpc.as_ref().and_then(Rpc::messages) else {
+        return Ok(());
+    };
+    let violations = crate::input_rules::check(&message, input);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
+    Err(HttpError::bad_request(
+        format!("invalid request: {}", summary.join("; ")),
+        &violations,
+    ))
+}
+
+/// A field's value in the body under either spelling (`referrerId` or `referrer_id`).
+fn field_value<'a>(map: &'a Map<String, Value>, json_name: &str) -> Option<&'a Value> {
+    let norm = |s: &str| s.replace('_', "").to_ascii_lowercase();
+    let target = norm(json_name);
+    map.iter().find(|(k, _)| norm(k) == target).map(|(_, v)| v)
 }
 
 /// Whether the body leaves a field out or empty (under either spelling).
