@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Proves /openapi.json says what the server enforces: builds the mesh, starts it on a free
 # port with a fresh data dir, waits for /readyz, and runs the pinned schemathesis with every
-# check, a fixed seed and a bounded number of examples per operation, as the admin. Exits
-# non-zero on any failure. Used by .ci/run; takes about two minutes on two cores.
+# check, a fixed seed and a bounded number of examples per operation (the coverage phase
+# adds its own boundary cases for every constraint), as the admin. Exits non-zero on any
+# failure. Used by .ci/run; about three minutes on two cores.
 #
-#   scripts/schemathesis.sh [EXAMPLES]        # examples per operation, default 25
+#   scripts/schemathesis.sh [EXAMPLES]        # examples per operation, default 5
 #
 # schemathesis is installed from PyPI (pinned) into target/schemathesis-venv when missing.
 # SCHEMATHESIS_SEED changes the seed; extra schemathesis arguments go in SCHEMATHESIS_ARGS.
 set -euo pipefail
 
 SCHEMATHESIS_VERSION=4.32.5
-examples="${1:-25}"
+examples="${1:-5}"
 seed="${SCHEMATHESIS_SEED:-20261207}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -63,22 +64,35 @@ curl -fsS "$url/readyz" >/dev/null || { echo "the mesh is not ready after 60 s" 
 token="$(cat "$data/admin-token")"
 
 log "schemathesis $SCHEMATHESIS_VERSION: --checks all, seed $seed, $examples examples per operation"
+# Two processes, one core each, over two halves of the API (by tag): one process with two
+# workers is no faster on two cores, and its threads trip a CPython 3.11 race in the `ast`
+# module that hypothesis uses to describe its filters. filter_too_much is a generation
+# health check (how many drawn bodies a pattern filters away), not a check of the server.
+run_half() {
+  local name="$1"
+  shift
+  # shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is a list of arguments
+  PYTHONPATH="$root/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks \
+  "$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" run "$url/openapi.json" \
+    --checks all \
+    --seed "$seed" \
+    --max-examples "$examples" \
+    --workers 1 \
+    --suppress-health-check filter_too_much \
+    --no-color \
+    --warnings off \
+    --request-timeout 10 \
+    -H "Authorization: Bearer $token" \
+    "$@" ${SCHEMATHESIS_ARGS:-} >"$data/schemathesis-$name.log" 2>&1
+}
+first=(--include-tag "Referral codes" --include-tag "Invitations" --include-tag "Tracking and attribution")
+second=(--exclude-tag "Referral codes" --exclude-tag "Invitations" --exclude-tag "Tracking and attribution")
 status=0
-# The hooks put time windows and cross-field rules right in valid cases; the config file
-# says, with reasons, which operations are excluded or held to other statuses.
-# shellcheck disable=SC2086 # SCHEMATHESIS_ARGS is a list of arguments
-PYTHONPATH="$root/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks \
-"$venv/bin/schemathesis" --config-file "$root/scripts/schemathesis.toml" run "$url/openapi.json" \
-  --checks all \
-  --seed "$seed" \
-  --max-examples "$examples" \
-  --generation-deterministic \
-  --workers 2 \
-  --no-color \
-  --warnings off \
-  --request-timeout 10 \
-  -H "Authorization: Bearer $token" \
-  ${SCHEMATHESIS_ARGS:-} || status=$?
+run_half first "${first[@]}" &
+first_pid=$!
+run_half second "${second[@]}" || status=$?
+wait "$first_pid" || status=$?
+cat "$data/schemathesis-first.log" "$data/schemathesis-second.log"
 
 if [ "$status" -ne 0 ]; then
   echo "schemathesis found failures (exit $status); the mesh's log ends:" >&2

@@ -5,8 +5,8 @@ patterns, enums) and the gateway enforces exactly those. What no schema can expr
 instants relative to now (a backfilled `occurredAt` at most ten years old, `sendAt` within
 the horizon, report windows), one field depending on another (`endsAt` after `startsAt`, a
 vendor type for suppliers only, a reward's currency being its program's, tiers ascending) and
-values only a parser knows (a real e-mail address, phone number, time zone, ISO 4217 code,
-a reachable webhook host). For *positive* cases only, these hooks put such fields into their
+values only a parser or the server's state knows (a real e-mail address, phone number, time
+zone, ISO 4217 code, a reachable webhook host, a configured template, a page token it issued). For *positive* cases only, these hooks put such fields into their
 valid range, so "valid data must be accepted" tests the rest of the request. Negative cases
 are sent exactly as generated.
 """
@@ -178,4 +178,7 @@ def map_case(context, case):
         _fix_window(case.body)
     _fix_window(case.query)
     _fix_window(case.query, "since", "until")
+    if isinstance(case.query, dict):
+        # Page tokens are opaque: only one the server issued (`nextPageToken`) is valid.
+        case.query.pop("pageToken", None)
     return case

@@ -186,7 +186,9 @@ impl Rule {
         if let Some(n) = self.max_len {
             schema["maxLength"] = json!(n);
         }
-        let mut patterns: Vec<&str> = Vec::new();
+        // The rule's own pattern first: generators draw from `pattern` and filter by `allOf`,
+        // and a narrow pattern drawn from a broad one would be filtered away.
+        let mut patterns: Vec<&str> = self.pattern.map(|(p, _)| p).into_iter().collect();
         match self.chars {
             Chars::Any => {}
             Chars::Line => patterns.push(LINE_PATTERN),
@@ -195,7 +197,6 @@ impl Rule {
         if self.non_blank {
             patterns.push(NON_BLANK_PATTERN);
         }
-        patterns.extend(self.pattern.map(|(p, _)| p));
         match patterns.as_slice() {
             [] => {}
             [one] => schema["pattern"] = json!(one),
@@ -248,13 +249,36 @@ pub fn lookup(root: &str, path: &[String]) -> Option<Rule> {
             _ => break,
         }
     }
-    scopes.iter().find_map(|(message, from)| {
-        let key = path[*from..].join(".");
-        RULES
-            .iter()
-            .find(|(m, p, _)| m == message && *p == key)
-            .map(|(_, _, rule)| *rule)
-    })
+    scopes
+        .iter()
+        .find_map(|(message, from)| {
+            let key = path[*from..].join(".");
+            RULES
+                .iter()
+                .find(|(m, p, _)| m == message && *p == key)
+                .map(|(_, _, rule)| *rule)
+        })
+        .or_else(|| by_name(path.last()?))
+}
+
+/// Rules every request message follows by field name: `common::paging`'s page size.
+fn by_name(field: &str) -> Option<Rule> {
+    (field == "pageSize").then_some(PAGE_SIZE)
+}
+
+/// Integral floats (`548.0`, which JSON Schema counts as an integer) as integers, which the
+/// proto3 JSON decoder wants for integer fields (and takes for floating ones).
+pub fn whole_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e18) {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        _ => {}
+    }
 }
 
 /// The request (body, query and path merged, as the RPC's JSON) against the rules and the
@@ -686,7 +710,6 @@ static RULES: &[(&str, &str, Rule)] = &[
     ("referral.invite.v1.GetInvitationRequest", "id", id()),
     ("referral.invite.v1.CancelInvitationRequest", "id", id()),
     ("referral.invite.v1.ListInvitationsRequest", "referrerId", id()),
-    ("referral.invite.v1.ListInvitationsRequest", "pageSize", PAGE_SIZE),
     ("referral.invite.v1.SetReferrerTierRequest", "referrerId", id()),
     ("referral.invite.v1.SetReferrerTierRequest", "tier", required()),
     ("referral.invite.v1.GetReferrerRequest", "referrerId", id()),
@@ -721,7 +744,6 @@ static RULES: &[(&str, &str, Rule)] = &[
     ("referral.invite.v1.RecordConversionRequest", "plan", required()),
     // fraud-svc
     ("referral.fraud.v1.ListCasesRequest", "referrerId", opt_id()),
-    ("referral.fraud.v1.ListCasesRequest", "pageSize", PAGE_SIZE),
     ("referral.fraud.v1.GetCaseRequest", "id", id()),
     (
         "referral.fraud.v1.GetAssessmentRequest",
@@ -836,6 +858,10 @@ static RULES: &[(&str, &str, Rule)] = &[
     ),
     ("referral.incentive.v1.CreatePayoutRequest", "referrerId", id()),
     ("referral.incentive.v1.GetPayoutRequest", "id", id()),
+    // every service: the audit log (`common::audit::read`)
+    ("referral.common.v1.ListAuditEntriesRequest", "actor", line(200)),
+    ("referral.common.v1.ListAuditEntriesRequest", "action", line(200)),
+    ("referral.common.v1.ListAuditEntriesRequest", "subject", line(200)),
     // analytics-svc
     ("referral.analytics.v1.FunnelRequest", "referrerId", opt_id()),
     // analytics-svc's `reports::SERIES`, or empty for the default (invitations).

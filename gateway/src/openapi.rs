@@ -137,9 +137,12 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
         }));
     }
     if route.rpc.as_ref().is_some_and(|r| r.client_fields) || matches!(route.answer, Answer::Redirect) {
-        // It becomes the request's `deviceId`: an identifier's rule (one line, 128 characters).
+        // A JSON route makes it the request's `deviceId`, an identifier (one line, 128
+        // characters); the redirect records whatever a browser sends, cleaned.
         let mut schema = json!({"type": "string"});
-        input_rules::opt_id().apply(&mut schema);
+        if route.rpc.is_some() {
+            input_rules::opt_id().apply(&mut schema);
+        }
         params.push(json!({"name": "X-Device-Id", "in": "header", "required": false, "schema": schema}));
     }
     params.push(json!({
@@ -149,7 +152,7 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     op.insert("parameters".into(), Value::Array(params));
 
     if let (Some(rpc), Some((input, _, _))) = (&route.rpc, &messages) {
-        // Fields the path fills are not required in the body (the path's value wins).
+        // Fields the path fills are not the body's (a copy must match the path).
         let from_path: Vec<&str> = route
             .path_params()
             .into_iter()
@@ -363,13 +366,16 @@ fn input_schema(
     root: &str,
     message: &str,
     path: &[String],
-    unbound: &[&str],
+    from_path: &[&str],
     wanted: &mut BTreeSet<String>,
 ) -> Value {
     let d = descriptor::get();
     let mut properties = Map::new();
     let mut required = Vec::new();
     for f in d.fields(message) {
+        if from_path.contains(&f.json_name.as_str()) {
+            continue;
+        }
         let mut at = path.to_vec();
         at.push(f.json_name.clone());
         let rule = input_rules::lookup(root, &at);
@@ -386,7 +392,7 @@ fn input_schema(
         }
         if let Some(rule) = rule {
             rule.apply(&mut schema);
-            if rule.required && !unbound.contains(&f.json_name.as_str()) {
+            if rule.required {
                 required.push(f.json_name.clone());
             }
         }

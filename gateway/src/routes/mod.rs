@@ -324,11 +324,20 @@ pub fn router(state: AppState) -> Router {
             };
             let group: Arc<Vec<&'static Route>> =
                 Arc::new(routes.iter().copied().filter(|r| r.method == method).collect());
+            let all: Arc<Vec<&'static Route>> = Arc::new(routes.clone());
             method_router = method_router.merge(on(
                 filter,
                 move |axum::extract::State(state): axum::extract::State<AppState>, req: Request| {
-                    let group = group.clone();
-                    async move { dispatch(state, &group, req).await }
+                    let (group, all) = (group.clone(), all.clone());
+                    async move {
+                        // `PUT …/{id}:simulate` names an action only POST has: 405, not the
+                        // plain PUT route with `id:simulate` as its id.
+                        let allow = allowed_methods(&all, req.uri().path());
+                        if !allow.split(", ").any(|m| m == req.method().as_str()) {
+                            return method_not_allowed(&allow);
+                        }
+                        dispatch(state, &group, req).await
+                    }
                 },
             ));
         }
@@ -458,7 +467,8 @@ async fn handle(
     let ctx = CallContext::from_parts(&parts, state.settings.upstream_timeout)?;
     match &route.handler {
         Handler::Json { call, .. } => {
-            let input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
+            let mut input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
+            crate::input_rules::whole_numbers(&mut input);
             check_rules(route, &input)?;
             call(state, ctx, input).await
         }
