@@ -152,7 +152,7 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     op.insert("parameters".into(), Value::Array(params));
 
     if let (Some(rpc), Some((input, _, _))) = (&route.rpc, &messages) {
-        // Fields the path fills are not the body's (a copy must match the path).
+        // Fields the path fills are not the body's (a copy in the body is overridden).
         let from_path: Vec<&str> = route
             .path_params()
             .into_iter()

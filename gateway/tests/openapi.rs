@@ -175,10 +175,9 @@ async fn schemas_follow_the_proto3_json_mapping() {
     // PUT /v1/reward-programs/{id} takes the program itself as its body.
     let put = &doc["paths"]["/v1/reward-programs/{id}"]["put"]["requestBody"]["content"]["application/json"]
         ["schema"];
-    assert_eq!(
-        put["$ref"],
-        "#/components/schemas/referral.incentive.v1.RewardProgram"
-    );
+    for field in ["name", "currency", "milestones", "holdPeriod"] {
+        assert!(put["properties"][field].is_object(), "{field}: {put}");
+    }
 }
 
 #[test]
@@ -313,7 +312,7 @@ async fn no_unspecified_enum_value_anywhere() {
         }
     }
     walk(&doc, "");
-    // Integers in requests: a number in range or its decimal string, as the edge checks.
+    // Integers in a query are read as numbers (in a body, a number or its decimal string).
     let size = doc["paths"]["/v1/invitations"]["get"]["parameters"]
         .as_array()
         .unwrap()
@@ -322,5 +321,5 @@ async fn no_unspecified_enum_value_anywhere() {
         .unwrap()["schema"]
         .clone();
     assert_eq!(size["minimum"], 0);
-    assert_eq!(size["type"], serde_json::json!(["integer", "string"]));
+    assert_eq!(size["type"], "integer");
 }

@@ -49,6 +49,9 @@ pub type RawFn = fn(AppState, RawRequest) -> BoxFuture<Response>;
 pub enum Handler {
     Json {
         call: JsonFn,
+        /// Whether the request decodes (unknown fields, wrong types): its 400s come before
+        /// the rules', as the decoder names them best.
+        decodes: fn(Value) -> HttpResult<()>,
         /// The Rust request type, checked against the RPC's input in tests.
         request_type: fn() -> &'static str,
     },
@@ -332,8 +335,7 @@ pub fn router(state: AppState) -> Router {
                     async move {
                         // `PUT …/{id}:simulate` names an action only POST has: 405, not the
                         // plain PUT route with `id:simulate` as its id.
-                        let allow = allowed_methods(&all, req.uri().path());
-                        if !allow.split(", ").any(|m| m == req.method().as_str()) {
+                        if let Some(allow) = other_methods_action(&all, &group, req.uri().path()) {
                             return method_not_allowed(&allow);
                         }
                         dispatch(state, &group, req).await
@@ -402,6 +404,14 @@ fn allowed_methods(routes: &[&'static Route], path: &str) -> String {
     methods.join(", ")
 }
 
+/// `Allow` when `path` names an `:action` that routes of other methods have but `group` (this
+/// method's routes) does not; `None` otherwise (an unknown action is no route: 404).
+fn other_methods_action(all: &[&'static Route], group: &[&'static Route], path: &str) -> Option<String> {
+    let (_, action) = path.rsplit('/').next()?.rsplit_once(':')?;
+    let known = |routes: &[&'static Route]| routes.iter().any(|r| r.router_path().1 == Some(action));
+    (known(all) && !known(group)).then(|| allowed_methods(all, path))
+}
+
 /// 405 with `Allow` (RFC 9110 section 15.5.6: the server MUST send it).
 fn method_not_allowed(allow: &str) -> Response {
     let mut resp = HttpError::method_not_allowed().into_response();
@@ -466,9 +476,10 @@ async fn handle(
     }
     let ctx = CallContext::from_parts(&parts, state.settings.upstream_timeout)?;
     match &route.handler {
-        Handler::Json { call, .. } => {
+        Handler::Json { call, decodes, .. } => {
             let mut input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
             crate::input_rules::whole_numbers(&mut input);
+            decodes(input.clone())?;
             check_rules(route, &input)?;
             call(state, ctx, input).await
         }
@@ -536,13 +547,6 @@ async fn input(
             .find(|p| p == name)
             .map(|p| route.field_of(p))
             .unwrap_or(name.as_str());
-        // A body naming the field too must say the same: the path's value is the one used.
-        if let Some(other) = field_value(&map, field).map(Value::as_str)
-            && other != Some(value.as_str())
-            && other != Some("")
-        {
-            return Err(HttpError::invalid_field(field, "must match the path"));
-        }
         set_field(&mut map, field, Value::String(value.clone()));
     }
     if let Some((cookie, field)) = rpc.cookie_field
@@ -582,13 +586,6 @@ fn check_rules(route: &Route, input: &Value) -> HttpResult<()> {
         format!("invalid request: {}", summary.join("; ")),
         &violations,
     ))
-}
-
-/// A field's value in the body under either spelling (`referrerId` or `referrer_id`).
-fn field_value<'a>(map: &'a Map<String, Value>, json_name: &str) -> Option<&'a Value> {
-    let norm = |s: &str| s.replace('_', "").to_ascii_lowercase();
-    let target = norm(json_name);
-    map.iter().find(|(k, _)| norm(k) == target).map(|(_, v)| v)
 }
 
 /// Whether the body leaves a field out or empty (under either spelling).

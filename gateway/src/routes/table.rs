@@ -34,6 +34,7 @@ macro_rules! unary {
                     Ok(json::respond(resp.get_ref()))
                 })
             },
+            decodes: |v| json::decode::<$req>(v).map(|_| ()),
             request_type: std::any::type_name::<$req>,
         }
     };
