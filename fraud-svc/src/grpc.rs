@@ -371,10 +371,9 @@ fn check_id(v: &mut Violations, value: &str, field: &str, required: bool) {
         if required {
             v.add(field, "is required");
         }
-    } else if value.len() > MAX_ID_LEN {
-        v.add(field, format!("must be at most {MAX_ID_LEN} characters"));
-    } else if value.chars().any(char::is_control) {
-        v.add(field, "must not contain control characters");
+    } else {
+        // Characters, not bytes: the cap every other service (and /openapi.json) states.
+        input::line(v, value, MAX_ID_LEN, field);
     }
 }
 

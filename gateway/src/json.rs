@@ -54,7 +54,11 @@ pub fn respond<T: Serialize>(message: &T) -> Response {
 }
 
 pub fn respond_with<T: Serialize>(status: StatusCode, message: &T) -> Response {
-    match serde_json::to_vec(message) {
+    let body = serde_json::to_value(message).and_then(|mut v| {
+        drop_unset_enums(&mut v);
+        serde_json::to_vec(&v)
+    });
+    match body {
         Ok(body) => {
             let mut resp = (status, body).into_response();
             resp.headers_mut()
@@ -65,6 +69,20 @@ pub fn respond_with<T: Serialize>(status: StatusCode, message: &T) -> Response {
             tracing::error!(error = %e, "response did not serialize");
             HttpError::internal("response could not be encoded").into_response()
         }
+    }
+}
+
+/// The messages are rendered with every field (`emit_fields`), so an enum at its zero value
+/// would read `"…_UNSPECIFIED"`: that is "not set", and is left out as proto3 JSON leaves out
+/// unset fields; `/openapi.json` lists no `*_UNSPECIFIED` value.
+fn drop_unset_enums(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.as_str().is_some_and(|s| s.ends_with("_UNSPECIFIED")));
+            map.values_mut().for_each(drop_unset_enums);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_unset_enums),
+        _ => {}
     }
 }
 
@@ -185,6 +203,14 @@ mod tests {
         assert!(description.starts_with("malformed JSON"), "{description}");
         assert!(parse(b"{} trailing").is_err());
         assert_eq!(parse(b" {\"a\": 1} ").unwrap(), json!({"a": 1}));
+    }
+
+    #[test]
+    fn unset_enums_are_left_out_of_answers() {
+        let mut v = json!({"growthStatus": "GROWTH_STATUS_UNSPECIFIED", "flow": "SUPPLIER_TO_COUPLE",
+                           "byFlow": [{"status": "X_UNSPECIFIED", "n": "0"}]});
+        drop_unset_enums(&mut v);
+        assert_eq!(v, json!({"flow": "SUPPLIER_TO_COUPLE", "byFlow": [{"n": "0"}]}));
     }
 
     #[test]

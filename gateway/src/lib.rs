@@ -24,6 +24,7 @@ pub mod cookies;
 pub mod cors;
 pub mod descriptor;
 pub mod errors;
+pub mod input_rules;
 pub mod json;
 pub mod landing;
 pub mod metrics;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     descriptor::{self, Kind, well_known_scalar},
+    input_rules,
     routes::{Answer, Auth, Body, Route, table},
 };
 
@@ -104,20 +105,31 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     );
     let messages = route.rpc.as_ref().and_then(|r| r.messages());
 
+    let input = messages.as_ref().map(|(input, _, _)| input.as_str());
     let mut params = Vec::new();
     for p in route.path_params() {
         let field = route.field_of(p);
+        let mut schema = json!({"type": "string"});
+        if let Some(rule) = input.and_then(|m| input_rules::lookup(m, &[field.to_string()])) {
+            rule.apply(&mut schema);
+        }
         params.push(json!({
-            "name": p, "in": "path", "required": true, "schema": {"type": "string"},
+            "name": p, "in": "path", "required": true, "schema": schema,
             "description": if route.rpc.is_some() { format!("The request's `{field}`") } else { String::new() },
         }));
     }
     for q in route.query_params() {
-        let mut schema = kind_schema(&q.kind, wanted);
+        let rule = input.and_then(|m| input_rules::lookup(m, &q.path));
+        let mut schema = input_rules::int_schema(&q.kind, rule.as_ref(), true)
+            .unwrap_or_else(|| kind_schema(&q.kind, wanted));
         if q.repeated {
             schema = json!({"type": "array", "items": schema});
         }
-        let mut p = json!({"name": q.name, "in": "query", "required": false, "schema": schema});
+        if let Some(rule) = &rule {
+            rule.apply(&mut schema);
+        }
+        let required = rule.is_some_and(|r| r.required);
+        let mut p = json!({"name": q.name, "in": "query", "required": required, "schema": schema});
         if q.repeated {
             p["explode"] = json!(true);
         }
@@ -134,9 +146,13 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
         }));
     }
     if route.rpc.as_ref().is_some_and(|r| r.client_fields) || matches!(route.answer, Answer::Redirect) {
-        params.push(
-            json!({"name": "X-Device-Id", "in": "header", "required": false, "schema": {"type": "string"}}),
-        );
+        // A JSON route makes it the request's `deviceId`, an identifier (one line, 128
+        // characters); the redirect records whatever a browser sends, cleaned.
+        let mut schema = json!({"type": "string"});
+        if route.rpc.is_some() {
+            input_rules::opt_id().apply(&mut schema);
+        }
+        params.push(json!({"name": "X-Device-Id", "in": "header", "required": false, "schema": schema}));
     }
     params.push(json!({
         "name": "X-Request-Id", "in": "header", "required": false, "schema": {"type": "string"},
@@ -145,19 +161,32 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     op.insert("parameters".into(), Value::Array(params));
 
     if let (Some(rpc), Some((input, _, _))) = (&route.rpc, &messages) {
+        // Fields the path fills are not the body's (a copy in the body is overridden).
+        let from_path: Vec<&str> = route
+            .path_params()
+            .into_iter()
+            .map(|p| route.field_of(p))
+            .collect();
         let body_schema = match rpc.body {
             Body::None => None,
-            Body::Whole => Some(reference(input, wanted)),
+            Body::Whole => Some(input_schema(input, input, &[], &from_path, wanted)),
             Body::Field(f) => descriptor::get()
                 .fields(input)
                 .into_iter()
                 .find(|x| x.json_name == f)
-                .map(|x| kind_schema(&x.kind, wanted)),
+                .map(|x| match &x.kind {
+                    Kind::Message(m) if !x.kind.is_scalar_like() => {
+                        input_schema(input, m, &[f.to_string()], &[], wanted)
+                    }
+                    kind => kind_schema(kind, wanted),
+                }),
         };
         if let Some(schema) = body_schema {
+            // An absent body is `{}`: required only when `{}` would be refused.
+            let required = schema["required"].as_array().is_some_and(|r| !r.is_empty());
             op.insert(
                 "requestBody".into(),
-                json!({"required": false, "content": {"application/json": {"schema": schema}}}),
+                json!({"required": required, "content": {"application/json": {"schema": schema}}}),
             );
         }
     }
@@ -196,8 +225,8 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
         Answer::Html => {
             json!({"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}})
         }
-        Answer::Text => {
-            json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        Answer::Text(media_type) => {
+            json!({"description": "OK", "content": {media_type: {"schema": {"type": "string"}}}})
         }
         Answer::Redirect => {
             responses.insert(
@@ -268,6 +297,10 @@ fn reference(name: &str, wanted: &mut BTreeSet<String>) -> Value {
             return json!({"type": "string", "pattern": DURATION_PATTERN,
                           "description": "Seconds with an `s` suffix, e.g. `2s`, `0.5s`, `1209600s`"});
         }
+        // Any JSON value, an object of them, a list of them (audit entries' before/after).
+        "google.protobuf.Value" => return json!({}),
+        "google.protobuf.Struct" => return json!({"type": "object"}),
+        "google.protobuf.ListValue" => return json!({"type": "array"}),
         "google.protobuf.Int64Value" => return int64_schema(false),
         "google.protobuf.UInt64Value" => return int64_schema(true),
         _ => {}
@@ -336,6 +369,57 @@ fn message_schema(name: &str, queue: &mut Vec<String>) -> Value {
     // The JSON decoder refuses unknown fields (json.rs), and answers carry only known ones.
     let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
     if let Some(c) = d.comment(name) {
+        schema["description"] = json!(c);
+    }
+    schema
+}
+
+/// A request message inlined with the rules of `input_rules` (required fields, bounds):
+/// answers share the plain `$ref` schemas, whose fields may be left out when at their
+/// default. `root` is the RPC's input message, `path` where `message` sits below it.
+fn input_schema(
+    root: &str,
+    message: &str,
+    path: &[String],
+    from_path: &[&str],
+    wanted: &mut BTreeSet<String>,
+) -> Value {
+    let d = descriptor::get();
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for f in d.fields(message) {
+        if from_path.contains(&f.json_name.as_str()) {
+            continue;
+        }
+        let mut at = path.to_vec();
+        at.push(f.json_name.clone());
+        let rule = input_rules::lookup(root, &at);
+        let mut schema = match &f.kind {
+            // Request messages do not nest deeply; the bound keeps a cycle finite.
+            Kind::Message(m) if !f.kind.is_scalar_like() && path.len() < 4 => {
+                input_schema(root, m, &at, &[], wanted)
+            }
+            kind => input_rules::int_schema(kind, rule.as_ref(), false)
+                .unwrap_or_else(|| kind_schema(kind, wanted)),
+        };
+        if f.repeated {
+            schema = json!({"type": "array", "items": schema});
+        }
+        if let Some(rule) = rule {
+            rule.apply(&mut schema);
+            if rule.required {
+                required.push(f.json_name.clone());
+            }
+        }
+        if let Some(c) = &f.comment {
+            schema["description"] = json!(c);
+        }
+        properties.insert(f.json_name, schema);
+    }
+    let mut schema = json!({
+        "type": "object", "properties": properties, "required": required, "additionalProperties": false,
+    });
+    if let Some(c) = d.comment(message) {
         schema["description"] = json!(c);
     }
     schema

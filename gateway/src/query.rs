@@ -116,6 +116,11 @@ fn scalar(kind: &Kind, raw: &str) -> Result<Value, String> {
             _ => Err(format!("expected true or false, got {raw:?}")),
         },
         Kind::Message(name) if name == "google.protobuf.BoolValue" => scalar(&Kind::Bool, raw),
+        // An integer travels as a JSON number, so its range is checked as a number's
+        // (`input_rules`); anything else stays text for the decoder to refuse by name.
+        Kind::Int32 | Kind::Uint32 | Kind::Int64 | Kind::Uint64 => Ok(raw
+            .parse::<i64>()
+            .map_or_else(|_| Value::String(raw.to_string()), Value::from)),
         _ => Ok(Value::String(raw.to_string())),
     }
 }
@@ -158,7 +163,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             Value::Object(m),
-            json!({"referrerId": "r1", "pageSize": "20", "status": "SENT"})
+            json!({"referrerId": "r1", "pageSize": 20, "status": "SENT"})
         );
     }
 

@@ -35,6 +35,7 @@ pub fn handler() -> Handler {
     };
     Handler::Json {
         call,
+        decodes: |v| crate::json::decode::<StreamEventsRequest>(v).map(|_| ()),
         request_type: std::any::type_name::<StreamEventsRequest>,
     }
 }

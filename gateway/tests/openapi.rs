@@ -175,10 +175,9 @@ async fn schemas_follow_the_proto3_json_mapping() {
     // PUT /v1/reward-programs/{id} takes the program itself as its body.
     let put = &doc["paths"]["/v1/reward-programs/{id}"]["put"]["requestBody"]["content"]["application/json"]
         ["schema"];
-    assert_eq!(
-        put["$ref"],
-        "#/components/schemas/referral.incentive.v1.RewardProgram"
-    );
+    for field in ["name", "currency", "milestones", "holdPeriod"] {
+        assert!(put["properties"][field].is_object(), "{field}: {put}");
+    }
 }
 
 #[test]
@@ -202,4 +201,125 @@ fn each_handler_decodes_its_rpcs_input_type() {
             route.path
         );
     }
+}
+
+/// Every object schema below `schema` (following `$ref`s once) is closed and says which
+/// fields it requires: a regression here lets schemathesis's valid requests be refused.
+fn assert_strict_objects(doc: &Value, schema: &Value, at: &str, seen: &mut Vec<String>) {
+    match schema {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                if seen.contains(r) {
+                    return;
+                }
+                seen.push(r.clone());
+                let name = r.trim_start_matches("#/components/schemas/");
+                return assert_strict_objects(doc, &doc["components"]["schemas"][name], at, seen);
+            }
+            if m.get("type") == Some(&Value::from("object")) && m.contains_key("properties") {
+                assert_eq!(m["additionalProperties"], false, "{at}: not closed");
+                assert!(m["required"].is_array(), "{at}: no `required` list");
+                for name in m["required"].as_array().unwrap() {
+                    assert!(
+                        m["properties"].get(name.as_str().unwrap()).is_some(),
+                        "{at}: requires {name}, which it does not define"
+                    );
+                }
+            }
+            for (k, v) in m {
+                assert_strict_objects(doc, v, &format!("{at}.{k}"), seen);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| assert_strict_objects(doc, v, at, seen)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_are_closed_with_their_required_fields() {
+    let (_gw, doc) = document().await;
+    let mut bodies = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(schema) = op["requestBody"]["content"]["application/json"].get("schema") else {
+                continue;
+            };
+            bodies += 1;
+            let at = format!("{method} {path}");
+            assert_eq!(schema["type"], "object", "{at}: a body is a JSON object");
+            assert_strict_objects(&doc, schema, &at, &mut Vec::new());
+            // A body that requires fields must be sent (an absent one reads as `{}`).
+            let requires = schema["required"].as_array().is_some_and(|r| !r.is_empty());
+            assert_eq!(op["requestBody"]["required"], requires, "{at}");
+        }
+    }
+    assert!(bodies >= 15, "{bodies} JSON bodies");
+    // What the services require is required in the document.
+    let body = |path: &str, method: &str| {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+    };
+    let invitation = body("/v1/invitations", "post");
+    for f in ["referrerId", "referrerKind", "refereeKind", "channel"] {
+        assert!(
+            invitation["required"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(f)),
+            "{f}"
+        );
+    }
+    assert_eq!(
+        invitation["properties"]["recipient"]["properties"]["name"]["maxLength"],
+        200
+    );
+    assert_eq!(invitation["properties"]["message"]["maxLength"], 2000);
+    assert_eq!(
+        invitation["properties"]["utm"]["properties"]["source"]["maxLength"],
+        200
+    );
+    let conversion = body("/v1/conversions", "post");
+    let amount = &conversion["properties"]["value"]["properties"]["amountMinor"];
+    assert_eq!(amount["minimum"], 1);
+    assert_eq!(amount["maximum"], 100_000_000_000i64);
+    let program = body("/v1/reward-programs/{id}", "put");
+    assert!(
+        program["required"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("name"))
+    );
+    assert_eq!(program["properties"]["milestones"]["maxItems"], 50);
+}
+
+#[tokio::test]
+async fn no_unspecified_enum_value_anywhere() {
+    let (_gw, doc) = document().await;
+    fn walk(v: &Value, at: &str) {
+        match v {
+            Value::Object(m) => {
+                if let Some(values) = m.get("enum").and_then(Value::as_array) {
+                    for value in values {
+                        assert!(
+                            !value.as_str().is_some_and(|s| s.ends_with("_UNSPECIFIED")),
+                            "{at}: {value}"
+                        );
+                    }
+                }
+                m.iter().for_each(|(k, v)| walk(v, &format!("{at}.{k}")));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, at)),
+            _ => {}
+        }
+    }
+    walk(&doc, "");
+    // Integers in a query are read as numbers (in a body, a number or its decimal string).
+    let size = doc["paths"]["/v1/invitations"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pageSize")
+        .unwrap()["schema"]
+        .clone();
+    assert_eq!(size["minimum"], 0);
+    assert_eq!(size["type"], "integer");
 }

@@ -39,6 +39,7 @@ pub fn list_handler() -> Handler {
     };
     Handler::Json {
         call,
+        decodes: |v| crate::json::decode::<ListAuditEntriesRequest>(v).map(|_| ()),
         request_type: std::any::type_name::<ListAuditEntriesRequest>,
     }
 }

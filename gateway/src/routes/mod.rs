@@ -52,6 +52,9 @@ pub type RawFn = fn(AppState, RawRequest) -> BoxFuture<Response>;
 pub enum Handler {
     Json {
         call: JsonFn,
+        /// Whether the request decodes (unknown fields, wrong types): its 400s come before
+        /// the rules', as the decoder names them best.
+        decodes: fn(Value) -> HttpResult<()>,
         /// The Rust request type, checked against the RPC's input in tests.
         request_type: fn() -> &'static str,
     },
@@ -136,7 +139,8 @@ pub enum Answer {
     /// Server-sent events, each data line this message.
     EventStream(&'static str),
     Html,
-    Text,
+    /// Text of this media type (`text/plain`, `text/css`, `text/javascript`).
+    Text(&'static str),
     Redirect,
 }
 
@@ -345,11 +349,19 @@ pub fn router(state: AppState) -> Router {
             };
             let group: Arc<Vec<&'static Route>> =
                 Arc::new(routes.iter().copied().filter(|r| r.method == method).collect());
+            let all: Arc<Vec<&'static Route>> = Arc::new(routes.clone());
             method_router = method_router.merge(on(
                 filter,
                 move |axum::extract::State(state): axum::extract::State<AppState>, req: Request| {
-                    let group = group.clone();
-                    async move { dispatch(state, &group, req).await }
+                    let (group, all) = (group.clone(), all.clone());
+                    async move {
+                        // `PUT …/{id}:simulate` names an action only POST has: 405, not the
+                        // plain PUT route with `id:simulate` as its id.
+                        if let Some(allow) = other_methods_action(&all, &group, req.uri().path()) {
+                            return method_not_allowed(&allow);
+                        }
+                        dispatch(state, &group, req).await
+                    }
                 },
             ));
         }
@@ -412,6 +424,14 @@ fn allowed_methods(routes: &[&'static Route], path: &str) -> String {
         }
     }
     methods.join(", ")
+}
+
+/// `Allow` when `path` names an `:action` that routes of other methods have but `group` (this
+/// method's routes) does not; `None` otherwise (an unknown action is no route: 404).
+fn other_methods_action(all: &[&'static Route], group: &[&'static Route], path: &str) -> Option<String> {
+    let (_, action) = path.rsplit('/').next()?.rsplit_once(':')?;
+    let known = |routes: &[&'static Route]| routes.iter().any(|r| r.router_path().1 == Some(action));
+    (known(all) && !known(group)).then(|| allowed_methods(all, path))
 }
 
 /// 405 with `Allow` (RFC 9110 section 15.5.6: the server MUST send it).
@@ -479,8 +499,11 @@ async fn handle(
     }
     let ctx = CallContext::from_parts(&parts, state.settings.upstream_timeout)?;
     match &route.handler {
-        Handler::Json { call, .. } => {
-            let input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
+        Handler::Json { call, decodes, .. } => {
+            let mut input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
+            crate::input_rules::whole_numbers(&mut input);
+            decodes(input.clone())?;
+            check_rules(route, &input)?;
             call(state, ctx, input).await
         }
         Handler::Raw(f) => {
@@ -588,6 +611,23 @@ async fn input(
         }
     }
     Ok(Value::Object(map))
+}
+
+/// The request against what `/openapi.json` states for it (`input_rules`): a 400 naming each
+/// field the spec refuses, so the document and the edge cannot disagree.
+fn check_rules(route: &Route, input: &Value) -> HttpResult<()> {
+    let Some((message, _, _)) = route.rpc.as_ref().and_then(Rpc::messages) else {
+        return Ok(());
+    };
+    let violations = crate::input_rules::check(&message, input);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
+    Err(HttpError::bad_request(
+        format!("invalid request: {}", summary.join("; ")),
+        &violations,
+    ))
 }
 
 /// Whether the body leaves a field out or empty (under either spelling).

@@ -30,6 +30,7 @@ pub fn erase_handler() -> Handler {
     };
     Handler::Json {
         call,
+        decodes: |v| json::decode::<ErasePersonRequest>(v).map(|_| ()),
         request_type: std::any::type_name::<ErasePersonRequest>,
     }
 }
@@ -49,6 +50,7 @@ pub fn export_handler() -> Handler {
     };
     Handler::Json {
         call,
+        decodes: |v| json::decode::<ExportPersonRequest>(v).map(|_| ()),
         request_type: std::any::type_name::<ExportPersonRequest>,
     }
 }

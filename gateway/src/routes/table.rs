@@ -43,6 +43,7 @@ macro_rules! unary {
                     Ok(json::respond(resp.get_ref()))
                 })
             },
+            decodes: |v| json::decode::<$req>(v).map(|_| ()),
             request_type: std::any::type_name::<$req>,
         }
     };
@@ -130,7 +131,7 @@ fn routes() -> Vec<Route> {
             .key_scope(Scope::SignupsWrite),
         Route::new(M::GET, "/v1/sdk.js", "Sdk", "The landing-page script: keeps the click id from the landing URL in a first-party cookie and offers referralMesh.clickId()")
             .tag(TRACKING)
-            .answer(Answer::Text)
+            .answer(Answer::Text("text/javascript"))
             .raw(|s, r| Box::pin(sdk::script(s, r))),
         api(M::POST, "/v1/conversions", "Record a paid conversion", TRACKING,
             Rpc::new(INVITE, "RecordConversion", Whole),
@@ -298,7 +299,7 @@ fn routes() -> Vec<Route> {
             .raw(|s, r| Box::pin(ops::readyz(s, r))),
         Route::new(M::GET, "/metrics", "Metrics", "Prometheus metrics")
             .tag(OPS)
-            .answer(Answer::Text)
+            .answer(Answer::Text("text/plain"))
             .raw(|s, r| Box::pin(ops::metrics(s, r))),
         Route::new(M::GET, "/openapi.json", "OpenApi", "This document")
             .tag(OPS)
@@ -310,11 +311,11 @@ fn routes() -> Vec<Route> {
             .raw(|s, r| Box::pin(dashboard::index(s, r))),
         Route::new(M::GET, "/dashboard.js", "DashboardScript", "The dashboard's script")
             .tag(OPS)
-            .answer(Answer::Text)
+            .answer(Answer::Text("text/javascript"))
             .raw(|s, r| Box::pin(dashboard::script(s, r))),
         Route::new(M::GET, "/dashboard.css", "DashboardStyle", "The dashboard's style sheet")
             .tag(OPS)
-            .answer(Answer::Text)
+            .answer(Answer::Text("text/css"))
             .raw(|s, r| Box::pin(dashboard::style(s, r))),
     ]
 }
