@@ -74,13 +74,13 @@ async fn signup_at(app: &TestApp, mut body: Value, at: DateTime<Utc>) -> Value {
     signup(app, &app.fresh_admin(), body).await
 }
 
-/// Billing reports a conversion. The one place conversions are posted: an admin token today;
-/// when API keys with `conversions:write` land, switch it here.
+/// Billing reports a conversion, with an API key holding `conversions:write` (admins and
+/// members may not).
 async fn report_conversion(app: &TestApp, user: &str, minor: i64, at: DateTime<Utc>) -> Value {
     let body = json!({"userId": user, "value": {"amountMinor": minor.to_string(), "currency": "GBP"},
                       "plan": "PROFESSIONAL", "annual": false, "occurredAt": rfc(at)});
     let (status, c) = app
-        .post(&app.fresh_admin(), "/v1/conversions", body.clone())
+        .post(&app.billing_key().await, "/v1/conversions", body.clone())
         .await;
     assert_eq!(status, 200, "POST /v1/conversions {body} -> {c}");
     c

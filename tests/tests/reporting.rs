@@ -43,12 +43,11 @@ async fn referee_of(app: &TestApp, supplier: &str, vendor: &str) -> String {
     couple
 }
 
-/// Billing reports a conversion. The one place that says who may: an admin today; an API
-/// key with `conversions:write` once those exist.
+/// Billing reports a conversion, with an API key holding `conversions:write`.
 async fn convert(app: &TestApp, user: &str, minor: i64, currency: &str) {
     let (status, body) = app
         .post(
-            &app.fresh_admin(),
+            &app.billing_key().await,
             "/v1/conversions",
             json!({"userId": user, "value": {"amountMinor": minor, "currency": currency}, "plan": "PROFESSIONAL", "annual": false}),
         )
@@ -56,9 +55,9 @@ async fn convert(app: &TestApp, user: &str, minor: i64, currency: &str) {
     assert_eq!(status, 200, "conversion -> {body}");
 }
 
-/// The marketplace reports activity. The one place that says how: analytics-svc over gRPC
-/// as a service (the gateway takes no service tokens); an API key with `activity:write`
-/// through `POST /v1/activity` once those exist.
+/// The marketplace reports activity straight to analytics-svc over gRPC as a service (the
+/// gateway takes no service tokens); through the gateway it uses an API key with
+/// `activity:write` (checked below).
 async fn report_activity(
     app: &TestApp,
     user: &str,
@@ -368,8 +367,16 @@ async fn activity_feeds_activated_retained_and_churn_across_eight_stages() {
         let (status, err) = app.post(&token, "/v1/activity", body.clone()).await;
         assert_eq!(status, 403, "{err}");
     }
-    let (status, _) = app.post(&app.service_token(), "/v1/activity", body).await;
+    let (status, _) = app.post(&app.service_token(), "/v1/activity", body.clone()).await;
     assert_eq!(status, 401);
+    // A key without the scope: 403; with `activity:write`: reported.
+    let reports = app.api_key(&["reports:read"]).await;
+    let (status, err) = app.post(&reports, "/v1/activity", body.clone()).await;
+    assert_eq!(status, 403, "{err}");
+    let marketplace = app.api_key(&["activity:write"]).await;
+    let (status, a) = app.post(&marketplace, "/v1/activity", body).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["kind"], json!("ACTIVATED"), "{a}");
     // Bad reports name their field.
     let far = Utc::now() + chrono::Duration::days(2);
     let old = chrono::DateTime::from_timestamp(-86_400, 0);

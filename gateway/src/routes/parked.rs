@@ -42,6 +42,7 @@ pub fn list_handler() -> Handler {
     Handler::Json {
         call,
         request_type: std::any::type_name::<ListParkedRequest>,
+        decodes: |v| json::decode::<ListParkedRequest>(v).map(|_| ()),
     }
 }
 
@@ -64,5 +65,6 @@ pub fn retry_handler() -> Handler {
     Handler::Json {
         call,
         request_type: std::any::type_name::<RetryParkedRequest>,
+        decodes: |v| json::decode::<RetryParkedRequest>(v).map(|_| ()),
     }
 }
