@@ -32,10 +32,7 @@ async fn second_replica_via(app: &TestApp, invite_addr: String) -> (String, serv
         fraud_addr: app.mesh.fraud.to_string(),
         incentive_addr: app.mesh.incentive.to_string(),
         analytics_addr: app.mesh.analytics.to_string(),
-        web_tokens: referral_common::auth::WebTokenArgs {
-            jwt_secret: Secret::new(SECRET),
-            ..Default::default()
-        },
+        web_tokens: referral_common::auth::WebTokenArgs::secret(&Secret::new(SECRET)),
         service_jwt_secret: Secret::new(referral_tests::SERVICE_SECRET),
         click_signing_keys: Secret::new(keys.trim()),
         landing_hosts: referral_tests::TEST_LANDING_HOSTS.into(),

@@ -195,7 +195,8 @@ mod tests {
             edit(&mut a);
             a.validate().unwrap_err().to_string()
         };
-        let cases: Vec<(&str, Box<dyn Fn(&mut WebTokenArgs)>)> = vec![
+        type Edit = Box<dyn Fn(&mut WebTokenArgs)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("JWT_SECRET", Box::new(|a| a.jwt_secret = Secret::new("short"))),
             (
                 "JWT_MAX_LIFETIME",
