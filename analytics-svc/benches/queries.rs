@@ -256,7 +256,9 @@ fn percentiles(label: &str, mut samples: Vec<Duration>) -> Duration {
 }
 
 /// Serves `store` and times both queries; returns their p99s.
-async fn time_queries<S: Store + WebhookBackend + referral_common::audit::AuditStore>(
+async fn time_queries<
+    S: Store + WebhookBackend + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+>(
     store: S,
     label: &str,
     samples: usize,

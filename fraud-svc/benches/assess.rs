@@ -215,7 +215,10 @@ fn question(
     (referrer, user, email, ip)
 }
 
-async fn run<S: Store, L: EventLogStore + referral_common::audit::AuditStore>(
+async fn run<
+    S: Store,
+    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+>(
     store: S,
     log: L,
     referrals: usize,

@@ -112,7 +112,8 @@ fn park_entry(id: &str, p: &NewParked<'_>) -> AuditEntry {
 // bound (TIMESTAMPTZ, integer microseconds) and how a writer begins (SQLite: BEGIN IMMEDIATE,
 // its one-writer lock).
 
-type PgRow = (
+/// A stored row as read, its two instants in the backend's own type.
+type Row<T> = (
     String,
     String,
     String,
@@ -122,39 +123,13 @@ type PgRow = (
     Vec<u8>,
     String,
     i64,
-    DateTime<Utc>,
-    DateTime<Utc>,
+    T,
+    T,
 );
-type SqliteRow = (
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    Vec<u8>,
-    String,
-    i64,
-    i64,
-    i64,
-);
+type PgRow = Row<DateTime<Utc>>;
+type SqliteRow = Row<i64>;
 
-fn row<T>(
-    r: (
-        String,
-        String,
-        String,
-        i64,
-        String,
-        String,
-        Vec<u8>,
-        String,
-        i64,
-        T,
-        T,
-    ),
-    at: impl Fn(T) -> DateTime<Utc>,
-) -> ParkedRow {
+fn row<T>(r: Row<T>, at: impl Fn(T) -> DateTime<Utc>) -> ParkedRow {
     ParkedRow {
         id: r.0,
         consumer: r.1,

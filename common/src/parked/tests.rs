@@ -180,14 +180,16 @@ async fn a_batch_that_fails_once_is_applied_without_parking() {
     // Fails the first attempt of the batch only (a transient failure).
     let calls = Arc::new(Mutex::new(0));
     let seen = calls.clone();
-    let mut supervision = SupervisionConfig::default();
-    supervision.consumer_park_after = 2;
-    supervision.consumer_fault = ConsumerFault::new(move |_, _, _| {
-        let mut n = seen.lock().unwrap();
-        *n += 1;
-        anyhow::ensure!(*n > 1, "transient");
-        Ok(())
-    });
+    let supervision = SupervisionConfig {
+        consumer_park_after: 2,
+        consumer_fault: ConsumerFault::new(move |_, _, _| {
+            let mut n = seen.lock().unwrap();
+            *n += 1;
+            anyhow::ensure!(*n > 1, "transient");
+            Ok(())
+        }),
+        ..Default::default()
+    };
     let config = ConsumerConfig {
         parking: Parking::new(pool.clone(), &supervision),
         ..config
