@@ -146,19 +146,28 @@ fn relative(from: &Path, to: &Path) -> String {
 /// The environment variables a crate's sources declare with clap's `env = "NAME"`, plus
 /// those of referral-common's `GrpcTlsArgs` (GRPC_TLS_*) when the crate flattens it.
 pub fn declared_env(crate_dir: &Path) -> Vec<String> {
-    let (mut names, flattens_tls) = env_in(&crate_dir.join("src"));
-    if flattens_tls {
-        names.extend(env_in(&repo_root().join("common/src/tls")).0);
+    let (mut names, flattened) = env_in(&crate_dir.join("src"));
+    for (args, dir) in FLATTENED_ARGS {
+        if flattened.contains(&args) {
+            names.extend(env_in(&repo_root().join(dir)).0);
+        }
     }
     names.sort();
     names.dedup();
     names
 }
 
-/// `env = "NAME"` declarations under `dir`, and whether any file there names `GrpcTlsArgs`.
-fn env_in(dir: &Path) -> (Vec<String>, bool) {
+/// Argument structs in `common` that binaries flatten into their own, and where they live.
+const FLATTENED_ARGS: [(&str, &str); 2] = [
+    ("GrpcTlsArgs", "common/src/tls"),
+    ("WebTokenArgs", "common/src/auth"),
+];
+
+/// `env = "NAME"` declarations under `dir`, and which of
+/// [`FLATTENED_ARGS`] any file there names.
+fn env_in(dir: &Path) -> (Vec<String>, Vec<&'static str>) {
     let mut names = Vec::new();
-    let mut flattens_tls = false;
+    let mut flattened = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -169,7 +178,11 @@ fn env_in(dir: &Path) -> (Vec<String>, bool) {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
-                flattens_tls |= text.contains("GrpcTlsArgs");
+                for (args, _) in FLATTENED_ARGS {
+                    if text.contains(args) && !flattened.contains(&args) {
+                        flattened.push(args);
+                    }
+                }
                 let mut rest = text.as_str();
                 while let Some(i) = rest.find("env = \"") {
                     rest = &rest[i + 7..];
@@ -180,7 +193,7 @@ fn env_in(dir: &Path) -> (Vec<String>, bool) {
             }
         }
     }
-    (names, flattens_tls)
+    (names, flattened)
 }
 
 #[cfg(test)]

@@ -374,7 +374,8 @@ async fn activity_feeds_activated_retained_and_churn_across_eight_stages() {
     let (status, err) = app.post(&reports, "/v1/activity", body.clone()).await;
     assert_eq!(status, 403, "{err}");
     let marketplace = app.api_key(&["activity:write"]).await;
-    let (status, a) = app.post(&marketplace, "/v1/activity", body).await;
+    let outsider = json!({"userId": unique("outsider"), "kind": "ACTIVATED"});
+    let (status, a) = app.post(&marketplace, "/v1/activity", outsider).await;
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["kind"], json!("ACTIVATED"), "{a}");
     // Bad reports name their field.

@@ -15,7 +15,8 @@ async fn what_the_document_refuses_is_a_400_naming_the_field() {
         b[field] = value;
         b
     };
-    // The unset enum value, null, a number for an enum, a blank id, a long message.
+    // The unset enum value, null, a blank id, a long message. (A number for an enum is read
+    // as the proto3 JSON mapping allows: the services judge the value it names.)
     let cases: Vec<(Value, &str)> = vec![
         (with("channel", json!("CHANNEL_UNSPECIFIED")), "channel"),
         (
@@ -23,7 +24,6 @@ async fn what_the_document_refuses_is_a_400_naming_the_field() {
             "refereeKind",
         ),
         (with("message", Value::Null), "message"),
-        (with("channel", json!(1)), "channel"),
         (with("referrerId", json!("  ")), "referrerId"),
         (with("message", json!("m".repeat(2001))), "message"),
     ];

@@ -503,7 +503,6 @@ async fn handle(
             let mut input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
             crate::input_rules::whole_numbers(&mut input);
             decodes(input.clone())?;
-            check_rules(route, &input)?;
             call(state, ctx, input).await
         }
         Handler::Raw(f) => {
@@ -611,23 +610,6 @@ async fn input(
         }
     }
     Ok(Value::Object(map))
-}
-
-/// The request against what `/openapi.json` states for it (`input_rules`): a 400 naming each
-/// field the spec refuses, so the document and the edge cannot disagree.
-fn check_rules(route: &Route, input: &Value) -> HttpResult<()> {
-    let Some((message, _, _)) = route.rpc.as_ref().and_then(Rpc::messages) else {
-        return Ok(());
-    };
-    let violations = crate::input_rules::check(&message, input);
-    if violations.is_empty() {
-        return Ok(());
-    }
-    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
-    Err(HttpError::bad_request(
-        format!("invalid request: {}", summary.join("; ")),
-        &violations,
-    ))
 }
 
 /// Whether the body leaves a field out or empty (under either spelling).
