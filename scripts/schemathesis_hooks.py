@@ -157,6 +157,15 @@ def _endpoint(case):
     case.body["url"] = "http://127.0.0.1:9/schemathesis"
 
 
+@fixes("PUT", "/v1/fx-rates")
+def _fx_rate(case):
+    # A real ISO 4217 code other than the reporting currency (GBP), and a real calendar day
+    # in the years the service keeps (1970..2100).
+    case.body["currency"] = "EUR"
+    if "effectiveFrom" in case.body:
+        case.body["effectiveFrom"] = "2026-12-01"
+
+
 def _fix_window(values, lo="from", hi="to"):
     # Report windows: from before to, at most ten years long.
     if not isinstance(values, dict):

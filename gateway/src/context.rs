@@ -48,8 +48,18 @@ impl CallContext {
             .get::<ClientIp>()
             .copied()
             .unwrap_or(ClientIp(None));
-        let device_id = header_text(&parts.headers, "x-device-id")?;
-        let idempotency_key = header_text(&parts.headers, "idempotency-key")?;
+        // A device id is an id: single-line (no tabs) and at most ID_MAX characters.
+        let device_id = header_text(&parts.headers, "x-device-id", referral_common::input::ID_MAX)?;
+        if device_id
+            .as_deref()
+            .is_some_and(|d| d.bytes().any(|b| !(0x20..0x7f).contains(&b)))
+        {
+            return Err(HttpError::invalid_field(
+                "x-device-id",
+                "must be printable ASCII without tabs, at most 128 characters",
+            ));
+        }
+        let idempotency_key = header_text(&parts.headers, "idempotency-key", 255)?;
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
@@ -109,7 +119,7 @@ fn ascii(s: &str) -> Option<AsciiMetadataValue> {
 }
 
 /// A header's text; present but not printable ASCII is a 400.
-fn header_text(headers: &HeaderMap, name: &'static str) -> HttpResult<Option<String>> {
+fn header_text(headers: &HeaderMap, name: &'static str, max: usize) -> HttpResult<Option<String>> {
     let Some(value) = headers.get(name) else {
         return Ok(None);
     };
@@ -117,8 +127,10 @@ fn header_text(headers: &HeaderMap, name: &'static str) -> HttpResult<Option<Str
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|s| ascii(s).is_some() && s.len() <= 255)
-        .ok_or_else(|| HttpError::invalid_field(name, "must be printable ASCII, at most 255 characters"))?;
+        .filter(|s| ascii(s).is_some() && s.len() <= max)
+        .ok_or_else(|| {
+            HttpError::invalid_field(name, format!("must be printable ASCII, at most {max} characters"))
+        })?;
     Ok((!text.is_empty()).then(|| text.to_string()))
 }
 

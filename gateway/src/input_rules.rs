@@ -266,6 +266,32 @@ fn by_name(field: &str) -> Option<Rule> {
     (field == "pageSize").then_some(PAGE_SIZE)
 }
 
+/// Enums by name only, as the document says: the proto3 JSON mapping would also read a
+/// number (`"vendorType": 0` as "unset"). The JSON mapping refuses those numbers; every other
+/// rule here is the services' to enforce (with authorization first, and a batch's items
+/// judged alone).
+pub fn enum_numbers(message: &str, input: &Value) -> Vec<(String, String)> {
+    check(message, input)
+        .into_iter()
+        .filter(|(f, d)| d.starts_with("must be one of") && value_at(input, f).is_some_and(Value::is_number))
+        .collect()
+}
+
+/// The value at a violation's path (`invitations[2].channel`).
+fn value_at<'a>(input: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut at = input;
+    for segment in path.split('.') {
+        let (name, indexes) = segment
+            .split_once('[')
+            .map_or((segment, ""), |(n, rest)| (n, rest));
+        at = at.get(name)?;
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            at = at.get(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(at)
+}
+
 /// Integral floats (`548.0`, which JSON Schema counts as an integer) as integers, which the
 /// proto3 JSON decoder wants for integer fields (and takes for floating ones).
 pub fn whole_numbers(value: &mut Value) {
@@ -862,6 +888,38 @@ static RULES: &[(&str, &str, Rule)] = &[
     ("referral.common.v1.ListAuditEntriesRequest", "actor", line(200)),
     ("referral.common.v1.ListAuditEntriesRequest", "action", line(200)),
     ("referral.common.v1.ListAuditEntriesRequest", "subject", line(200)),
+    // invite-svc: API keys (`store::api_keys`)
+    ("referral.invite.v1.RotateApiKeyRequest", "id", id()),
+    ("referral.invite.v1.RevokeApiKeyRequest", "id", id()),
+    // every service: parked work (`common::parked`); the id names its service and kind
+    (
+        "referral.common.v1.ListParkedRequest",
+        "service",
+        line(20).one_of(&["", "invite-svc", "fraud-svc", "incentive-svc", "analytics-svc"]),
+    ),
+    (
+        "referral.common.v1.RetryParkedRequest",
+        "id",
+        id().pattern(
+            "^(invite|fraud|incentive|analytics)[.](event|send)[.][0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            "is not a parked item id ({service}.{event|send}.{uuid})",
+        ),
+    ),
+    // analytics-svc: exchange rates (`domain::fx`)
+    ("referral.analytics.v1.PutFxRateRequest", "currency", CURRENCY),
+    (
+        "referral.analytics.v1.PutFxRateRequest",
+        "rate",
+        required().pattern(
+            "^([1-9][0-9]{0,8}([.][0-9]{1,10})?|0[.][0-9]{0,9}[1-9])$",
+            "must be a positive decimal number such as 1.1642",
+        ),
+    ),
+    (
+        "referral.analytics.v1.PutFxRateRequest",
+        "effectiveFrom",
+        required().pattern("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "must be a date like 2026-12-01"),
+    ),
     // analytics-svc
     ("referral.analytics.v1.FunnelRequest", "referrerId", opt_id()),
     // analytics-svc's `reports::SERIES`, or empty for the default (invitations).
@@ -1079,5 +1137,22 @@ mod tests {
         assert_eq!(list["maxItems"], 64);
         assert_eq!(list["uniqueItems"], true);
         assert_eq!(list["items"]["enum"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn enum_numbers_are_refused_by_the_mapping_only() {
+        let m = "referral.invite.v1.CreateReferralCodeRequest";
+        let v = enum_numbers(
+            m,
+            &json!({"referrerId": "r", "referrerKind": "SUPPLIER", "vendorType": 0}),
+        );
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].0, "vendorType");
+        // Names, even unset ones, are the service's to judge.
+        let v = enum_numbers(
+            m,
+            &json!({"referrerId": "r", "referrerKind": "PARTY_KIND_UNSPECIFIED"}),
+        );
+        assert!(v.is_empty(), "{v:?}");
     }
 }

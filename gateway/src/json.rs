@@ -49,6 +49,52 @@ pub fn decode<T: DeserializeOwned>(value: Value) -> HttpResult<T> {
 }
 
 /// A message as a 200 JSON response.
+/// `null` is refused wherever it stands, naming its path: the proto3 JSON mapping would read
+/// it as the field's default, so `{"vendorType": null}` would pass for "no vendor type" where
+/// the document (and the caller) meant a value. Leave a field out instead.
+pub fn refuse_nulls(value: &Value) -> HttpResult<()> {
+    let mut found = Vec::new();
+    nulls_in(value, &mut String::new(), &mut found);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let violations: Vec<(String, String)> = found
+        .into_iter()
+        .map(|f| (f, "must not be null: leave the field out instead".to_string()))
+        .collect();
+    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
+    Err(HttpError::bad_request(
+        format!("invalid request: {}", summary.join("; ")),
+        &violations,
+    ))
+}
+
+fn nulls_in(value: &Value, at: &mut String, found: &mut Vec<String>) {
+    match value {
+        Value::Null => found.push(at.clone()),
+        Value::Object(map) => {
+            for (k, v) in map {
+                let len = at.len();
+                if !at.is_empty() {
+                    at.push('.');
+                }
+                at.push_str(k);
+                nulls_in(v, at, found);
+                at.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let len = at.len();
+                at.push_str(&format!("[{i}]"));
+                nulls_in(v, at, found);
+                at.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
 pub fn respond<T: Serialize>(message: &T) -> Response {
     respond_with(StatusCode::OK, message)
 }
@@ -232,5 +278,18 @@ mod tests {
             HeaderValue::from_static("application/merge-patch+json"),
         );
         assert!(check_content_type(&h).is_ok());
+    }
+
+    #[test]
+    fn nulls_are_refused_by_their_path() {
+        let ok = serde_json::json!({"a": 1, "b": {"c": "x"}, "d": [1, 2]});
+        assert!(refuse_nulls(&ok).is_ok());
+        let bad = serde_json::json!({"vendorType": null, "b": {"c": null}, "d": [1, null]});
+        let e = refuse_nulls(&bad).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        let text = e.body().to_string();
+        for field in ["vendorType", "b.c", "d[1]"] {
+            assert!(text.contains(&format!("\"field\":\"{field}\"")), "{text}");
+        }
     }
 }

@@ -1387,6 +1387,9 @@ impl<S: Store> InviteService for InviteApi<S> {
 
     async fn get_referrer(&self, req: Request<GetReferrerRequest>) -> Result<Response<Referrer>, Status> {
         let p = Principal::of(&req)?;
+        let mut v = Violations::default();
+        input::id(&mut v, &req.get_ref().referrer_id, "referrerId");
+        v.into_result()?;
         p.require_self(&req.get_ref().referrer_id, "referrerId")?;
         let row = self
             .store

@@ -502,6 +502,8 @@ async fn handle(
         Handler::Json { call, decodes, .. } => {
             let mut input = input(route, &parts, body, &params, &ctx, state.settings.max_body_bytes).await?;
             crate::input_rules::whole_numbers(&mut input);
+            crate::json::refuse_nulls(&input)?;
+            refuse_enum_numbers(route, &input)?;
             decodes(input.clone())?;
             call(state, ctx, input).await
         }
@@ -610,6 +612,22 @@ async fn input(
         }
     }
     Ok(Value::Object(map))
+}
+
+/// Enum fields given as numbers: a 400 naming each (see `input_rules::enum_numbers`).
+fn refuse_enum_numbers(route: &Route, input: &Value) -> HttpResult<()> {
+    let Some((message, _, _)) = route.rpc.as_ref().and_then(Rpc::messages) else {
+        return Ok(());
+    };
+    let violations = crate::input_rules::enum_numbers(&message, input);
+    if violations.is_empty() {
+        return Ok(());
+    }
+    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
+    Err(HttpError::bad_request(
+        format!("invalid request: {}", summary.join("; ")),
+        &violations,
+    ))
 }
 
 /// Whether the body leaves a field out or empty (under either spelling).
