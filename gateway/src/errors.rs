@@ -85,6 +85,12 @@ impl HttpError {
         e
     }
 
+    /// 400 naming every violated field, in the message as in the details.
+    pub fn invalid_request(violations: &[(String, String)]) -> Self {
+        let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
+        Self::bad_request(format!("invalid request: {}", summary.join("; ")), violations)
+    }
+
     /// One bad field, and a message that names it.
     pub fn invalid_field(field: &str, description: impl Into<String>) -> Self {
         let description = description.into();

@@ -62,11 +62,7 @@ pub fn refuse_nulls(value: &Value) -> HttpResult<()> {
         .into_iter()
         .map(|f| (f, "must not be null: leave the field out instead".to_string()))
         .collect();
-    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
-    Err(HttpError::bad_request(
-        format!("invalid request: {}", summary.join("; ")),
-        &violations,
-    ))
+    Err(HttpError::invalid_request(&violations))
 }
 
 fn nulls_in(value: &Value, at: &mut String, found: &mut Vec<String>) {

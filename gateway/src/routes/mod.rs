@@ -623,11 +623,7 @@ fn refuse_enum_numbers(route: &Route, input: &Value) -> HttpResult<()> {
     if violations.is_empty() {
         return Ok(());
     }
-    let summary: Vec<String> = violations.iter().map(|(f, d)| format!("{f}: {d}")).collect();
-    Err(HttpError::bad_request(
-        format!("invalid request: {}", summary.join("; ")),
-        &violations,
-    ))
+    Err(HttpError::invalid_request(&violations))
 }
 
 /// Whether the body leaves a field out or empty (under either spelling).
