@@ -601,6 +601,11 @@ const CLICK_ID: Rule = Rule {
     "^[!-~]*$",
     "must be visible ASCII (no spaces or control characters)",
 );
+/// A visitor's earlier click ids (invite-svc's `attribution::MAX_EARLIER_CLICKS`).
+const CLICK_IDS: Rule = Rule {
+    max_items: Some(10),
+    ..CLICK_ID
+};
 /// What an endpoint may subscribe to: every event type, or `*` for all.
 static WEBHOOK_TYPES: &[&str] = &{
     let mut all = [""; referral_common::events::EVENT_TYPES.len() + 1];
@@ -743,6 +748,7 @@ static RULES: &[(&str, &str, Rule)] = &[
     ("referral.invite.v1.RecordClickRequest", "code", CODE),
     ("referral.invite.v1.RecordClickRequest", "clickId", CLICK_ID),
     ("referral.invite.v1.RecordClickRequest", "visitorId", opt_id()),
+    ("referral.invite.v1.RecordClickRequest", "previousClickId", CLICK_ID),
     ("referral.invite.v1.RecordClickRequest", "ip", line(64)),
     ("referral.invite.v1.RecordClickRequest", "deviceId", opt_id()),
     ("referral.invite.v1.RecordClickRequest", "invitationId", line(64)),
@@ -751,6 +757,7 @@ static RULES: &[(&str, &str, Rule)] = &[
     ("referral.invite.v1.RecordSignupRequest", "email", line(EMAIL_MAX)),
     ("referral.invite.v1.RecordSignupRequest", "code", CODE_OR_EMPTY),
     ("referral.invite.v1.RecordSignupRequest", "clickId", CLICK_ID),
+    ("referral.invite.v1.RecordSignupRequest", "clickIds", CLICK_IDS),
     ("referral.invite.v1.RecordSignupRequest", "invitationId", line(64)),
     ("referral.invite.v1.RecordSignupRequest", "name", line(NAME_MAX)),
     ("referral.invite.v1.RecordSignupRequest", "ip", line(64)),

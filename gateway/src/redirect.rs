@@ -17,7 +17,7 @@ use referral_proto::{
 };
 use tonic::Code;
 
-use crate::{landing, routes::RawRequest, state::AppState};
+use crate::{cookies, landing, routes::RawRequest, state::AppState};
 
 pub const CLICK_COOKIE: &str = "rm_click";
 /// 90 days, the attribution window's outer bound.
@@ -134,7 +134,22 @@ fn click(
         }),
         // Invitation links may name their invitation: /r/{code}?inv={id}.
         invitation_id: get("inv"),
+        previous_click_id: earlier_click(&req.parts.headers, click_id),
     }
+}
+
+/// The visitor's click before this one: the id our cookie still holds, if it reads as one
+/// (invite-svc judges its signature when a signup counts it).
+fn earlier_click(headers: &http::HeaderMap, click_id: &str) -> String {
+    cookies::get(headers, CLICK_COOKIE)
+        .filter(|id| {
+            id != click_id
+                && id.len() <= referral_common::click_id::MAX_LEN
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .unwrap_or_default()
 }
 
 /// Codes look like `LOVE-7KQ2MX`; anything else is not worth a lookup.
@@ -187,5 +202,25 @@ mod tests {
         assert!(!plausible_code("a b"));
         assert!(!plausible_code("<script>"));
         assert!(!plausible_code(&"A".repeat(65)));
+    }
+
+    #[test]
+    fn the_earlier_click_is_the_cookie_when_it_reads_as_a_click_id() {
+        let with = |cookie: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+            h
+        };
+        assert_eq!(
+            earlier_click(&with("rm_click=c1.k1.LOVE-X.1.n.m"), "c1.new"),
+            "c1.k1.LOVE-X.1.n.m"
+        );
+        assert_eq!(earlier_click(&with("rm_click=c1.same"), "c1.same"), "");
+        assert_eq!(earlier_click(&with("rm_click=a<b"), "c1.new"), "");
+        assert_eq!(
+            earlier_click(&with(&format!("rm_click={}", "a".repeat(161))), "c1.new"),
+            ""
+        );
+        assert_eq!(earlier_click(&http::HeaderMap::new(), "c1.new"), "");
     }
 }

@@ -513,7 +513,17 @@ impl<S: Store> InviteApi<S> {
                 .map_err(|e| v.add("code", e.to_string()))
                 .ok()
         };
-        check_click_id(&mut v, &req.click_id);
+        check_click_id(&mut v, &req.click_id, "clickId");
+        if req.click_ids.len() > attribution::MAX_EARLIER_CLICKS {
+            v.add(
+                "clickIds",
+                format!("must hold at most {} click ids", attribution::MAX_EARLIER_CLICKS),
+            );
+        } else {
+            for (i, id) in req.click_ids.iter().enumerate() {
+                check_click_id(&mut v, id, &format!("clickIds[{i}]"));
+            }
+        }
         input::line(&mut v, &req.invitation_id, 64, "invitationId");
         input::line(&mut v, &req.name, input::NAME_MAX, "name");
         let occurred_at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
@@ -533,12 +543,7 @@ impl<S: Store> InviteApi<S> {
         }
         let now = backfill.unwrap_or_else(ids::now);
         let window = Duration::days(self.settings.attribution_window_days);
-        let mut candidates = Candidates {
-            invitation: None,
-            code: None,
-            click: None,
-            email: None,
-        };
+        let mut candidates = Candidates::default();
         // Channels of the invitations behind the touches, for the touchpoints.
         let mut channels: HashMap<String, String> = HashMap::new();
         if !req.invitation_id.is_empty() {
@@ -560,38 +565,27 @@ impl<S: Store> InviteApi<S> {
                 None => code_touch(&row, now),
             });
         }
-        let mut click_at = None;
-        let mut rejected_click = String::new();
-        if !req.click_id.is_empty() {
-            match self.click_touch(&req.click_id, now).await? {
-                Ok(touch) => {
-                    if let Some(inv) = &touch.invitation_id
-                        && !channels.contains_key(inv)
-                        && let Some(row) = self.store.get_invitation(inv).await?
-                    {
-                        channels.insert(row.id.clone(), row.channel.clone());
-                    }
-                    click_at = Some(touch.at);
-                    candidates.click = Some(touch);
-                }
-                Err(why) => rejected_click = why.as_str().to_string(),
+        let (clicks, rejected_click) = self.visitor_clicks(&req.click_id, &req.click_ids, now).await?;
+        for touch in &clicks {
+            if let Some(inv) = &touch.invitation_id
+                && !channels.contains_key(inv)
+                && let Some(row) = self.store.get_invitation(inv).await?
+            {
+                channels.insert(row.id.clone(), row.channel.clone());
             }
         }
+        (candidates.click, candidates.earlier_clicks) = attribution::newest_click(clicks);
+        let click_at = candidates.click.as_ref().map(|t| t.at);
         if let Some(e) = &email
             && let Some(inv) = self.store.open_invitation_for(e, now - window).await?
         {
             channels.insert(inv.id.clone(), inv.channel.clone());
             candidates.email = Some(invitation_touch(&inv, TouchKind::Email));
         }
-        let referrer_ids: Vec<String> = [
-            &candidates.invitation,
-            &candidates.code,
-            &candidates.click,
-            &candidates.email,
-        ]
-        .iter()
-        .filter_map(|t| t.as_ref().map(|t| t.referrer_id.clone()))
-        .collect();
+        let referrer_ids: Vec<String> = candidates
+            .in_precedence_order()
+            .map(|t| t.referrer_id.clone())
+            .collect();
         let mut referrer_emails: HashMap<String, String> = HashMap::new();
         for r in referrer_ids {
             if let Some(e) = self.store.referrer_email(&r).await? {
@@ -634,18 +628,7 @@ impl<S: Store> InviteApi<S> {
         // (fraud-svc opens a case for it).
         let subject = winner.clone().or_else(|| {
             (reason == NotAttributedReason::SelfReferral.as_str())
-                .then(|| {
-                    [
-                        &candidates.invitation,
-                        &candidates.code,
-                        &candidates.click,
-                        &candidates.email,
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .next()
-                    .cloned()
-                })
+                .then(|| candidates.in_precedence_order().next().cloned())
                 .flatten()
         });
         let (mut attributed, mut reason) = (winner.is_some(), reason);
@@ -770,10 +753,71 @@ impl<S: Store> InviteApi<S> {
         Ok(convert::conversion(&row))
     }
 
+    /// The visitor's valid clicks for a signup, the named one first, and why the named one
+    /// (`clickId`, else the last of `clickIds`) counts for nothing, if it does not. Besides
+    /// the listed ids, each valid click's row links the same visitor's click before it (the
+    /// redirect's earlier cookie); at most [`attribution::MAX_EARLIER_CLICKS`] earlier ones.
+    async fn visitor_clicks(
+        &self,
+        named: &str,
+        listed: &[String],
+        now: DateTime<Utc>,
+    ) -> ApiResult<(Vec<Touch>, String)> {
+        let named = if named.is_empty() {
+            listed.last().map(String::as_str).unwrap_or_default()
+        } else {
+            named
+        };
+        // Newest first: the named id, then the listed ones from the newest back.
+        let mut queue: std::collections::VecDeque<&str> = std::iter::once(named)
+            .chain(listed.iter().rev().map(String::as_str))
+            .filter(|id| !id.is_empty())
+            .collect();
+        let mut links: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut touches = Vec::new();
+        let mut rejected = String::new();
+        // Each id costs a look-up or two: bounded however the chain was built.
+        let mut budget = 2 * (attribution::MAX_EARLIER_CLICKS + 1);
+        loop {
+            let id = match queue.pop_front() {
+                Some(id) => id.to_string(),
+                None => match links.pop() {
+                    Some(id) => id,
+                    None => break,
+                },
+            };
+            if budget == 0 || touches.len() > attribution::MAX_EARLIER_CLICKS {
+                break;
+            }
+            budget -= 1;
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            match self.click_touch(&id, now).await? {
+                Ok((touch, previous)) => {
+                    touches.push(touch);
+                    if let Some(previous) = previous {
+                        links.push(previous);
+                    }
+                }
+                Err(why) if id == named => rejected = why.as_str().to_string(),
+                Err(why) => {
+                    tracing::debug!(click_id = %id, reason = why.as_str(), "an earlier click counts for nothing")
+                }
+            }
+        }
+        Ok((touches, rejected))
+    }
+
     /// The touch behind a click id, or why it counts for nothing. A signed id stands on its
     /// own (its row, if written yet, only adds the invitation a link named); a plain id is
     /// only as good as its row.
-    async fn click_touch(&self, id: &str, now: DateTime<Utc>) -> ApiResult<Result<Touch, RejectedClick>> {
+    async fn click_touch(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<Result<(Touch, Option<String>), RejectedClick>> {
         let evidence = match click_ids::judge(
             &self.settings.click_keys,
             id,
@@ -788,14 +832,15 @@ impl<S: Store> InviteApi<S> {
             ClickEvidence::Signed { code, at } => (code, at),
             ClickEvidence::Plain => match row {
                 Some(click) => {
-                    return Ok(Ok(Touch {
+                    let touch = Touch {
                         kind: TouchKind::Click,
                         id: click.click_id.clone(),
                         referrer_id: click.referrer_id.clone(),
                         invitation_id: click.invitation_id.clone(),
                         code: Some(click.code.clone()),
                         at: click.occurred_at,
-                    }));
+                    };
+                    return Ok(Ok((touch, earlier_click(&click))));
                 }
                 None => return Ok(Err(RejectedClick::UnknownClick)),
             },
@@ -806,18 +851,20 @@ impl<S: Store> InviteApi<S> {
         }) else {
             return Ok(Err(RejectedClick::UnknownCode));
         };
-        // The row's invitation (from `/r/{code}?inv=`) is detail; it must be the same click.
-        let named = row
-            .filter(|r| r.code == code_row.code)
-            .and_then(|r| r.invitation_id);
-        Ok(Ok(Touch {
+        // The row (from `/r/{code}?inv=`, and its link to the visitor's earlier click) is
+        // detail; it must be the same click.
+        let row = row.filter(|r| r.code == code_row.code);
+        let previous = row.as_ref().and_then(earlier_click);
+        let named = row.and_then(|r| r.invitation_id);
+        let touch = Touch {
             kind: TouchKind::Click,
             id: id.to_string(),
             referrer_id: code_row.referrer_id.clone(),
             invitation_id: named.or_else(|| code_row.invitation_id.clone()),
             code: Some(code_row.code.clone()),
             at,
-        }))
+        };
+        Ok(Ok((touch, previous)))
     }
 
     fn click_row(&self, req: &RecordClickRequest, code: String, client: &ClientContext) -> ClickRow {
@@ -861,6 +908,7 @@ impl<S: Store> InviteApi<S> {
             utm_campaign: utm.campaign,
             occurred_at: at,
             expires_at: at + Duration::days(self.settings.attribution_window_days),
+            previous_click_id: req.previous_click_id.clone(),
         }
     }
 }
@@ -912,6 +960,12 @@ impl ClientContext {
                 .collect(),
         }
     }
+}
+
+/// The same visitor's click before this one, if the row links one.
+fn earlier_click(row: &ClickRow) -> Option<String> {
+    (!row.previous_click_id.is_empty() && row.previous_click_id != row.click_id)
+        .then(|| row.previous_click_id.clone())
 }
 
 fn invitation_touch(inv: &InvitationRow, kind: TouchKind) -> Touch {
@@ -1014,6 +1068,10 @@ fn clean_click(c: &mut RecordClickRequest) {
     // A signed id is longer than a code (kid, time, nonce, MAC): clipped to 64 its row was
     // stored under another id and never joined the signup that named it.
     clip(&mut c.click_id, click_id::MAX_LEN);
+    // A link to an earlier click is only worth keeping whole (it came from a cookie).
+    if !readable_click_id(&c.previous_click_id) {
+        c.previous_click_id.clear();
+    }
     clip(&mut c.visitor_id, input::ID_MAX);
     clip(&mut c.ip, 64);
     clip(&mut c.device_id, input::ID_MAX);
@@ -1026,24 +1084,23 @@ fn clean_click(c: &mut RecordClickRequest) {
 }
 
 /// A click id is a signed id or an older plain one: visible ASCII, bounded.
-fn check_click_id(v: &mut Violations, value: &str) {
+fn check_click_id(v: &mut Violations, value: &str, field: &str) {
     if value.len() > click_id::MAX_LEN {
-        v.add(
-            "clickId",
-            format!("must be at most {} characters", click_id::MAX_LEN),
-        );
-    } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        v.add(
-            "clickId",
-            "must be visible ASCII (no spaces or control characters)",
-        );
+        v.add(field, format!("must be at most {} characters", click_id::MAX_LEN));
+    } else if !readable_click_id(value) {
+        v.add(field, "must be visible ASCII (no spaces or control characters)");
     }
+}
+
+fn readable_click_id(value: &str) -> bool {
+    value.len() <= click_id::MAX_LEN && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The caller-chosen fields of a click (its user agent is clipped, not refused).
 fn check_click(v: &mut Violations, c: &RecordClickRequest) {
     input::line(v, &c.code, 64, "code");
-    check_click_id(v, &c.click_id);
+    check_click_id(v, &c.click_id, "clickId");
+    check_click_id(v, &c.previous_click_id, "previousClickId");
     input::line(v, &c.visitor_id, input::ID_MAX, "visitorId");
     input::line(v, &c.ip, 64, "ip");
     input::line(v, &c.device_id, input::ID_MAX, "deviceId");

@@ -4,9 +4,9 @@
 //! `occurredAt`: the click id comes back signed at exactly that instant), an invitation and a
 //! signup (`occurredAt`), so windows are checked to the second without waiting 30 days.
 //!
-//! Multi-touch: a signup carries at most one touch per source — the invitation or code it
-//! names, the click id (body or cookie: the newest click), an open invitation to its email —
-//! so the several touches of one person are an invitation e-mail, a click and a typed code.
+//! Multi-touch: a signup counts the invitation or code it names, an open invitation to its
+//! email, and the visitor's clicks — the newest (body or cookie) and the earlier ones, named
+//! in `clickIds` (sdk.js) or linked by the redirect from its earlier cookie.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -116,6 +116,26 @@ async fn credits(
             "{model}: the credits never settled; last report {}",
             read().await.1
         ),
+    }
+}
+
+/// Each model's credits to exactly `referrers` (every model credits each touch, zero
+/// shares included), once they add up to `total`, against the hand-computed `expected`.
+async fn settled_credits<const N: usize>(
+    app: &TestApp,
+    referrers: [&String; N],
+    total: i64,
+    expected: &[(&str, [i64; N])],
+    what: &str,
+) {
+    for (model, want) in expected {
+        let by = credits(app, model, |by| {
+            referrers.iter().all(|r| by.contains_key(r.as_str())) && by.values().sum::<i64>() == total
+        })
+        .await;
+        assert_eq!(by.len(), N, "{model}: only these referrers: {by:?}");
+        let got = referrers.map(|r| by[r.as_str()]);
+        assert_eq!(&got, want, "{model}: {what}");
     }
 }
 
@@ -287,18 +307,14 @@ async fn each_model_splits_the_revenue_to_the_cent() {
         ("POSITION_BASED", [4_939, 2_469, 4_938, 2_500, 2_499]),
     ];
     let referrers = [&a, &b, &c, &p1, &p2];
-    for (model, want) in expected {
-        // Every model credits each touch, so all five referrers show once both are read.
-        let by = credits(&app, model, |by| {
-            referrers.iter().all(|r| by.contains_key(r.as_str()))
-        })
-        .await;
-        assert_eq!(by.len(), 5, "{model}: only these referrers: {by:?}");
-        let got = referrers.map(|r| by[r.as_str()]);
-        assert_eq!(got, want, "{model}: A, B, C of 12,346; P1, P2 of 4,999");
-        assert_eq!(got[..3].iter().sum::<i64>(), 12_346, "{model}");
-        assert_eq!(got[3] + got[4], 4_999, "{model}");
-    }
+    settled_credits(
+        &app,
+        referrers,
+        12_346 + 4_999,
+        &expected,
+        "A, B, C of 12,346; P1, P2 of 4,999",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -473,5 +489,121 @@ async fn clock_skew_and_altered_ids() {
     );
     let a = member_signup(real).await;
     assert_eq!(a["referrerId"], json!(ph), "{a}");
+    app.stop().await;
+}
+
+/// `/r/{code}` as a browser with the gateway's cookie from an earlier click sends it.
+async fn click_with_cookie(app: &TestApp, code: &str, cookie: Option<&str>) -> String {
+    let cookie = cookie.map(|id| format!("rm_click={id}"));
+    let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("cookie", c.as_str())).collect();
+    let r = app
+        .send(reqwest::Method::GET, None, &format!("/r/{code}"), None, &headers)
+        .await;
+    assert_eq!(r.status, 302, "{:?}", r.body);
+    click_param(r.header("location").unwrap_or_default()).expect("rm_click in the Location")
+}
+
+/// The walk-through: a couple clicks one photographer's link, a day later a second
+/// photographer's, then signs up. Last touch credits the second, first touch the first,
+/// linear splits 50/50 — whether the landing page's sdk.js names both clicks (`clickIds`) or
+/// the browser went through `/r/` twice and the gateway linked them from its own cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_photographers_link_a_day_later_shares_the_credit() {
+    let app = spawn_app().await;
+    let (p1, p1_code) = photographer(&app).await;
+    let (p2, p2_code) = photographer(&app).await;
+    let (p3, p3_code) = photographer(&app).await;
+    let (p4, p4_code) = photographer(&app).await;
+    // A fifth referrer with one plain click: reports name no fewer than five people.
+    let (p5, p5_code) = photographer(&app).await;
+
+    // sdk.js: both ids from the landing page, oldest first; the signup names no clickId.
+    let s = anchor();
+    let first = click_at(&app, &p1_code, s - TimeDelta::days(2)).await;
+    let second = click_at(&app, &p2_code, s - TimeDelta::days(1)).await;
+    let mut altered = first.clone();
+    altered.pop();
+    altered.push(if first.ends_with('A') { 'B' } else { 'A' });
+    let user = unique("couple");
+    let att = signup_at(
+        &app,
+        json!({"userId": user, "userKind": "COUPLE", "clickIds": [altered, first, second]}),
+        s,
+    )
+    .await;
+    assert_eq!(att["attributed"], true, "{att}");
+    assert_eq!(att["referrerId"], json!(p2), "the newest click wins: {att}");
+    let touched: Vec<&str> = att["touchpoints"]
+        .as_array()
+        .expect("touchpoints")
+        .iter()
+        .map(|t| t["referrerId"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        touched,
+        [p1.as_str(), p2.as_str()],
+        "an altered id adds nothing: {att}"
+    );
+    report_conversion(&app, &user, 10_000, s).await;
+
+    // The gateway's cookie: the second redirect links the first click; the signup (a member
+    // posting the newest id, as the landing page's form does) finds both.
+    let member = unique("couple");
+    let one = click_with_cookie(&app, &p3_code, None).await;
+    let two = click_with_cookie(&app, &p4_code, Some(&one)).await;
+    let admin = app.admin();
+    let persisted = eventually(Duration::from_secs(15), || async {
+        let (_, c) = app.get(&admin, &format!("/v1/referral-codes/{p4_code}")).await;
+        (int(&c["counts"]["clicks"]) >= 1).then_some(())
+    })
+    .await;
+    assert!(persisted.is_some(), "the second click was never persisted");
+    let att = signup(
+        &app,
+        &app.member(&member, "COUPLE"),
+        json!({"userId": member, "userKind": "COUPLE", "clickId": two}),
+    )
+    .await;
+    assert_eq!(att["referrerId"], json!(p4), "{att}");
+    let kinds: Vec<(&str, &str)> = att["touchpoints"]
+        .as_array()
+        .expect("touchpoints")
+        .iter()
+        .map(|t| {
+            (
+                t["kind"].as_str().unwrap_or_default(),
+                t["referrerId"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("CLICK", p3.as_str()), ("CLICK", p4.as_str())], "{att}");
+    report_conversion(&app, &member, 10_001, Utc::now()).await;
+    let lone = unique("couple");
+    let p5_click = click_at(&app, &p5_code, s - TimeDelta::days(1)).await;
+    signup_at(
+        &app,
+        json!({"userId": lone, "userKind": "COUPLE", "clickId": p5_click}),
+        s,
+    )
+    .await;
+    report_conversion(&app, &lone, 1_000, s).await;
+
+    // 10,000 and 10,001 in two: linear and position-based 50/50 (the odd cent to the
+    // earlier touch); first and last touch all to one.
+    let expected: [(&str, [i64; 5]); 4] = [
+        ("FIRST_TOUCH", [10_000, 0, 10_001, 0, 1_000]),
+        ("LAST_TOUCH", [0, 10_000, 0, 10_001, 1_000]),
+        ("LINEAR", [5_000, 5_000, 5_001, 5_000, 1_000]),
+        ("POSITION_BASED", [5_000, 5_000, 5_001, 5_000, 1_000]),
+    ];
+    let referrers = [&p1, &p2, &p3, &p4, &p5];
+    settled_credits(
+        &app,
+        referrers,
+        21_001,
+        &expected,
+        "P1, P2 of 10,000; P3, P4 of 10,001; P5 of 1,000",
+    )
+    .await;
     app.stop().await;
 }

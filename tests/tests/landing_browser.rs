@@ -34,15 +34,21 @@ async fn landing_site(gateway: String) -> (tokio::net::TcpListener, SocketAddr, 
     (listener, addr, router)
 }
 
-/// The page's signup through `fetch`, as a marketplace front end might post it.
-fn signup_js(gateway: &str, token: &str, user: &str) -> String {
+/// The page's signup through `fetch`, as a marketplace front end might post it: with the
+/// newest click id, or (`all`) with every click id the script keeps.
+fn signup_js(gateway: &str, token: &str, user: &str, all: bool) -> String {
+    let clicks = if all {
+        "clickIds: window.referralMesh ? window.referralMesh.clickIds() : []"
+    } else {
+        "clickId: window.referralMesh && window.referralMesh.clickId()"
+    };
     format!(
         r#"(async () => {{
   try {{
     const r = await fetch("{gateway}/v1/signups", {{
       method: "POST",
       headers: {{ "Authorization": "Bearer {token}", "Content-Type": "application/json", "Idempotency-Key": "{user}" }},
-      body: JSON.stringify({{ userId: "{user}", userKind: "COUPLE", clickId: window.referralMesh && window.referralMesh.clickId() }}),
+      body: JSON.stringify({{ userId: "{user}", userKind: "COUPLE", {clicks} }}),
     }});
     return JSON.stringify({{ status: r.status, body: await r.json() }});
   }} catch (e) {{
@@ -146,7 +152,7 @@ async fn a_landing_page_on_another_site_keeps_the_click_and_signs_up_attributed(
     // The signup form posts it through fetch, cross-origin, allowed by CORS: attributed.
     let user = unique("couple");
     let token = app.member(&user, "COUPLE");
-    let answer = eval(signup_js(&app.base, &token, &user)).await;
+    let answer = eval(signup_js(&app.base, &token, &user, false)).await;
     let answer: Value = serde_json::from_str(answer.as_str().unwrap_or("{}")).expect("json");
     assert_eq!(answer["status"], json!(200), "{answer}");
     let body = &answer["body"];
@@ -161,13 +167,49 @@ async fn a_landing_page_on_another_site_keeps_the_click_and_signs_up_attributed(
     );
     assert_eq!(body["touchpoints"][0]["id"], json!(click_id), "{answer}");
 
+    // The same browser later follows a second photographer's link: the script keeps both
+    // ids, and a signup naming them credits the second (newest) with both as touchpoints.
+    let tom = unique("tom");
+    let tom_code = app
+        .code_ok(
+            &app.member(&tom, "SUPPLIER"),
+            json!({"referrerId": tom, "referrerKind": "SUPPLIER", "vendorType": "PHOTOGRAPHER",
+                   "landingUrl": format!("{listed_origin}/signup")}),
+        )
+        .await;
+    let tom_code = tom_code["code"].as_str().expect("code").to_string();
+    page.goto(app.url(&format!("/r/{tom_code}")))
+        .await
+        .expect("the second link opens");
+    page.wait_for_navigation().await.expect("lands");
+    let ids = eval("JSON.stringify(window.referralMesh ? window.referralMesh.clickIds() : [])".into()).await;
+    let ids: Value = serde_json::from_str(ids.as_str().unwrap_or("[]")).expect("json");
+    assert_eq!(
+        ids.as_array().map(Vec::len),
+        Some(2),
+        "both clicks kept, oldest first: {ids}"
+    );
+    assert_eq!(ids[0], json!(click_id), "{ids}");
+    let user = unique("couple");
+    let token = app.member(&user, "COUPLE");
+    let answer = eval(signup_js(&app.base, &token, &user, true)).await;
+    let answer: Value = serde_json::from_str(answer.as_str().unwrap_or("{}")).expect("json");
+    assert_eq!(answer["status"], json!(200), "{answer}");
+    let body = &answer["body"];
+    assert_eq!(body["referrerId"], json!(tom), "the newest click wins: {answer}");
+    let touched: Vec<&str> = body["touchpoints"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["referrerId"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(touched, [sue.as_str(), tom.as_str()], "{answer}");
+
     // The same page from an origin not listed: the browser refuses the call.
     page.goto(format!("{unlisted_origin}/signup"))
         .await
         .expect("the unlisted page loads");
     let user = unique("couple");
     let token = app.member(&user, "COUPLE");
-    let refused = eval(signup_js(&app.base, &token, &user)).await;
+    let refused = eval(signup_js(&app.base, &token, &user, false)).await;
     let refused: Value = serde_json::from_str(refused.as_str().unwrap_or("{}")).expect("json");
     assert_eq!(refused, json!({"blocked": "TypeError"}), "CORS blocks it");
 

@@ -11,6 +11,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 /// after it is sent.
 pub const ATTRIBUTION_WINDOW_DAYS: i64 = 30;
 
+/// How many of a visitor's clicks before the newest one a signup counts (the chain the
+/// redirect's cookie links, or sdk.js's `clickIds()`).
+pub const MAX_EARLIER_CLICKS: usize = 10;
+
 api_enum! {
     /// How a touch reached the person who signed up.
     pub enum TouchKind ("touch kind") {
@@ -68,8 +72,11 @@ pub struct Candidates {
     pub invitation: Option<Touch>,
     /// The referral code the signup named (`code`).
     pub code: Option<Touch>,
-    /// The click behind the signup's attribution cookie (`clickId`).
+    /// The visitor's newest valid click (`clickId`, the cookie, or the newest of `clickIds`).
     pub click: Option<Touch>,
+    /// The same visitor's earlier valid clicks, at most [`MAX_EARLIER_CLICKS`]: they share
+    /// multi-touch credit but never win over the newest click.
+    pub earlier_clicks: Vec<Touch>,
     /// The most recent open invitation addressed to the signup's email.
     pub email: Option<Touch>,
 }
@@ -77,11 +84,29 @@ pub struct Candidates {
 impl Candidates {
     /// Explicit (invitation, then code) before click before email: what the person told us
     /// beats what their browser remembers, which beats a guess from their address.
-    fn in_precedence_order(&self) -> impl Iterator<Item = &Touch> {
-        [&self.invitation, &self.code, &self.click, &self.email]
+    pub fn in_precedence_order(&self) -> impl Iterator<Item = &Touch> {
+        [&self.invitation, &self.code, &self.click]
             .into_iter()
             .flatten()
+            .chain(&self.earlier_clicks)
+            .chain(&self.email)
     }
+}
+
+/// A visitor's valid clicks split into the newest (the click touch) and the earlier ones;
+/// at equal instants the first given (the id the signup named) counts as the newest.
+pub fn newest_click(mut clicks: Vec<Touch>) -> (Option<Touch>, Vec<Touch>) {
+    let newest = clicks
+        .iter()
+        .enumerate()
+        .max_by(|(i, a), (j, b)| a.at.cmp(&b.at).then(j.cmp(i)))
+        .map(|(i, _)| i);
+    let Some(i) = newest else {
+        return (None, clicks);
+    };
+    let newest = clicks.remove(i);
+    clicks.truncate(MAX_EARLIER_CLICKS);
+    (Some(newest), clicks)
 }
 
 api_enum! {
@@ -282,6 +307,7 @@ mod tests {
             invitation: Some(inv.clone()),
             code: Some(code.clone()),
             click: Some(click.clone()),
+            earlier_clicks: Vec::new(),
             email: Some(email.clone()),
         };
         let user = signup("u1", Some("anna@example.com"));
@@ -549,5 +575,48 @@ mod tests {
         assert_eq!(NotAttributedReason::OutsideWindow.as_str(), "OUTSIDE_WINDOW");
         assert_eq!(NotAttributedReason::SelfReferral.as_str(), "SELF_REFERRAL");
         assert_eq!(TouchKind::parse("CLICK"), Ok(TouchKind::Click));
+    }
+
+    #[test]
+    fn a_visitors_newest_click_wins_and_the_earlier_ones_share_the_touchpoints() {
+        let first = touch(TouchKind::Click, "clk-a", "r1", days_before_signup(2));
+        let second = touch(TouchKind::Click, "clk-b", "r2", days_before_signup(1));
+        let stale = touch(TouchKind::Click, "clk-old", "r3", days_before_signup(40));
+        // The signup named the second click; the chain found the first and a stale one.
+        let (click, earlier) = newest_click(vec![second.clone(), first.clone(), stale.clone()]);
+        assert_eq!(click.as_ref(), Some(&second));
+        assert_eq!(ids(&earlier), ["clk-a", "clk-old"]);
+        let candidates = Candidates {
+            click,
+            earlier_clicks: earlier,
+            ..Candidates::default()
+        };
+        let decision = resolve(&signup("u1", None), &candidates, no_emails);
+        assert_eq!(decision.winner(), Some(&second));
+        assert_eq!(ids(decision.touchpoints()), ["clk-a", "clk-b"]);
+
+        // A tie goes to the id the signup named (given first).
+        let twin = touch(TouchKind::Click, "clk-twin", "r4", days_before_signup(1));
+        let (click, earlier) = newest_click(vec![twin.clone(), second.clone()]);
+        assert_eq!(click, Some(twin));
+        assert_eq!(ids(&earlier), ["clk-b"]);
+        assert_eq!(newest_click(Vec::new()), (None, Vec::new()));
+    }
+
+    #[test]
+    fn at_most_ten_earlier_clicks_count() {
+        let clicks: Vec<Touch> = (0..15)
+            .map(|i| {
+                touch(
+                    TouchKind::Click,
+                    &format!("clk-{i}"),
+                    "r1",
+                    days_before_signup(i + 1),
+                )
+            })
+            .collect();
+        let (click, earlier) = newest_click(clicks);
+        assert_eq!(click.map(|t| t.id), Some("clk-0".to_string()));
+        assert_eq!(earlier.len(), MAX_EARLIER_CLICKS);
     }
 }

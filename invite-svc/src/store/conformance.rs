@@ -342,6 +342,7 @@ fn click(code: &str, click_id: &str) -> ClickRow {
         utm_campaign: "spring".into(),
         occurred_at: now,
         expires_at: now + Duration::days(90),
+        previous_click_id: String::new(),
     }
 }
 
@@ -1294,7 +1295,10 @@ async fn clicks<S: Harness>(store: &S) {
     .await;
 
     let k1 = click(&code.code, "click-1");
-    let k2 = click(&inv.code, "click-2");
+    let k2 = ClickRow {
+        previous_click_id: "click-1".into(),
+        ..click(&inv.code, "click-2")
+    };
     let outcome = store
         .record_clicks(&[click("NOPE-222222", "click-0"), k1.clone(), k2.clone()])
         .await
@@ -1321,6 +1325,15 @@ async fn clicks<S: Harness>(store: &S) {
             invitation_id: Some(inv.id.clone()),
             ..k2.clone()
         })
+    );
+    assert_eq!(
+        store
+            .get_click("click-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .previous_click_id,
+        "click-1"
     );
     assert_eq!(code_counts(store, &code.code).await, (1, 0, 0));
     assert_eq!(code_counts(store, &inv.code).await, (1, 0, 0));
@@ -1371,6 +1384,34 @@ async fn clicks<S: Harness>(store: &S) {
     assert_eq!(c.referrer_id, "ref-click");
     assert_eq!(c.invitation_id, inv.id);
     assert_eq!(transition_payload(&events[5]).invitation_id, inv.id);
+
+    // `?inv=` on a personal code is believed for the same referrer's invitation only; on an
+    // invitation's own code, the code's invitation stands whatever is named.
+    let other = created(
+        store,
+        new_invitation(invitation("ref-other", "o@example.com", "LINK")),
+    )
+    .await;
+    let named = |code: &str, id: &str, inv: &str| ClickRow {
+        invitation_id: Some(inv.to_string()),
+        ..click(code, id)
+    };
+    let batch = [
+        named(&code.code, "click-own", &inv.id),
+        named(&code.code, "click-foreign", &other.id),
+        named(&inv.code, "click-swapped", &other.id),
+    ];
+    assert_eq!(store.record_clicks(&batch).await.unwrap().recorded, 3);
+    let invitation_of =
+        |id: &'static str| async move { store.get_click(id).await.unwrap().unwrap().invitation_id };
+    assert_eq!(invitation_of("click-own").await, Some(inv.id.clone()));
+    assert_eq!(invitation_of("click-foreign").await, None);
+    assert_eq!(invitation_of("click-swapped").await, Some(inv.id.clone()));
+    assert_eq!(
+        status_of(store, &other.id).await,
+        "SENT",
+        "a foreign click moves nothing"
+    );
 }
 
 async fn signups<S: Harness>(store: &S) {

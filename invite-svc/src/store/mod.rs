@@ -136,6 +136,8 @@ pub struct ClickRow {
     pub utm_campaign: String,
     pub occurred_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The same visitor's click before this one ('' when none or unknown).
+    pub previous_click_id: String,
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq)]

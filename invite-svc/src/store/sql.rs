@@ -5,7 +5,7 @@
 
 macro_rules! sql_store {
     ($store:ty, $for_update:literal, $skip_locked:literal) => {
-        /// Rows per multi-row statement of a click batch: 13 binds a row stays under
+        /// Rows per multi-row statement of a click batch: 14 binds a row stays under
         /// SQLite's 32,766 and Postgres' 65,535 bind parameters.
         const CLICK_CHUNK: usize = 1_000;
 
@@ -593,6 +593,25 @@ macro_rules! sql_store {
                     let rows: Vec<(String, String, Option<String>)> = q.build_query_as().fetch_all(&mut *tx).await?;
                     owners.extend(rows.into_iter().map(|(code, referrer, invitation)| (code, (referrer, invitation))));
                 }
+                // `/r/{code}?inv={id}` names an invitation: believed only when it is the
+                // code's own, or (for a referrer's personal code) one of the same referrer's.
+                let mut named: Vec<&str> = clicks
+                    .iter()
+                    .filter_map(|c| c.invitation_id.as_deref())
+                    .collect();
+                named.sort_unstable();
+                named.dedup();
+                let mut inviters: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+                for chunk in named.chunks(CLICK_CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new("SELECT id, referrer_id FROM invitations WHERE id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    inviters.extend(rows);
+                }
                 let mut known: Vec<ClickRow> = Vec::with_capacity(clicks.len());
                 for click in clicks {
                     let Some((referrer_id, invitation_id)) = owners.get(&click.code) else {
@@ -601,14 +620,18 @@ macro_rules! sql_store {
                     };
                     let mut click = click.clone();
                     click.referrer_id = referrer_id.clone();
-                    click.invitation_id = click.invitation_id.clone().or_else(|| invitation_id.clone());
+                    let named = click
+                        .invitation_id
+                        .take()
+                        .filter(|id| invitation_id.is_none() && inviters.get(id) == Some(referrer_id));
+                    click.invitation_id = invitation_id.clone().or(named);
                     known.push(click);
                 }
                 // A retried batch repeats click ids: those rows exist and are skipped.
                 let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
                 for chunk in known.chunks(CLICK_CHUNK) {
                     let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "INSERT INTO clicks (click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at) ",
+                        "INSERT INTO clicks (click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at, previous_click_id) ",
                     );
                     q.push_values(chunk, |mut row, c| {
                         row.push_bind(&c.click_id)
@@ -623,7 +646,8 @@ macro_rules! sql_store {
                             .push_bind(&c.utm_medium)
                             .push_bind(&c.utm_campaign)
                             .push_bind(c.occurred_at)
-                            .push_bind(c.expires_at);
+                            .push_bind(c.expires_at)
+                            .push_bind(&c.previous_click_id);
                     });
                     q.push(" ON CONFLICT (click_id) DO NOTHING RETURNING click_id");
                     let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
@@ -670,7 +694,7 @@ macro_rules! sql_store {
 
             async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRow>> {
                 Ok(sqlx::query_as(
-                    "SELECT click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at FROM clicks WHERE click_id = $1",
+                    "SELECT click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at, previous_click_id FROM clicks WHERE click_id = $1",
                 )
                 .bind(click_id)
                 .fetch_optional(&self.pool)
