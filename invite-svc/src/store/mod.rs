@@ -2,6 +2,8 @@
 //! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
 
 pub mod api_keys;
+pub mod events;
+pub mod names;
 mod postgres;
 mod sql;
 mod sqlite;

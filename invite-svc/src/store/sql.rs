@@ -15,11 +15,10 @@ macro_rules! sql_store {
 
         use crate::{
             domain::status::{self, InvitationStatus, Transition},
-            events,
             store::{
                 Claimed, ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, FraudOutcome, InvitationRow, NewConversion,
                 NewInvitation, Placer, ReferrerRow, SignupRow, SlotUsage, Store, StoreResult, TransitionOutcome,
-                WebhookTally, buckets,
+                WebhookTally, buckets, events,
             },
         };
 

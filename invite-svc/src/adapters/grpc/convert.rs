@@ -1,46 +1,22 @@
-//! Stored rows <-> protobuf messages. Enum-like columns hold the API names, so conversion
-//! is by name (prost's `as_str_name` / `from_str_name`).
+//! Stored rows -> protobuf messages, for the gRPC answers. Enum-like columns hold the API
+//! names, so conversion is by name (`store::names`).
 
 use referral_common::ids::{to_ts, to_ts_opt};
 use referral_proto::{
-    common::v1::{Flow, PartyKind, Risk, Utm, VendorType},
+    common::v1::{Risk, Utm},
     invite::v1::{
-        Attribution, Channel, Click, CodeCounts, ConversionResult, Invitation, InvitationStatus, Plan,
-        Recipient, ReferralCode, Referrer, ReferrerTier,
+        Attribution, Click, CodeCounts, ConversionResult, Invitation, Recipient, ReferralCode, Referrer,
     },
 };
 
-use crate::store::{ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow};
-
-pub fn party_kind(s: &str) -> PartyKind {
-    PartyKind::from_str_name(s).unwrap_or_default()
-}
-pub fn vendor_type(s: &str) -> VendorType {
-    VendorType::from_str_name(s).unwrap_or_default()
-}
-pub fn flow(s: &str) -> Flow {
-    Flow::from_str_name(s).unwrap_or_default()
-}
-pub fn channel(s: &str) -> Channel {
-    Channel::from_str_name(s).unwrap_or_default()
-}
-pub fn status(s: &str) -> InvitationStatus {
-    InvitationStatus::from_str_name(s).unwrap_or_default()
-}
-pub fn tier(s: &str) -> ReferrerTier {
-    ReferrerTier::from_str_name(s).unwrap_or_default()
-}
-pub fn plan(s: &str) -> Plan {
-    Plan::from_str_name(s).unwrap_or_default()
-}
+pub use crate::store::names::{channel, flow, party_kind, plan, status, tier, vendor_type};
+use crate::{
+    domain::codes::code_url,
+    store::{ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow},
+};
 
 fn opt_vendor(v: &Option<String>) -> Option<i32> {
     v.as_deref().map(|v| vendor_type(v) as i32)
-}
-
-/// The shareable link of a code.
-pub fn code_url(public_url: &str, code: &str) -> String {
-    format!("{}/r/{code}", public_url.trim_end_matches('/'))
 }
 
 pub fn referral_code(row: &CodeRow, public_url: &str, qr_svg: String) -> ReferralCode {

@@ -14,9 +14,8 @@ use referral_proto::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    convert,
     domain::status::InvitationStatus,
-    store::{ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow},
+    store::{ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow, names as convert},
 };
 
 pub const SOURCE: &str = "invite";
