@@ -86,12 +86,13 @@ pub struct InviteConfig {
     /// Days after sending that an invitation's link still attributes (and then expires).
     #[arg(long, env = "ATTRIBUTION_WINDOW_DAYS", default_value_t = 30)]
     pub attribution_window_days: i64,
+    // The defaults are the domain's (`domain::quota::FREE_TIER_INVITATIONS_PER_DAY`...).
     /// Quotas per tier as `hourly/daily`.
-    #[arg(long, env = "QUOTA_REGULAR", default_value = "10/50")]
+    #[arg(long, env = "QUOTA_REGULAR", default_value_t = QuotaConfig::default().regular.to_string())]
     pub quota_regular: String,
-    #[arg(long, env = "QUOTA_PREMIUM", default_value = "20/100")]
+    #[arg(long, env = "QUOTA_PREMIUM", default_value_t = QuotaConfig::default().premium.to_string())]
     pub quota_premium: String,
-    #[arg(long, env = "QUOTA_SUPER_CONNECTOR", default_value = "30/200")]
+    #[arg(long, env = "QUOTA_SUPER_CONNECTOR", default_value_t = QuotaConfig::default().super_connector.to_string())]
     pub quota_super_connector: String,
     /// Unsent invitations a referrer may have queued before creation answers 429.
     #[arg(long, env = "MAX_QUEUED_PER_REFERRER", default_value_t = 1000)]
@@ -486,6 +487,14 @@ mod tests {
         assert!(
             s.landing_hosts
                 .allows(&url::Url::parse("https://a.weddings.test/").unwrap())
+        );
+    }
+
+    #[test]
+    fn quotas_default_to_the_domains() {
+        assert_eq!(
+            runtime_config(&config(&[])).unwrap().quotas,
+            QuotaConfig::default()
         );
     }
 
