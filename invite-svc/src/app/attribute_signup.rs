@@ -207,6 +207,7 @@ impl<S: Store> App<S> {
                     email: req.email.trim().to_string(),
                     name: req.name.trim().to_string(),
                     referrer_id: t.referrer_id.clone(),
+                    // A touch without an invitation or code: proto3's "" is none.
                     invitation_id: t.invitation_id.clone().unwrap_or_default(),
                     code: t.code.clone().unwrap_or_default(),
                     ip: client.ip.clone(),
@@ -219,7 +220,7 @@ impl<S: Store> App<S> {
                 attributed = false;
                 reason = review::FRAUD_REJECTED.to_string();
             }
-            risk_json = serde_json::to_string(&risk).unwrap_or_default();
+            risk_json = serde_json::to_string(&risk).map_err(|e| ApiError::Internal(e.into()))?;
         }
         let row = SignupRow {
             id: signup_id,
@@ -227,6 +228,7 @@ impl<S: Store> App<S> {
             user_kind: user_kind.as_str().into(),
             vendor_type: vendor,
             email: req.email.trim().to_string(),
+            // No e-mail given: "" is how the column says none (never matched by the store).
             email_norm: email.unwrap_or_default(),
             name: req.name.trim().to_string(),
             attributed,
@@ -343,6 +345,7 @@ fn touchpoint(t: &Touch, channels: &HashMap<String, String>) -> pb::Touchpoint {
     pb::Touchpoint {
         kind: t.kind.as_str().into(),
         id: t.id.clone(),
+        // Proto3 has no null: "" and CHANNEL_UNSPECIFIED say "no code, invitation or channel".
         code: t.code.clone().unwrap_or_default(),
         invitation_id: t.invitation_id.clone().unwrap_or_default(),
         referrer_id: t.referrer_id.clone(),

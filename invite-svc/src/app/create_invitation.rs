@@ -99,6 +99,7 @@ impl<S: Store> App<S> {
             let allowed = |t: DateTime<Utc>| timing::first_allowed_instant(t, tz, wedding, &rules);
             quota::place(candidate, limits, usage, allowed)
         };
+        // No UTM tags and no recipient are empty ones (the recipient was checked above).
         let utm = req.utm.clone().unwrap_or_default();
         let recipient = req.recipient.clone().unwrap_or_default();
         for _ in 0..MAX_CODE_ATTEMPTS {
@@ -119,7 +120,7 @@ impl<S: Store> App<S> {
                 recipient_key: valid.recipient_key.clone(),
                 status: initial.as_str().into(),
                 status_reason: blocked_reason(initial, &risk),
-                risk_json: serde_json::to_string(&risk).unwrap_or_default(),
+                risk_json: serde_json::to_string(&risk).map_err(|e| ApiError::Internal(e.into()))?,
                 template_id: template.id.clone(),
                 template_variant: template.assign(&id).name.clone(),
                 message: req.message.clone(),
@@ -127,6 +128,7 @@ impl<S: Store> App<S> {
                 utm_source: utm.source.clone(),
                 utm_medium: utm.medium.clone(),
                 utm_campaign: utm.campaign.clone(),
+                // No wedding date: "" is how the column says none.
                 wedding_date: valid.wedding.map(|d| d.to_string()).unwrap_or_default(),
                 // Shared by the referrer: "sent" (and so scheduled) at creation.
                 scheduled_for: sent_now.then_some(now),
@@ -196,6 +198,7 @@ impl<S: Store> App<S> {
             }
             Ok(c) => Channel::parse(c.as_str_name()).ok(),
         };
+        // No recipient is an empty one: each channel's required field is refused below.
         let recipient = req.recipient.clone().unwrap_or_default();
         input::line(&mut v, &recipient.email, input::EMAIL_MAX, "recipient.email");
         input::line(&mut v, &recipient.phone, input::PHONE_MAX, "recipient.phone");

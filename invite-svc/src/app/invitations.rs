@@ -3,7 +3,7 @@
 use referral_common::{ApiError, ApiResult, Violations, auth::Principal, input, paging};
 use referral_proto::invite::v1::{self as pb, ListInvitationsRequest};
 
-use super::App;
+use super::{App, next_page};
 use crate::store::{InvitationRow, Store};
 
 impl<S: Store> App<S> {
@@ -56,14 +56,7 @@ impl<S: Store> App<S> {
             )
             .await
             .map_err(ApiError::from)?;
-        let next = if rows.len() > size as usize {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|r| paging::encode_token(&r.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = next_page(&mut rows, size, |r| &r.id);
         Ok((rows, next))
     }
 }

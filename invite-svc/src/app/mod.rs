@@ -26,7 +26,7 @@ pub mod sweep;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use referral_common::{ApiError, ApiResult, auth::Principal, ids};
+use referral_common::{ApiError, ApiResult, auth::Principal, ids, paging};
 
 use crate::{adapters::fraud::FraudGate, config::RuntimeConfig, store::Store};
 
@@ -59,6 +59,19 @@ impl<S: Store> App<S> {
 pub struct ClientContext {
     pub ip: String,
     pub device_id: String,
+}
+
+/// Trims `rows` (fetched one past `size`) to one page and says where the next page starts:
+/// after the page's last row, or nowhere ("") when this is the last page.
+pub(crate) fn next_page<T>(rows: &mut Vec<T>, size: u32, id: impl Fn(&T) -> &str) -> String {
+    if rows.len() <= size as usize {
+        return String::new();
+    }
+    rows.truncate(size as usize);
+    // No last row only for a page of 0, which `paging::page_size` never gives: no next page.
+    rows.last()
+        .map(|r| paging::encode_token(id(r)))
+        .unwrap_or_default()
 }
 
 /// A backfilled instant: admins and services import history; it must be in the past.

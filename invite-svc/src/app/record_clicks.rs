@@ -100,6 +100,7 @@ impl<S: Store> App<S> {
                 v.is_empty()
             })
             .unwrap_or(now);
+        // No UTM tags are empty ones.
         let utm = req.utm.clone().unwrap_or_default();
         ClickRow {
             // A click recorded without an id gets a signed one, good for attribution at once.

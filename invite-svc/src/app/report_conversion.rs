@@ -26,6 +26,7 @@ impl<S: Store> App<S> {
         })?;
         let mut v = Violations::default();
         input::id(&mut v, &req.user_id, "userId");
+        // Absent, it is refused just below; the empty value is never recorded.
         let value = req.value.clone().unwrap_or_default();
         if req.value.is_none() {
             v.add("value", "is required: {amountMinor, currency}");
@@ -61,6 +62,7 @@ impl<S: Store> App<S> {
                 user_id: req.user_id.clone(),
                 amount_minor: value.amount_minor,
                 currency: value.currency.clone(),
+                // Always set here: an absent plan was refused above.
                 plan: plan.unwrap_or_default(),
                 annual: req.annual,
                 occurred_at: occurred_at.unwrap_or_else(ids::now),

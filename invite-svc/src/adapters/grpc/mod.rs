@@ -93,6 +93,8 @@ fn client_context<T>(req: &Request<T>) -> ClientContext {
 
 fn item_error(e: ApiError) -> ItemError {
     let status: Status = e.into();
+    // Only a duplicate names an existing invitation and only a fraud refusal names rules;
+    // for every other error they are rightly empty.
     let (existing, rules) = match error_info_of(&status) {
         Some((_, md)) => (
             md.get("existingInvitationId").cloned().unwrap_or_default(),

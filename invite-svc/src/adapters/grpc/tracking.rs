@@ -38,7 +38,7 @@ pub(super) async fn record_signup<S: Store>(
 ) -> Result<Response<Attribution>, Status> {
     api.create(req, "RecordSignup", |p, client, body| async move {
         let row = api.app.attribute_signup(&p, body, &client).await?;
-        Ok(convert::attribution(&row))
+        Ok(convert::attribution(&row)?)
     })
     .await
 }

@@ -3,7 +3,10 @@
 use referral_common::{ApiResult, paging};
 use referral_proto::invite::v1::ListApiKeysRequest;
 
-use crate::store::api_keys::{ApiKeyRow, ApiKeyStore};
+use crate::{
+    app::next_page,
+    store::api_keys::{ApiKeyRow, ApiKeyStore},
+};
 
 /// A page of keys and the token of the next page ("" on the last).
 pub async fn list_api_keys<S: ApiKeyStore>(
@@ -13,13 +16,6 @@ pub async fn list_api_keys<S: ApiKeyStore>(
     let size = paging::page_size(req.page_size)?;
     let after = paging::decode_token(&req.page_token)?;
     let mut rows = store.list_api_keys(after.as_deref(), i64::from(size) + 1).await?;
-    let next = if rows.len() > size as usize {
-        rows.truncate(size as usize);
-        rows.last()
-            .map(|r| paging::encode_token(&r.id))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let next = next_page(&mut rows, size, |r| &r.id);
     Ok((rows, next))
 }
