@@ -54,7 +54,7 @@ use crate::{
 
 /// Runs invite-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let settings = config::runtime_config(&config)?;
+    let runtime = config::runtime_config(&config)?;
     delivery_from(&config)?;
     match common_config::backend_of("INVITE_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
@@ -63,7 +63,7 @@ pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdo
                 .with_attribution_window(config.attribution_window_days);
             store.migrate().await?;
             let log = store.pool().clone();
-            serve_with(config, settings, store, log, listener, shutdown).await
+            serve_with(config, runtime, store, log, listener, shutdown).await
         }
         Backend::Sqlite => {
             let store = SqliteStore::connect(&config.database_url)
@@ -71,7 +71,7 @@ pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdo
                 .with_attribution_window(config.attribution_window_days);
             store.migrate().await?;
             let log = store.pool().clone();
-            serve_with(config, settings, store, log, listener, shutdown).await
+            serve_with(config, runtime, store, log, listener, shutdown).await
         }
     }
 }
@@ -94,7 +94,7 @@ async fn serve_with<
     L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
 >(
     config: InviteConfig,
-    settings: RuntimeConfig,
+    runtime: RuntimeConfig,
     store: S,
     log: L,
     listener: TcpListener,
@@ -140,11 +140,11 @@ async fn serve_with<
     let scheduler = Scheduler::new(
         store.clone(),
         senders,
-        settings.catalog.clone(),
+        runtime.catalog.clone(),
         config.clock.clone(),
         scheduler_settings,
     );
-    let api = InviteApi::new(store.clone(), settings, fraud, idempotency);
+    let api = InviteApi::new(store.clone(), runtime, fraud, idempotency);
     let api_keys = ApiKeysApi::new(store.clone());
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "invite-svc");
     let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
