@@ -48,6 +48,11 @@ pub enum CodeError {
     WrongLength { len: usize },
 }
 
+/// The shareable link of a code.
+pub fn code_url(public_url: &str, code: &str) -> String {
+    format!("{}/r/{code}", public_url.trim_end_matches('/'))
+}
+
 /// The prefixes a party of `kind` draws its codes from.
 pub fn prefixes(kind: PartyKind) -> &'static [&'static str] {
     match kind {

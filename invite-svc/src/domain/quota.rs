@@ -20,11 +20,25 @@ api_enum! {
     }
 }
 
+/// The free tier (REGULAR, where every supplier and couple starts): a referrer may have at
+/// most this many invitations sent per UTC day (docs/api.md, quotas: "REGULAR 10/hour and
+/// 50/day"). The default of `QUOTA_REGULAR`, which overrides it.
+pub const FREE_TIER_INVITATIONS_PER_DAY: u32 = 50;
+/// The free tier's pace within a day: at most this many invitations sent per UTC hour.
+pub const FREE_TIER_INVITATIONS_PER_HOUR: u32 = 10;
+
 /// How many invitations one referrer may have sent in one UTC hour and one UTC day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaLimits {
     pub per_hour: u32,
     pub per_day: u32,
+}
+
+/// As configured: `hourly/daily`, e.g. `10/50`.
+impl std::fmt::Display for QuotaLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.per_hour, self.per_day)
+    }
 }
 
 /// The quotas of every tier, and the queue size beyond which creation is refused.
@@ -42,8 +56,8 @@ impl Default for QuotaConfig {
     fn default() -> Self {
         Self {
             regular: QuotaLimits {
-                per_hour: 10,
-                per_day: 50,
+                per_hour: FREE_TIER_INVITATIONS_PER_HOUR,
+                per_day: FREE_TIER_INVITATIONS_PER_DAY,
             },
             premium: QuotaLimits {
                 per_hour: 20,
@@ -208,7 +222,8 @@ mod tests {
             let l = config.limits(tier);
             (l.per_hour, l.per_day)
         };
-        assert_eq!(pair(ReferrerTier::Regular), (10, 50));
+        // REGULAR, the free tier: the_free_tier_sends_at_most_50_invitations_a_day.
+        assert_eq!(config.limits(ReferrerTier::Regular).per_hour, 10);
         assert_eq!(pair(ReferrerTier::Premium), (20, 100));
         assert_eq!(pair(ReferrerTier::SuperConnector), (30, 200));
         assert_eq!(config.max_queued, 1000);
@@ -323,11 +338,35 @@ mod tests {
         );
     }
 
+    /// The newcomer's rule: "a supplier may send at most 50 invitations a day on the free
+    /// tier" (and 10 an hour). The 51st of one day waits for the next UTC day.
+    #[test]
+    fn the_free_tier_sends_at_most_50_invitations_a_day() {
+        let per_day = 50;
+        let free = QuotaConfig::default().limits(ReferrerTier::default());
+        assert_eq!(free.per_day, per_day, "FREE_TIER_INVITATIONS_PER_DAY");
+        let monday = utc("2024-06-10T00:00:00Z");
+        let mut placed = Placed::default();
+        let times: Vec<_> = (0..=per_day)
+            .map(|_| {
+                let at = place(monday, free, &placed, anytime);
+                placed.record(at);
+                at
+            })
+            .collect();
+        assert_eq!(placed.days[&monday], per_day);
+        assert!(placed.hours.values().all(|n| *n <= free.per_hour));
+        assert_eq!(times[per_day as usize], utc("2024-06-11T00:00:00Z"));
+    }
+
     /// A photographer importing 200 past clients at once on Friday 2024-06-14 10:17 BST.
     #[test]
     fn two_hundred_regular_invitations_land_ten_an_hour_fifty_a_day_outside_blackouts() {
         let rules = SendRules::default();
-        let limits = QuotaConfig::default().limits(ReferrerTier::Regular);
+        let limits = QuotaLimits {
+            per_hour: 10,
+            per_day: 50,
+        };
         let allowed = |t| first_allowed_instant(t, London, None, &rules);
         let created = utc("2024-06-14T09:17:00Z");
         let mut placed = Placed::default();

@@ -25,7 +25,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "message",
 ];
 
-/// Supplier vendor types a template may target (API.md's list).
+/// Supplier vendor types a template may target (docs/api.md's list).
 const VENDOR_TYPES: &[&str] = &[
     "PHOTOGRAPHER",
     "VENUE",
@@ -238,6 +238,7 @@ impl Personalisation {
             "wedding_date" => self
                 .wedding_date
                 .map(|d| d.format("%A %-d %B %Y").to_string())
+                // No wedding date: the placeholder reads as nothing.
                 .unwrap_or_default(),
             "link" => self.link.clone(),
             "code" => self.code.clone(),

@@ -1,4 +1,4 @@
-//! Inbound e-mail provider webhooks: each provider's own signature scheme (API.md), checked
+//! Inbound e-mail provider webhooks: each provider's own signature scheme (docs/api.md), checked
 //! before the body is read, then its events mapped onto our statuses. Pure: the caller
 //! passes the clock, so the providers' published vectors (with old timestamps) test it.
 
@@ -15,7 +15,7 @@ use super::status::InvitationStatus;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// A signed timestamp further than this from our clock is refused (API.md: 5 minutes).
+/// A signed timestamp further than this from our clock is refused (docs/api.md: 5 minutes).
 pub const TIMESTAMP_TOLERANCE_SECS: i64 = 5 * 60;
 
 api_enum! {

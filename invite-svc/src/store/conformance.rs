@@ -24,13 +24,13 @@ use super::{
     NewInvitation, PgStore, SignupRow, SlotUsage, SqliteStore, Store, TransitionOutcome,
 };
 use crate::{
-    convert,
+    adapters::grpc::convert,
     domain::{
         codes,
         party::PartyKind,
         quota::{self, QuotaConfig, QuotaUsage, ReferrerTier},
     },
-    events as invite_events,
+    store::events as invite_events,
 };
 
 // ---- harness -------------------------------------------------------------------------
@@ -2186,11 +2186,11 @@ struct TestSender {
 }
 
 #[tonic::async_trait]
-impl crate::sender::EmailSender for TestSender {
+impl crate::adapters::sender::EmailSender for TestSender {
     async fn send_email(
         &self,
-        e: &crate::sender::OutgoingEmail,
-    ) -> Result<crate::sender::Receipt, crate::domain::delivery::SendFailure> {
+        e: &crate::adapters::sender::OutgoingEmail,
+    ) -> Result<crate::adapters::sender::Receipt, crate::domain::delivery::SendFailure> {
         if self.hang {
             std::future::pending::<()>().await;
         }
@@ -2202,11 +2202,11 @@ impl crate::sender::EmailSender for TestSender {
 }
 
 #[tonic::async_trait]
-impl crate::sender::SmsSender for TestSender {
+impl crate::adapters::sender::SmsSender for TestSender {
     async fn send_sms(
         &self,
-        s: &crate::sender::OutgoingSms,
-    ) -> Result<crate::sender::Receipt, crate::domain::delivery::SendFailure> {
+        s: &crate::adapters::sender::OutgoingSms,
+    ) -> Result<crate::adapters::sender::Receipt, crate::domain::delivery::SendFailure> {
         self.sent.lock().unwrap().push(s.invitation_id.clone());
         Ok(Default::default())
     }
@@ -2215,7 +2215,7 @@ impl crate::sender::SmsSender for TestSender {
 fn test_scheduler<S: Store>(
     store: S,
     sender: Arc<TestSender>,
-    clock: crate::clock::Clock,
+    clock: crate::app::clock::Clock,
 ) -> crate::scheduler::Scheduler<S> {
     use crate::domain::templates::{Catalog, DEFAULT_CATALOG};
     let settings = crate::scheduler::SchedulerSettings {
@@ -2226,7 +2226,7 @@ fn test_scheduler<S: Store>(
         park_after: 5,
         fault: Default::default(),
     };
-    let senders = crate::sender::Senders {
+    let senders = crate::adapters::sender::Senders {
         email: sender.clone(),
         sms: sender,
         from: "Test <t@example.com>".parse().unwrap(),
@@ -2239,7 +2239,7 @@ fn test_scheduler<S: Store>(
 /// sends the message until the lease ends; then one does, once.
 async fn a_crashed_sender_is_taken_over_after_its_lease<S: Harness>(store: &S) {
     let inv = stored(store, "ref-crash", "c@example.com", "EMAIL").await;
-    let clock = crate::clock::Clock::system();
+    let clock = crate::app::clock::Clock::system();
     let dead = Arc::new(TestSender {
         hang: true,
         ..Default::default()
@@ -2286,7 +2286,7 @@ async fn two_schedulers_send_each_invitation_once<S: Store>(a: S, b: S) {
         ids_created.insert(created(&a, new_invitation(row)).await.id);
     }
     let sender = Arc::new(TestSender::default());
-    let clock = crate::clock::Clock::system();
+    let clock = crate::app::clock::Clock::system();
     let one = test_scheduler(a.clone(), sender.clone(), clock.clone());
     let two = test_scheduler(b, sender.clone(), clock);
     let drain =

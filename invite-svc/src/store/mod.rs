@@ -2,6 +2,8 @@
 //! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
 
 pub mod api_keys;
+pub mod events;
+pub mod names;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -166,6 +168,15 @@ pub struct SignupRow {
     pub rejected_click: String,
 }
 
+impl SignupRow {
+    /// The stored touchpoints (written by `app::attribute_signup`); a column that no longer
+    /// reads is an error, never an empty list.
+    pub fn touchpoints(&self) -> StoreResult<Vec<referral_proto::invite::v1::Touchpoint>> {
+        serde_json::from_str(&self.touchpoints_json)
+            .map_err(|e| StoreError::Encoding(format!("touchpoints of signup {}: {e}", self.id)))
+    }
+}
+
 #[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct ConversionRow {
     pub id: String,
@@ -274,12 +285,18 @@ pub enum FraudRisk {
 }
 
 impl FraudRisk {
-    /// The risk JSON to store, given what is stored now.
-    pub fn merged_json(&self, stored: &str) -> String {
+    /// The risk JSON to store, given what is stored now ("" when nothing was assessed yet);
+    /// a stored risk that no longer reads is an error, never silently replaced.
+    pub fn merged_json(&self, stored: &str) -> StoreResult<String> {
         let risk = match self {
             FraudRisk::Assessed(r) => r.clone(),
             FraudRisk::Resolved { action, case_id } => {
-                let mut r: Risk = serde_json::from_str(stored).unwrap_or_default();
+                let mut r: Risk = if stored.is_empty() {
+                    Risk::default()
+                } else {
+                    serde_json::from_str(stored)
+                        .map_err(|e| StoreError::Encoding(format!("stored risk: {e}")))?
+                };
                 r.action = *action;
                 r.pending = false;
                 if r.case_id.is_empty() {
@@ -288,7 +305,7 @@ impl FraudRisk {
                 r
             }
         };
-        serde_json::to_string(&risk).unwrap_or_default()
+        serde_json::to_string(&risk).map_err(|e| StoreError::Encoding(format!("risk: {e}")))
     }
 
     /// True when this assessment is the one already stored (applied synchronously).

@@ -15,11 +15,10 @@ macro_rules! sql_store {
 
         use crate::{
             domain::status::{self, InvitationStatus, Transition},
-            events,
             store::{
                 Claimed, ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, FraudOutcome, InvitationRow, NewConversion,
                 NewInvitation, Placer, ReferrerRow, SignupRow, SlotUsage, Store, StoreResult, TransitionOutcome,
-                WebhookTally, buckets,
+                WebhookTally, buckets, events,
             },
         };
 
@@ -163,7 +162,7 @@ macro_rules! sql_store {
                     }
                 }
                 if new.paced {
-                    // "More than max_queued unsent" is refused (API.md): the 1001st is accepted.
+                    // "More than max_queued unsent" is refused (docs/api.md): the 1001st is accepted.
                     if queued > new.max_queued {
                         return Ok(CreateOutcome::QueueFull { queued });
                     }
@@ -787,7 +786,7 @@ macro_rules! sql_store {
                         self.transition_in(&mut tx, inv, "SIGNED_UP", "", row.created_at).await?;
                     }
                 }
-                Self::stage(&mut tx, &events::signup(row, invitation_created_at, &channel)).await?;
+                Self::stage(&mut tx, &events::signup(row, invitation_created_at, &channel)?).await?;
                 tx.commit().await?;
                 self.outbox.wake();
                 Ok(row.clone())
@@ -853,7 +852,7 @@ macro_rules! sql_store {
                         self.transition_in(&mut tx, inv, "CONVERTED", "", row.occurred_at).await?;
                     }
                 }
-                Self::stage(&mut tx, &events::conversion(&row, signup.as_ref())).await?;
+                Self::stage(&mut tx, &events::conversion(&row, signup.as_ref())?).await?;
                 tx.commit().await?;
                 self.outbox.wake();
                 Ok(row)
@@ -878,7 +877,7 @@ macro_rules! sql_store {
                         };
                         sqlx::query("UPDATE invitations SET risk_json = $2 WHERE id = $1")
                             .bind(&invitation_id)
-                            .bind(risk.merged_json(&stored))
+                            .bind(risk.merged_json(&stored)?)
                             .execute(&mut **tx)
                             .await?;
                         let channel = crate::domain::status::Channel::parse(&channel).unwrap_or(crate::domain::status::Channel::Email);
@@ -897,7 +896,7 @@ macro_rules! sql_store {
                         if risk.already_stored(&row.risk_json) {
                             return Ok(());
                         }
-                        row.risk_json = risk.merged_json(&row.risk_json);
+                        row.risk_json = risk.merged_json(&row.risk_json)?;
                         let unattribute = row.attributed && !crate::domain::review::signup_stays_attributed(decision);
                         if unattribute {
                             row.attributed = false;
@@ -917,7 +916,7 @@ macro_rules! sql_store {
                             .execute(&mut **tx)
                             .await?;
                         // Consumers key signups by id: the new facts replace the old.
-                        Self::stage(tx, &events::signup(&row, None, "")).await?;
+                        Self::stage(tx, &events::signup(&row, None, "")?).await?;
                     }
                 }
                 Ok(())

@@ -3,12 +3,13 @@
 
 use referral_common::consumer::EventSink;
 use referral_proto::{
-    common::v1::{FraudAction, Risk},
+    common::v1::FraudAction,
     events::v1::{Event, event::Payload},
-    fraud::v1::{Assessment, SubjectType},
+    fraud::v1::SubjectType,
 };
 
 use crate::{
+    app::fraud_decisions,
     domain::review::Decision,
     store::{FraudOutcome, FraudRisk, Store},
 };
@@ -25,7 +26,7 @@ impl<S: Store> FraudSink<S> {
 
 impl<S: Store> EventSink for FraudSink<S> {
     async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.store.consumer_offset(source).await?)
+        Ok(fraud_decisions::resume_offset(&self.store, source).await?)
     }
 
     async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
@@ -33,7 +34,7 @@ impl<S: Store> EventSink for FraudSink<S> {
             return Ok(());
         };
         let outcomes = events.iter().map(|e| (e.id.clone(), outcome_of(e))).collect();
-        self.store.apply_fraud(source, last, outcomes).await?;
+        fraud_decisions::apply_fraud_decisions(&self.store, source, last, outcomes).await?;
         Ok(())
     }
 }
@@ -46,26 +47,15 @@ fn decision(action: i32) -> Decision {
     )
 }
 
-/// The risk invite-svc records from an assessment.
-pub fn risk_of(a: &Assessment) -> Risk {
-    Risk {
-        score: a.score,
-        level: a.level,
-        action: a.action,
-        signals: a.signals.clone(),
-        rules: a.rules.clone(),
-        pending: false,
-        assessment_id: a.id.clone(),
-        case_id: a.case_id.clone(),
-    }
-}
-
 /// What an event of fraud-svc's log means here (None: nothing for invite-svc).
 pub fn outcome_of(event: &Event) -> Option<FraudOutcome> {
     match event.payload.as_ref()? {
         Payload::FraudAssessed(assessed) => {
             let a = assessed.assessment.as_ref()?;
-            let (decision, risk) = (decision(a.action), FraudRisk::Assessed(risk_of(a)));
+            let (decision, risk) = (
+                decision(a.action),
+                FraudRisk::Assessed(fraud_decisions::risk_of(a)),
+            );
             match SubjectType::try_from(a.subject_type).ok()? {
                 SubjectType::Invitation if !a.subject_id.is_empty() => Some(FraudOutcome::Invitation {
                     invitation_id: a.subject_id.clone(),

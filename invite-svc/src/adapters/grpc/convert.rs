@@ -1,46 +1,24 @@
-//! Stored rows <-> protobuf messages. Enum-like columns hold the API names, so conversion
-//! is by name (prost's `as_str_name` / `from_str_name`).
+//! Stored rows -> protobuf messages, for the gRPC answers. Enum-like columns hold the API
+//! names, so conversion is by name (`store::names`). An absent optional column (no
+//! invitation, code or referrer behind a click, signup or conversion) becomes proto3's
+//! empty value (`""`, 0): these fields have no null, and docs/api.md reads empty as none.
 
 use referral_common::ids::{to_ts, to_ts_opt};
 use referral_proto::{
-    common::v1::{Flow, PartyKind, Risk, Utm, VendorType},
+    common::v1::{Risk, Utm},
     invite::v1::{
-        Attribution, Channel, Click, CodeCounts, ConversionResult, Invitation, InvitationStatus, Plan,
-        Recipient, ReferralCode, Referrer, ReferrerTier,
+        Attribution, Click, CodeCounts, ConversionResult, Invitation, Recipient, ReferralCode, Referrer,
     },
 };
 
-use crate::store::{ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow};
-
-pub fn party_kind(s: &str) -> PartyKind {
-    PartyKind::from_str_name(s).unwrap_or_default()
-}
-pub fn vendor_type(s: &str) -> VendorType {
-    VendorType::from_str_name(s).unwrap_or_default()
-}
-pub fn flow(s: &str) -> Flow {
-    Flow::from_str_name(s).unwrap_or_default()
-}
-pub fn channel(s: &str) -> Channel {
-    Channel::from_str_name(s).unwrap_or_default()
-}
-pub fn status(s: &str) -> InvitationStatus {
-    InvitationStatus::from_str_name(s).unwrap_or_default()
-}
-pub fn tier(s: &str) -> ReferrerTier {
-    ReferrerTier::from_str_name(s).unwrap_or_default()
-}
-pub fn plan(s: &str) -> Plan {
-    Plan::from_str_name(s).unwrap_or_default()
-}
+pub use crate::store::names::{channel, flow, party_kind, plan, status, tier, vendor_type};
+use crate::{
+    domain::codes::code_url,
+    store::{ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow, StoreResult},
+};
 
 fn opt_vendor(v: &Option<String>) -> Option<i32> {
     v.as_deref().map(|v| vendor_type(v) as i32)
-}
-
-/// The shareable link of a code.
-pub fn code_url(public_url: &str, code: &str) -> String {
-    format!("{}/r/{code}", public_url.trim_end_matches('/'))
 }
 
 pub fn referral_code(row: &CodeRow, public_url: &str, qr_svg: String) -> ReferralCode {
@@ -119,22 +97,23 @@ pub fn click(row: &ClickRow) -> Click {
     }
 }
 
-pub fn attribution(row: &SignupRow) -> Attribution {
-    Attribution {
+/// A stored signup's attribution; its touchpoints must read.
+pub fn attribution(row: &SignupRow) -> StoreResult<Attribution> {
+    Ok(Attribution {
         attributed: row.attributed,
         invitation_id: row.invitation_id.clone().unwrap_or_default(),
         code: row.code.clone().unwrap_or_default(),
         referrer_id: row.referrer_id.clone().unwrap_or_default(),
         flow: row.flow.as_deref().map(|f| flow(f) as i32),
         model: referral_proto::common::v1::AttributionModel::LastTouch as i32,
-        touchpoints: serde_json::from_str(&row.touchpoints_json).unwrap_or_default(),
+        touchpoints: row.touchpoints()?,
         reason: row.reason.clone(),
         signup_id: row.id.clone(),
         user_id: row.user_id.clone(),
         risk: serde_json::from_str::<Risk>(&row.risk_json).ok(),
         signed_up_at: Some(to_ts(row.created_at)),
         rejected_click: row.rejected_click.clone(),
-    }
+    })
 }
 
 pub fn conversion(row: &ConversionRow) -> ConversionResult {

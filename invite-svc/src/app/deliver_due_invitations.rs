@@ -1,4 +1,5 @@
-//! The sending loop: every tick, send each due SCHEDULED invitation (EMAIL, SMS) once.
+//! Delivering due invitations: each due SCHEDULED invitation (EMAIL, SMS) sent once
+//! (`adapters::scheduler` calls [`Scheduler::send_next`] every tick).
 //!
 //! Exactly-once as far as a provider allows, and the guarantee precisely:
 //! 1. `claim_due` leases one row and counts the attempt in a committed write BEFORE the
@@ -19,19 +20,19 @@ use std::{sync::Arc, time::Duration};
 use chrono::{NaiveDate, TimeDelta};
 
 use crate::{
-    clock::Clock,
-    convert,
+    adapters::sender::{OutgoingEmail, OutgoingSms, Receipt, Senders},
+    app::clock::Clock,
     domain::{
+        codes,
         delivery::{self, AfterFailure, RetryPolicy, SendFailure},
         party::Flow,
         status::Channel,
         templates::{self, Catalog, Personalisation},
     },
-    sender::{OutgoingEmail, OutgoingSms, Receipt, Senders},
     store::{InvitationRow, Store, StoreResult},
 };
 use futures::FutureExt;
-use referral_common::{server::Shutdown, supervisor::panic_message};
+use referral_common::supervisor::panic_message;
 use std::panic::AssertUnwindSafe;
 
 /// A test-only fault: called with each claimed invitation's id before it is sent, so a
@@ -103,24 +104,9 @@ impl<S: Store> Scheduler<S> {
         }
     }
 
-    /// Runs until shutdown; a send in flight finishes and is recorded first.
-    pub async fn run(self, shutdown: Shutdown) {
-        loop {
-            while !shutdown.is_triggered() {
-                match self.send_next().await {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "scheduler: sending failed; retrying next tick");
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.settings.tick) => {}
-                _ = shutdown.clone().wait() => return,
-            }
-        }
+    /// How often the driver looks for due invitations.
+    pub fn tick(&self) -> Duration {
+        self.settings.tick
     }
 
     /// Sends the longest-due invitation, if any is due; `false` when none is.
@@ -238,7 +224,7 @@ impl<S: Store> Scheduler<S> {
             referrer_name: row.referrer_name.clone(),
             business_name: row.business_name.clone(),
             wedding_date: NaiveDate::parse_from_str(&row.wedding_date, "%Y-%m-%d").ok(),
-            link: convert::code_url(&self.settings.public_url, &row.code),
+            link: codes::code_url(&self.settings.public_url, &row.code),
             code: row.code.clone(),
             message: row.message.clone(),
         };

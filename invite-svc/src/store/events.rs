@@ -1,5 +1,8 @@
 //! invite-svc's events, built from stored rows (what consumers may know: no names,
-//! e-mails or phone numbers; recipients only as a keyed hash).
+//! e-mails or phone numbers; recipients only as a keyed hash). The store stages them in the
+//! transaction of the change they report. An absent optional column (no invitation, code or
+//! referrer; no referrer kind) is proto3's empty value (`""`, 0, UNSPECIFIED): these fields
+//! have no null, and consumers read empty as none.
 
 use chrono::{DateTime, Utc};
 use referral_common::{events::new_event, ids::to_ts};
@@ -9,14 +12,15 @@ use referral_proto::{
         ClickRecorded, ConversionRecorded, Event, InvitationCreated, InvitationFacts, InvitationTransition,
         ReferralCodeCreated, ReferrerTierChanged, SignupRecorded, event::Payload,
     },
-    invite::v1::Touchpoint,
 };
 use sha2::{Digest, Sha256};
 
 use crate::{
-    convert,
     domain::status::InvitationStatus,
-    store::{ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow},
+    store::{
+        ClickRow, CodeRow, ConversionRow, InvitationRow, ReferrerRow, SignupRow, StoreResult,
+        names as convert,
+    },
 };
 
 pub const SOURCE: &str = "invite";
@@ -138,8 +142,12 @@ pub fn click(row: &ClickRow) -> Event {
     new_event(SOURCE, &row.click_id, row.occurred_at, payload)
 }
 
-pub fn signup(row: &SignupRow, invitation_created_at: Option<DateTime<Utc>>, channel: &str) -> Event {
-    let touchpoints: Vec<Touchpoint> = serde_json::from_str(&row.touchpoints_json).unwrap_or_default();
+pub fn signup(
+    row: &SignupRow,
+    invitation_created_at: Option<DateTime<Utc>>,
+    channel: &str,
+) -> StoreResult<Event> {
+    let touchpoints = row.touchpoints()?;
     let risk: Option<Risk> = serde_json::from_str(&row.risk_json).ok();
     let payload = Payload::SignupRecorded(SignupRecorded {
         signup_id: row.id.clone(),
@@ -169,10 +177,10 @@ pub fn signup(row: &SignupRow, invitation_created_at: Option<DateTime<Utc>>, cha
             convert::channel(channel) as i32
         },
     });
-    new_event(SOURCE, &row.id, row.created_at, payload)
+    Ok(new_event(SOURCE, &row.id, row.created_at, payload))
 }
 
-pub fn conversion(row: &ConversionRow, signup: Option<&SignupRow>) -> Event {
+pub fn conversion(row: &ConversionRow, signup: Option<&SignupRow>) -> StoreResult<Event> {
     let risk: Option<Risk> = signup.and_then(|s| serde_json::from_str(&s.risk_json).ok());
     let payload = Payload::ConversionRecorded(ConversionRecorded {
         conversion_id: row.id.clone(),
@@ -194,10 +202,12 @@ pub fn conversion(row: &ConversionRow, signup: Option<&SignupRow>) -> Event {
             .and_then(|s| s.referrer_kind.as_deref())
             .map(|k| convert::party_kind(k) as i32)
             .unwrap_or_default(),
+        // No signup (not attributed): no touchpoints.
         touchpoints: signup
-            .map(|s| serde_json::from_str(&s.touchpoints_json).unwrap_or_default())
+            .map(SignupRow::touchpoints)
+            .transpose()?
             .unwrap_or_default(),
         signup_action: risk.map(|r| r.action).unwrap_or(FraudAction::Approve as i32),
     });
-    new_event(SOURCE, &row.id, row.occurred_at, payload)
+    Ok(new_event(SOURCE, &row.id, row.occurred_at, payload))
 }

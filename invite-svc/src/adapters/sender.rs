@@ -92,6 +92,7 @@ pub fn build_message(email: &OutgoingEmail) -> Result<Message, SendFailure> {
     header_safe("recipient name", &email.to_name)?;
     header_safe("recipient address", &email.to_address)?;
     header_safe("subject", &email.subject)?;
+    // A From without a display name has nothing to check.
     header_safe("sender name", email.from.name.as_deref().unwrap_or_default())?;
     let to_address = email
         .to_address

@@ -87,7 +87,7 @@ fn screening(answer: Option<Assessment>) -> (Screening, Risk) {
     let Some(a) = answer else {
         return (Screening::Unavailable, pending());
     };
-    let risk = crate::consumers::risk_of(&a);
+    let risk = crate::app::fraud_decisions::risk_of(&a);
     let screening = match FraudAction::try_from(a.action).unwrap_or(FraudAction::Review) {
         FraudAction::Approve => Screening::Approved,
         FraudAction::Reject => Screening::Rejected,

@@ -6,17 +6,17 @@ use referral_common::{
     parked::{ParkedSend, ParkedSends},
 };
 
-use crate::store::Store;
+use crate::{app::parked_sends, store::Store};
 
 pub struct Sends<S>(pub S);
 
 #[tonic::async_trait]
 impl<S: Store> ParkedSends for Sends<S> {
     async fn parked_sends(&self, before: &str, limit: i64) -> anyhow::Result<Vec<ParkedSend>> {
-        Ok(self.0.parked_sends(before, limit).await?)
+        Ok(parked_sends::parked_sends(&self.0, before, limit).await?)
     }
 
     async fn release_parked_send(&self, invitation_id: &str, entry: &AuditEntry) -> anyhow::Result<bool> {
-        Ok(self.0.release_parked_send(invitation_id, entry).await?)
+        Ok(parked_sends::release_parked_send(&self.0, invitation_id, entry).await?)
     }
 }
