@@ -1,6 +1,6 @@
 //! One tonic client per service over a lazily connecting channel, each call carrying the
 //! gateway's service token (the interceptor) and the web caller's context (see
-//! [`crate::context`]); plus plain health clients for `/readyz`.
+//! [`crate::edge::context`]); plus plain health clients for `/readyz`.
 
 use referral_common::{
     auth::{ServiceCredentials, ServiceKeys},

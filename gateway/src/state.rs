@@ -10,11 +10,13 @@ use referral_common::{
 use tokio::sync::watch;
 
 use crate::{
-    clicks::{ClickBatcher, ClickQueue},
     clients::Clients,
-    code_cache::CodeCache,
     config::Settings,
-    ratelimit::{Limits, api_policy, redirect_policy, service_policy},
+    edge::ratelimit::{Limits, api_policy, redirect_policy, service_policy},
+    routes::{
+        clicks::{ClickBatcher, ClickQueue},
+        code_cache::CodeCache,
+    },
 };
 
 #[derive(Clone)]
@@ -27,8 +29,6 @@ pub struct Inner {
     pub limits: Limits,
     pub codes: CodeCache,
     pub clicks: ClickQueue,
-    /// `/openapi.json`, built once from the route table.
-    pub openapi: axum::body::Bytes,
     /// Set at shutdown: long-lived responses (event streams) end so the server can drain.
     closing: watch::Sender<bool>,
 }
@@ -89,8 +89,6 @@ impl AppState {
         };
         let codes = CodeCache::new(settings.code_cache_ttl, redis);
         let (clicks, batcher) = ClickBatcher::start(clients.invite.clone());
-        let openapi = crate::openapi::document(&settings.public_url);
-        let openapi = axum::body::Bytes::from(serde_json::to_vec(&openapi)?);
         let state = AppState(Arc::new(Inner {
             settings,
             keys,
@@ -98,7 +96,6 @@ impl AppState {
             limits,
             codes,
             clicks,
-            openapi,
             closing: watch::channel(false).0,
         }));
         Ok((state, batcher))

@@ -11,8 +11,13 @@ use referral_common::{
 };
 use referral_proto::common::v1::{AuditEntry, ListAuditEntriesRequest, ListAuditEntriesResponse};
 
-use super::{Handler, JsonFn};
-use crate::{
+use axum::http::Method;
+
+use super::{
+    privacy::PRIVACY_TAG,
+    route::{Body, Handler, JsonFn, Route, Rpc, api},
+};
+use crate::mapping::{
     errors::{HttpError, HttpResult},
     json,
 };
@@ -39,7 +44,7 @@ pub fn list_handler() -> Handler {
     };
     Handler::Json {
         call,
-        decodes: |v| crate::json::decode::<ListAuditEntriesRequest>(v).map(|_| ()),
+        decodes: |v| json::decode::<ListAuditEntriesRequest>(v).map(|_| ()),
         request_type: std::any::type_name::<ListAuditEntriesRequest>,
     }
 }
@@ -91,6 +96,27 @@ fn merge(
 fn sort_key(e: &AuditEntry) -> (i64, i32, &str) {
     let (s, n) = e.occurred_at.as_ref().map_or((0, 0), |t| (t.seconds, t.nanos));
     (s, n, e.id.as_str())
+}
+
+const AUDIT: &str = "referral.common.v1.AuditLog";
+
+/// The audit log's route.
+pub fn routes() -> Vec<Route> {
+    use Body::None as NoBody;
+    use Method as M;
+    vec![
+        // every service: the audit log
+        api(
+            M::GET,
+            "/v1/audit",
+            "The audit log of admin and money actions, newest first, merged from every service (admin). \
+            actor, action and subject (id) match exactly; since is inclusive, until exclusive (RFC 3339); \
+            a service that cannot answer fails the read (503 naming it) rather than leave its actions out",
+            PRIVACY_TAG,
+            Rpc::new(AUDIT, "ListAuditEntries", NoBody),
+            list_handler(),
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::response::{IntoResponse, Response};
 use referral_proto::invite::v1::EmailWebhookRequest;
 
-use super::{RawRequest, answer};
+use super::route::{RawRequest, answer};
 use crate::state::AppState;
 
 pub async fn handle(state: AppState, req: RawRequest) -> Response {

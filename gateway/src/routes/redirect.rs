@@ -17,7 +17,8 @@ use referral_proto::{
 };
 use tonic::Code;
 
-use crate::{landing, routes::RawRequest, state::AppState};
+use super::{landing, route::RawRequest};
+use crate::state::AppState;
 
 pub const CLICK_COOKIE: &str = "rm_click";
 /// 90 days, the attribution window's outer bound.

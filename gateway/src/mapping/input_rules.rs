@@ -19,7 +19,7 @@ use referral_common::{
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
-use crate::descriptor::{self, Kind};
+use super::descriptor::{self, Kind};
 
 /// Which characters a string may hold (`common::input`'s `line` and `text`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use axum::{
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::errors::{HttpError, HttpResult};
+use super::errors::{HttpError, HttpResult};
 
 /// The body as JSON; a syntax error names the field it happened in.
 pub fn parse(bytes: &[u8]) -> HttpResult<Value> {
