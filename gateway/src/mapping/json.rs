@@ -135,6 +135,8 @@ pub fn check_content_type(headers: &HeaderMap) -> HttpResult<()> {
             "missing Content-Type: send the body as application/json",
         ));
     };
+    // A value that is not visible ASCII names no media type: empty, refused below as 415.
+    // (`split` always yields a first item.)
     let essence = value
         .to_str()
         .unwrap_or_default()

@@ -73,17 +73,20 @@ fn merge(
     more |= entries.len() > page_size;
     entries.truncate(page_size);
     let next_page_token = match entries.last() {
-        Some(last) if more => last
-            .occurred_at
-            .as_ref()
-            .and_then(ids::from_ts)
-            .map(|at| {
-                encode_cursor(&Cursor {
-                    at,
-                    id: last.id.clone(),
-                })
+        Some(last) if more => {
+            // An empty token would say the log ends here: an entry whose time does not read
+            // is a failure, not the last page.
+            let at = last.occurred_at.as_ref().and_then(ids::from_ts).ok_or_else(|| {
+                HttpError::internal(format!(
+                    "audit entry {} has no readable time: the next page cannot start after it",
+                    last.id
+                ))
+            })?;
+            encode_cursor(&Cursor {
+                at,
+                id: last.id.clone(),
             })
-            .unwrap_or_default(),
+        }
         _ => String::new(),
     };
     Ok(ListAuditEntriesResponse {
@@ -139,6 +142,15 @@ mod tests {
             entries,
             next_page_token: if more { "x".into() } else { String::new() },
         })
+    }
+
+    #[test]
+    fn an_entry_without_a_time_fails_the_page_rather_than_end_the_log() {
+        let mut timeless = entry("01900000-0000-7000-8000-00000000000a", 10);
+        timeless.occurred_at = None;
+        let e = merge(5, vec![("invite-svc", answer(vec![timeless], true))]).unwrap_err();
+        assert_eq!(e.status.as_u16(), 500);
+        assert!(e.message.contains("no readable time"), "{}", e.message);
     }
 
     #[test]
