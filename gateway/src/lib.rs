@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The rooms (the `use`s between their files form no loop):
-//! - [`config`]: flags and environment, validated into [`Settings`];
+//! - [`config`]: flags and environment, validated into [`RuntimeConfig`];
 //! - [`mapping`]: JSON <-> proto, the input rules, errors, and the OpenAPI document (which
 //!   reads the route table);
 //! - [`clients`]: one gRPC client per service;
@@ -42,7 +42,7 @@ use referral_common::{
 use tokio::net::TcpListener;
 
 pub use crate::{
-    config::{GatewayConfig, Settings},
+    config::{GatewayConfig, RuntimeConfig},
     routes::{clicks::ClickBatcher, router},
     state::AppState,
 };

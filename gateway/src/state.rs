@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::{
     clients::Clients,
-    config::Settings,
+    config::RuntimeConfig,
     edge::ratelimit::{Limits, api_policy, redirect_policy, service_policy},
     routes::{
         clicks::{ClickBatcher, ClickQueue},
@@ -23,7 +23,7 @@ use crate::{
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub settings: Settings,
+    pub settings: RuntimeConfig,
     pub keys: JwtKeys,
     pub clients: Clients,
     pub limits: Limits,
@@ -56,7 +56,7 @@ impl AppState {
 
     /// Clients, limiters and caches for `settings`, and the click batcher (already running;
     /// hand it to [`ClickBatcher::drain`] at shutdown). Connects to Redis when configured.
-    pub async fn new(settings: Settings) -> anyhow::Result<(AppState, ClickBatcher)> {
+    pub async fn new(settings: RuntimeConfig) -> anyhow::Result<(AppState, ClickBatcher)> {
         // Install the recorder before the first metric is touched (no-op when installed).
         let _ = referral_common::metrics::handle();
         // Web tokens only at the edge: the service key signs, it never verifies here. A JWKS
