@@ -21,7 +21,6 @@ pub fn routes() -> Vec<Route> {
     use Body::{None as NoBody, Whole};
     use Method as M;
     vec![
-        // analytics-svc
         api(M::GET, "/v1/metrics/viral", "K-factor, loop K, cycle and doubling time", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetViralMetrics", NoBody),
             unary!(analytics.get_viral_metrics(analytics::MetricsFilter)))

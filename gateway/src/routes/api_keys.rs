@@ -107,7 +107,7 @@ pub fn routes() -> Vec<Route> {
     use Body::{None as NoBody, Whole};
     use Method as M;
     vec![
-        // invite-svc: API keys of server-to-server callers (admin)
+        // API keys of server-to-server callers (admin), kept by invite-svc
         api(
             M::POST,
             "/v1/api-keys",

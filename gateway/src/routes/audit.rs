@@ -107,19 +107,16 @@ const AUDIT: &str = "referral.common.v1.AuditLog";
 pub fn routes() -> Vec<Route> {
     use Body::None as NoBody;
     use Method as M;
-    vec![
-        // every service: the audit log
-        api(
-            M::GET,
-            "/v1/audit",
-            "The audit log of admin and money actions, newest first, merged from every service (admin). \
+    vec![api(
+        M::GET,
+        "/v1/audit",
+        "The audit log of admin and money actions, newest first, merged from every service (admin). \
             actor, action and subject (id) match exactly; since is inclusive, until exclusive (RFC 3339); \
             a service that cannot answer fails the read (503 naming it) rather than leave its actions out",
-            PRIVACY_TAG,
-            Rpc::new(AUDIT, "ListAuditEntries", NoBody),
-            list_handler(),
-        ),
-    ]
+        PRIVACY_TAG,
+        Rpc::new(AUDIT, "ListAuditEntries", NoBody),
+        list_handler(),
+    )]
 }
 
 #[cfg(test)]

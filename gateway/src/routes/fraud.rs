@@ -14,7 +14,6 @@ pub fn routes() -> Vec<Route> {
     use Body::{None as NoBody, Whole};
     use Method as M;
     vec![
-        // fraud-svc
         api(
             M::GET,
             "/v1/fraud/cases",

@@ -15,7 +15,6 @@ pub fn routes() -> Vec<Route> {
     use Body::{Field, None as NoBody, Whole};
     use Method as M;
     vec![
-        // incentive-svc
         api(
             M::PUT,
             "/v1/reward-programs/{id}",

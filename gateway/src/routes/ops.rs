@@ -140,7 +140,6 @@ pub const OPS: &str = "Operations";
 pub fn routes() -> Vec<Route> {
     use Method as M;
     vec![
-        // operations
         Route::new(M::GET, "/healthz", "Healthz", "Liveness: the process answers")
             .tag(OPS)
             .answer(Answer::Schema(health_schema))

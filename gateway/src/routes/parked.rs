@@ -81,7 +81,6 @@ pub fn routes() -> Vec<Route> {
     use Body::{None as NoBody, Whole};
     use Method as M;
     vec![
-        // every service: parked work
         api(
             M::GET,
             "/v1/parked",

@@ -127,7 +127,6 @@ pub fn routes() -> Vec<Route> {
     use Body::{None as NoBody, Whole};
     use Method as M;
     vec![
-        // every service: privacy
         api(
             M::DELETE,
             "/v1/people/{id}",
