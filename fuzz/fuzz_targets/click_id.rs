@@ -46,7 +46,7 @@ fuzz_target!(|input: Input<'_>| {
         assert!(keys.verify(&edited).is_err(), "an edited id verified: {edited}");
     }
     // The cookie that carries it is always a valid header value.
-    let cookie = gateway::redirect::click_cookie(&id, input.secure);
+    let cookie = gateway::routes::redirect::click_cookie(&id, input.secure);
     assert!(http_header_safe(&cookie), "{cookie}");
 });
 

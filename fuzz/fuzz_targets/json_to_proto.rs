@@ -1,9 +1,9 @@
-//! The gateway's JSON -> proto request mapping (`gateway::json::{parse, decode}`, pbjson):
+//! The gateway's JSON -> proto request mapping (`gateway::mapping::json::{parse, decode}`, pbjson):
 //! arbitrary bytes as a request body never panic, and whatever decodes survives the trip
 //! back to JSON (what `json::respond` does) and decodes to the same message.
 #![no_main]
 
-use gateway::json;
+use gateway::mapping::json;
 use libfuzzer_sys::fuzz_target;
 use referral_proto::{analytics::v1 as analytics, incentive::v1 as incentive, invite::v1 as invite};
 

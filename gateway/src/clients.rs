@@ -1,6 +1,6 @@
 //! One tonic client per service over a lazily connecting channel, each call carrying the
 //! gateway's service token (the interceptor) and the web caller's context (see
-//! [`crate::context`]); plus plain health clients for `/readyz`.
+//! [`crate::edge::context`]); plus plain health clients for `/readyz`.
 
 use referral_common::{
     auth::{ServiceCredentials, ServiceKeys},
@@ -19,7 +19,7 @@ use referral_proto::{
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::config::Settings;
+use crate::config::RuntimeConfig;
 
 pub type Authed = InterceptedService<Channel, ServiceCredentials>;
 
@@ -44,7 +44,7 @@ pub struct Clients {
 impl Clients {
     /// Channels connect lazily: the gateway starts before (or without) its services. Call
     /// it inside a Tokio runtime (TLS material is watched by a task).
-    pub fn new(settings: &Settings, keys: &ServiceKeys) -> anyhow::Result<Self> {
+    pub fn new(settings: &RuntimeConfig, keys: &ServiceKeys) -> anyhow::Result<Self> {
         // Forwarding: every request states its web caller or "none" (see `context`), so a
         // request that forgot to is refused rather than run with the gateway's authority.
         let creds = ServiceCredentials::forwarding(keys, "gateway");

@@ -182,9 +182,10 @@ impl Default for GatewayConfig {
     }
 }
 
-/// The settings after validation, in the types the gateway uses.
+/// The configuration after validation ([`GatewayConfig::validate`]), in the types the gateway
+/// uses; handlers read it as `state.settings`.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct RuntimeConfig {
     pub listen: SocketAddr,
     pub invite_addr: String,
     pub fraud_addr: String,
@@ -226,7 +227,7 @@ pub struct Settings {
 }
 
 impl GatewayConfig {
-    pub fn validate(&self) -> Result<Settings, ConfigError> {
+    pub fn validate(&self) -> Result<RuntimeConfig, ConfigError> {
         let web_tokens = self.web_tokens.validate()?;
         check_service_jwt_secret(&self.web_tokens.jwt_secret, &self.service_jwt_secret)?;
         let click_keys = ClickKeys::parse("CLICK_SIGNING_KEYS", &self.click_signing_keys)?;
@@ -295,7 +296,7 @@ impl GatewayConfig {
         if self.header_read_timeout.is_zero() {
             return Err(ConfigError::new("HEADER_READ_TIMEOUT", "must be more than 0s"));
         }
-        Ok(Settings {
+        Ok(RuntimeConfig {
             listen,
             invite_addr: self.invite_addr.clone(),
             fraud_addr: self.fraud_addr.clone(),

@@ -10,32 +10,25 @@
 //! gw.run_until_stopped(referral_common::server::Shutdown::never()).await
 //! # }
 //! ```
+//!
+//! The rooms (the `use`s between their files form no loop):
+//! - [`config`]: flags and environment, validated into [`RuntimeConfig`];
+//! - [`mapping`]: JSON <-> proto, the input rules, errors, and the OpenAPI document (which
+//!   reads the route table);
+//! - [`clients`]: one gRPC client per service;
+//! - [`edge`]: what every request passes (client IP, request id, auth, rate limits, CORS,
+//!   metrics, connection caps); it knows neither the routes nor the shared state, each
+//!   middleware is handed only what it reads;
+//! - [`state`]: what every handler shares, including the redirect's code cache and click queue;
+//! - [`routes`]: one module per service's resources, the route table and the router;
+//! - [`serve`]: the accept loop; [`build`] and [`Gateway`] below put it all together.
 
-pub mod api_keys;
-pub mod auth;
-pub mod clicks;
-pub mod client_ip;
 pub mod clients;
-pub mod code_cache;
 pub mod config;
-pub mod conn_limit;
-pub mod context;
-pub mod cookies;
-pub mod cors;
-pub mod descriptor;
-pub mod errors;
-pub mod input_rules;
-pub mod json;
-pub mod landing;
-pub mod metrics;
-pub mod openapi;
-pub mod query;
-pub mod ratelimit;
-pub mod redirect;
-pub mod request_id;
+pub mod edge;
+pub mod mapping;
 pub mod routes;
 pub mod serve;
-pub mod sse;
 pub mod state;
 
 use std::{net::SocketAddr, time::Duration};
@@ -49,12 +42,11 @@ use referral_common::{
 use tokio::net::TcpListener;
 
 pub use crate::{
-    clicks::ClickBatcher,
-    config::{GatewayConfig, Settings},
-    routes::router,
+    config::{GatewayConfig, RuntimeConfig},
+    routes::{clicks::ClickBatcher, router},
     state::AppState,
 };
-use crate::{conn_limit::ConnectionLimits, serve::ConnectionSettings};
+use crate::{edge::conn_limit::ConnectionLimits, serve::ConnectionSettings};
 
 /// In-flight requests get this long after shutdown is signalled.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);

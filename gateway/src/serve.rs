@@ -1,5 +1,5 @@
 //! Serving connections: hyper-util's HTTP/1 + h2c builder with the timeouts axum's `serve`
-//! does not expose, and the connection caps of [`crate::conn_limit`]. A connection over a
+//! does not expose, and the connection caps of [`crate::edge::conn_limit`]. A connection over a
 //! cap is closed at once (and counted) while the open ones keep being served.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::conn_limit::ConnectionLimits;
+use crate::edge::conn_limit::ConnectionLimits;
 
 /// How each connection is served.
 #[derive(Debug, Clone, Copy)]

@@ -10,25 +10,25 @@ use referral_common::{
 use tokio::sync::watch;
 
 use crate::{
-    clicks::{ClickBatcher, ClickQueue},
     clients::Clients,
-    code_cache::CodeCache,
-    config::Settings,
-    ratelimit::{Limits, api_policy, redirect_policy, service_policy},
+    config::RuntimeConfig,
+    edge::ratelimit::{Limits, api_policy, redirect_policy, service_policy},
+    routes::{
+        clicks::{ClickBatcher, ClickQueue},
+        code_cache::CodeCache,
+    },
 };
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub settings: Settings,
+    pub settings: RuntimeConfig,
     pub keys: JwtKeys,
     pub clients: Clients,
     pub limits: Limits,
     pub codes: CodeCache,
     pub clicks: ClickQueue,
-    /// `/openapi.json`, built once from the route table.
-    pub openapi: axum::body::Bytes,
     /// Set at shutdown: long-lived responses (event streams) end so the server can drain.
     closing: watch::Sender<bool>,
 }
@@ -56,7 +56,7 @@ impl AppState {
 
     /// Clients, limiters and caches for `settings`, and the click batcher (already running;
     /// hand it to [`ClickBatcher::drain`] at shutdown). Connects to Redis when configured.
-    pub async fn new(settings: Settings) -> anyhow::Result<(AppState, ClickBatcher)> {
+    pub async fn new(settings: RuntimeConfig) -> anyhow::Result<(AppState, ClickBatcher)> {
         // Install the recorder before the first metric is touched (no-op when installed).
         let _ = referral_common::metrics::handle();
         // Web tokens only at the edge: the service key signs, it never verifies here. A JWKS
@@ -89,8 +89,6 @@ impl AppState {
         };
         let codes = CodeCache::new(settings.code_cache_ttl, redis);
         let (clicks, batcher) = ClickBatcher::start(clients.invite.clone());
-        let openapi = crate::openapi::document(&settings.public_url);
-        let openapi = axum::body::Bytes::from(serde_json::to_vec(&openapi)?);
         let state = AppState(Arc::new(Inner {
             settings,
             keys,
@@ -98,7 +96,6 @@ impl AppState {
             limits,
             codes,
             clicks,
-            openapi,
             closing: watch::channel(false).0,
         }));
         Ok((state, batcher))

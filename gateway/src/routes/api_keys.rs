@@ -2,8 +2,12 @@
 //! themselves (the required name and scopes, their bounds, scope names as an enum of
 //! strings), and which routes an API key may call at all.
 
+use axum::http::Method;
 use referral_common::auth::Scope;
+use referral_proto::invite::v1 as invite;
 use serde_json::{Value, json};
+
+use super::route::{Answer, Body, Route, Rpc, api, unary};
 
 /// Longest key name (invite-svc's rule: `domain::api_keys::NAME_MAX`).
 const NAME_MAX: usize = 100;
@@ -95,65 +99,58 @@ pub fn list_schema() -> Value {
     })
 }
 
+const API_KEYS: &str = "referral.invite.v1.ApiKeyService";
+const API_KEYS_TAG: &str = "API keys";
+
+/// The API key routes.
+pub fn routes() -> Vec<Route> {
+    use Body::{None as NoBody, Whole};
+    use Method as M;
+    vec![
+        // API keys of server-to-server callers (admin), kept by invite-svc
+        api(
+            M::POST,
+            "/v1/api-keys",
+            "Create an API key with scopes; its secret is shown once (admin)",
+            API_KEYS_TAG,
+            Rpc::new(API_KEYS, "CreateApiKey", Whole),
+            unary!(api_keys in "invite-svc", create_api_key(invite::CreateApiKeyRequest)),
+        )
+        .body_schema(create_body_schema)
+        .answer(Answer::Schema(created_schema)),
+        api(
+            M::GET,
+            "/v1/api-keys",
+            "API keys, oldest first: never their secrets (admin)",
+            API_KEYS_TAG,
+            Rpc::new(API_KEYS, "ListApiKeys", NoBody),
+            unary!(api_keys in "invite-svc", list_api_keys(invite::ListApiKeysRequest)),
+        )
+        .answer(Answer::Schema(list_schema)),
+        api(
+            M::POST,
+            "/v1/api-keys/{id}:rotate",
+            "A new secret for a key, shown once; the old one stops working at once (admin)",
+            API_KEYS_TAG,
+            Rpc::new(API_KEYS, "RotateApiKey", Whole),
+            unary!(api_keys in "invite-svc", rotate_api_key(invite::RotateApiKeyRequest)),
+        )
+        .answer(Answer::Schema(created_schema)),
+        api(
+            M::DELETE,
+            "/v1/api-keys/{id}",
+            "Revoke an API key at once; revoking again answers the same (admin)",
+            API_KEYS_TAG,
+            Rpc::new(API_KEYS, "RevokeApiKey", NoBody),
+            unary!(api_keys in "invite-svc", revoke_api_key(invite::RevokeApiKeyRequest)),
+        )
+        .answer(Answer::Schema(key_schema)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
-    use referral_common::auth::{Principal, Role, Scopes};
-
-    use super::{super::check_key_scope, *};
-    use crate::routes::{Auth, table};
-
-    fn route(method: &str, path: &str) -> &'static crate::routes::Route {
-        table()
-            .iter()
-            .find(|r| r.method.as_str() == method && r.path == path)
-            .unwrap_or_else(|| panic!("{method} {path} is routed"))
-    }
-
-    #[test]
-    fn keys_reach_only_the_routes_of_their_scopes() {
-        use Scope::*;
-        for (method, path, scope) in [
-            ("POST", "/v1/conversions", ConversionsWrite),
-            ("POST", "/v1/invitations", InvitationsWrite),
-            ("POST", "/v1/invitations:batchCreate", InvitationsWrite),
-            ("POST", "/v1/signups", SignupsWrite),
-            ("GET", "/v1/metrics/viral", ReportsRead),
-            ("GET", "/v1/metrics/funnel", ReportsRead),
-            ("GET", "/v1/leaderboard", ReportsRead),
-        ] {
-            assert_eq!(route(method, path).key_scope, Some(scope), "{method} {path}");
-        }
-        // Admin routes name no scope: no key gets through, whatever it holds.
-        for (method, path) in [
-            ("POST", "/v1/api-keys"),
-            ("GET", "/v1/api-keys"),
-            ("POST", "/v1/api-keys/{id}:rotate"),
-            ("DELETE", "/v1/api-keys/{id}"),
-            ("GET", "/v1/audit"),
-            ("GET", "/v1/fraud/cases"),
-            ("PUT", "/v1/referrers/{id}/tier"),
-            ("POST", "/v1/webhook-endpoints"),
-            ("GET", "/v1/events"),
-            ("PUT", "/v1/reward-programs/{id}"),
-            ("DELETE", "/v1/people/{id}"),
-        ] {
-            assert_eq!(route(method, path).key_scope, None, "{method} {path}");
-        }
-        for r in table() {
-            assert!(r.key_scope.is_none() || r.auth == Auth::Bearer, "{}", r.path);
-        }
-        let all: Scopes = Scope::ALL.into_iter().collect();
-        let key = Principal::api_key("k", all);
-        let e = check_key_scope(route("GET", "/v1/audit"), &key).unwrap_err();
-        assert_eq!(e.status.as_u16(), 403);
-        assert!(check_key_scope(route("POST", "/v1/conversions"), &key).is_ok());
-        let reader = Principal::api_key("k", Scopes::NONE.with(ReportsRead));
-        let e = check_key_scope(route("POST", "/v1/conversions"), &reader).unwrap_err();
-        assert!(e.message.contains("conversions:write"), "{}", e.message);
-        // People pass on to the services' own rules.
-        let admin = Principal::new("ops", Role::Admin, None);
-        assert!(check_key_scope(route("GET", "/v1/audit"), &admin).is_ok());
-    }
+    use super::*;
 
     #[test]
     fn the_create_schema_is_strict() {

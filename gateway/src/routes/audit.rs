@@ -11,8 +11,13 @@ use referral_common::{
 };
 use referral_proto::common::v1::{AuditEntry, ListAuditEntriesRequest, ListAuditEntriesResponse};
 
-use super::{Handler, JsonFn};
-use crate::{
+use axum::http::Method;
+
+use super::{
+    privacy::PRIVACY_TAG,
+    route::{Body, Handler, JsonFn, Route, Rpc, api},
+};
+use crate::mapping::{
     errors::{HttpError, HttpResult},
     json,
 };
@@ -39,7 +44,7 @@ pub fn list_handler() -> Handler {
     };
     Handler::Json {
         call,
-        decodes: |v| crate::json::decode::<ListAuditEntriesRequest>(v).map(|_| ()),
+        decodes: |v| json::decode::<ListAuditEntriesRequest>(v).map(|_| ()),
         request_type: std::any::type_name::<ListAuditEntriesRequest>,
     }
 }
@@ -68,17 +73,20 @@ fn merge(
     more |= entries.len() > page_size;
     entries.truncate(page_size);
     let next_page_token = match entries.last() {
-        Some(last) if more => last
-            .occurred_at
-            .as_ref()
-            .and_then(ids::from_ts)
-            .map(|at| {
-                encode_cursor(&Cursor {
-                    at,
-                    id: last.id.clone(),
-                })
+        Some(last) if more => {
+            // An empty token would say the log ends here: an entry whose time does not read
+            // is a failure, not the last page.
+            let at = last.occurred_at.as_ref().and_then(ids::from_ts).ok_or_else(|| {
+                HttpError::internal(format!(
+                    "audit entry {} has no readable time: the next page cannot start after it",
+                    last.id
+                ))
+            })?;
+            encode_cursor(&Cursor {
+                at,
+                id: last.id.clone(),
             })
-            .unwrap_or_default(),
+        }
         _ => String::new(),
     };
     Ok(ListAuditEntriesResponse {
@@ -91,6 +99,24 @@ fn merge(
 fn sort_key(e: &AuditEntry) -> (i64, i32, &str) {
     let (s, n) = e.occurred_at.as_ref().map_or((0, 0), |t| (t.seconds, t.nanos));
     (s, n, e.id.as_str())
+}
+
+const AUDIT: &str = "referral.common.v1.AuditLog";
+
+/// The audit log's route.
+pub fn routes() -> Vec<Route> {
+    use Body::None as NoBody;
+    use Method as M;
+    vec![api(
+        M::GET,
+        "/v1/audit",
+        "The audit log of admin and money actions, newest first, merged from every service (admin). \
+            actor, action and subject (id) match exactly; since is inclusive, until exclusive (RFC 3339); \
+            a service that cannot answer fails the read (503 naming it) rather than leave its actions out",
+        PRIVACY_TAG,
+        Rpc::new(AUDIT, "ListAuditEntries", NoBody),
+        list_handler(),
+    )]
 }
 
 #[cfg(test)]
@@ -113,6 +139,15 @@ mod tests {
             entries,
             next_page_token: if more { "x".into() } else { String::new() },
         })
+    }
+
+    #[test]
+    fn an_entry_without_a_time_fails_the_page_rather_than_end_the_log() {
+        let mut timeless = entry("01900000-0000-7000-8000-00000000000a", 10);
+        timeless.occurred_at = None;
+        let e = merge(5, vec![("invite-svc", answer(vec![timeless], true))]).unwrap_err();
+        assert_eq!(e.status.as_u16(), 500);
+        assert!(e.message.contains("no readable time"), "{}", e.message);
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! token to load; it asks for one and then reads the public JSON API like any client.
 
 use axum::{
-    http::{HeaderName, HeaderValue, header},
+    http::{HeaderName, HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
 
-use super::RawRequest;
+use super::{
+    ops::OPS,
+    route::{Answer, RawRequest, Route},
+};
 use crate::state::AppState;
 
 const INDEX: &str = include_str!("../dashboard/index.html");
@@ -48,6 +51,40 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         HeaderValue::from_static("same-origin"),
     );
     resp
+}
+
+/// The dashboard and its assets.
+pub fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        Route::new(
+            M::GET,
+            "/",
+            "Dashboard",
+            "The dashboard (asks for a token, then reads this API)",
+        )
+        .tag(OPS)
+        .answer(Answer::Html)
+        .raw(|s, r| Box::pin(index(s, r))),
+        Route::new(
+            M::GET,
+            "/dashboard.js",
+            "DashboardScript",
+            "The dashboard's script",
+        )
+        .tag(OPS)
+        .answer(Answer::Text("text/javascript"))
+        .raw(|s, r| Box::pin(script(s, r))),
+        Route::new(
+            M::GET,
+            "/dashboard.css",
+            "DashboardStyle",
+            "The dashboard's style sheet",
+        )
+        .tag(OPS)
+        .answer(Answer::Text("text/css"))
+        .raw(|s, r| Box::pin(style(s, r))),
+    ]
 }
 
 #[cfg(test)]

@@ -4,15 +4,19 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use axum::{
-    http::{HeaderValue, StatusCode, header},
+    body::Bytes,
+    http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use referral_common::server::READINESS;
 use serde_json::{Value, json};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use super::RawRequest;
-use crate::{json, state::AppState};
+use super::route::{Answer, RawRequest, Route};
+use crate::{
+    mapping::{errors::HttpError, json},
+    state::AppState,
+};
 
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -85,8 +89,23 @@ pub async fn metrics(_: AppState, _: RawRequest) -> Response {
     resp
 }
 
-pub async fn openapi(state: AppState, _: RawRequest) -> Response {
-    let mut resp = state.openapi.clone().into_response();
+/// `/openapi.json`, built once by the router from its route table and handed to [`openapi`]
+/// with every request (the document is the table's, which the table's handlers cannot
+/// name without a loop).
+#[derive(Clone)]
+pub struct OpenApiDocument(Bytes);
+
+impl OpenApiDocument {
+    pub fn new(document: &Value) -> Self {
+        Self(Bytes::from(document.to_string()))
+    }
+}
+
+pub async fn openapi(_: AppState, req: RawRequest) -> Response {
+    let Some(OpenApiDocument(document)) = req.parts.extensions.get::<OpenApiDocument>().cloned() else {
+        return HttpError::internal("the OpenAPI document is missing").into_response();
+    };
+    let mut resp = document.into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
@@ -113,4 +132,29 @@ pub fn readiness_schema() -> Value {
 
 pub fn openapi_schema() -> Value {
     json!({"type": "object", "description": "An OpenAPI 3.1 document"})
+}
+
+pub const OPS: &str = "Operations";
+
+/// The operations routes.
+pub fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        Route::new(M::GET, "/healthz", "Healthz", "Liveness: the process answers")
+            .tag(OPS)
+            .answer(Answer::Schema(health_schema))
+            .raw(|s, r| Box::pin(healthz(s, r))),
+        Route::new(M::GET, "/readyz", "Readyz", "Readiness: the services in READY_REQUIRES (default invite-svc) are SERVING; the others are reported")
+            .tag(OPS)
+            .answer(Answer::Schema(readiness_schema))
+            .raw(|s, r| Box::pin(readyz(s, r))),
+        Route::new(M::GET, "/metrics", "Metrics", "Prometheus metrics")
+            .tag(OPS)
+            .answer(Answer::Text("text/plain"))
+            .raw(|s, r| Box::pin(metrics(s, r))),
+        Route::new(M::GET, "/openapi.json", "OpenApi", "This document")
+            .tag(OPS)
+            .answer(Answer::Schema(openapi_schema))
+            .raw(|s, r| Box::pin(openapi(s, r))),
+    ]
 }

@@ -8,8 +8,13 @@
 use referral_common::parked::{self, ParkedQuery};
 use referral_proto::common::v1::{ListParkedRequest, ListParkedResponse, RetryParkedRequest};
 
-use super::{Handler, JsonFn, answer};
-use crate::{errors::HttpError, json};
+use axum::http::Method;
+
+use super::{
+    ops::OPS,
+    route::{Body, Handler, JsonFn, Route, Rpc, answer, api},
+};
+use crate::mapping::{errors::HttpError, json};
 
 pub fn list_handler() -> Handler {
     let call: JsonFn = |state, ctx, input| {
@@ -67,4 +72,34 @@ pub fn retry_handler() -> Handler {
         request_type: std::any::type_name::<RetryParkedRequest>,
         decodes: |v| json::decode::<RetryParkedRequest>(v).map(|_| ()),
     }
+}
+
+const PARKED: &str = "referral.common.v1.ParkedWork";
+
+/// The parked work routes.
+pub fn routes() -> Vec<Route> {
+    use Body::{None as NoBody, Whole};
+    use Method as M;
+    vec![
+        api(
+            M::GET,
+            "/v1/parked",
+            "Work the services gave up retrying on their own, newest id first, merged from every service (admin): \
+            events a consumer could not apply CONSUMER_PARK_AFTER times (kind EVENT) and invitation sends that panicked \
+            PARK_AFTER times (kind SEND). service= asks one service only; a service that cannot answer fails the read (503 naming it)",
+            OPS,
+            Rpc::new(PARKED, "ListParked", NoBody),
+            list_handler(),
+        ),
+        api(
+            M::POST,
+            "/v1/parked/{id}:retry",
+            "Retry parked work now (admin, audited): an event is re-applied through its consumer \
+            (outcome APPLIED, gone from the list; or FAILED, still parked with the new reason and attempts + 1, answered 200 with \
+            retried false), a send is released to the scheduler (RELEASED). The id's prefix names the service",
+            OPS,
+            Rpc::new(PARKED, "RetryParked", Whole),
+            retry_handler(),
+        ),
+    ]
 }

@@ -9,8 +9,10 @@ use referral_common::error::ERROR_DOMAIN;
 use referral_proto::common::v1::{ErasePersonRequest, ExportPersonRequest};
 use serde_json::{Value, json};
 
-use super::{Handler, JsonFn};
-use crate::{
+use axum::http::Method;
+
+use super::route::{Answer, Body, Handler, JsonFn, Route, Rpc, api};
+use crate::mapping::{
     errors::{HttpError, HttpResult},
     json,
 };
@@ -115,6 +117,35 @@ pub fn export_schema() -> Value {
             "exports": {"type": "array", "items": {"$ref": "#/components/schemas/referral.common.v1.PersonExport"}},
         },
     })
+}
+
+const PRIVACY: &str = "referral.common.v1.PrivacyService";
+pub const PRIVACY_TAG: &str = "Privacy";
+
+/// The privacy routes.
+pub fn routes() -> Vec<Route> {
+    use Body::{None as NoBody, Whole};
+    use Method as M;
+    vec![
+        api(
+            M::DELETE,
+            "/v1/people/{id}",
+            "Erase a person's personal data in every service (admin or the person)",
+            PRIVACY_TAG,
+            Rpc::new(PRIVACY, "ErasePerson", Whole).param("id", "personId"),
+            erase_handler(),
+        )
+        .answer(Answer::Schema(erasure_schema)),
+        api(
+            M::GET,
+            "/v1/people/{id}/export",
+            "Everything every service holds about a person (admin or the person)",
+            PRIVACY_TAG,
+            Rpc::new(PRIVACY, "ExportPerson", NoBody).param("id", "personId"),
+            export_handler(),
+        )
+        .answer(Answer::Schema(export_schema)),
+    ]
 }
 
 #[cfg(test)]

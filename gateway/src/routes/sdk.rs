@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::RawRequest;
+use super::route::RawRequest;
 use crate::state::AppState;
 
 const SDK: &str = include_str!("../sdk/sdk.js");

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::response::{IntoResponse, Response};
 use referral_proto::invite::v1::EmailWebhookRequest;
 
-use super::{RawRequest, answer};
+use super::route::{RawRequest, answer};
 use crate::state::AppState;
 
 pub async fn handle(state: AppState, req: RawRequest) -> Response {
@@ -19,6 +19,8 @@ pub async fn handle(state: AppState, req: RawRequest) -> Response {
         .iter()
         .find(|(k, _)| k == "provider")
         .map(|(_, v)| v.to_ascii_lowercase())
+        // The route always binds `{provider}`; an empty one is no provider invite-svc knows,
+        // and it says so.
         .unwrap_or_default();
     let mut headers: HashMap<String, String> = HashMap::new();
     for (name, value) in &parts.headers {

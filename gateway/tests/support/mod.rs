@@ -282,6 +282,7 @@ impl InviteService for FakeInvite {
         request: tonic::Request<CreateInvitationRequest>,
     ) -> Result<tonic::Response<Invitation>, Status> {
         self.note("CreateInvitation", &request);
+        // No recipient: no email, answered like any other address (the fake invents nothing).
         let email = request.get_ref().recipient.clone().unwrap_or_default().email;
         let info = |reason: &str| {
             ErrorDetails::with_error_info(reason, "referral-mesh", std::collections::HashMap::new())

@@ -11,11 +11,8 @@ use axum::response::{
 use futures::{Stream, StreamExt};
 use referral_proto::analytics::v1::{LiveEvent, StreamEventsRequest};
 
-use crate::{
-    errors::HttpError,
-    json,
-    routes::{Handler, JsonFn},
-};
+use super::route::{Handler, JsonFn};
+use crate::mapping::{errors::HttpError, json};
 
 pub fn handler() -> Handler {
     let call: JsonFn = |state, ctx, input| {
@@ -35,7 +32,7 @@ pub fn handler() -> Handler {
     };
     Handler::Json {
         call,
-        decodes: |v| crate::json::decode::<StreamEventsRequest>(v).map(|_| ()),
+        decodes: |v| json::decode::<StreamEventsRequest>(v).map(|_| ()),
         request_type: std::any::type_name::<StreamEventsRequest>,
     }
 }

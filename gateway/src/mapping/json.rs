@@ -8,7 +8,7 @@ use axum::{
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::errors::{HttpError, HttpResult};
+use super::errors::{HttpError, HttpResult};
 
 /// The body as JSON; a syntax error names the field it happened in.
 pub fn parse(bytes: &[u8]) -> HttpResult<Value> {
@@ -135,6 +135,8 @@ pub fn check_content_type(headers: &HeaderMap) -> HttpResult<()> {
             "missing Content-Type: send the body as application/json",
         ));
     };
+    // A value that is not visible ASCII names no media type: empty, refused below as 415.
+    // (`split` always yields a first item.)
     let essence = value
         .to_str()
         .unwrap_or_default()

@@ -17,7 +17,8 @@ use referral_proto::{
 };
 use tonic::Code;
 
-use crate::{cookies, landing, routes::RawRequest, state::AppState};
+use super::{landing, route::RawRequest};
+use crate::{edge::cookies, state::AppState};
 
 pub const CLICK_COOKIE: &str = "rm_click";
 /// 90 days, the attribution window's outer bound.
@@ -26,6 +27,7 @@ pub const CLICK_COOKIE_MAX_AGE: u64 = 90 * 24 * 3600;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn handle(state: AppState, req: RawRequest) -> Response {
+    // The route always binds `{code}`; an empty one is refused just below as implausible.
     let code = req.param("code").unwrap_or_default().to_string();
     if !plausible_code(&code) {
         return not_found(&code);
@@ -104,6 +106,8 @@ fn click(
     click_id: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> RecordClickRequest {
+    // UTM parameters are extras of the click: a query string that does not parse must not
+    // cost the visitor the redirect, so it records none.
     let query: Vec<(String, String)> = Query::try_from_uri(&req.parts.uri)
         .map(|q| q.0)
         .unwrap_or_default();
@@ -112,6 +116,7 @@ fn click(
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
+            // An absent UTM parameter is the empty string of proto3.
             .unwrap_or_default()
     };
     let utm = Utm {
@@ -124,6 +129,7 @@ fn click(
         code: code.to_string(),
         click_id: click_id.to_string(),
         visitor_id: String::new(),
+        // Absent user agent, IP (in-process tests) or device: proto3's empty "not known".
         user_agent: req.ctx.user_agent.clone().unwrap_or_default(),
         utm: has_utm.then_some(utm),
         ip: req.ctx.client_ip.0.map(|ip| ip.to_string()).unwrap_or_default(),

@@ -1,5 +1,5 @@
 //! The one place where failures become HTTP: gRPC codes map to statuses per the
-//! grpc-gateway v2 table (API.md), rich error details render as JSON with `@type`, and the
+//! grpc-gateway v2 table (docs/api.md), rich error details render as JSON with `@type`, and the
 //! body is always `{"code", "message", "details"}`.
 
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub struct HttpError {
     pub www_authenticate: bool,
 }
 
-/// HTTP status for a gRPC code (API.md; grpc-gateway v2).
+/// HTTP status for a gRPC code (docs/api.md; grpc-gateway v2).
 pub fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
@@ -211,6 +211,7 @@ fn render_detail(detail: &ErrorDetail) -> Option<Value> {
         ),
         ErrorDetail::RetryInfo(r) => (
             "RetryInfo",
+            // No delay given: 0s, "retry at once", as the service said nothing longer.
             json!({"retryDelay": duration_json(r.retry_delay.unwrap_or_default())}),
         ),
         ErrorDetail::QuotaFailure(q) => (
@@ -265,6 +266,7 @@ fn retry_after_secs(d: Duration) -> u64 {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
+        // A `Value` always serializes (its keys are strings): the empty body is unreachable.
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = (self.status, body).into_response();
         let headers = resp.headers_mut();

@@ -2,7 +2,7 @@
 //! for the `/r/{code}` redirect. Every response carries the IETF `RateLimit-Policy` and
 //! `RateLimit` headers; a refusal is 429 with `Retry-After`.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -12,7 +12,8 @@ use axum::{
 };
 use referral_common::ratelimit::{Policy, RateLimiter};
 
-use crate::{auth::Caller, client_ip::ClientIp, errors::HttpError, state::AppState};
+use super::{caller::Caller, client_ip::ClientIp};
+use crate::mapping::errors::HttpError;
 
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -56,7 +57,7 @@ fn is_operational(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
-pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
     if is_operational(req.uri().path()) {
         return next.run(req).await;
     }
@@ -66,18 +67,18 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .copied()
         .unwrap_or(ClientIp(None));
     let (limiter, key) = if req.uri().path().starts_with("/r/") {
-        (&state.limits.redirect, format!("ip:{}", ip.text()))
+        (&limits.redirect, format!("ip:{}", ip.text()))
     } else {
         match req.extensions().get::<Caller>().and_then(Caller::principal) {
             Some(p) if p.role == referral_common::auth::Role::Service => {
-                (&state.limits.service, format!("svc:{}", p.sub))
+                (&limits.service, format!("svc:{}", p.sub))
             }
             // Server-to-server callers (billing posting conversions) get the service allowance.
             Some(p) if p.role == referral_common::auth::Role::ApiKey => {
-                (&state.limits.service, format!("key:{}", p.sub))
+                (&limits.service, format!("key:{}", p.sub))
             }
-            Some(p) => (&state.limits.api, format!("sub:{}", p.sub)),
-            None => (&state.limits.api, format!("ip:{}", ip.text())),
+            Some(p) => (&limits.api, format!("sub:{}", p.sub)),
+            None => (&limits.api, format!("ip:{}", ip.text())),
         }
     };
     let decision = limiter.check(&key).await;

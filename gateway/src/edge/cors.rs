@@ -8,12 +8,12 @@ use std::time::Duration;
 use http::{HeaderName, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::Settings;
+use crate::config::RuntimeConfig;
 
 /// How long a browser may reuse a preflight answer.
 pub const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
-pub fn layer(settings: &Settings) -> Option<CorsLayer> {
+pub fn layer(settings: &RuntimeConfig) -> Option<CorsLayer> {
     if settings.cors_allowed_origins.is_empty() {
         return None;
     }

@@ -1,10 +1,12 @@
 //! Web callers' bearer JWTs, and server-to-server callers' API keys (`Bearer rmk_...`,
-//! checked by invite-svc on every request: see [`crate::api_keys`]). The middleware only
+//! checked by invite-svc on every request: see [`super::api_keys`]). The middleware only
 //! works out who is calling (the rate limiter keys on it); each route then demands a
 //! principal or not. Ownership rules ("a member acts only as itself") are the services' job,
 //! from the `x-principal-*` metadata we pass on. Only web tokens (members, admins) and API
 //! keys are accepted here: a service token — whatever key signed it — is never a credential
 //! from the public edge.
+
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -13,40 +15,19 @@ use axum::{
     response::Response,
 };
 use referral_common::auth::{JwtKeys, Principal, TokenError, api_key, bearer};
+use referral_proto::invite::v1::api_key_service_client::ApiKeyServiceClient;
 
-use crate::{errors::HttpError, state::AppState};
+use super::{api_keys, caller::Caller};
+use crate::clients::Authed;
 
-/// What the `Authorization` header said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    Anonymous,
-    Authenticated(Principal),
-    /// A token was sent and rejected; why.
-    Rejected(String),
-    /// An API key was sent and could not be checked (invite-svc did not answer): 503, never
-    /// a guess either way.
-    Unverified(String),
-}
-
-impl Caller {
-    pub fn principal(&self) -> Option<&Principal> {
-        match self {
-            Caller::Authenticated(p) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// The principal of a route that needs one, or the 401.
-    pub fn require(&self) -> Result<&Principal, HttpError> {
-        match self {
-            Caller::Authenticated(p) => Ok(p),
-            Caller::Anonymous => Err(HttpError::unauthenticated(
-                "missing bearer token: send Authorization: Bearer <JWT or API key>",
-            )),
-            Caller::Rejected(why) => Err(HttpError::unauthenticated(why.clone())),
-            Caller::Unverified(why) => Err(HttpError::new(tonic::Code::Unavailable, why.clone())),
-        }
-    }
+/// What the middleware checks credentials with.
+pub struct Authenticator {
+    /// Web tokens' keys (a JWKS refreshed on an unknown `kid`).
+    pub keys: JwtKeys,
+    /// invite-svc, asked about every API key.
+    pub api_keys: ApiKeyServiceClient<Authed>,
+    /// How long invite-svc gets to answer.
+    pub timeout: Duration,
 }
 
 pub fn identify(keys: &JwtKeys, authorization: Option<&str>) -> Caller {
@@ -70,20 +51,20 @@ pub fn identify(keys: &JwtKeys, authorization: Option<&str>) -> Caller {
     }
 }
 
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn middleware(State(auth): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
     let caller = match req.headers().get(header::AUTHORIZATION).map(|v| v.to_str()) {
         // Bytes that are not visible ASCII are no credential we issued (nor a Basic one).
         Some(Err(_)) => Caller::Rejected("unreadable authorization header".into()),
         Some(Ok(value)) => match bearer(value) {
             Some(key) if api_key::claims_to_be_key(key) => {
-                crate::api_keys::authenticate(&state, key, req.extensions()).await
+                api_keys::authenticate(&auth.api_keys, auth.timeout, key, req.extensions()).await
             }
             token => {
                 // A provider's new key (an unknown `kid`) is fetched before the token is judged.
                 if let Some(token) = token {
-                    state.keys.refresh_for(token).await;
+                    auth.keys.refresh_for(token).await;
                 }
-                identify(&state.keys, Some(value))
+                identify(&auth.keys, Some(value))
             }
         },
         None => Caller::Anonymous,

@@ -7,10 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::{
+use super::{
     descriptor::{self, Kind, well_known_scalar},
     input_rules,
-    routes::{Answer, Auth, Body, Route, table},
+};
+use crate::routes::{
+    route::{Answer, Auth, Body, Route},
+    table::table,
 };
 
 const SCHEMAS: &str = "#/components/schemas/";

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::{
+use super::{
     descriptor::{self, Kind},
     errors::{HttpError, HttpResult},
 };
@@ -181,7 +181,7 @@ mod tests {
             &mut m,
         )
         .unwrap();
-        let req: FunnelRequest = crate::json::decode(Value::Object(m)).unwrap();
+        let req: FunnelRequest = crate::mapping::json::decode(Value::Object(m)).unwrap();
         assert_eq!(req.referrer_id, "r");
         assert_eq!(req.filter.unwrap().flow, Some(1));
     }

@@ -9,12 +9,8 @@ use axum::http::{HeaderMap, request::Parts};
 use referral_common::auth::{CLIENT_IP, DEVICE_ID, IDEMPOTENCY_KEY, Principal, REQUEST_ID, forwarded};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
-use crate::{
-    auth::Caller,
-    client_ip::ClientIp,
-    errors::{HttpError, HttpResult},
-    request_id::RequestId,
-};
+use super::{caller::Caller, client_ip::ClientIp, request_id::RequestId};
+use crate::mapping::errors::{HttpError, HttpResult};
 
 #[derive(Debug, Clone)]
 pub struct CallContext {

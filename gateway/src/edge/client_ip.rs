@@ -2,7 +2,10 @@
 //! proxy — the right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
 //! Taking the left-most would let any client choose its own IP.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     extract::{ConnectInfo, Request, State},
@@ -11,8 +14,6 @@ use axum::{
     response::Response,
 };
 use ipnet::IpNet;
-
-use crate::state::AppState;
 
 /// The client address of one request, set by [`middleware`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +71,13 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Records the [`ClientIp`], believing `X-Forwarded-For` only from the `trusted` proxies.
+pub async fn middleware(State(trusted): State<Arc<[IpNet]>>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let ip = client_ip(peer, req.headers(), &state.settings.trusted_proxies);
+    let ip = client_ip(peer, req.headers(), &trusted);
     req.extensions_mut().insert(ClientIp(ip));
     next.run(req).await
 }

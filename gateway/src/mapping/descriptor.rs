@@ -229,7 +229,8 @@ impl Descriptors {
         (kind, false)
     }
 
-    /// The value names of an enum, in declaration order.
+    /// The value names of an enum, in declaration order; none for a name the set does not
+    /// hold (every enum a message names is in it: both come from the same compiled protos).
     pub fn enum_values(&self, name: &str) -> Vec<String> {
         self.enums
             .get(name)

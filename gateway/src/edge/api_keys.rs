@@ -5,13 +5,22 @@
 
 use axum::http::Extensions;
 use referral_common::auth::{Principal, REQUEST_ID, Scopes, api_key, forwarded, valid_subject};
-use referral_proto::invite::v1::AuthenticateApiKeyRequest;
+use std::time::Duration;
+
+use referral_proto::invite::v1::{AuthenticateApiKeyRequest, api_key_service_client::ApiKeyServiceClient};
 use tonic::Code;
 
-use crate::{auth::Caller, request_id::RequestId, state::AppState};
+use super::{caller::Caller, request_id::RequestId};
+use crate::clients::Authed;
 
-/// The caller behind `secret` (which claims to be a key: it starts with `rmk_`).
-pub async fn authenticate(state: &AppState, secret: &str, extensions: &Extensions) -> Caller {
+/// The caller behind `secret` (which claims to be a key: it starts with `rmk_`), as
+/// invite-svc (`client`) answers within `timeout`.
+pub async fn authenticate(
+    client: &ApiKeyServiceClient<Authed>,
+    timeout: Duration,
+    secret: &str,
+    extensions: &Extensions,
+) -> Caller {
     // A value of the wrong shape is refused here, without a lookup: empty, huge, non-ASCII
     // or control characters never leave the gateway.
     if !api_key::is_key_shaped(secret) {
@@ -20,7 +29,7 @@ pub async fn authenticate(state: &AppState, secret: &str, extensions: &Extension
     let mut req = tonic::Request::new(AuthenticateApiKeyRequest {
         key: secret.to_string(),
     });
-    req.set_timeout(state.settings.upstream_timeout);
+    req.set_timeout(timeout);
     // The gateway asks as itself: no web caller is behind this call.
     forwarded::write_none(req.metadata_mut());
     if let Some(id) = extensions.get::<RequestId>()
@@ -28,7 +37,7 @@ pub async fn authenticate(state: &AppState, secret: &str, extensions: &Extension
     {
         req.metadata_mut().insert(REQUEST_ID, value);
     }
-    match state.clients.api_keys.clone().authenticate_api_key(req).await {
+    match client.clone().authenticate_api_key(req).await {
         Ok(answer) => principal(answer.into_inner())
             .map(Caller::Authenticated)
             .unwrap_or_else(|| Caller::Rejected("invalid API key".into())),

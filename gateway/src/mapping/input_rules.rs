@@ -19,7 +19,7 @@ use referral_common::{
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
-use crate::descriptor::{self, Kind};
+use super::descriptor::{self, Kind};
 
 /// Which characters a string may hold (`common::input`'s `line` and `text`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,6 +403,7 @@ fn check_value(
             }
         }
         (_, Value::String(s)) if int_range(kind, rule.as_ref()).is_some() => {
+            // Some: the guard just said so.
             let (lo, hi) = int_range(kind, rule.as_ref()).unwrap_or_default();
             let pattern = int_pattern(lo, hi);
             let fits = Regex::new(&pattern).is_ok_and(|re| re.is_match(s));
@@ -411,6 +412,7 @@ fn check_value(
             }
         }
         (_, Value::Number(n)) if int_range(kind, rule.as_ref()).is_some() => {
+            // Some: the guard just said so.
             let (lo, hi) = int_range(kind, rule.as_ref()).unwrap_or_default();
             // JSON Schema counts 548.0 as an integer; so does the decoder.
             let whole = n.as_i64().or_else(|| {
