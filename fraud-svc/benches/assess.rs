@@ -25,8 +25,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Parser;
 use fraud_svc::{
     FraudConfig,
+    app::assess_subject::{SignupQuestion, signup_input},
     domain::Scoring,
-    grpc::{SignupQuestion, signup_input},
     store::{PgStore, SQLITE_STATEMENT_TARGET, SqliteStore, Store},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};

@@ -21,10 +21,13 @@ use sqlx::{PgPool, SqlitePool};
 
 use super::{AssessInput, Assessed, Consumed, PgStore, ResolveOutcome, SqliteStore, Store, Work};
 use crate::{
-    consumers, convert,
+    app::{
+        apply_invite_events as consumers,
+        assess_subject::{ConversionQuestion, SignupQuestion, conversion_input, signup_input},
+    },
+    convert,
     domain::{Scoring, SubjectKind, identity, rules, signals},
     events as fraud_events,
-    grpc::{ConversionQuestion, SignupQuestion, conversion_input, signup_input},
 };
 
 // ---- harness -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! fraud-svc's subscription to invite-svc's event log.
+//! Apply invite-svc's events: what each of them does in fraud-svc.
 //!
 //! - `InvitationCreated` with status PENDING_REVIEW: fraud-svc was away when it was created
 //!   (it never answers REVIEW for an invitation), so it is assessed now with the hard rules
@@ -14,64 +14,43 @@
 //! Each batch is applied in one transaction with the new offset and the ids of the events
 //! applied (duplicates dropped by id).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
-use referral_common::{
-    consumer::EventSink,
-    ids::{self, from_ts},
-};
+use referral_common::ids::{self, from_ts};
 use referral_proto::{
     events::v1::{ConversionRecorded, Event, InvitationCreated, SignupRecorded, event::Payload},
     invite::v1::InvitationStatus,
 };
 
 use crate::{
-    domain::{Scoring, SubjectKind},
-    grpc::{ConversionQuestion, SignupQuestion, conversion_input, signup_input},
-    store::{AssessInput, Consumed, Observation, REFEREE, Store, Work},
+    app::assess_subject::{
+        ConversionQuestion, InvitationQuestion, SignupQuestion, conversion_input, invitation_input,
+        signup_input,
+    },
+    domain::Scoring,
+    store::{Consumed, Observation, REFEREE, Store, Work},
 };
 
-/// The name fraud-svc reads invite-svc's log under.
-pub const CONSUMER: &str = "fraud-svc";
-/// invite-svc's log, the key of the stored offset.
-pub const INVITE_SOURCE: &str = "invite";
-
-pub struct InviteEvents<S> {
-    store: S,
-    scoring: Arc<Scoring>,
-}
-
-impl<S: Store> InviteEvents<S> {
-    pub fn new(store: S, scoring: Scoring) -> Self {
-        Self {
-            store,
-            scoring: Arc::new(scoring),
-        }
+/// Applies a batch of `source`'s events in one transaction with its new offset.
+pub async fn apply<S: Store>(
+    store: &S,
+    scoring: &Scoring,
+    source: &str,
+    events: &[Event],
+) -> anyhow::Result<()> {
+    let items: Vec<Consumed> = events
+        .iter()
+        .map(|e| Consumed {
+            event_id: e.id.clone(),
+            offset: e.offset,
+            work: work_for(e),
+        })
+        .collect();
+    let summary = store.apply_events(source, items, scoring).await?;
+    if summary.assessed > 0 {
+        metrics::counter!("fraud_assessed_from_events_total").increment(u64::from(summary.assessed));
+        tracing::info!(source, assessed = summary.assessed, "assessed from the event log");
     }
-}
-
-impl<S: Store> EventSink for InviteEvents<S> {
-    async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.store.last_offset(source).await?)
-    }
-
-    async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
-        let items: Vec<Consumed> = events
-            .iter()
-            .map(|e| Consumed {
-                event_id: e.id.clone(),
-                offset: e.offset,
-                work: work_for(e),
-            })
-            .collect();
-        let summary = self.store.apply_events(source, items, &self.scoring).await?;
-        if summary.assessed > 0 {
-            metrics::counter!("fraud_assessed_from_events_total").increment(u64::from(summary.assessed));
-            tracing::info!(source, assessed = summary.assessed, "assessed from the event log");
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// What one of invite-svc's events asks of fraud-svc (pure).
@@ -99,23 +78,17 @@ fn invitation_created(created: &InvitationCreated, event_at: Option<DateTime<Utc
     if facts.invitation_id.is_empty() || facts.referrer_id.is_empty() {
         return Work::Nothing;
     }
-    Work::Assess(Box::new(AssessInput {
-        assessment_id: ids::new_id(),
-        kind: SubjectKind::Invitation,
-        subject_id: facts.invitation_id.clone(),
-        dedupe_key: facts.invitation_id.clone(),
+    Work::Assess(Box::new(invitation_input(InvitationQuestion {
+        invitation_id: facts.invitation_id.clone(),
         referrer_id: facts.referrer_id.clone(),
-        referee_id: String::new(),
         // The event carries no address (only its pseudonymous key): the disposable and
         // self-referral-by-e-mail rules cannot apply here.
         email: String::new(),
-        name: String::new(),
+        recipient_key: created.recipient_key.clone(),
         ip: created.ip.clone(),
         device_id: created.device_id.clone(),
-        recipient_key: created.recipient_key.clone(),
         occurred_at: at_or(facts.created_at.as_ref(), event_at),
-        click_at: None,
-    }))
+    })))
 }
 
 fn signup_recorded(signup: &SignupRecorded, event_at: Option<DateTime<Utc>>) -> Work {
@@ -172,6 +145,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::domain::SubjectKind;
 
     fn at(minute: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + minute * 60, 0).unwrap()
