@@ -27,8 +27,8 @@ use tonic::{Request, Response, Status};
 use crate::{
     app::{
         assess_subject::{
-            self, ConversionQuestion, InvitationQuestion, SignupQuestion, conversion_input, invitation_input,
-            signup_input,
+            self, AssessInput, ConversionQuestion, InvitationQuestion, SignupQuestion, conversion_input,
+            invitation_input, signup_input,
         },
         get_assessment::get_assessment,
         resolve_case::resolve_case,
@@ -36,7 +36,7 @@ use crate::{
     },
     convert,
     domain::{Scoring, SubjectKind, identity},
-    store::{AssessInput, Store},
+    store::Store,
 };
 
 const MAX_ID_LEN: usize = 128;

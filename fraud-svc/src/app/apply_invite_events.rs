@@ -22,13 +22,42 @@ use referral_proto::{
 };
 
 use crate::{
-    app::assess_subject::{
-        ConversionQuestion, InvitationQuestion, SignupQuestion, conversion_input, invitation_input,
-        signup_input,
+    app::{
+        assess_subject::{
+            AssessInput, ConversionQuestion, InvitationQuestion, SignupQuestion, assess_in, conversion_input,
+            invitation_input, signup_input,
+        },
+        observe_person::{Observation, observe_in},
     },
     domain::Scoring,
-    store::{Consumed, Observation, REFEREE, Store, Work},
+    store::{REFEREE, Store, StoreResult},
 };
+
+/// What one consumed event asks of fraud-svc.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Assess(Box<AssessInput>),
+    Observe(Observation),
+    /// Observe, then assess (a signup left pending while fraud-svc was away).
+    ObserveAndAssess(Observation, Box<AssessInput>),
+    Nothing,
+}
+
+/// A consumed event and what it asks.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub event_id: String,
+    pub offset: i64,
+    pub work: Work,
+}
+
+/// What a batch of consumed events did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub applied: u32,
+    pub duplicates: u32,
+    pub assessed: u32,
+}
 
 /// Applies a batch of `source`'s events in one transaction with its new offset.
 pub async fn apply<S: Store>(
@@ -45,12 +74,52 @@ pub async fn apply<S: Store>(
             work: work_for(e),
         })
         .collect();
-    let summary = store.apply_events(source, items, scoring).await?;
+    let summary = apply_batch(store, scoring, source, items).await?;
     if summary.assessed > 0 {
         metrics::counter!("fraud_assessed_from_events_total").increment(u64::from(summary.assessed));
         tracing::info!(source, assessed = summary.assessed, "assessed from the event log");
     }
     Ok(())
+}
+
+/// Applies consumed events in one transaction (holding the assessment lock) with the new
+/// offset of `source`, dropping events already applied (by id).
+pub async fn apply_batch<S: Store>(
+    store: &S,
+    scoring: &Scoring,
+    source: &str,
+    items: Vec<Consumed>,
+) -> StoreResult<ApplySummary> {
+    let mut summary = ApplySummary::default();
+    let Some(last) = items.iter().map(|i| i.offset).max() else {
+        return Ok(summary);
+    };
+    let mut tx = store.begin_assessment().await?;
+    for item in items {
+        if !store.mark_consumed(&mut tx, &item.event_id).await? {
+            summary.duplicates += 1;
+            continue;
+        }
+        summary.applied += 1;
+        match item.work {
+            Work::Nothing => {}
+            Work::Observe(o) => observe_in(store, &mut tx, &o, scoring).await?,
+            Work::Assess(input) => {
+                if assess_in(store, &mut tx, scoring, *input).await?.fresh {
+                    summary.assessed += 1;
+                }
+            }
+            Work::ObserveAndAssess(o, input) => {
+                observe_in(store, &mut tx, &o, scoring).await?;
+                if assess_in(store, &mut tx, scoring, *input).await?.fresh {
+                    summary.assessed += 1;
+                }
+            }
+        }
+    }
+    store.save_offset(&mut tx, source, last).await?;
+    store.commit(tx, summary.assessed > 0).await?;
+    Ok(summary)
 }
 
 /// What one of invite-svc's events asks of fraud-svc (pure).

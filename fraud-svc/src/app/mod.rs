@@ -6,10 +6,12 @@
 //! - [`apply_invite_events`]: what each of invite-svc's events does here (the consumer);
 //! - [`review_cases`]: list and read review cases with their assessment and ring;
 //! - [`resolve_case`]: an admin's APPROVE / REJECT of a case;
-//! - [`get_assessment`]: the assessment of a subject, by the key it was asked with.
+//! - [`get_assessment`]: the assessment of a subject, by the key it was asked with;
+//! - [`observe_person`]: identities and ring links of a person (part of the above).
 
 pub mod apply_invite_events;
 pub mod assess_subject;
 pub mod get_assessment;
+pub mod observe_person;
 pub mod resolve_case;
 pub mod review_cases;

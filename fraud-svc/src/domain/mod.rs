@@ -633,7 +633,9 @@ mod tests {
             e.click_at = Some(at(0));
             let v = s.evaluate(&e);
             let speed = v.signals.iter().find(|x| x.name == signals::CONVERSION_SPEED);
-            speed.expect("the conversion-speed signal is always listed").triggered
+            speed
+                .expect("the conversion-speed signal is always listed")
+                .triggered
         };
         assert!(speed_fired(Duration::minutes(5) - Duration::seconds(1)));
         assert!(!speed_fired(Duration::minutes(5)));
