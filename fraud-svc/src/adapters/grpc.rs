@@ -57,7 +57,7 @@ impl<S: Store> FraudApi<S> {
 
     async fn assess(&self, input: AssessInput) -> ApiResult<Assessment> {
         let row = assess_subject::assess(&self.store, &self.scoring, input).await?;
-        Ok(convert::assessment(&row))
+        Ok(convert::assessment(&row)?)
     }
 
     // ---- assessments -----------------------------------------------------------------
@@ -170,7 +170,7 @@ impl<S: Store> FraudApi<S> {
             None => String::new(),
         };
         Ok(ListCasesResponse {
-            cases: page.cases.iter().map(case).collect(),
+            cases: page.cases.iter().map(case).collect::<ApiResult<_>>()?,
             next_page_token,
         })
     }
@@ -180,7 +180,7 @@ impl<S: Store> FraudApi<S> {
         let mut v = Violations::default();
         check_id(&mut v, &req.id, "id", true);
         v.into_result()?;
-        Ok(case(&review_cases::get_case(&self.store, &req.id).await?))
+        case(&review_cases::get_case(&self.store, &req.id).await?)
     }
 
     /// Subjects are found by the key their question was asked with: a signup by its user,
@@ -202,7 +202,7 @@ impl<S: Store> FraudApi<S> {
         check_id(&mut v, &req.subject_id, "subjectId", true);
         v.into_result()?;
         let row = get_assessment(&self.store, kind, &req.subject_id).await?;
-        Ok(convert::assessment(&row))
+        Ok(convert::assessment(&row)?)
     }
 
     pub async fn resolve_case_as(
@@ -230,13 +230,13 @@ impl<S: Store> FraudApi<S> {
         input::text(&mut v, &req.note, MAX_NOTE_LEN, "note");
         v.into_result()?;
         let view = resolve_case(&self.store, actor, &req.id, decision, req.note.trim()).await?;
-        Ok(case(&view))
+        case(&view)
     }
 }
 
 /// A case as the API shows it.
-fn case(v: &CaseView) -> Case {
-    convert::case(&v.case, v.assessment.as_ref(), v.cluster.as_ref())
+fn case(v: &CaseView) -> ApiResult<Case> {
+    Ok(convert::case(&v.case, v.assessment.as_ref(), v.cluster.as_ref())?)
 }
 
 fn require_internal(p: &Principal) -> ApiResult<()> {

@@ -210,7 +210,7 @@ pub async fn assess_in<S: Store>(
         };
         store.open_case(tx, &case).await?;
     }
-    store.stage(tx, &events::fraud_assessed(&row)).await?;
+    store.stage(tx, &events::fraud_assessed(&row)?).await?;
     Ok(Assessed { row, fresh: true })
 }
 

@@ -229,7 +229,7 @@ async fn assess<S: Store>(store: &S, input: AssessInput) -> Assessed {
 async fn decide<S: Store>(store: &S, input: AssessInput) -> Assessment {
     let a = assess(store, input).await;
     assert!(a.fresh, "a new question");
-    convert::assessment(&a.row)
+    convert::assessment(&a.row).expect("the stored assessment reads back")
 }
 
 fn action(a: &Assessment) -> FraudAction {
@@ -1061,7 +1061,7 @@ async fn concurrent_assessments_are_serialised<S: Harness>(store: &S) {
                     }),
                 )
                 .await;
-                let a = convert::assessment(&a.row);
+                let a = convert::assessment(&a.row).expect("the stored assessment reads back");
                 a.signals
                     .iter()
                     .find(|s| s.name == signals::VELOCITY)
