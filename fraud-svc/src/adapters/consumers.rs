@@ -30,7 +30,7 @@ impl<S: Store> InviteEvents<S> {
 
 impl<S: Store> EventSink for InviteEvents<S> {
     async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.store.last_offset(source).await?)
+        Ok(apply_invite_events::last_offset(&self.store, source).await?)
     }
 
     async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {

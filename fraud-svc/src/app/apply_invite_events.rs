@@ -59,6 +59,11 @@ pub struct ApplySummary {
     pub assessed: u32,
 }
 
+/// Where reading `source` resumes: the offset of its last applied batch (0 before any).
+pub async fn last_offset<S: Store>(store: &S, source: &str) -> StoreResult<i64> {
+    store.last_offset(source).await
+}
+
 /// Applies a batch of `source`'s events in one transaction with its new offset.
 pub async fn apply<S: Store>(
     store: &S,
