@@ -1184,7 +1184,7 @@ async fn writes_race_consumed_events_and_resolutions<S: Harness>(store: &S) {
 }
 
 /// A write that fails half-way (here: an assessment id already taken, found only at its
-/// last inserts) leaves nothing behind, neither through `assess` nor `apply_events`, and the
+/// last inserts) leaves nothing behind, neither through `assess_once` nor `apply_batch`, and the
 /// store goes on working.
 async fn a_failed_write_leaves_nothing<S: Harness>(store: &S) {
     let scoring = Scoring::default();
