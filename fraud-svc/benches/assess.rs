@@ -25,9 +25,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Parser;
 use fraud_svc::{
     FraudConfig,
+    app::assess_subject::{self, SignupQuestion, signup_input},
     domain::Scoring,
-    grpc::{SignupQuestion, signup_input},
-    store::{PgStore, SQLITE_STATEMENT_TARGET, SqliteStore, Store},
+    store::{PgStore, SqliteStore, Store},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use referral_common::{auth::ServiceKeys, config::Secret, ids::to_ts, outbox::EventLogStore, server};
@@ -67,8 +67,8 @@ impl Pool {
     }
 }
 
-/// Counts the statements run while `COUNTING` is set (sqlx's `sqlx::query` events, and the
-/// SQLite writer thread's own per-statement events), so the timed phases pay nothing for it.
+/// Counts the statements run while `COUNTING` is set (sqlx's `sqlx::query` events), so the
+/// timed phases pay nothing for it.
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static STATEMENTS: AtomicU64 = AtomicU64::new(0);
 
@@ -84,8 +84,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StatementCounter {
         metadata: &tracing::Metadata<'_>,
         _: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        COUNTING.load(Ordering::Relaxed)
-            && (metadata.target().starts_with("sqlx::query") || metadata.target() == SQLITE_STATEMENT_TARGET)
+        COUNTING.load(Ordering::Relaxed) && metadata.target().starts_with("sqlx::query")
     }
 
     fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
@@ -297,15 +296,15 @@ async fn run<
             tokio::time::sleep(pause).await;
         }
         let started = Instant::now();
-        store.assess(input, &scoring).await?;
+        assess_subject::assess_once(&store, &scoring, input).await?;
         direct.push(started.elapsed());
     }
     let n = direct.len() as u32;
-    percentiles("Store::assess (no gRPC)", direct);
+    percentiles("assess_subject::assess_once (no gRPC)", direct);
     if let (Some(a), Some(b)) = (cpu_before, process_cpu()) {
         // The bench process only: on Postgres the server's CPU is not in it.
         println!(
-            "bench-process CPU per Store::assess: {:.3} ms",
+            "bench-process CPU per assess_once: {:.3} ms",
             (b - a).as_secs_f64() * 1000.0 / f64::from(n)
         );
     }
@@ -328,12 +327,12 @@ async fn run<
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         COUNTING.store(true, Ordering::Relaxed);
-        let assessed = store.assess(input, &scoring).await;
+        let assessed = assess_subject::assess_once(&store, &scoring, input).await;
         COUNTING.store(false, Ordering::Relaxed);
         assessed?;
     }
     println!(
-        "statements per Store::assess (incl. BEGIN/COMMIT as sqlx logs them): {:.2}",
+        "statements per assess_once (incl. BEGIN/COMMIT as sqlx logs them): {:.2}",
         STATEMENTS.load(Ordering::Relaxed) as f64 / counted as f64
     );
     trigger.trigger();

@@ -101,49 +101,57 @@ pub fn cluster_json(view: Option<&ClusterView>) -> Result<String, StoreError> {
     }
 }
 
-/// The stored assessment as the API shows it. Stored JSON is our own; a row that cannot be
-/// read back shows no signals rather than failing the whole answer.
-pub fn assessment(row: &AssessmentRow) -> Assessment {
-    Assessment {
+/// The stored assessment as the API shows it. Its JSON is our own, written with the row; one
+/// that does not read back is an error, not an answer without signals.
+pub fn assessment(row: &AssessmentRow) -> Result<Assessment, StoreError> {
+    let unreadable = |column: &str, e: serde_json::Error| {
+        StoreError::Encoding(format!("assessment {}: {column}: {e}", row.id))
+    };
+    Ok(Assessment {
         id: row.id.clone(),
         subject_type: subject_type_of(&row.subject_type) as i32,
         subject_id: row.subject_id.clone(),
         score: row.score,
         level: level_of(&row.level) as i32,
         action: action_of(&row.action) as i32,
-        signals: serde_json::from_str(&row.signals_json).unwrap_or_default(),
-        rules: serde_json::from_str(&row.rules_json).unwrap_or_default(),
+        signals: serde_json::from_str(&row.signals_json).map_err(|e| unreadable("signals_json", e))?,
+        rules: serde_json::from_str(&row.rules_json).map_err(|e| unreadable("rules_json", e))?,
+        // No case (APPROVE): proto3's empty string.
         case_id: row.case_id.clone().unwrap_or_default(),
         cluster: if row.cluster_json.is_empty() {
             None
         } else {
-            serde_json::from_str(&row.cluster_json).ok()
+            Some(serde_json::from_str(&row.cluster_json).map_err(|e| unreadable("cluster_json", e))?)
         },
         referrer_id: row.referrer_id.clone(),
         assessed_at: Some(to_ts(row.assessed_at)),
         referee_id: row.referee_id.clone(),
-    }
+    })
 }
 
-pub fn case(row: &CaseRow, assessment: Option<&AssessmentRow>, cluster_now: Option<&ClusterView>) -> Case {
+pub fn case(
+    row: &CaseRow,
+    assessment: Option<&AssessmentRow>,
+    cluster_now: Option<&ClusterView>,
+) -> Result<Case, StoreError> {
     let resolution = (row.state == "RESOLVED").then(|| Resolution {
         decision: action_of(&row.decision) as i32,
         note: row.note.clone(),
         resolved_by: row.resolved_by.clone(),
         resolved_at: row.resolved_at.map(to_ts),
     });
-    Case {
+    Ok(Case {
         id: row.id.clone(),
         state: CaseState::from_str_name(&row.state).unwrap_or(CaseState::Unspecified) as i32,
         subject_type: subject_type_of(&row.subject_type) as i32,
         subject_id: row.subject_id.clone(),
         referrer_id: row.referrer_id.clone(),
         referee_id: row.referee_id.clone(),
-        assessment: assessment.map(self::assessment),
+        assessment: assessment.map(self::assessment).transpose()?,
         cluster: cluster_now.map(cluster),
         resolution,
         created_at: Some(to_ts(row.created_at)),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +164,34 @@ mod tests {
         assert_eq!(action_of("REJECT"), FraudAction::Reject);
         assert_eq!(action_of("bogus"), FraudAction::Unspecified);
         assert_eq!(subject_type_of("CONVERSION"), SubjectType::Conversion);
+    }
+
+    #[test]
+    fn an_assessment_whose_json_does_not_read_back_is_an_error() {
+        let row = AssessmentRow {
+            id: "a-1".into(),
+            subject_type: "SIGNUP".into(),
+            subject_id: "s-1".into(),
+            dedupe_key: None,
+            referrer_id: "r".into(),
+            referee_id: "u".into(),
+            score: 0.0,
+            level: "LOW".into(),
+            action: "APPROVE".into(),
+            signals_json: "[]".into(),
+            rules_json: "[]".into(),
+            cluster_json: String::new(),
+            case_id: None,
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            assessed_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        assert!(assessment(&row).is_ok());
+        let broken = AssessmentRow {
+            signals_json: "{not json".into(),
+            ..row
+        };
+        let e = assessment(&broken).unwrap_err().to_string();
+        assert!(e.contains("a-1") && e.contains("signals_json"), "{e}");
     }
 
     #[test]

@@ -11,23 +11,23 @@ use referral_proto::{
 use crate::{
     convert,
     domain::SubjectKind,
-    store::{AssessmentRow, CaseRow},
+    store::{AssessmentRow, CaseRow, StoreError},
 };
 
 pub const SOURCE: &str = "fraud";
 
 /// The aggregate is the subject (invitation, signup or conversion id), or the assessment
 /// itself when the caller named no subject.
-pub fn fraud_assessed(row: &AssessmentRow) -> Event {
+pub fn fraud_assessed(row: &AssessmentRow) -> Result<Event, StoreError> {
     let aggregate = if row.subject_id.is_empty() {
         &row.id
     } else {
         &row.subject_id
     };
     let payload = Payload::FraudAssessed(FraudAssessed {
-        assessment: Some(convert::assessment(row)),
+        assessment: Some(convert::assessment(row)?),
     });
-    new_event(SOURCE, aggregate, row.assessed_at, payload)
+    Ok(new_event(SOURCE, aggregate, row.assessed_at, payload))
 }
 
 pub fn fraud_resolved(case: &CaseRow) -> Event {

@@ -5,20 +5,24 @@
 //! health (readiness SERVING once migrations ran), reflection, `FraudService` and its own
 //! `EventLog` (FraudAssessed / FraudResolved) behind the auth interceptor, and — when
 //! `--invite-addr` is set — the consumer of invite-svc's event log.
+//!
+//! Rooms: `adapters/` (gRPC, the event consumer) only translate; `app/` holds one module per
+//! use case; `domain/` is pure; `store/` is the one `Store` trait with its Postgres and SQLite
+//! implementations; `config.rs` the configuration.
 
-pub mod consumers;
+pub mod adapters;
+pub mod app;
+pub mod config;
 pub mod convert;
 pub mod domain;
 pub mod events;
-pub mod grpc;
-pub mod settings;
 pub mod store;
 
 use std::time::Duration;
 
 use referral_common::{
     auth::{AuthInterceptor, ServiceCredentials, ServiceKeys, Verifier},
-    config::{self, Backend, ConfigError},
+    config::{self as common_config, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
@@ -27,20 +31,23 @@ use referral_common::{
 use referral_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use tokio::net::TcpListener;
 
-pub use settings::FraudConfig;
+pub use config::FraudConfig;
 
 use crate::{
-    consumers::InviteEvents,
+    adapters::{
+        consumers::{self, InviteEvents},
+        grpc::FraudApi,
+    },
     domain::Scoring,
-    grpc::FraudApi,
     store::{PgStore, SqliteStore, Store},
 };
 
-/// Checks every setting up front so a bad one stops start-up with one line naming it.
-pub fn settings_from(config: &FraudConfig) -> Result<Scoring, ConfigError> {
+/// Checks every setting up front so a bad one stops start-up with one line naming it; the
+/// decision's configuration.
+pub fn scoring_from(config: &FraudConfig) -> Result<Scoring, ConfigError> {
     config.web_tokens.validate()?;
-    config::check_service_jwt_secret(&config.web_tokens.jwt_secret, &config.service_jwt_secret)?;
-    config::backend_of("FRAUD_DATABASE_URL", &config.database_url)?;
+    common_config::check_service_jwt_secret(&config.web_tokens.jwt_secret, &config.service_jwt_secret)?;
+    common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)?;
     if let Some(addr) = &config.invite_addr
         && addr.trim().is_empty()
     {
@@ -54,13 +61,13 @@ pub fn settings_from(config: &FraudConfig) -> Result<Scoring, ConfigError> {
 
 /// The start-up check the mesh and the binary run before serving.
 pub fn check(config: &FraudConfig) -> Result<(), ConfigError> {
-    settings_from(config).map(|_| ())
+    scoring_from(config).map(|_| ())
 }
 
 /// Runs fraud-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: FraudConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
-    let scoring = settings_from(&config)?;
-    match config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
+    let scoring = scoring_from(&config)?;
+    match common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
             store.migrate().await?;
@@ -78,7 +85,7 @@ pub async fn serve(config: FraudConfig, listener: TcpListener, shutdown: Shutdow
 
 /// Runs the migrations only (the k8s migration Job).
 pub async fn migrate(config: &FraudConfig) -> anyhow::Result<()> {
-    match config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
+    match common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             PgStore::connect(&config.database_url, &config.db_schema)
                 .await?

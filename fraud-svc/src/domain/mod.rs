@@ -31,6 +31,10 @@ pub const PEER_LIMIT: i64 = 200;
 pub const TIMING_MAX_EVENTS: usize = 20;
 /// Window counts read at most this many index entries (more shows as "N+").
 pub const COUNT_CAP: u32 = 1000;
+/// The conversion-speed signal: a conversion within this long of its click raises the fraud
+/// score (by `Weights::conversion_speed`; docs/api.md, "conversion speed 0.10 (< 5 minutes
+/// from click)"). The default of `FRAUD_CONVERSION_SPEED_MIN`, which overrides it.
+pub const CONVERSION_SPEED_MIN: Duration = Duration::minutes(5);
 
 /// A count over a bounded window read: `capped` when the read stopped at its limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,7 +164,7 @@ impl Action {
     }
 }
 
-/// The weights of the scored signals (API.md's defaults).
+/// The weights of the scored signals (docs/api.md's defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
     pub velocity: f64,
@@ -186,7 +190,7 @@ impl Default for Weights {
     }
 }
 
-/// Every weight and threshold of the decision (all configurable, API.md's defaults).
+/// Every weight and threshold of the decision (all configurable, docs/api.md's defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scoring {
     pub weights: Weights,
@@ -227,7 +231,7 @@ impl Default for Scoring {
             ip_cluster_min: 5,
             timing_max_cv: 0.1,
             timing_min_events: 5,
-            conversion_speed_min: Duration::minutes(5),
+            conversion_speed_min: CONVERSION_SPEED_MIN,
             review_above: 0.4,
             reject_above: 0.7,
             recipient_referrer_limit: 3,
@@ -615,6 +619,26 @@ mod tests {
         let v = s.evaluate(&e);
         assert_eq!(fired(&v), vec!["conversion_speed"]);
         assert_eq!((v.score, v.action), (0.1, Action::Approve));
+    }
+
+    /// docs/api.md: a conversion within 5 minutes of its click raises the fraud score
+    /// ([`CONVERSION_SPEED_MIN`]); at 5 minutes it no longer does.
+    #[test]
+    fn a_conversion_within_five_minutes_of_its_click_raises_the_score() {
+        let s = Scoring::default();
+        let speed_fired = |after_click: Duration| {
+            let mut e = Evidence::new(SubjectKind::Conversion, at(0) + after_click);
+            e.referrer_id = "ref".into();
+            e.referee_id = "u".into();
+            e.click_at = Some(at(0));
+            let v = s.evaluate(&e);
+            let speed = v.signals.iter().find(|x| x.name == signals::CONVERSION_SPEED);
+            speed
+                .expect("the conversion-speed signal is always listed")
+                .triggered
+        };
+        assert!(speed_fired(Duration::minutes(5) - Duration::seconds(1)));
+        assert!(!speed_fired(Duration::minutes(5)));
     }
 
     #[test]

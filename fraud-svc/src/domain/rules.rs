@@ -63,7 +63,7 @@ pub fn recipient_invited_by_many(referrers: Count, limit: u32) -> Option<RuleHit
 ///
 /// With `single_referrer_exempt`, a device that acted for one referrer only is that
 /// referrer's own computer importing their own clients: pacing that is the quotas' job, and
-/// API.md promises a supplier importing two hundred real clients is never treated as a
+/// docs/api.md promises a supplier importing two hundred real clients is never treated as a
 /// fraudster. The rule then catches what it is for: one device acting for many accounts.
 pub fn device_invitation_flood(
     device_id: &str,

@@ -19,12 +19,18 @@ use referral_proto::{
 };
 use sqlx::{PgPool, SqlitePool};
 
-use super::{AssessInput, Assessed, Consumed, PgStore, ResolveOutcome, SqliteStore, Store, Work};
+use super::{PgStore, ResolveOutcome, SqliteStore, Store};
 use crate::{
-    consumers, convert,
+    app::{
+        apply_invite_events::{self as consumers, Consumed, Work, apply_batch},
+        assess_subject::{
+            AssessInput, Assessed, ConversionQuestion, SignupQuestion, assess_once, conversion_input,
+            signup_input,
+        },
+    },
+    convert,
     domain::{Scoring, SubjectKind, identity, rules, signals},
     events as fraud_events,
-    grpc::{ConversionQuestion, SignupQuestion, conversion_input, signup_input},
 };
 
 // ---- harness -------------------------------------------------------------------------
@@ -166,6 +172,7 @@ fn signup(s: Signup<'_>) -> AssessInput {
         signup_id: format!("signup-{}", s.user),
         user_id: s.user.into(),
         referrer_id: s.referrer.into(),
+        // Fixtures: an empty (or invalid) address means none given.
         email: identity::normalize_email(s.email).unwrap_or_default(),
         name: identity::normalize_name(s.name),
         ip: s.ip.into(),
@@ -176,6 +183,7 @@ fn signup(s: Signup<'_>) -> AssessInput {
 }
 
 fn invitation(id: &str, referrer: &str, email: &str, device: &str, at: DateTime<Utc>) -> AssessInput {
+    // Fixtures: an empty (or invalid) address means none given.
     let email = identity::normalize_email(email).unwrap_or_default();
     AssessInput {
         assessment_id: ids::new_id(),
@@ -213,13 +221,15 @@ fn conversion(
 }
 
 async fn assess<S: Store>(store: &S, input: AssessInput) -> Assessed {
-    store.assess(input, &Scoring::default()).await.expect("assess")
+    assess_once(store, &Scoring::default(), input)
+        .await
+        .expect("assess")
 }
 
 async fn decide<S: Store>(store: &S, input: AssessInput) -> Assessment {
     let a = assess(store, input).await;
     assert!(a.fresh, "a new question");
-    convert::assessment(&a.row)
+    convert::assessment(&a.row).expect("the stored assessment reads back")
 }
 
 fn action(a: &Assessment) -> FraudAction {
@@ -960,15 +970,13 @@ async fn consumed_events_apply_once<S: Harness>(store: &S) {
             .collect()
     };
     let events = [pending_invitation, pending_signup, unattributed];
-    let summary = store
-        .apply_events("invite", batch(&events), &scoring)
+    let summary = apply_batch(store, &scoring, "invite", batch(&events))
         .await
         .expect("apply");
     assert_eq!((summary.applied, summary.assessed, summary.duplicates), (3, 2, 0));
     assert_eq!(store.last_offset("invite").await.expect("offset"), 3);
     // Delivered again (a reconnect replays from an older offset): nothing happens twice.
-    let again = store
-        .apply_events("invite", batch(&events), &scoring)
+    let again = apply_batch(store, &scoring, "invite", batch(&events))
         .await
         .expect("apply");
     assert_eq!((again.applied, again.assessed, again.duplicates), (0, 0, 3));
@@ -994,8 +1002,7 @@ async fn consumed_events_apply_once<S: Harness>(store: &S) {
         }),
         4,
     );
-    let s = store
-        .apply_events("invite", batch(&[sync_created]), &scoring)
+    let s = apply_batch(store, &scoring, "invite", batch(&[sync_created]))
         .await
         .expect("apply");
     assert_eq!((s.applied, s.assessed), (1, 0));
@@ -1018,18 +1025,16 @@ async fn consumed_events_apply_once<S: Harness>(store: &S) {
         ]
     );
     // Work that only observes stays out of the log; an empty batch is a no-op.
-    let none = store
-        .apply_events("invite", vec![], &scoring)
+    let none = apply_batch(store, &scoring, "invite", vec![])
         .await
         .expect("apply");
-    assert_eq!(none, super::ApplySummary::default());
+    assert_eq!(none, consumers::ApplySummary::default());
     let nothing = Consumed {
         event_id: ids::new_id(),
         offset: 9,
         work: Work::Nothing,
     };
-    store
-        .apply_events("invite", vec![nothing], &scoring)
+    apply_batch(store, &scoring, "invite", vec![nothing])
         .await
         .expect("apply");
     assert_eq!(store.last_offset("invite").await.expect("offset"), 9);
@@ -1056,7 +1061,7 @@ async fn concurrent_assessments_are_serialised<S: Harness>(store: &S) {
                     }),
                 )
                 .await;
-                let a = convert::assessment(&a.row);
+                let a = convert::assessment(&a.row).expect("the stored assessment reads back");
                 a.signals
                     .iter()
                     .find(|s| s.name == signals::VELOCITY)
@@ -1142,8 +1147,7 @@ async fn writes_race_consumed_events_and_resolutions<S: Harness>(store: &S) {
                 offset: event.offset,
                 work: consumers::work_for(&event),
             };
-            let summary = consumer
-                .apply_events("invite", vec![item], &scoring)
+            let summary = apply_batch(&consumer, &scoring, "invite", vec![item])
                 .await
                 .expect("apply");
             assert_eq!((summary.applied, summary.assessed), (1, 1));
@@ -1180,7 +1184,7 @@ async fn writes_race_consumed_events_and_resolutions<S: Harness>(store: &S) {
 }
 
 /// A write that fails half-way (here: an assessment id already taken, found only at its
-/// last inserts) leaves nothing behind, neither through `assess` nor `apply_events`, and the
+/// last inserts) leaves nothing behind, neither through `assess_once` nor `apply_batch`, and the
 /// store goes on working.
 async fn a_failed_write_leaves_nothing<S: Harness>(store: &S) {
     let scoring = Scoring::default();
@@ -1208,8 +1212,7 @@ async fn a_failed_write_leaves_nothing<S: Harness>(store: &S) {
         input.assessment_id = first.row.id.clone();
         input
     };
-    store
-        .assess(clashing("u-direct"), &scoring)
+    assess_once(store, &scoring, clashing("u-direct"))
         .await
         .expect_err("the assessment id is taken");
     let event = invite_event(
@@ -1235,8 +1238,7 @@ async fn a_failed_write_leaves_nothing<S: Harness>(store: &S) {
             work: Work::Assess(Box::new(clashing("u-consumed"))),
         },
     ];
-    store
-        .apply_events("invite", items, &scoring)
+    apply_batch(store, &scoring, "invite", items)
         .await
         .expect_err("the second item fails");
     assert_eq!(
@@ -1286,8 +1288,8 @@ async fn a_failed_write_leaves_nothing<S: Harness>(store: &S) {
 
 // ---- SQLite only -----------------------------------------------------------------------
 
-/// Rows the writer thread writes read back through sqlx as written, with timestamps in
-/// the exact text sqlx itself writes (SQL compares them as text).
+/// Rows an assessment writes read back as written, with timestamps in the exact text sqlx
+/// itself writes (SQL compares them as text).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_writer_rows_match_sqlx() {
     let (store, dir) = sqlite_store().await;
@@ -1327,9 +1329,8 @@ async fn sqlite_writer_rows_match_sqlx() {
     close_sqlite(store, dir).await;
 }
 
-/// Dropping the last clone of the store ends the writer thread and closes its connection
-/// (the outbox relay does not keep it alive): with the pool closed too, SQLite removes the
-/// WAL file (it does so on the last close).
+/// Dropping the last clone of the store, with its pool closed, closes every connection: SQLite
+/// removes the WAL file (it does so on the last close).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_dropped_store_stops_its_writer() {
     let (store, dir) = sqlite_store().await;
@@ -1348,19 +1349,19 @@ async fn sqlite_dropped_store_stops_its_writer() {
     assert!(wal.exists(), "the store is open in WAL mode");
     store.pool().close().await;
     drop(store);
-    // At once, or after a relay job already running (the relay holds the writer weakly).
+    // At once, or after a relay pass already running.
     for _ in 0..100 {
         if !wal.exists() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(!wal.exists(), "every connection, the writer's too, is closed");
+    assert!(!wal.exists(), "every connection is closed");
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The writer thread opens the database on its own connection: an in-memory database (one
-/// per connection) is refused by name rather than silently split in two.
+/// Every pooled connection would open an in-memory database of its own: one is refused by
+/// name rather than silently split in several.
 #[tokio::test]
 async fn sqlite_in_memory_is_refused() {
     let err = SqliteStore::connect("sqlite::memory:")

@@ -1,5 +1,5 @@
-//! fraud-svc storage: one trait, a Postgres and a SQLite implementation chosen by the
-//! database URL. The SQL is written once for both backends (assess.rs, sql.rs).
+//! fraud-svc storage: one `Store` trait, a Postgres and a SQLite implementation chosen by the
+//! database URL, the SQL written once for both (sql.rs, `sql_store!`).
 //!
 //! What is kept:
 //! - `assessments` (every decision, with its signals and rules as JSON) and `cases` (every
@@ -14,39 +14,33 @@
 //!   when a new link joins two clusters;
 //! - the outbox, `consumer_offsets` and `processed_events`.
 //!
-//! Every assessment is one transaction: its facts, ring links, assessment, case and
-//! `FraudAssessed` outbox row. Assessments are serialised (SQLite: one writer thread, BEGIN
-//! IMMEDIATE; Postgres: one transaction-scoped advisory lock) so each one's windows and rings
-//! include every earlier one: two simultaneous signups of one referrer cannot both see "10".
-//! The assessment path is written once (assess.rs) for both; the reads and case resolution
-//! are sqlx (sql.rs).
+//! Every assessment is one transaction (`Store::begin_assessment` .. `Store::commit`, driven
+//! by `app::assess_subject`): its facts, ring links, assessment, case and `FraudAssessed`
+//! outbox row. Assessments are serialised (SQLite: BEGIN IMMEDIATE, its one-writer lock;
+//! Postgres: one transaction-scoped advisory lock) so each one's windows and rings include
+//! every earlier one: two simultaneous signups of one referrer cannot both see "10". A
+//! transaction dropped without `commit` rolls back.
 
-mod assess;
 mod postgres;
 mod sql;
 mod sqlite;
-mod sqlite_writer;
 
 use chrono::{DateTime, Utc};
 use referral_common::outbox::Outbox;
+use referral_proto::events::v1::Event;
 use sqlx::FromRow;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use sqlite_writer::STATEMENT_TARGET as SQLITE_STATEMENT_TARGET;
 
-use crate::domain::{Scoring, SubjectKind};
+use crate::domain::{ClusterSize, Peer, SubjectKind, ring::UnionPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-    #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
     #[error("encoding: {0}")]
     Encoding(String),
-    #[error("the SQLite writer thread stopped")]
-    WriterStopped,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -113,69 +107,111 @@ pub struct ClusterView {
 pub const REFERRER: &str = "REFERRER";
 pub const REFEREE: &str = "REFEREE";
 
-/// One question to assess, already validated and normalised.
+/// A referred signup, as the windows of its referrer count it.
 #[derive(Debug, Clone)]
-pub struct AssessInput {
-    pub assessment_id: String,
-    pub kind: SubjectKind,
-    pub subject_id: String,
-    /// A second question with the same key answers with the first assessment.
-    pub dedupe_key: String,
-    pub referrer_id: String,
-    /// The referee's user id (signups, conversions).
-    pub referee_id: String,
-    /// Normalised e-mail (the referee's; an invitation's recipient's) and name.
+pub struct ReferralFact<'a> {
+    pub referee_id: &'a str,
+    pub referrer_id: &'a str,
+    pub subject_id: &'a str,
+    pub email_local: &'a str,
+    pub email_norm: &'a str,
+    pub name_norm: &'a str,
+    pub ip: &'a str,
+    pub device_id: &'a str,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The referee as their signup showed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownReferee {
     pub email: String,
     pub name: String,
     pub ip: String,
     pub device_id: String,
-    /// Invitations: the recipient's pseudonymous key.
-    pub recipient_key: String,
+}
+
+/// An invitation, as the recipient and device windows count it.
+#[derive(Debug, Clone)]
+pub struct InvitationFact<'a> {
+    pub id: &'a str,
+    pub referrer_id: &'a str,
+    pub recipient_key: &'a str,
+    pub device_id: &'a str,
+    pub ip: &'a str,
     pub occurred_at: DateTime<Utc>,
-    pub click_at: Option<DateTime<Utc>>,
 }
 
-/// The answer of [`Store::assess`]: the stored assessment, and whether this call made it.
+/// The windows of an invitation: each `(since, until]`, each read capped.
 #[derive(Debug, Clone)]
-pub struct Assessed {
-    pub row: AssessmentRow,
-    pub fresh: bool,
+pub struct InvitationWindows<'a> {
+    pub referrer_id: &'a str,
+    /// The recipient's normalised e-mail (the referrer's own?), or empty.
+    pub email: &'a str,
+    pub recipient_key: &'a str,
+    pub recipient_since: DateTime<Utc>,
+    pub recipient_cap: u32,
+    pub device_id: &'a str,
+    pub device_since: DateTime<Utc>,
+    pub device_cap: u32,
+    pub until: DateTime<Utc>,
 }
 
-/// What an event tells about a person without asking for a decision (ring links, devices).
+/// What [`InvitationWindows`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvitationCounts {
+    /// Different referrers who invited the recipient.
+    pub recipient_referrers: i64,
+    pub device_invitations: i64,
+    pub device_referrers: i64,
+    /// The recipient's e-mail is among the referrer's own (0 or 1).
+    pub own_email: i64,
+}
+
+/// The referrer's windows for a signup or conversion: each `(since, until]`, each read capped.
 #[derive(Debug, Clone)]
-pub struct Observation {
-    pub person_id: String,
-    pub role: &'static str,
-    pub email: String,
-    pub ip: String,
-    pub device_id: String,
-    pub at: DateTime<Utc>,
+pub struct ReferralWindows<'a> {
+    pub referrer_id: &'a str,
+    /// Whose cluster is read besides the referrer's.
+    pub referee: &'a str,
+    pub email: &'a str,
+    pub ip: &'a str,
+    pub device_id: &'a str,
+    pub velocity_since: DateTime<Utc>,
+    pub velocity_cap: u32,
+    pub same_ip_since: DateTime<Utc>,
+    pub same_ip_cap: u32,
+    pub until: DateTime<Utc>,
 }
 
-/// What one consumed event asks of the store.
+/// What [`ReferralWindows`] counted, and the two clusters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralCounts {
+    pub signups: i64,
+    pub same_ip: i64,
+    /// The referee's e-mail / device is among the referrer's own (0 or 1 each).
+    pub own_email: i64,
+    pub own_device: i64,
+    pub referee_cluster: Option<ClusterSize>,
+    pub referrer_cluster: Option<ClusterSize>,
+}
+
+/// A person's place in the rings and the clusters of some keys, before a union.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RingState {
+    /// The person's cluster and role, if they have one.
+    pub member: Option<(ClusterSize, String)>,
+    /// Each key that belongs to a cluster, in key order.
+    pub keyed: Vec<(String, ClusterSize)>,
+}
+
+/// A case opened by an assessment (REVIEW or REJECT).
 #[derive(Debug, Clone)]
-pub enum Work {
-    Assess(Box<AssessInput>),
-    Observe(Observation),
-    /// Observe, then assess (a signup left pending while fraud-svc was away).
-    ObserveAndAssess(Observation, Box<AssessInput>),
-    Nothing,
-}
-
-#[derive(Debug, Clone)]
-pub struct Consumed {
-    pub event_id: String,
-    pub offset: i64,
-    pub work: Work,
-}
-
-/// What a batch of consumed events did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ApplySummary {
-    pub applied: u32,
-    pub duplicates: u32,
-    pub assessed: u32,
+pub struct NewCase<'a> {
+    pub id: &'a str,
+    pub assessment: &'a AssessmentRow,
+    /// Whose cluster the case shows.
+    pub cluster_member: &'a str,
+    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -185,28 +221,151 @@ pub enum ResolveOutcome {
     NotFound,
 }
 
-/// Everything fraud-svc keeps. Every method that changes state writes its outbox events in
-/// the same transaction and wakes the relay after commit.
+/// Everything fraud-svc keeps. Every method that changes state outside an assessment
+/// transaction writes its outbox events in its own transaction and wakes the relay after
+/// commit.
 pub trait Store: Clone + Send + Sync + 'static {
+    /// A write transaction holding the assessment lock until [`Store::commit`] (or its drop,
+    /// which rolls it back).
+    type Tx: Send;
+
     fn outbox(&self) -> &Outbox;
 
-    /// Records the question's facts and ring links, gathers its windows, decides with
-    /// `scoring`, and stores the assessment, its case (REVIEW / REJECT) and a
-    /// `FraudAssessed` event. A repeated question (same dedupe key) returns the first answer.
-    fn assess(
-        &self,
-        input: AssessInput,
-        scoring: &Scoring,
-    ) -> impl Future<Output = StoreResult<Assessed>> + Send;
+    // ---- one assessment transaction (app::assess_subject, app::apply_invite_events) -------
 
-    /// Applies consumed events in one transaction with the new offset of `source`,
-    /// dropping events already applied (by id).
-    fn apply_events(
+    /// Begins a write transaction holding the assessment lock: Postgres' advisory lock,
+    /// SQLite's BEGIN IMMEDIATE.
+    fn begin_assessment(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;
+    /// Commits `tx`; when it `staged` outbox events, wakes the relay.
+    fn commit(&self, tx: Self::Tx, staged: bool) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stages an event in the outbox of `tx`.
+    fn stage(&self, tx: &mut Self::Tx, event: &Event) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Marks a consumed event applied; false when it already was.
+    fn mark_consumed(
         &self,
+        tx: &mut Self::Tx,
+        event_id: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Saves `source`'s offset (never moving it back).
+    fn save_offset(
+        &self,
+        tx: &mut Self::Tx,
         source: &str,
-        items: Vec<Consumed>,
-        scoring: &Scoring,
-    ) -> impl Future<Output = StoreResult<ApplySummary>> + Send;
+        offset: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// [`Store::find_assessment`] inside `tx`.
+    fn assessment_by_key(
+        &self,
+        tx: &mut Self::Tx,
+        kind: SubjectKind,
+        dedupe_key: &str,
+    ) -> impl Future<Output = StoreResult<Option<AssessmentRow>>> + Send;
+    /// Records a referred signup (once per referee).
+    fn record_referral(
+        &self,
+        tx: &mut Self::Tx,
+        fact: &ReferralFact<'_>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The referee as their signup showed them, if it was recorded.
+    fn known_referee(
+        &self,
+        tx: &mut Self::Tx,
+        referee_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<KnownReferee>>> + Send;
+    /// Records an invitation (once per id).
+    fn record_invitation(
+        &self,
+        tx: &mut Self::Tx,
+        fact: &InvitationFact<'_>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// An invitation's windows, in one read.
+    fn invitation_counts(
+        &self,
+        tx: &mut Self::Tx,
+        w: &InvitationWindows<'_>,
+    ) -> impl Future<Output = StoreResult<InvitationCounts>> + Send;
+    /// A referral's windows and the clusters of the referee and the referrer, in one read.
+    fn referral_counts(
+        &self,
+        tx: &mut Self::Tx,
+        w: &ReferralWindows<'_>,
+    ) -> impl Future<Output = StoreResult<ReferralCounts>> + Send;
+    /// The referrer's referees in `(since, until]`, newest first, at most `limit`.
+    fn recent_referees(
+        &self,
+        tx: &mut Self::Tx,
+        referrer_id: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<Peer>>> + Send;
+    /// Records who a person is: `(kind, value)` pairs (`email`, `device`), each once.
+    fn record_identities(
+        &self,
+        tx: &mut Self::Tx,
+        person_id: &str,
+        known: &[(&str, &str)],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The person's cluster and the clusters of `keys`, in one read by primary key.
+    fn ring_state(
+        &self,
+        tx: &mut Self::Tx,
+        person_id: &str,
+        keys: &[String],
+    ) -> impl Future<Output = StoreResult<RingState>> + Send;
+    /// Sets a ring member's role.
+    fn set_ring_role(
+        &self,
+        tx: &mut Self::Tx,
+        person_id: &str,
+        role: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records that the person holds `keys`; the keys they hold for the first time.
+    fn hold_links(
+        &self,
+        tx: &mut Self::Tx,
+        person_id: &str,
+        keys: &[String],
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    /// Writes a union planned by `domain::ring::plan_union` for `person_id` (as `role`).
+    fn apply_union(
+        &self,
+        tx: &mut Self::Tx,
+        plan: &UnionPlan,
+        person_id: &str,
+        role: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The clusters of up to two people (an empty id has none), in one read.
+    fn clusters_of(
+        &self,
+        tx: &mut Self::Tx,
+        a: &str,
+        b: &str,
+    ) -> impl Future<Output = StoreResult<(Option<ClusterSize>, Option<ClusterSize>)>> + Send;
+    /// A cluster's first `member_limit` members and shared links, inside `tx`.
+    fn cluster_snapshot(
+        &self,
+        tx: &mut Self::Tx,
+        cluster: &ClusterSize,
+        member_limit: i64,
+    ) -> impl Future<Output = StoreResult<ClusterView>> + Send;
+    /// Stores an assessment.
+    fn insert_assessment(
+        &self,
+        tx: &mut Self::Tx,
+        row: &AssessmentRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Opens a case for an assessment.
+    fn open_case(
+        &self,
+        tx: &mut Self::Tx,
+        case: &NewCase<'_>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ---- reads, and case resolution (each its own transaction) --------------------------
+
     fn last_offset(&self, source: &str) -> impl Future<Output = StoreResult<i64>> + Send;
 
     fn get_assessment(&self, id: &str) -> impl Future<Output = StoreResult<Option<AssessmentRow>>> + Send;

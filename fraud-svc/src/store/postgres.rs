@@ -1,11 +1,10 @@
 //! fraud-svc on Postgres (schema `fraud` by default, its own search_path).
 
 use referral_common::outbox::{self, Outbox};
-use referral_proto::events::v1::Event;
 use sqlx::{PgPool, Postgres, Transaction};
 
-// `sql_store!` brings the store's types and `assess` into scope.
-use super::sql::sql_store;
+// `sql_store!` brings the store's types into scope.
+use super::sql::{assessment_cols, case_cols, sql_store};
 
 type Tx = Transaction<'static, Postgres>;
 
@@ -51,27 +50,8 @@ impl PgStore {
             .await
     }
 
-    async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
+    async fn stage_in(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_pg(tx, event).await
-    }
-
-    async fn write_assessment(&self, input: AssessInput, scoring: &Scoring) -> StoreResult<Assessed> {
-        let mut tx = self.begin_write().await?;
-        let assessed = assess::assess_in(&mut *tx, input, scoring).await?;
-        tx.commit().await?;
-        Ok(assessed)
-    }
-
-    async fn write_events(
-        &self,
-        source: &str,
-        items: Vec<Consumed>,
-        scoring: &Scoring,
-    ) -> StoreResult<ApplySummary> {
-        let mut tx = self.begin_write().await?;
-        let summary = assess::apply_in(&mut *tx, source, items, scoring).await?;
-        tx.commit().await?;
-        Ok(summary)
     }
 
     /// The relay numbers under its own advisory lock, apart from the assessment lock: wake
@@ -81,4 +61,4 @@ impl PgStore {
     }
 }
 
-sql_store!(PgStore, pg, " FOR UPDATE");
+sql_store!(PgStore, Postgres, sqlx::PgConnection, pg, " FOR UPDATE");

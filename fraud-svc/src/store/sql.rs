@@ -1,48 +1,444 @@
-//! The reads and case resolution of fraud-svc, written once on sqlx and instantiated for
-//! Postgres and SQLite by `sql_store!`; the assessment path is `assess.rs`. Each backend
-//! supplies `write_assessment()` and `write_events()` (the assessment path in one write
-//! transaction), `begin_write()` (Postgres: a transaction holding the assessment advisory
-//! lock; SQLite: BEGIN IMMEDIATE, its one-writer lock), `stage()` (outbox insert),
-//! `wake_relay()` (after a commit that staged events), its consumer-offset helpers and the
-//! row-lock suffix.
+//! The SQL of fraud-svc, written once on sqlx and instantiated for Postgres and SQLite by
+//! `sql_store!`. Each backend supplies `begin_write()` (Postgres: a transaction holding the
+//! assessment advisory lock; SQLite: BEGIN IMMEDIATE, its one-writer lock), `stage_in()`
+//! (outbox insert), `wake_relay()` (after a commit that staged events), its connection type,
+//! its consumer-offset helpers and the row-lock suffix.
+//!
+//! The assessment transaction is driven by `app::assess_subject`: one statement per method,
+//! the windows each read through their index and bounded by a LIMIT.
+
+/// The columns of `assessments`, in [`AssessmentRow`](super::AssessmentRow) order.
+macro_rules! assessment_cols {
+    () => {
+        "id, subject_type, subject_id, dedupe_key, referrer_id, referee_id, score, level, action, signals_json, rules_json, cluster_json, case_id, occurred_at, assessed_at"
+    };
+}
+
+/// The columns of `cases`, in [`CaseRow`](super::CaseRow) order.
+macro_rules! case_cols {
+    () => {
+        "id, state, subject_type, subject_id, referrer_id, referee_id, assessment_id, cluster_member, decision, note, resolved_by, resolved_at, created_at"
+    };
+}
 
 macro_rules! sql_store {
-    ($store:ty, $consumer:ident, $for_update:literal) => {
+    ($store:ty, $db:ty, $conn:ty, $consumer:ident, $for_update:literal) => {
         use chrono::{DateTime, Utc};
         use referral_common::consumer::$consumer as offsets;
+        use referral_proto::events::v1::Event;
 
         use crate::{
-            domain::{Scoring, SubjectKind},
+            domain::{ClusterSize, Peer, SubjectKind, ring},
             events,
             store::{
-                ApplySummary, AssessInput, Assessed, AssessmentRow, CaseRow, ClusterView, Consumed, ResolveOutcome, Store,
-                StoreResult,
-                assess::{self, assessment_cols, case_cols},
+                AssessmentRow, CaseRow, ClusterView, InvitationCounts, InvitationFact, InvitationWindows, KnownReferee,
+                NewCase, ReferralCounts, ReferralFact, ReferralWindows, ResolveOutcome, RingState, Store, StoreResult,
+                VIEW_LINKS,
             },
         };
 
         impl Store for $store {
+            type Tx = sqlx::Transaction<'static, $db>;
+
             fn outbox(&self) -> &Outbox {
                 &self.outbox
             }
 
-            async fn assess(&self, input: AssessInput, scoring: &Scoring) -> StoreResult<Assessed> {
-                let assessed = self.write_assessment(input, scoring).await?;
-                if assessed.fresh {
-                    self.wake_relay();
-                }
-                Ok(assessed)
+            async fn begin_assessment(&self) -> StoreResult<Self::Tx> {
+                Ok(self.begin_write().await?)
             }
 
-            async fn apply_events(&self, source: &str, items: Vec<Consumed>, scoring: &Scoring) -> StoreResult<ApplySummary> {
-                if items.is_empty() {
-                    return Ok(ApplySummary::default());
-                }
-                let summary = self.write_events(source, items, scoring).await?;
-                if summary.assessed > 0 {
+            async fn commit(&self, tx: Self::Tx, staged: bool) -> StoreResult<()> {
+                tx.commit().await?;
+                if staged {
                     self.wake_relay();
                 }
-                Ok(summary)
+                Ok(())
+            }
+
+            async fn stage(&self, tx: &mut Self::Tx, event: &Event) -> StoreResult<()> {
+                Ok(Self::stage_in(tx, event).await?)
+            }
+
+            async fn mark_consumed(&self, tx: &mut Self::Tx, event_id: &str) -> StoreResult<bool> {
+                Ok(offsets::first_time(tx, event_id).await?)
+            }
+
+            async fn save_offset(&self, tx: &mut Self::Tx, source: &str, offset: i64) -> StoreResult<()> {
+                Ok(offsets::save_offset(tx, source, offset).await?)
+            }
+
+            async fn assessment_by_key(
+                &self,
+                tx: &mut Self::Tx,
+                kind: SubjectKind,
+                dedupe_key: &str,
+            ) -> StoreResult<Option<AssessmentRow>> {
+                Self::find_in(tx, kind, dedupe_key).await
+            }
+
+            async fn record_referral(&self, tx: &mut Self::Tx, fact: &ReferralFact<'_>) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO referral_facts (referee_id, referrer_id, subject_id, email_local, email_norm, name_norm, ip, device_id, occurred_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (referee_id) DO NOTHING",
+                )
+                .bind(fact.referee_id)
+                .bind(fact.referrer_id)
+                .bind(fact.subject_id)
+                .bind(fact.email_local)
+                .bind(fact.email_norm)
+                .bind(fact.name_norm)
+                .bind(fact.ip)
+                .bind(fact.device_id)
+                .bind(fact.occurred_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn known_referee(&self, tx: &mut Self::Tx, referee_id: &str) -> StoreResult<Option<KnownReferee>> {
+                let row: Option<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT email_norm, name_norm, ip, device_id FROM referral_facts WHERE referee_id = $1",
+                )
+                .bind(referee_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(row.map(|(email, name, ip, device_id)| KnownReferee {
+                    email,
+                    name,
+                    ip,
+                    device_id,
+                }))
+            }
+
+            async fn record_invitation(&self, tx: &mut Self::Tx, fact: &InvitationFact<'_>) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO invitation_facts (id, referrer_id, recipient_key, device_id, ip, occurred_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(fact.id)
+                .bind(fact.referrer_id)
+                .bind(fact.recipient_key)
+                .bind(fact.device_id)
+                .bind(fact.ip)
+                .bind(fact.occurred_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn invitation_counts(&self, tx: &mut Self::Tx, w: &InvitationWindows<'_>) -> StoreResult<InvitationCounts> {
+                let (recipient_referrers, device_invitations, device_referrers, own_email): (i64, i64, i64, i64) =
+                    sqlx::query_as(
+                        "SELECT
+                           (SELECT COUNT(DISTINCT referrer_id) FROM (SELECT referrer_id FROM invitation_facts
+                              WHERE recipient_key = $1 AND $1 <> '' AND occurred_at > $2 AND occurred_at <= $3
+                              ORDER BY occurred_at DESC LIMIT $4) AS r),
+                           (SELECT COUNT(*) FROM (SELECT referrer_id FROM invitation_facts
+                              WHERE device_id = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
+                              ORDER BY occurred_at DESC LIMIT $7) AS d),
+                           (SELECT COUNT(DISTINCT referrer_id) FROM (SELECT referrer_id FROM invitation_facts
+                              WHERE device_id = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
+                              ORDER BY occurred_at DESC LIMIT $7) AS dr),
+                           (SELECT COUNT(*) FROM identities WHERE person_id = $8 AND kind = 'email' AND value = $9 AND $9 <> '')",
+                    )
+                    .bind(w.recipient_key)
+                    .bind(w.recipient_since)
+                    .bind(w.until)
+                    .bind(i64::from(w.recipient_cap))
+                    .bind(w.device_id)
+                    .bind(w.device_since)
+                    .bind(i64::from(w.device_cap))
+                    .bind(w.referrer_id)
+                    .bind(w.email)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                Ok(InvitationCounts {
+                    recipient_referrers,
+                    device_invitations,
+                    device_referrers,
+                    own_email,
+                })
+            }
+
+            async fn referral_counts(&self, tx: &mut Self::Tx, w: &ReferralWindows<'_>) -> StoreResult<ReferralCounts> {
+                #[allow(clippy::type_complexity)]
+                let row: (i64, i64, i64, i64, Option<String>, Option<i64>, Option<String>, Option<i64>) = sqlx::query_as(
+                    "SELECT
+                       (SELECT COUNT(*) FROM (SELECT 1 AS one FROM referral_facts
+                          WHERE referrer_id = $1 AND occurred_at > $2 AND occurred_at <= $3
+                          ORDER BY occurred_at DESC LIMIT $4) AS v),
+                       (SELECT COUNT(*) FROM (SELECT 1 AS one FROM referral_facts
+                          WHERE referrer_id = $1 AND ip = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
+                          ORDER BY occurred_at DESC LIMIT $7) AS i),
+                       (SELECT COUNT(*) FROM identities WHERE person_id = $1 AND kind = 'email' AND value = $8 AND $8 <> ''),
+                       (SELECT COUNT(*) FROM identities WHERE person_id = $1 AND kind = 'device' AND value = $9 AND $9 <> ''),
+                       (SELECT cluster_id FROM cluster_members WHERE member_id = $10 AND $10 <> ''),
+                       (SELECT c.size FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id = $10 AND $10 <> ''),
+                       (SELECT cluster_id FROM cluster_members WHERE member_id = $1),
+                       (SELECT c.size FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id = $1)",
+                )
+                .bind(w.referrer_id)
+                .bind(w.velocity_since)
+                .bind(w.until)
+                .bind(i64::from(w.velocity_cap))
+                .bind(w.ip)
+                .bind(w.same_ip_since)
+                .bind(i64::from(w.same_ip_cap))
+                .bind(w.email)
+                .bind(w.device_id)
+                .bind(w.referee)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(ReferralCounts {
+                    signups: row.0,
+                    same_ip: row.1,
+                    own_email: row.2,
+                    own_device: row.3,
+                    referee_cluster: cluster_size(row.4, row.5),
+                    referrer_cluster: cluster_size(row.6, row.7),
+                })
+            }
+
+            async fn recent_referees(
+                &self,
+                tx: &mut Self::Tx,
+                referrer_id: &str,
+                since: DateTime<Utc>,
+                until: DateTime<Utc>,
+                limit: i64,
+            ) -> StoreResult<Vec<Peer>> {
+                let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT referee_id, email_local, name_norm, occurred_at FROM referral_facts
+                     WHERE referrer_id = $1 AND occurred_at > $2 AND occurred_at <= $3 ORDER BY occurred_at DESC LIMIT $4",
+                )
+                .bind(referrer_id)
+                .bind(since)
+                .bind(until)
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(referee_id, email_local, name, occurred_at)| Peer {
+                        referee_id,
+                        email_local,
+                        name,
+                        occurred_at,
+                    })
+                    .collect())
+            }
+
+            async fn record_identities(
+                &self,
+                tx: &mut Self::Tx,
+                person_id: &str,
+                known: &[(&str, &str)],
+                at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                if known.is_empty() {
+                    return Ok(());
+                }
+                let rows: Vec<String> = (0..known.len())
+                    .map(|i| format!("($1, ${}, ${}, $2)", 3 + 2 * i, 4 + 2 * i))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO identities (person_id, kind, value, seen_at) VALUES {} ON CONFLICT (person_id, kind, value) DO NOTHING",
+                    rows.join(", ")
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(person_id).bind(at);
+                for (kind, value) in known {
+                    q = q.bind(*kind).bind(*value);
+                }
+                q.execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            async fn ring_state(&self, tx: &mut Self::Tx, person_id: &str, keys: &[String]) -> StoreResult<RingState> {
+                // part 0: the person's membership; part 1: each key's cluster, in key order.
+                let sql = format!(
+                    "SELECT CAST(0 AS BIGINT) AS part, '' AS link_key, m.cluster_id, m.role, c.size
+                       FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id = $1
+                     UNION ALL
+                     SELECT 1, l.link_key, l.cluster_id, '', c.size
+                       FROM cluster_links l JOIN clusters c ON c.id = l.cluster_id WHERE l.link_key IN ({})
+                     ORDER BY part, link_key",
+                    placeholders(2, keys.len())
+                );
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(person_id);
+                for k in keys {
+                    q = q.bind(k);
+                }
+                let rows: Vec<(i64, String, String, String, i64)> = q.fetch_all(&mut **tx).await?;
+                let mut state = RingState::default();
+                for (part, key, id, role, n) in rows {
+                    let cluster = ClusterSize { id, size: size(n) };
+                    if part == 0 {
+                        state.member = Some((cluster, role));
+                    } else {
+                        state.keyed.push((key, cluster));
+                    }
+                }
+                Ok(state)
+            }
+
+            async fn set_ring_role(&self, tx: &mut Self::Tx, person_id: &str, role: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE cluster_members SET role = $2 WHERE member_id = $1")
+                    .bind(person_id)
+                    .bind(role)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn hold_links(&self, tx: &mut Self::Tx, person_id: &str, keys: &[String]) -> StoreResult<Vec<String>> {
+                let holds: Vec<String> = (0..keys.len()).map(|i| format!("(${}, $1)", i + 2)).collect();
+                let sql = format!(
+                    "INSERT INTO link_holders (link_key, member_id) VALUES {} ON CONFLICT (link_key, member_id) DO NOTHING RETURNING link_key",
+                    holds.join(", ")
+                );
+                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(person_id);
+                for k in keys {
+                    q = q.bind(k);
+                }
+                Ok(q.fetch_all(&mut **tx).await?)
+            }
+
+            async fn apply_union(
+                &self,
+                tx: &mut Self::Tx,
+                plan: &ring::UnionPlan,
+                person_id: &str,
+                role: &str,
+                at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let target = match &plan.target {
+                    ring::Target::Existing(id) => id.clone(),
+                    ring::Target::New => {
+                        let id = referral_common::ids::new_id();
+                        sqlx::query("INSERT INTO clusters (id, size, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                            .bind(&id)
+                            .bind(i64::from(plan.size))
+                            .bind(at)
+                            .execute(&mut **tx)
+                            .await?;
+                        id
+                    }
+                };
+                for other in &plan.merge {
+                    for sql in [
+                        "UPDATE cluster_members SET cluster_id = $1 WHERE cluster_id = $2",
+                        "UPDATE cluster_links SET cluster_id = $1 WHERE cluster_id = $2",
+                    ] {
+                        sqlx::query(sql).bind(&target).bind(other).execute(&mut **tx).await?;
+                    }
+                    sqlx::query("DELETE FROM clusters WHERE id = $1")
+                        .bind(other)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if plan.add_person {
+                    sqlx::query("INSERT INTO cluster_members (member_id, cluster_id, role, joined_at) VALUES ($1, $2, $3, $4)")
+                        .bind(person_id)
+                        .bind(&target)
+                        .bind(role)
+                        .bind(at)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if !plan.new_links.is_empty() {
+                    let rows: Vec<String> = (0..plan.new_links.len())
+                        .map(|i| format!("(${}, $1, 1)", i + 2))
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO cluster_links (link_key, cluster_id, holders) VALUES {}",
+                        rows.join(", ")
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&target);
+                    for k in &plan.new_links {
+                        q = q.bind(k);
+                    }
+                    q.execute(&mut **tx).await?;
+                }
+                if !plan.more_holders.is_empty() {
+                    let sql = format!(
+                        "UPDATE cluster_links SET holders = holders + 1 WHERE link_key IN ({})",
+                        placeholders(1, plan.more_holders.len())
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for k in &plan.more_holders {
+                        q = q.bind(k);
+                    }
+                    q.execute(&mut **tx).await?;
+                }
+                if plan.target != ring::Target::New {
+                    sqlx::query("UPDATE clusters SET size = $2, updated_at = $3 WHERE id = $1")
+                        .bind(&target)
+                        .bind(i64::from(plan.size))
+                        .bind(at)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn clusters_of(
+                &self,
+                tx: &mut Self::Tx,
+                a: &str,
+                b: &str,
+            ) -> StoreResult<(Option<ClusterSize>, Option<ClusterSize>)> {
+                Self::clusters_in(tx, a, b).await
+            }
+
+            async fn cluster_snapshot(&self, tx: &mut Self::Tx, cluster: &ClusterSize, member_limit: i64) -> StoreResult<ClusterView> {
+                Self::view_in(tx, cluster, member_limit).await
+            }
+
+            async fn insert_assessment(&self, tx: &mut Self::Tx, row: &AssessmentRow) -> StoreResult<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO assessments (",
+                    assessment_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                ))
+                .bind(&row.id)
+                .bind(&row.subject_type)
+                .bind(&row.subject_id)
+                .bind(row.dedupe_key.as_deref())
+                .bind(&row.referrer_id)
+                .bind(&row.referee_id)
+                .bind(row.score)
+                .bind(&row.level)
+                .bind(&row.action)
+                .bind(&row.signals_json)
+                .bind(&row.rules_json)
+                .bind(&row.cluster_json)
+                .bind(row.case_id.as_deref())
+                .bind(row.occurred_at)
+                .bind(row.assessed_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn open_case(&self, tx: &mut Self::Tx, case: &NewCase<'_>) -> StoreResult<()> {
+                let a = case.assessment;
+                sqlx::query(concat!(
+                    "INSERT INTO cases (",
+                    case_cols!(),
+                    ") VALUES ($1, 'OPEN', $2, $3, $4, $5, $6, $7, '', '', '', NULL, $8)"
+                ))
+                .bind(case.id)
+                .bind(&a.subject_type)
+                .bind(&a.subject_id)
+                .bind(&a.referrer_id)
+                .bind(&a.referee_id)
+                .bind(&a.id)
+                .bind(case.cluster_member)
+                .bind(case.created_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
             }
 
             async fn last_offset(&self, source: &str) -> StoreResult<i64> {
@@ -59,7 +455,7 @@ macro_rules! sql_store {
 
             async fn find_assessment(&self, kind: SubjectKind, dedupe_key: &str) -> StoreResult<Option<AssessmentRow>> {
                 let mut conn = self.pool.acquire().await?;
-                assess::find_assessment(&mut *conn, kind, dedupe_key).await
+                Self::find_in(&mut conn, kind, dedupe_key).await
             }
 
             async fn get_case(&self, id: &str) -> StoreResult<Option<CaseRow>> {
@@ -88,6 +484,7 @@ macro_rules! sql_store {
                     sql.push_str(&format!(" AND referrer_id = ${n}"));
                 }
                 sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
+                // No page token: from the first case.
                 let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after.unwrap_or(""));
                 if let Some(s) = state {
                     q = q.bind(s);
@@ -133,7 +530,7 @@ macro_rules! sql_store {
                 .bind(row.resolved_at)
                 .execute(&mut *tx)
                 .await?;
-                Self::stage(&mut tx, &events::fraud_resolved(&row)).await?;
+                Self::stage_in(&mut tx, &events::fraud_resolved(&row)).await?;
                 let entry = audit
                     .clone()
                     .before(before)
@@ -153,12 +550,97 @@ macro_rules! sql_store {
 
             async fn cluster_of(&self, member_id: &str, member_limit: i64) -> StoreResult<Option<ClusterView>> {
                 let mut conn = self.pool.acquire().await?;
-                let (cluster, _) = assess::clusters_of(&mut *conn, member_id, "").await?;
+                let (cluster, _) = Self::clusters_in(&mut conn, member_id, "").await?;
                 let Some(cluster) = cluster else { return Ok(None) };
-                Ok(Some(assess::cluster_view(&mut *conn, &cluster, member_limit).await?))
+                Ok(Some(Self::view_in(&mut conn, &cluster, member_limit).await?))
             }
+        }
+
+        /// Reads shared by the assessment transaction and the pool.
+        impl $store {
+            /// The assessment of a subject by its dedupe key (none for an empty key).
+            async fn find_in(conn: &mut $conn, kind: SubjectKind, dedupe_key: &str) -> StoreResult<Option<AssessmentRow>> {
+                if dedupe_key.is_empty() {
+                    return Ok(None);
+                }
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    assessment_cols!(),
+                    " FROM assessments WHERE subject_type = $1 AND dedupe_key = $2"
+                ))
+                .bind(kind.as_str())
+                .bind(dedupe_key)
+                .fetch_optional(conn)
+                .await?)
+            }
+
+            /// The clusters of up to two people, in one read.
+            async fn clusters_in(conn: &mut $conn, a: &str, b: &str) -> StoreResult<(Option<ClusterSize>, Option<ClusterSize>)> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT m.member_id, c.id, c.size FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.member_id IN ($1, $2)",
+                )
+                .bind(a)
+                .bind(b)
+                .fetch_all(conn)
+                .await?;
+                let of = |who: &str| {
+                    rows.iter()
+                        .find(|(m, _, _)| !who.is_empty() && m == who)
+                        .and_then(|(_, id, n)| cluster_size(Some(id.clone()), Some(*n)))
+                };
+                Ok((of(a), of(b)))
+            }
+
+            /// A cluster's first members and shared links.
+            async fn view_in(conn: &mut $conn, cluster: &ClusterSize, member_limit: i64) -> StoreResult<ClusterView> {
+                // Members (part 0) and shared links (part 1) in one read, each its own bounded
+                // index range; the outer sort only orders those few rows.
+                let rows: Vec<(i64, String, String)> = sqlx::query_as(
+                    "SELECT CAST(0 AS BIGINT) AS part, member_id, role FROM (SELECT member_id, role FROM cluster_members
+                       WHERE cluster_id = $1 ORDER BY member_id LIMIT $2) AS m
+                     UNION ALL
+                     SELECT 1, link_key, '' FROM (SELECT link_key FROM cluster_links
+                       WHERE cluster_id = $1 AND holders > 1 ORDER BY link_key LIMIT $3) AS l
+                     ORDER BY part, member_id",
+                )
+                .bind(&cluster.id)
+                .bind(member_limit)
+                .bind(VIEW_LINKS)
+                .fetch_all(conn)
+                .await?;
+                let mut members = Vec::new();
+                let mut links = Vec::new();
+                for (part, name, role) in rows {
+                    if part == 0 {
+                        members.push((name, role));
+                    } else {
+                        links.push(name);
+                    }
+                }
+                Ok(ClusterView {
+                    id: cluster.id.clone(),
+                    size: i64::from(cluster.size),
+                    members,
+                    links,
+                })
+            }
+        }
+
+        /// A cluster size from a count column (sizes never exceed u32 in practice; saturate).
+        fn size(n: i64) -> u32 {
+            u32::try_from(n).unwrap_or(u32::MAX)
+        }
+
+        /// A cluster from its id and size columns, where the person has one.
+        fn cluster_size(id: Option<String>, n: Option<i64>) -> Option<ClusterSize> {
+            id.zip(n).map(|(id, n)| ClusterSize { id, size: size(n) })
+        }
+
+        /// `$from, $from+1, …` for `n` parameters.
+        fn placeholders(from: usize, n: usize) -> String {
+            (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
         }
     };
 }
 
-pub(super) use sql_store;
+pub(super) use {assessment_cols, case_cols, sql_store};

@@ -1,33 +1,23 @@
-//! fraud-svc on SQLite (one file, WAL; writers take BEGIN IMMEDIATE). Assessments and
-//! consumed events are written by the writer thread (sqlite_writer.rs); reads and case
-//! resolution use the sqlx pool.
+//! fraud-svc on SQLite (one file, WAL; writers take BEGIN IMMEDIATE, SQLite's one-writer
+//! lock, so assessments happen one at a time).
 //!
 //! WAL checkpoints run in the background (every half second, PASSIVE: never blocking a
 //! writer) instead of inside whichever commit crosses SQLite's auto-checkpoint threshold,
 //! which would pay the checkpoint's fsync on a request (a few ms at the p99 of
 //! assessments). The automatic checkpoint stays as a backstop at a larger WAL size.
 
-use std::{
-    str::FromStr,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
-use referral_common::outbox::{self, EventLogStore, Outbox};
+use referral_common::outbox::{self, Outbox};
 use referral_common::supervisor::until_shutdown;
-use referral_proto::events::v1::Event;
 use sqlx::{
     Sqlite, SqlitePool, Transaction,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use tokio::sync::{Notify, watch};
 
-// `sql_store!` brings the store's types and `assess` into scope.
-use super::{
-    StoreError,
-    sql::sql_store,
-    sqlite_writer::{self, Writer},
-};
+// `sql_store!` brings the store's types into scope.
+use super::sql::{assessment_cols, case_cols, sql_store};
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -39,14 +29,12 @@ const RELAY_DEBOUNCE: Duration = Duration::from_millis(2);
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// SQLite's own checkpoint, as a backstop, once the WAL holds this many pages (~40 MB).
 const AUTO_CHECKPOINT_PAGES: &str = "10000";
-/// How long a writer waits for SQLite's write lock (the pool's and the writer thread's).
+/// How long a writer waits for SQLite's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Runs the assessment path; shut down with the last clone of the store.
-    writer: Arc<Writer>,
     outbox: Outbox,
     /// Coalesced wakes of the outbox relay.
     relay: Arc<Notify>,
@@ -60,7 +48,7 @@ impl SqliteStore {
     /// foreign keys) plus the larger auto-checkpoint threshold.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         if url.contains(":memory:") || url.contains("mode=memory") {
-            // The writer thread opens the file on a connection of its own.
+            // Every pooled connection would open a database of its own.
             anyhow::bail!("FRAUD_DATABASE_URL: fraud-svc needs a SQLite file, not an in-memory database");
         }
         if let Some(path) = url.strip_prefix("sqlite:").map(|p| p.trim_start_matches("//"))
@@ -76,7 +64,6 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .pragma("wal_autocheckpoint", AUTO_CHECKPOINT_PAGES);
-        let path = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
@@ -84,20 +71,7 @@ impl SqliteStore {
             .await?;
         // Migrate before the outbox relay starts reading its table.
         referral_common::db::migrate_sqlite(&pool, &MIGRATOR).await?;
-        // The writer's own connection to the same file, with the pool's settings.
-        let writer = Writer::start(
-            &path,
-            &sqlite_writer::Settings {
-                busy_timeout: BUSY_TIMEOUT,
-                auto_checkpoint_pages: AUTO_CHECKPOINT_PAGES,
-            },
-        )?;
-        let writer = Arc::new(writer);
-        let relay_log = RelayLog {
-            pool: pool.clone(),
-            writer: Arc::downgrade(&writer),
-        };
-        let outbox = Outbox::start("fraud-svc.outbox-relay", relay_log, Duration::from_millis(200));
+        let outbox = Outbox::start("fraud-svc.outbox-relay", pool.clone(), Duration::from_millis(200));
         let (stop, stopped) = watch::channel(());
         let relay = Arc::new(Notify::new());
         let tasks = outbox.supervisor().clone();
@@ -111,7 +85,6 @@ impl SqliteStore {
         });
         Ok(Self {
             pool,
-            writer,
             outbox,
             relay,
             _tasks: Arc::new(stop),
@@ -130,74 +103,18 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
+    async fn stage_in(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_sqlite(tx, event).await
     }
 
-    async fn write_assessment(&self, input: AssessInput, scoring: &Scoring) -> StoreResult<Assessed> {
-        let scoring = scoring.clone();
-        self.writer
-            .run(move |conn| {
-                sqlite_writer::in_transaction(conn, |tx| {
-                    sqlite_writer::now(assess::assess_in(tx, input, &scoring))
-                })
-            })
-            .await
-    }
-
-    async fn write_events(
-        &self,
-        source: &str,
-        items: Vec<Consumed>,
-        scoring: &Scoring,
-    ) -> StoreResult<ApplySummary> {
-        let (source, scoring) = (source.to_string(), scoring.clone());
-        self.writer
-            .run(move |conn| {
-                sqlite_writer::in_transaction(conn, |tx| {
-                    sqlite_writer::now(assess::apply_in(tx, &source, items, &scoring))
-                })
-            })
-            .await
-    }
-
-    /// The relay numbers on the writer thread (see [`RelayLog`]); coalescing wakes numbers a
-    /// burst of commits in one job, RELAY_DEBOUNCE later.
+    /// Coalescing wakes numbers a burst of commits in one relay pass, RELAY_DEBOUNCE later
+    /// (the relay takes SQLite's write lock too).
     fn wake_relay(&self) {
         self.relay.notify_one();
     }
 }
 
-sql_store!(SqliteStore, sqlite, "");
-
-/// The outbox relay's log: numbering runs as a job of the writer thread, queued between
-/// assessments, instead of racing them for SQLite's write lock from the pool (the loser
-/// sleeps in SQLite's busy handler, 1 ms and up: a tail of the assessments' latency).
-/// Reading stays on the pool. Holds the writer weakly: the store's last clone ends it.
-#[derive(Clone)]
-struct RelayLog {
-    pool: SqlitePool,
-    writer: Weak<Writer>,
-}
-
-impl EventLogStore for RelayLog {
-    async fn assign_offsets(&self) -> sqlx::Result<i64> {
-        let writer = self.writer.upgrade().ok_or(sqlx::Error::PoolClosed)?;
-        writer
-            .run(|conn| {
-                sqlite_writer::in_transaction(conn, |tx| sqlite_writer::now(assess::number_outbox(tx)))
-            })
-            .await
-            .map_err(|e| match e {
-                StoreError::Db(e) => e,
-                other => sqlx::Error::Io(std::io::Error::other(other)),
-            })
-    }
-
-    async fn read_after(&self, after: i64, limit: i64) -> sqlx::Result<Vec<(i64, Vec<u8>)>> {
-        self.pool.read_after(after, limit).await
-    }
-}
+sql_store!(SqliteStore, Sqlite, sqlx::SqliteConnection, sqlite, "");
 
 /// PASSIVE checkpoints off the request path until the store is dropped or the pool closed.
 async fn checkpoints(pool: SqlitePool, mut stopped: watch::Receiver<()>) {

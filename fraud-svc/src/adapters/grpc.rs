@@ -1,14 +1,15 @@
-//! The tonic FraudService: decode, authorize, validate, call domain + store, map errors.
+//! The tonic FraudService: decode, authorize, validate, call one `app` use case, encode its
+//! answer, map errors.
 //!
 //! Internal callers (the service role; admins too) assess. Cases are for admins: members
 //! never read them (403), and only an admin resolves one.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use referral_common::{
     ApiError, ApiResult, Violations,
-    audit::{Actor, AuditEntry, action},
+    audit::Actor,
     auth::Principal,
     ids::{self, from_ts},
     input, paging,
@@ -24,14 +25,20 @@ use referral_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::{
+    app::{
+        assess_subject::{
+            self, AssessInput, ConversionQuestion, InvitationQuestion, SignupQuestion, conversion_input,
+            invitation_input, signup_input,
+        },
+        get_assessment::get_assessment,
+        resolve_case::resolve_case,
+        review_cases::{self, CaseView},
+    },
     convert,
     domain::{Scoring, SubjectKind, identity},
-    store::{AssessInput, CaseRow, ResolveOutcome, Store},
+    store::Store,
 };
 
-/// Members listed per case in a list; a single case lists more.
-const LIST_MEMBERS: i64 = 20;
-const CASE_MEMBERS: i64 = 100;
 const MAX_ID_LEN: usize = 128;
 const MAX_NOTE_LEN: usize = 2000;
 
@@ -49,16 +56,8 @@ impl<S: Store> FraudApi<S> {
     }
 
     async fn assess(&self, input: AssessInput) -> ApiResult<Assessment> {
-        let started = Instant::now();
-        let kind = input.kind;
-        let assessed = self.store.assess(input, &self.scoring).await?;
-        metrics::histogram!("fraud_assess_seconds", "subject" => kind.as_str())
-            .record(started.elapsed().as_secs_f64());
-        if assessed.fresh {
-            metrics::counter!("fraud_assessments_total", "subject" => kind.as_str(), "action" => assessed.row.action.clone())
-                .increment(1);
-        }
-        Ok(convert::assessment(&assessed.row))
+        let row = assess_subject::assess(&self.store, &self.scoring, input).await?;
+        Ok(convert::assessment(&row)?)
     }
 
     // ---- assessments -----------------------------------------------------------------
@@ -78,21 +77,15 @@ impl<S: Store> FraudApi<S> {
         let at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
         v.into_result()?;
         let recipient_key = identity::recipient_key(&email, &req.recipient_phone);
-        self.assess(AssessInput {
-            assessment_id: ids::new_id(),
-            kind: SubjectKind::Invitation,
-            subject_id: req.invitation_id.clone(),
-            dedupe_key: req.invitation_id.clone(),
-            referrer_id: req.referrer_id.clone(),
-            referee_id: String::new(),
+        self.assess(invitation_input(InvitationQuestion {
+            invitation_id: req.invitation_id,
+            referrer_id: req.referrer_id,
             email,
-            name: String::new(),
+            recipient_key,
             ip,
             device_id: device,
-            recipient_key,
             occurred_at: at,
-            click_at: None,
-        })
+        }))
         .await
     }
 
@@ -153,12 +146,6 @@ impl<S: Store> FraudApi<S> {
 
     // ---- cases -----------------------------------------------------------------------
 
-    async fn case_view(&self, row: &CaseRow, members: i64) -> ApiResult<Case> {
-        let assessment = self.store.get_assessment(&row.assessment_id).await?;
-        let cluster = self.store.cluster_of(&row.cluster_member, members).await?;
-        Ok(convert::case(row, assessment.as_ref(), cluster.as_ref()))
-    }
-
     pub async fn list_cases_as(&self, p: &Principal, req: ListCasesRequest) -> ApiResult<ListCasesResponse> {
         p.require_admin()?;
         let state = match req.state {
@@ -176,22 +163,14 @@ impl<S: Store> FraudApi<S> {
         let size = paging::page_size(req.page_size)?;
         let after = paging::decode_token(&req.page_token)?;
         let referrer = (!req.referrer_id.is_empty()).then_some(req.referrer_id.as_str());
-        let mut rows = self
-            .store
-            .list_cases(state, referrer, after.as_deref(), i64::from(size) + 1)
-            .await?;
-        let more = rows.len() > size as usize;
-        rows.truncate(size as usize);
-        let next_page_token = match rows.last() {
-            Some(last) if more => paging::encode_token(&last.id),
-            _ => String::new(),
+        let page = review_cases::list_cases(&self.store, state, referrer, after.as_deref(), size).await?;
+        let next_page_token = match &page.next_after {
+            Some(last) => paging::encode_token(last),
+            // The last page: an empty token says no more.
+            None => String::new(),
         };
-        let mut cases = Vec::with_capacity(rows.len());
-        for row in &rows {
-            cases.push(self.case_view(row, LIST_MEMBERS).await?);
-        }
         Ok(ListCasesResponse {
-            cases,
+            cases: page.cases.iter().map(case).collect::<ApiResult<_>>()?,
             next_page_token,
         })
     }
@@ -201,12 +180,7 @@ impl<S: Store> FraudApi<S> {
         let mut v = Violations::default();
         check_id(&mut v, &req.id, "id", true);
         v.into_result()?;
-        let row = self
-            .store
-            .get_case(&req.id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("case", &req.id))?;
-        self.case_view(&row, CASE_MEMBERS).await
+        case(&review_cases::get_case(&self.store, &req.id).await?)
     }
 
     /// Subjects are found by the key their question was asked with: a signup by its user,
@@ -227,16 +201,8 @@ impl<S: Store> FraudApi<S> {
         let mut v = Violations::default();
         check_id(&mut v, &req.subject_id, "subjectId", true);
         v.into_result()?;
-        let key = match kind {
-            SubjectKind::Signup => signup_dedupe_key(&req.subject_id),
-            _ => req.subject_id.clone(),
-        };
-        let row = self
-            .store
-            .find_assessment(kind, &key)
-            .await?
-            .ok_or_else(|| ApiError::not_found("assessment", &req.subject_id))?;
-        Ok(convert::assessment(&row))
+        let row = get_assessment(&self.store, kind, &req.subject_id).await?;
+        Ok(convert::assessment(&row)?)
     }
 
     pub async fn resolve_case_as(
@@ -263,97 +229,14 @@ impl<S: Store> FraudApi<S> {
         // Shown to reviewers and kept in the audit trail: bounded text, no terminal escapes.
         input::text(&mut v, &req.note, MAX_NOTE_LEN, "note");
         v.into_result()?;
-        match self
-            .store
-            .resolve_case(
-                &req.id,
-                decision,
-                req.note.trim(),
-                &AuditEntry::new(actor, action::FRAUD_CASE_RESOLVE, "fraud_case", &req.id),
-                ids::now(),
-            )
-            .await?
-        {
-            ResolveOutcome::NotFound => Err(ApiError::not_found("case", &req.id)),
-            ResolveOutcome::AlreadyResolved(row) => Err(ApiError::FailedPrecondition {
-                message: format!("case {} was already resolved as {}", row.id, row.decision),
-                reason: "CASE_ALREADY_RESOLVED",
-            }),
-            ResolveOutcome::Resolved(row) => {
-                metrics::counter!("fraud_cases_resolved_total", "decision" => decision).increment(1);
-                self.case_view(&row, CASE_MEMBERS).await
-            }
-        }
+        let view = resolve_case(&self.store, actor, &req.id, decision, req.note.trim()).await?;
+        case(&view)
     }
 }
 
-/// A signup to assess, validated (from the RPC or from invite-svc's event log).
-pub struct SignupQuestion {
-    pub signup_id: String,
-    pub user_id: String,
-    pub referrer_id: String,
-    /// Normalised.
-    pub email: String,
-    /// Normalised.
-    pub name: String,
-    pub ip: String,
-    pub device_id: String,
-    pub occurred_at: DateTime<Utc>,
-    pub click_at: Option<DateTime<Utc>>,
-}
-
-/// A signup is asked about once per user: a second question returns the first answer, and
-/// an assessment of a signup is found by its user.
-fn signup_dedupe_key(user_id: &str) -> String {
-    format!("user:{user_id}")
-}
-
-/// A signup is asked about once per user: a second question returns the first answer.
-pub fn signup_input(q: SignupQuestion) -> AssessInput {
-    AssessInput {
-        assessment_id: ids::new_id(),
-        kind: SubjectKind::Signup,
-        dedupe_key: signup_dedupe_key(&q.user_id),
-        subject_id: q.signup_id,
-        referrer_id: q.referrer_id,
-        referee_id: q.user_id,
-        email: q.email,
-        name: q.name,
-        ip: q.ip,
-        device_id: q.device_id,
-        recipient_key: String::new(),
-        occurred_at: q.occurred_at,
-        click_at: q.click_at,
-    }
-}
-
-/// A conversion to assess, validated.
-pub struct ConversionQuestion {
-    pub conversion_id: String,
-    pub user_id: String,
-    pub referrer_id: String,
-    pub ip: String,
-    pub device_id: String,
-    pub occurred_at: DateTime<Utc>,
-    pub click_at: Option<DateTime<Utc>>,
-}
-
-pub fn conversion_input(q: ConversionQuestion) -> AssessInput {
-    AssessInput {
-        assessment_id: ids::new_id(),
-        kind: SubjectKind::Conversion,
-        dedupe_key: q.conversion_id.clone(),
-        subject_id: q.conversion_id,
-        referrer_id: q.referrer_id,
-        referee_id: q.user_id,
-        email: String::new(),
-        name: String::new(),
-        ip: q.ip,
-        device_id: q.device_id,
-        recipient_key: String::new(),
-        occurred_at: q.occurred_at,
-        click_at: q.click_at,
-    }
+/// A case as the API shows it.
+fn case(v: &CaseView) -> ApiResult<Case> {
+    Ok(convert::case(&v.case, v.assessment.as_ref(), v.cluster.as_ref())?)
 }
 
 fn require_internal(p: &Principal) -> ApiResult<()> {

@@ -1,11 +1,11 @@
-//! fraud-svc settings: flags and environment, defaults that work for the embedded mesh and
-//! API.md's weights and thresholds.
+//! fraud-svc's configuration: flags and environment, defaults that work for the embedded mesh
+//! and docs/api.md's weights and thresholds.
 
 use std::time::Duration;
 
 use referral_common::config::{ConfigError, LogFormat, Secret, parse_duration};
 
-use crate::domain::{Scoring, Weights};
+use crate::domain::{self, Scoring, Weights};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FraudConfig {
@@ -141,9 +141,10 @@ pub struct FraudConfig {
         help_heading = "Scoring"
     )]
     pub timing_min_events: usize,
-    /// Conversion speed fires under this from click to conversion (90s, 5m, 1h).
-    #[arg(long, env = "FRAUD_CONVERSION_SPEED_MIN", default_value = "5m", value_parser = parse_duration, help_heading = "Scoring")]
-    pub conversion_speed_min: Duration,
+    /// Conversion speed fires under this from click to conversion (90s, 5m, 1h). Unset:
+    /// `domain::CONVERSION_SPEED_MIN` (5m), the one place its default is written.
+    #[arg(long, env = "FRAUD_CONVERSION_SPEED_MIN", value_parser = parse_duration, help_heading = "Scoring")]
+    pub conversion_speed_min: Option<Duration>,
     /// A score above this is MEDIUM and REVIEW.
     #[arg(
         long,
@@ -241,10 +242,15 @@ impl FraudConfig {
                 return Err(ConfigError::new(name, "must be at least 1"));
             }
         }
-        let conversion_speed_min = chrono::Duration::from_std(self.conversion_speed_min)
-            .ok()
-            .filter(|d| *d > chrono::Duration::zero())
-            .ok_or_else(|| ConfigError::new("FRAUD_CONVERSION_SPEED_MIN", "must be a positive duration"))?;
+        let conversion_speed_min = match self.conversion_speed_min {
+            None => domain::CONVERSION_SPEED_MIN,
+            Some(d) => chrono::Duration::from_std(d)
+                .ok()
+                .filter(|d| *d > chrono::Duration::zero())
+                .ok_or_else(|| {
+                    ConfigError::new("FRAUD_CONVERSION_SPEED_MIN", "must be a positive duration")
+                })?,
+        };
         Ok(Scoring {
             weights,
             velocity_limit: self.velocity_limit,
@@ -295,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_api_md() {
+    fn defaults_are_docs_api_md() {
         let c = parse(&[]);
         assert_eq!(c.scoring().unwrap(), Scoring::default());
         assert_eq!(c.db_schema, "fraud");

@@ -1,4 +1,4 @@
-//! fraud-svc's subscription to invite-svc's event log.
+//! Apply invite-svc's events: what each of them does in fraud-svc.
 //!
 //! - `InvitationCreated` with status PENDING_REVIEW: fraud-svc was away when it was created
 //!   (it never answers REVIEW for an invitation), so it is assessed now with the hard rules
@@ -14,64 +14,117 @@
 //! Each batch is applied in one transaction with the new offset and the ids of the events
 //! applied (duplicates dropped by id).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
-use referral_common::{
-    consumer::EventSink,
-    ids::{self, from_ts},
-};
+use referral_common::ids::{self, from_ts};
 use referral_proto::{
     events::v1::{ConversionRecorded, Event, InvitationCreated, SignupRecorded, event::Payload},
     invite::v1::InvitationStatus,
 };
 
 use crate::{
-    domain::{Scoring, SubjectKind},
-    grpc::{ConversionQuestion, SignupQuestion, conversion_input, signup_input},
-    store::{AssessInput, Consumed, Observation, REFEREE, Store, Work},
+    app::{
+        assess_subject::{
+            AssessInput, ConversionQuestion, InvitationQuestion, SignupQuestion, assess_in, conversion_input,
+            invitation_input, signup_input,
+        },
+        observe_person::{Observation, observe_in},
+    },
+    domain::Scoring,
+    store::{REFEREE, Store, StoreResult},
 };
 
-/// The name fraud-svc reads invite-svc's log under.
-pub const CONSUMER: &str = "fraud-svc";
-/// invite-svc's log, the key of the stored offset.
-pub const INVITE_SOURCE: &str = "invite";
-
-pub struct InviteEvents<S> {
-    store: S,
-    scoring: Arc<Scoring>,
+/// What one consumed event asks of fraud-svc.
+#[derive(Debug, Clone)]
+pub enum Work {
+    Assess(Box<AssessInput>),
+    Observe(Observation),
+    /// Observe, then assess (a signup left pending while fraud-svc was away).
+    ObserveAndAssess(Observation, Box<AssessInput>),
+    Nothing,
 }
 
-impl<S: Store> InviteEvents<S> {
-    pub fn new(store: S, scoring: Scoring) -> Self {
-        Self {
-            store,
-            scoring: Arc::new(scoring),
-        }
-    }
+/// A consumed event and what it asks.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub event_id: String,
+    pub offset: i64,
+    pub work: Work,
 }
 
-impl<S: Store> EventSink for InviteEvents<S> {
-    async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.store.last_offset(source).await?)
-    }
+/// What a batch of consumed events did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub applied: u32,
+    pub duplicates: u32,
+    pub assessed: u32,
+}
 
-    async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
-        let items: Vec<Consumed> = events
-            .iter()
-            .map(|e| Consumed {
-                event_id: e.id.clone(),
-                offset: e.offset,
-                work: work_for(e),
-            })
-            .collect();
-        let summary = self.store.apply_events(source, items, &self.scoring).await?;
-        if summary.assessed > 0 {
-            metrics::counter!("fraud_assessed_from_events_total").increment(u64::from(summary.assessed));
-            tracing::info!(source, assessed = summary.assessed, "assessed from the event log");
-        }
-        Ok(())
+/// Where reading `source` resumes: the offset of its last applied batch (0 before any).
+pub async fn last_offset<S: Store>(store: &S, source: &str) -> StoreResult<i64> {
+    store.last_offset(source).await
+}
+
+/// Applies a batch of `source`'s events in one transaction with its new offset.
+pub async fn apply<S: Store>(
+    store: &S,
+    scoring: &Scoring,
+    source: &str,
+    events: &[Event],
+) -> anyhow::Result<()> {
+    let items: Vec<Consumed> = events
+        .iter()
+        .map(|e| Consumed {
+            event_id: e.id.clone(),
+            offset: e.offset,
+            work: work_for(e),
+        })
+        .collect();
+    let summary = apply_batch(store, scoring, source, items).await?;
+    if summary.assessed > 0 {
+        metrics::counter!("fraud_assessed_from_events_total").increment(u64::from(summary.assessed));
+        tracing::info!(source, assessed = summary.assessed, "assessed from the event log");
     }
+    Ok(())
+}
+
+/// Applies consumed events in one transaction (holding the assessment lock) with the new
+/// offset of `source`, dropping events already applied (by id).
+pub async fn apply_batch<S: Store>(
+    store: &S,
+    scoring: &Scoring,
+    source: &str,
+    items: Vec<Consumed>,
+) -> StoreResult<ApplySummary> {
+    let mut summary = ApplySummary::default();
+    let Some(last) = items.iter().map(|i| i.offset).max() else {
+        return Ok(summary);
+    };
+    let mut tx = store.begin_assessment().await?;
+    for item in items {
+        if !store.mark_consumed(&mut tx, &item.event_id).await? {
+            summary.duplicates += 1;
+            continue;
+        }
+        summary.applied += 1;
+        match item.work {
+            Work::Nothing => {}
+            Work::Observe(o) => observe_in(store, &mut tx, &o, scoring).await?,
+            Work::Assess(input) => {
+                if assess_in(store, &mut tx, scoring, *input).await?.fresh {
+                    summary.assessed += 1;
+                }
+            }
+            Work::ObserveAndAssess(o, input) => {
+                observe_in(store, &mut tx, &o, scoring).await?;
+                if assess_in(store, &mut tx, scoring, *input).await?.fresh {
+                    summary.assessed += 1;
+                }
+            }
+        }
+    }
+    store.save_offset(&mut tx, source, last).await?;
+    store.commit(tx, summary.assessed > 0).await?;
+    Ok(summary)
 }
 
 /// What one of invite-svc's events asks of fraud-svc (pure).
@@ -99,23 +152,17 @@ fn invitation_created(created: &InvitationCreated, event_at: Option<DateTime<Utc
     if facts.invitation_id.is_empty() || facts.referrer_id.is_empty() {
         return Work::Nothing;
     }
-    Work::Assess(Box::new(AssessInput {
-        assessment_id: ids::new_id(),
-        kind: SubjectKind::Invitation,
-        subject_id: facts.invitation_id.clone(),
-        dedupe_key: facts.invitation_id.clone(),
+    Work::Assess(Box::new(invitation_input(InvitationQuestion {
+        invitation_id: facts.invitation_id.clone(),
         referrer_id: facts.referrer_id.clone(),
-        referee_id: String::new(),
         // The event carries no address (only its pseudonymous key): the disposable and
         // self-referral-by-e-mail rules cannot apply here.
         email: String::new(),
-        name: String::new(),
+        recipient_key: created.recipient_key.clone(),
         ip: created.ip.clone(),
         device_id: created.device_id.clone(),
-        recipient_key: created.recipient_key.clone(),
         occurred_at: at_or(facts.created_at.as_ref(), event_at),
-        click_at: None,
-    }))
+    })))
 }
 
 fn signup_recorded(signup: &SignupRecorded, event_at: Option<DateTime<Utc>>) -> Work {
@@ -172,6 +219,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::domain::SubjectKind;
 
     fn at(minute: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + minute * 60, 0).unwrap()
