@@ -1,4 +1,4 @@
-//! Every metric's formula (API.md, analytics-svc), over plain numbers.
+//! Every metric's formula (docs/api.md, analytics-svc), over plain numbers.
 
 use chrono::{Datelike, NaiveDate};
 

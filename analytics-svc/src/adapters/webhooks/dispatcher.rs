@@ -12,11 +12,10 @@ use chrono::{DateTime, Utc};
 use referral_common::ids;
 use tokio::sync::{Notify, watch};
 
-use super::{
-    retry::RetryPolicy,
-    signing,
-    store::{Attempted, Claimed, WebhookStore},
-    target::{GuardedResolver, TargetPolicy},
+use super::resolver::GuardedResolver;
+use crate::{
+    domain::webhooks::{retry::RetryPolicy, signing, target::TargetPolicy},
+    store::webhooks::{Attempted, Claimed, WebhookStore},
 };
 
 /// How long a claimed delivery stays ours: well past one attempt's time limit.

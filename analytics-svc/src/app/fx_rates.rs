@@ -112,7 +112,7 @@ pub async fn list<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activity::violated_fields as fields;
+    use crate::app::record_activity::violated_fields as fields;
 
     fn req(currency: &str, rate: &str, day: &str) -> PutFxRateRequest {
         PutFxRateRequest {

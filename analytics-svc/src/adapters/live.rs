@@ -154,7 +154,7 @@ async fn tail_once(
     let mut client = EventLogClient::new(InterceptedService::new(channel.clone(), credentials.clone()));
     let request = SubscribeRequest {
         after_offset: cursor.load(Ordering::SeqCst),
-        consumer: format!("{}-live", crate::consumers::CONSUMER),
+        consumer: format!("{}-live", super::consumers::CONSUMER),
     };
     let mut stream = client.subscribe(request).await?.into_inner();
     while let Some(item) = stream.message().await? {
