@@ -179,6 +179,7 @@ pub fn live_event(e: &Event) -> LiveEvent {
         r#type: event_type(e).into(),
         source: e.source.clone(),
         occurred_at: e.occurred_at,
+        // A decoded proto message always serialises; an empty body would only thin this feed copy.
         json: serde_json::to_string(e).unwrap_or_default(),
         lagged: 0,
     }

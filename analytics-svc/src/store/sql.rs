@@ -798,6 +798,7 @@ macro_rules! sql_store {
                 .bind(referrer_id)
                 .fetch_optional(&mut *conn)
                 .await?;
+            // A referrer no event has described yet has no vendor type (the empty dimension).
             Ok(row.map(|r| r.0).unwrap_or_default())
         }
 
@@ -981,6 +982,7 @@ macro_rules! sql_store {
                                 .bind(&touch.referrer_id)
                                 .fetch_optional(&mut *conn)
                                 .await?;
+                        // A referrer no event has described yet: kind and vendor type unknown (empty).
                         let (k, v) = row.unwrap_or_default();
                         (String::new(), k, v)
                     };

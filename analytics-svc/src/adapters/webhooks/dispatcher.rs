@@ -158,6 +158,7 @@ impl<S: WebhookStore> Dispatcher<S> {
         if response.status().is_success() {
             return Ok(status);
         }
+        // An unreadable body only leaves the logged error without a snippet; the status says it failed.
         let text = response.text().await.unwrap_or_default();
         let snippet: String = text.chars().take(ERROR_BODY_CHARS).collect();
         Err((status, format!("HTTP {status}: {}", snippet.trim())))

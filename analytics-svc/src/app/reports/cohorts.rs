@@ -68,6 +68,7 @@ pub async fn report<S: Store>(store: &S, w: &Window, g: Granularity) -> StoreRes
             if !suppressed {
                 let (mut s, mut c) = (0, 0);
                 for offset in 0..=metrics::periods_between(start, last, g) {
+                    // A period with no outcome row had none: zero signups and conversions.
                     let (ds, dc) = outcomes.get(&(start, offset)).copied().unwrap_or_default();
                     s += ds;
                     c += dc;

@@ -33,6 +33,7 @@ pub async fn report<S: Store>(store: &S, template_id: &str, w: &Window) -> Store
         .iter()
         .position(|(v, _, _)| v.eq_ignore_ascii_case(CONTROL))
         .unwrap_or(0);
+    // No variant sent at all: the control sent nothing and had no signups.
     let (c_sent, c_signups) = rows.get(control).map(|r| (r.1, r.2)).unwrap_or_default();
     let variants = rows
         .iter()

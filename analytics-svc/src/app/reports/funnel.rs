@@ -68,6 +68,7 @@ pub async fn report<S: Store>(store: &S, w: &Window, referrer_id: &str) -> Store
                 step_rate: s.step_rate,
             })
             .collect(),
+        // No stage loses anyone: no bottleneck is named.
         bottleneck: bottleneck.unwrap_or_default().into(),
     })
 }

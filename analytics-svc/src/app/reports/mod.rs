@@ -112,6 +112,7 @@ pub(super) fn kind_of(name: &str) -> PartyKind {
 
 /// A metrics filter checked, as a window of whole UTC days `[from, to)` and dimensions.
 pub fn window(v: &mut Violations, f: Option<&MetricsFilter>, now: DateTime<Utc>) -> Window {
+    // No filter is the empty filter: the last 30 days, every dimension.
     let f = f.cloned().unwrap_or_default();
     let instant = |v: &mut Violations, ts: Option<&referral_proto::Timestamp>, field: &str| {
         let t = ts.map(from_ts);
