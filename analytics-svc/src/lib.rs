@@ -6,7 +6,6 @@
 //! behind the auth interceptor, and a consumer for each configured event log (invite-svc's,
 //! fraud-svc's, incentive-svc's) that keeps the rollups up to date. `rebuild(config)`
 //! recomputes every rollup from the logs.
-
 //!
 //! Rooms: `adapters/` (gRPC, the event consumers, the rebuild replay, the live feed, the
 //! webhook consumers and dispatcher) only translate and call one `app/` function per use

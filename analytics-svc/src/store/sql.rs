@@ -1465,7 +1465,7 @@ macro_rules! sql_store {
                 for event in &events {
                     for (endpoint_id, types, endpoint_created) in &endpoints {
                         // An endpoint hears what happens from its creation on, not the past.
-                        if event.occurred_at < *endpoint_created || !wh::subscribed(types, &event.event_type) {
+                        if event.occurred_at < *endpoint_created || !crate::domain::webhooks::subscribed(types, &event.event_type) {
                             continue;
                         }
                         let now = referral_common::ids::now();

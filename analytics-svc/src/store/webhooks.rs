@@ -156,11 +156,6 @@ pub trait WebhookStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
-/// Does an endpoint subscribed to `types` want an event of type `event_type`?
-pub fn subscribed(types: &[String], event_type: &str) -> bool {
-    types.iter().any(|t| t == "*" || t == event_type)
-}
-
 /// The `event_types` column (a JSON array of names) decoded.
 pub fn decode_event_types(column: &str) -> Result<Vec<String>, sqlx::Error> {
     serde_json::from_str(column).map_err(|e| sqlx::Error::Decode(Box::new(e)))
@@ -175,18 +170,4 @@ pub fn audit_view(row: &EndpointRow) -> Result<serde_json::Value, sqlx::Error> {
         "description": row.description,
         "enabled": row.enabled,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subscriptions_match_by_name_or_star() {
-        let types = vec!["invitation.created".to_string()];
-        assert!(subscribed(&types, "invitation.created"));
-        assert!(!subscribed(&types, "invitation.sent"));
-        assert!(subscribed(&["*".to_string()], "payout.paid"));
-        assert!(!subscribed(&[], "payout.paid"));
-    }
 }
