@@ -2,18 +2,25 @@
 //! `adapters::consumers` into [`Work`]):
 //!
 //! - an attributed, first paid conversion (`Work::Conversion`) is booked under the active
-//!   program of the referrer's kind (`domain::rewards` plans the reward, milestones and any
-//!   campaign bonus), PENDING or HELD per its signup's fraud action;
+//!   program of the referrer's kind, once per referee (`domain::rewards::conversion_key`):
+//!   its initial state follows the strictest fraud action known for it or its signup
+//!   (`domain::states::stricter`, `initial`: PENDING, HELD, or nothing on REJECT), and
+//!   `domain::rewards::pick_campaign` / `plan_conversion` plan the reward, the milestones
+//!   reached and any campaign bonus within its budget;
 //! - a fraud assessment (`Work::Decision`, not a resolution) is recorded (a conversion may
-//!   come before or after its assessment: whichever comes second sees the first); REVIEW
-//!   holds the rewards already booked, REJECT voids them or books a clawback of what was
-//!   paid (`domain::states`);
-//! - a case resolution: APPROVE releases held rewards, REJECT voids or claws back.
+//!   come before or after its assessment: whichever comes second sees the first) and
+//!   applied to the rewards of its conversion, or of every conversion of its signup's
+//!   referee, by `domain::states::on_decision`: REVIEW holds them, REJECT voids them or,
+//!   once paid, books a clawback entry (`domain::rewards::clawback_key`, at most once);
+//! - a case resolution: APPROVE releases held rewards, REJECT voids or claws back, its
+//!   reviewer the actor of the audit rows.
 //!
-//! The whole batch is applied by the store in one transaction with the source's new offset
-//! and the ids of the events applied (duplicates dropped by id), so a redelivered event or
-//! a replay after a crash books nothing twice; the outbox events (RewardGranted, ...) are
-//! written in that same transaction.
+//! The store applies the whole batch (`Store::apply_events`: its `book_conversion` and
+//! `decide` steps run those rules) in one transaction with the source's new offset and the
+//! ids of the events applied (duplicates dropped by id), under the ledger's write lock, so
+//! a redelivered event or a replay after a crash books nothing twice and a campaign budget
+//! is never read by two bookings at once; the outbox events (RewardGranted, RewardVoided,
+//! ...) are written in that same transaction.
 
 use crate::store::{ApplySummary, Consumed, Store, StoreResult};
 
