@@ -30,8 +30,7 @@ use std::{
 use analytics_svc::{
     AnalyticsConfig,
     domain::{day_of, scope},
-    store::{PgStore, SqliteStore, Store},
-    webhooks::service::WebhookBackend,
+    store::{PgStore, SqliteStore, Store, webhooks::WebhookStore},
 };
 use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -257,7 +256,7 @@ fn percentiles(label: &str, mut samples: Vec<Duration>) -> Duration {
 
 /// Serves `store` and times both queries; returns their p99s.
 async fn time_queries<
-    S: Store + WebhookBackend + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    S: Store + WebhookStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
 >(
     store: S,
     label: &str,
@@ -271,11 +270,11 @@ async fn time_queries<
         "analytics-bench-service-secret-0123456789abcdef",
     ])
     .config;
-    let settings = config.settings()?;
+    let runtime = config.runtime()?;
     let (listener, local) = server::bind("127.0.0.1:0".parse()?).await?;
     let (trigger, shutdown) = server::shutdown_pair();
     let server = tokio::spawn(analytics_svc::serve_with(
-        config, settings, store, listener, shutdown,
+        config, runtime, store, listener, shutdown,
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut client = AnalyticsServiceClient::connect(format!("http://{local}")).await?;

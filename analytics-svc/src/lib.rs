@@ -6,24 +6,27 @@
 //! behind the auth interceptor, and a consumer for each configured event log (invite-svc's,
 //! fraud-svc's, incentive-svc's) that keeps the rollups up to date. `rebuild(config)`
 //! recomputes every rollup from the logs.
+//!
+//! Rooms: `adapters/` (gRPC, the event consumers, the rebuild replay, the live feed, the
+//! webhook consumers and dispatcher) only translate and call one `app/` function per use
+//! case; `app/` orchestrates `domain/` (pure rules) and `store/` (the `Store` trait and its
+//! `WebhookStore` companion, both implemented by the Postgres and SQLite stores, the SQL
+//! written once in `store/sql.rs`).
 
-pub mod activity;
-pub mod consumers;
+pub mod adapters;
+pub mod app;
+pub mod config;
 pub mod domain;
-pub mod fx_rates;
-pub mod grpc;
-pub mod live;
-pub mod rebuild;
-pub mod reports;
-pub mod settings;
 pub mod store;
-pub mod webhooks;
+
+/// What `rebuild` replayed per log (`rebuild::Replayed`).
+pub use adapters::rebuild;
 
 use std::time::Duration;
 
 use referral_common::{
     auth::{AuthInterceptor, ServiceCredentials, ServiceKeys, Verifier},
-    config::{self, Backend, ConfigError},
+    config::{Backend, ConfigError, backend_of},
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
     supervisor::{self, Supervisor},
@@ -33,20 +36,22 @@ use referral_proto::analytics::v1::analytics_service_server::AnalyticsServiceSer
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
-pub use settings::{AnalyticsConfig, Settings};
+pub use config::{AnalyticsConfig, RuntimeConfig};
 
 use crate::{
-    consumers::Rollups,
-    grpc::AnalyticsApi,
-    live::LiveFeed,
-    rebuild::Replayed,
-    store::{PgStore, SqliteStore, Store},
-    webhooks::service::WebhookBackend,
+    adapters::{
+        consumers::{self, Rollups},
+        grpc::AnalyticsApi,
+        live::LiveFeed,
+        rebuild::Replayed,
+        webhooks,
+    },
+    store::{PgStore, SqliteStore, Store, webhooks::WebhookStore},
 };
 
 /// The start-up check the mesh and the binary run before serving.
 pub fn check(config: &AnalyticsConfig) -> Result<(), ConfigError> {
-    config.settings()?;
+    config.runtime()?;
     config.webhooks.target_policy()?;
     config.webhooks.retry_policy().map(|_| ())
 }
@@ -54,22 +59,22 @@ pub fn check(config: &AnalyticsConfig) -> Result<(), ConfigError> {
 /// Runs analytics-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: AnalyticsConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     check(&config)?;
-    let settings = config.settings()?;
-    match config::backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
+    let runtime = config.runtime()?;
+    match backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
-            serve_with(config, settings, store, listener, shutdown).await
+            serve_with(config, runtime, store, listener, shutdown).await
         }
         Backend::Sqlite => {
             let store = SqliteStore::connect(&config.database_url).await?;
-            serve_with(config, settings, store, listener, shutdown).await
+            serve_with(config, runtime, store, listener, shutdown).await
         }
     }
 }
 
 /// Runs the migrations only (the k8s migration Job).
 pub async fn migrate(config: &AnalyticsConfig) -> anyhow::Result<()> {
-    match config::backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
+    match backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             PgStore::connect(&config.database_url, &config.db_schema)
                 .await?
@@ -102,10 +107,10 @@ fn channel_of(name: &'static str, addr: &str, tls: &GrpcTls) -> Result<Channel, 
 
 /// Serves an already migrated store (tests and benchmarks build their own).
 pub async fn serve_with<
-    S: Store + WebhookBackend + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    S: Store + WebhookStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
 >(
     config: AnalyticsConfig,
-    settings: Settings,
+    runtime: RuntimeConfig,
     store: S,
     listener: TcpListener,
     shutdown: Shutdown,
@@ -128,8 +133,8 @@ pub async fn serve_with<
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
     ));
-    let sink = Rollups::new(store.clone(), &settings.currency);
-    let live = LiveFeed::new(settings.live_feed_rate);
+    let sink = Rollups::new(store.clone(), &runtime.currency);
+    let live = LiveFeed::new(runtime.live_feed_rate);
     let tasks = Supervisor::new();
     let parking = referral_common::parked::Parking::new(store.clone(), &config.supervision);
     for (source, name, addr) in sources(&config) {
@@ -169,14 +174,20 @@ pub async fn serve_with<
                 credentials: ServiceCredentials::new(&keys, webhooks::consumer::CONSUMER),
                 max_batch: 200,
                 max_backoff: Duration::from_secs(10),
-                parking: parking.offsets_in(webhooks::store::OFFSETS_TABLE),
+                parking: parking.offsets_in(crate::store::webhooks::OFFSETS_TABLE),
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
-    let webhooks = store.start_webhooks(&config.webhooks, webhook_sources, shutdown.receiver(), &tasks)?;
+    let webhook_targets = webhooks::start(
+        store.clone(),
+        &config.webhooks,
+        webhook_sources,
+        shutdown.receiver(),
+        &tasks,
+    )?;
     let audit_log = referral_common::audit::AuditLogService::new(store.clone(), "analytics-svc");
     let parked = referral_common::parked::ParkedWorkService::new(parking, "analytics-svc");
-    let api = AnalyticsApi::new(store, settings, live).with_webhooks(webhooks);
+    let api = AnalyticsApi::new(store, runtime, live).with_webhooks(webhook_targets);
 
     supervisor::watch_readiness(
         health,
@@ -212,25 +223,24 @@ pub struct RebuildReport {
 }
 
 /// Empties every rollup and replays every configured log from offset 0 (`analytics-svc
-/// rebuild`). Safe beside a running service: applies are serialised and deduplicated by
-/// event id, so the live consumer and the replay never count an event twice.
+/// rebuild`, `app::rebuild`).
 pub async fn rebuild(config: &AnalyticsConfig) -> anyhow::Result<RebuildReport> {
-    let settings = config.settings()?;
-    match config::backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
+    let runtime = config.runtime()?;
+    match backend_of("ANALYTICS_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
-            rebuild_with(config, &settings, store).await
+            rebuild_with(config, &runtime, store).await
         }
         Backend::Sqlite => {
             let store = SqliteStore::connect(&config.database_url).await?;
-            rebuild_with(config, &settings, store).await
+            rebuild_with(config, &runtime, store).await
         }
     }
 }
 
 async fn rebuild_with<S: Store>(
     config: &AnalyticsConfig,
-    settings: &Settings,
+    runtime: &RuntimeConfig,
     store: S,
 ) -> anyhow::Result<RebuildReport> {
     let keys = ServiceKeys::new(&config.service_jwt_secret);
@@ -240,14 +250,13 @@ async fn rebuild_with<S: Store>(
         !sources.is_empty(),
         "nothing to rebuild from: set INVITE_ADDR, FRAUD_ADDR and INCENTIVE_ADDR"
     );
-    store.truncate_rollups().await?;
-    let sink = Rollups::new(store, &settings.currency);
+    app::rebuild::reset(&store).await?;
     let replays = sources.into_iter().map(|(source, name, addr)| {
-        let (sink, keys, tls) = (sink.clone(), keys.clone(), tls.clone());
+        let (store, keys, tls) = (store.clone(), keys.clone(), tls.clone());
         async move {
             let channel = channel_of(name, &addr, &tls)?;
             let credentials = ServiceCredentials::new(&keys, consumers::CONSUMER);
-            let done = rebuild::replay(&sink, source, channel, credentials).await?;
+            let done = rebuild::replay(&store, &runtime.currency, source, channel, credentials).await?;
             tracing::info!(source, ?done, "replayed");
             anyhow::Ok((source, done))
         }

@@ -4,9 +4,12 @@
 //! leases (two dispatchers never hold the same delivery; a lost lease records nothing), the
 //! retry and disable bookkeeping, and paging of the delivery log.
 
-use analytics_svc::webhooks::{
-    retry::RetryPolicy,
-    store::{Attempted, Fanout, NewEndpoint, PgWebhooks, SqliteWebhooks, WebhookStore},
+use analytics_svc::{
+    domain::webhooks::retry::RetryPolicy,
+    store::{
+        PgStore, SqliteStore,
+        webhooks::{Attempted, Fanout, NewEndpoint, WebhookStore},
+    },
 };
 use chrono::{DateTime, Duration, Utc};
 use referral_common::audit::action;
@@ -15,7 +18,7 @@ use referral_common::ids;
 const SQLITE_SCHEMA: &str = include_str!("../migrations/sqlite/0002_webhooks.sql");
 const PG_SCHEMA: &str = include_str!("../migrations/postgres/0002_webhooks.sql");
 
-async fn sqlite() -> SqliteWebhooks {
+async fn sqlite() -> SqliteStore {
     let path = std::env::temp_dir().join(format!("webhooks-{}.db", ids::new_id()));
     let pool = referral_common::db::connect_sqlite(&format!("sqlite:{}", path.display()))
         .await
@@ -26,10 +29,10 @@ async fn sqlite() -> SqliteWebhooks {
         .execute(&pool)
         .await
         .expect("audit schema");
-    SqliteWebhooks::new(pool)
+    SqliteStore::from_pool(pool)
 }
 
-async fn postgres(case: &str) -> Option<PgWebhooks> {
+async fn postgres(case: &str) -> Option<PgStore> {
     let url = match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => url,
         _ => {
@@ -46,7 +49,7 @@ async fn postgres(case: &str) -> Option<PgWebhooks> {
         .execute(&pool)
         .await
         .expect("audit schema");
-    Some(PgWebhooks::new(pool))
+    Some(PgStore::from_pool(pool))
 }
 
 async fn endpoint<W: WebhookStore>(store: &W, types: &[&str], created_at: DateTime<Utc>) -> String {
@@ -92,9 +95,9 @@ async fn fan_out_follows_subscriptions_creation_time_and_drops_replays<W: Webhoo
         n, 3,
         "a to both, b to the catch-all, nothing from before creation"
     );
-    assert_eq!(store.last_offset("invite").await.unwrap(), 3);
+    assert_eq!(store.webhook_offset("invite").await.unwrap(), 3);
     assert_eq!(
-        store.last_offset("fraud").await.unwrap(),
+        store.webhook_offset("fraud").await.unwrap(),
         0,
         "offsets are per source"
     );
@@ -108,7 +111,7 @@ async fn fan_out_follows_subscriptions_creation_time_and_drops_replays<W: Webhoo
     );
     // An older offset never moves the stored one back.
     store.fan_out("invite", 2, vec![]).await.unwrap();
-    assert_eq!(store.last_offset("invite").await.unwrap(), 3);
+    assert_eq!(store.webhook_offset("invite").await.unwrap(), 3);
     let mine = store.list_deliveries(&created, None, 50).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].event_id, a.event_id);
@@ -337,11 +340,10 @@ conformance! {
 mod dispatcher {
     use std::{sync::Arc, time::Duration as StdDuration};
 
-    use analytics_svc::webhooks::{
-        dispatcher::Dispatcher,
-        retry::RetryPolicy,
-        store::{SqliteWebhooks, WebhookStore},
-        target::TargetPolicy,
+    use analytics_svc::{
+        adapters::webhooks::dispatcher::Dispatcher,
+        domain::webhooks::{retry::RetryPolicy, target::TargetPolicy},
+        store::{SqliteStore, webhooks::WebhookStore},
     };
     use tokio::{
         io::{AsyncReadExt, AsyncWriteExt},
@@ -351,7 +353,7 @@ mod dispatcher {
 
     use super::*;
 
-    async fn one_delivery(store: &SqliteWebhooks, url: &str) -> String {
+    async fn one_delivery(store: &SqliteStore, url: &str) -> String {
         let now = ids::now();
         let id = ids::new_id();
         store
@@ -375,7 +377,7 @@ mod dispatcher {
         id
     }
 
-    fn dispatcher(store: &SqliteWebhooks, targets: TargetPolicy) -> Dispatcher<SqliteWebhooks> {
+    fn dispatcher(store: &SqliteStore, targets: TargetPolicy) -> Dispatcher<SqliteStore> {
         Dispatcher::new(
             store.clone(),
             targets,

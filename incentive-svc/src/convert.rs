@@ -50,6 +50,7 @@ pub fn campaign_budget(row: &CampaignRow) -> rewards::Campaign {
 }
 
 pub fn campaign(row: &CampaignRow, now: chrono::DateTime<chrono::Utc>) -> Campaign {
+    // No cap, no currency: `spent` is then shown without one (nothing can be compared).
     let currency = row.cap_currency.clone().unwrap_or_default();
     Campaign {
         id: row.id.clone(),

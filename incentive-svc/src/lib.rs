@@ -7,19 +7,24 @@
 //! fraud-svc's logs when their addresses are set; and the scheduler that moves rewards past
 //! their hold to ELIGIBLE and unclaimed ones past their expiry to EXPIRED.
 
-pub mod consumers;
+//! Rooms: `adapters/` (gRPC, the event consumers, the scheduler) only translate and call one
+//! `app/` function per use case; `app/` orchestrates `domain/` (pure rules) and `store/`
+//! (one `Store` trait, Postgres and SQLite). `convert` maps stored rows to proto messages
+//! and `events` builds this service's outgoing events from them.
+
+pub mod adapters;
+pub mod app;
+pub mod config;
 pub mod convert;
 pub mod domain;
 pub mod events;
-pub mod grpc;
-pub mod settings;
 pub mod store;
 
 use std::time::Duration;
 
 use referral_common::{
     auth::{AuthInterceptor, ServiceCredentials, ServiceKeys, Verifier},
-    config::{self, Backend, ConfigError},
+    config::{Backend, ConfigError, backend_of},
     consumer::{self, ConsumerConfig},
     idempotency::Idempotency,
     outbox::{EventLogService, EventLogStore},
@@ -29,16 +34,16 @@ use referral_common::{
 use referral_proto::incentive::v1::incentive_service_server::IncentiveServiceServer;
 use tokio::net::TcpListener;
 
-pub use settings::IncentiveConfig;
+pub use config::IncentiveConfig;
 
 use crate::{
-    consumers::LedgerSink,
-    grpc::IncentiveApi,
+    adapters::{
+        consumers::{self, LedgerSink},
+        grpc::IncentiveApi,
+        scheduler,
+    },
     store::{PgStore, SqliteStore, Store},
 };
-
-/// Entries the scheduler moves per state and pass (the rest wait for the next tick).
-const SCHEDULER_BATCH: i64 = 500;
 
 /// The start-up check the mesh and the binary run before serving.
 pub fn check(config: &IncentiveConfig) -> Result<(), ConfigError> {
@@ -48,7 +53,7 @@ pub fn check(config: &IncentiveConfig) -> Result<(), ConfigError> {
 /// Runs incentive-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     config.check()?;
-    match config::backend_of("INCENTIVE_DATABASE_URL", &config.database_url)? {
+    match backend_of("INCENTIVE_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
             let log = store.pool().clone();
@@ -64,7 +69,7 @@ pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shu
 
 /// Runs the migrations only (the k8s migration Job).
 pub async fn migrate(config: &IncentiveConfig) -> anyhow::Result<()> {
-    match config::backend_of("INCENTIVE_DATABASE_URL", &config.database_url)? {
+    match backend_of("INCENTIVE_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
             PgStore::connect(&config.database_url, &config.db_schema)
                 .await?
@@ -75,16 +80,8 @@ pub async fn migrate(config: &IncentiveConfig) -> anyhow::Result<()> {
     }
 }
 
-/// The programs that exist on first start (API.md's supplier and couple defaults).
-pub async fn seed<S: Store>(store: &S) -> anyhow::Result<()> {
-    store
-        .seed_programs(vec![
-            domain::program::default_supplier(),
-            domain::program::default_couple(),
-        ])
-        .await?;
-    Ok(())
-}
+/// The programs that exist on first start (docs/api.md's supplier and couple defaults).
+pub use app::seed_programs::seed;
 
 /// Serves an already migrated store (tests build their own).
 pub async fn serve_with<
@@ -158,7 +155,7 @@ pub async fn serve_with<
     }
     let (sched_store, stop) = (store.clone(), shutdown.clone());
     tasks.spawn("incentive-svc.scheduler", move || {
-        until_shutdown(scheduler(sched_store.clone(), tick, stop.clone()))
+        until_shutdown(scheduler::run(sched_store.clone(), tick, stop.clone()))
     });
 
     supervisor::watch_readiness(
@@ -191,36 +188,4 @@ pub async fn serve_with<
         .await?;
     tracing::info!("incentive-svc stopped");
     Ok(())
-}
-
-/// Every `tick`: PENDING -> ELIGIBLE past the hold, unclaimed -> EXPIRED past the expiry.
-/// A full batch runs again at once; a failure is retried on the next tick.
-async fn scheduler<S: Store>(store: S, tick: Duration, shutdown: Shutdown) {
-    let mut stop = shutdown.receiver();
-    loop {
-        match store.advance(referral_common::ids::now(), SCHEDULER_BATCH).await {
-            Ok(done) => {
-                if done.eligible + done.expired > 0 {
-                    metrics::counter!("incentive_entries_eligible_total").increment(u64::from(done.eligible));
-                    metrics::counter!("incentive_entries_expired_total").increment(u64::from(done.expired));
-                    tracing::info!(
-                        eligible = done.eligible,
-                        expired = done.expired,
-                        "rewards advanced"
-                    );
-                }
-                if i64::from(done.eligible.max(done.expired)) >= SCHEDULER_BATCH {
-                    continue;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reward scheduler pass failed; retrying next tick"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
-    }
 }

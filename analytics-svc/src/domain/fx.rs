@@ -144,6 +144,7 @@ pub fn parse_day(s: &str) -> Result<i64, &'static str> {
     if s.len() != 10 {
         return Err("must be a date like 2026-12-01");
     }
+    // Both constant, valid dates.
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     let last = NaiveDate::from_ymd_opt(2100, 12, 31).unwrap_or_default();
     if d < epoch || d > last {
@@ -156,6 +157,7 @@ pub fn parse_day(s: &str) -> Result<i64, &'static str> {
 pub fn day_text(day: i64) -> String {
     chrono::DateTime::from_timestamp(day.saturating_mul(crate::domain::DAY_SECONDS), 0)
         .map(|t| t.format("%Y-%m-%d").to_string())
+        // Out of chrono's range only for days parse_day never accepts (1970 to 2100): no text.
         .unwrap_or_default()
 }
 

@@ -1,4 +1,4 @@
-//! Every metric's formula (API.md, analytics-svc), over plain numbers.
+//! Every metric's formula (docs/api.md, analytics-svc), over plain numbers.
 
 use chrono::{Datelike, NaiveDate};
 
@@ -158,6 +158,7 @@ pub fn periods_between(start: i64, day: i64, g: Granularity) -> i64 {
 }
 
 pub fn date_of(day: i64) -> NaiveDate {
+    // Rollup days lie within the storable years; beyond chrono's range falls back to the epoch.
     NaiveDate::from_num_days_from_ce_opt(UNIX_EPOCH_CE + day as i32).unwrap_or_default()
 }
 
@@ -245,6 +246,7 @@ pub fn tier_of_badges(badges: &str) -> String {
         .filter_map(|b| BADGES.iter().position(|x| *x == b))
         .max()
         .map(|i| BADGES[i].to_string())
+        // No known badge: no tier.
         .unwrap_or_default()
 }
 

@@ -1,12 +1,14 @@
 //! analytics-svc's rules as plain functions over plain data, unit-tested without a database:
 //! what each event changes (`rollup`), which filter scopes a referrer's activity counts in
-//! (`scope`), and every metric's formula (`metrics`, `attribution`, `stats`).
+//! (`scope`), every metric's formula (`metrics`, `attribution`, `stats`), currency
+//! conversion (`fx`) and the outbound webhooks' rules (`webhooks`).
 
 pub mod attribution;
 pub mod fx;
 pub mod metrics;
 pub mod rollup;
 pub mod scope;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 

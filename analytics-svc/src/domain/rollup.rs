@@ -150,6 +150,7 @@ pub fn kind_name(v: i32) -> String {
 }
 pub fn vendor_name(v: Option<i32>) -> String {
     v.map(|v| name_of(v, |t: VendorType| t.as_str_name()))
+        // No vendor type on the event: the rollups' empty dimension.
         .unwrap_or_default()
 }
 pub fn channel_name(v: i32) -> String {
@@ -208,6 +209,7 @@ pub fn change_of(event: &Event) -> Change {
             if !s.attributed || s.user_id.is_empty() || s.referrer_id.is_empty() {
                 return Change::Nothing;
             }
+            // No flow on the event: counted under the empty flow, as the rollups key it.
             let flow = s.flow.map(flow_name).unwrap_or_default();
             let mut kind = kind_name(s.referrer_kind);
             if kind.is_empty() {
@@ -261,6 +263,7 @@ pub fn change_of(event: &Event) -> Change {
                     at,
                 });
             }
+            // No flow on the event: counted under the empty flow, as the rollups key it.
             let flow = c.flow.map(flow_name).unwrap_or_default();
             let mut kind = kind_name(c.referrer_kind);
             if kind.is_empty() {
@@ -284,6 +287,7 @@ pub fn change_of(event: &Event) -> Change {
             Some((entry, badge)) if !entry.referrer_id.is_empty() => {
                 let name = referral_proto::incentive::v1::Badge::try_from(badge)
                     .map(|b| b.as_str_name().to_string())
+                    // An unknown badge number is no badge: dropped just below.
                     .unwrap_or_default();
                 if name.is_empty() || name.ends_with("_UNSPECIFIED") {
                     Change::Nothing

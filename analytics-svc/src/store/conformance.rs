@@ -21,8 +21,8 @@ use referral_proto::{
 
 use super::{Consumed, CreditKey, PgStore, Ranking, SqliteStore, Store, Window};
 use crate::{
+    app::reports,
     domain::{DAY_SECONDS, attribution::Model, rollup::change_of, scope},
-    reports,
 };
 
 // ---- harness -------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-//! analytics-svc storage: one trait, a Postgres and a SQLite implementation chosen by the
-//! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
+//! analytics-svc storage: the rollups' `Store` trait and the outbound webhooks'
+//! `webhooks::WebhookStore`, both implemented by one Postgres and one SQLite store chosen by
+//! the database URL. The SQL is written once (sql.rs, `sql_store!`) and instantiated for
+//! both backends.
 //!
 //! What is kept (migrations/*/0001_analytics.sql says it table by table): rollups keyed by
 //! cohort day and dimensions (`daily`, `referrer_days`, `experiment_cohorts`,
@@ -17,6 +19,7 @@
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod webhooks;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

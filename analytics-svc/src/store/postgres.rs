@@ -43,9 +43,16 @@ impl PgStore {
             .await?;
         Ok(tx)
     }
+
+    /// A webhook write: a plain transaction (webhook rows never wait on the rollup lock).
+    async fn begin_webhook_write(&self) -> sqlx::Result<Tx> {
+        self.pool.begin().await
+    }
 }
 
-sql_store!(PgStore, PgConnection, pg);
+// Replicas claiming webhook deliveries at once skip each other's rows instead of queueing
+// on them.
+sql_store!(PgStore, PgConnection, pg, " FOR UPDATE OF d SKIP LOCKED");
 
 /// The audit log lives in this store's database, beside the rows it audits.
 impl referral_common::audit::AuditStore for PgStore {

@@ -1,10 +1,13 @@
 //! The SQL of analytics-svc, written once and instantiated for Postgres and SQLite by
-//! `sql_store!`. Each backend supplies `begin_write()` (Postgres: a transaction holding the
-//! rollup advisory lock; SQLite: BEGIN IMMEDIATE), its connection type and its
-//! consumer-offset helpers. Only portable SQL here (upserts with ON CONFLICT, no GREATEST).
+//! `sql_store!`: the rollups (`Store`) and the webhooks (`webhooks::WebhookStore`). Each
+//! backend supplies `begin_write()` (Postgres: a transaction holding the rollup advisory
+//! lock; SQLite: BEGIN IMMEDIATE), `begin_webhook_write()` (Postgres: a plain transaction;
+//! SQLite: BEGIN IMMEDIATE), its connection type, its consumer-offset helpers and how the
+//! due-delivery claim skips rows another replica is claiming. Only portable SQL here
+//! (upserts with ON CONFLICT, no GREATEST).
 
 macro_rules! sql_store {
-    ($store:ty, $conn:ty, $consumer:ident) => {
+    ($store:ty, $conn:ty, $consumer:ident, $skip_locked:literal) => {
         use referral_common::consumer::$consumer as offsets;
 
         use crate::{
@@ -795,6 +798,7 @@ macro_rules! sql_store {
                 .bind(referrer_id)
                 .fetch_optional(&mut *conn)
                 .await?;
+            // A referrer no event has described yet has no vendor type (the empty dimension).
             Ok(row.map(|r| r.0).unwrap_or_default())
         }
 
@@ -938,7 +942,7 @@ macro_rules! sql_store {
                 return Ok(());
             }
             if referral_rejected {
-                // No referrer gets credit for a rejected referral (API.md); as when the
+                // No referrer gets credit for a rejected referral (docs/api.md); as when the
                 // rejection is read after the conversion, only the invitation's stage stays.
                 if counts && !invitation_id.is_empty() {
                     raise_stage(conn, &invitation_id, STAGE_CONVERTED).await?;
@@ -978,6 +982,7 @@ macro_rules! sql_store {
                                 .bind(&touch.referrer_id)
                                 .fetch_optional(&mut *conn)
                                 .await?;
+                        // A referrer no event has described yet: kind and vendor type unknown (empty).
                         let (k, v) = row.unwrap_or_default();
                         (String::new(), k, v)
                     };
@@ -1021,7 +1026,7 @@ macro_rules! sql_store {
             Ok(())
         }
 
-        /// Fraud rejected a conversion: it is not a conversion (API.md: a REJECTed conversion
+        /// Fraud rejected a conversion: it is not a conversion (docs/api.md: a REJECTed conversion
         /// earns nothing) and its revenue and attribution credits are taken back. Read before
         /// the conversion itself, it is remembered and the conversion then adds nothing.
         async fn reject_conversion(conn: &mut $conn, conversion_id: &str) -> sqlx::Result<()> {
@@ -1152,7 +1157,7 @@ macro_rules! sql_store {
             if !cohort.template_id.is_empty() {
                 bump_experiment(conn, &cohort, 0, -1).await?;
             }
-            // No referrer gets credit for a rejected referral (API.md): its conversions'
+            // No referrer gets credit for a rejected referral (docs/api.md): its conversions'
             // revenue and attribution credits go too.
             let sql = format!(
                 "SELECT conversion_id, {COHORT_COLS}, user_id, invitation_id, counted, revenue_minor, applied, rejected,
@@ -1354,6 +1359,256 @@ macro_rules! sql_store {
             .execute(&mut *conn)
             .await?;
             Ok(())
+        }
+
+        // ---- webhooks: endpoints, the delivery log with its leases, the webhook consumer's
+        // offsets (store::webhooks). Their writes take `begin_webhook_write()`, not the
+        // rollup lock.
+
+        /// Ids of deliveries due at `$1`, not leased, of enabled endpoints.
+        macro_rules! due_deliveries {
+            () => {
+                "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+                 WHERE d.state = 'PENDING' AND d.next_attempt_at <= $1 \
+                 AND (d.lease_until IS NULL OR d.lease_until < $1) \
+                 AND e.enabled = TRUE AND e.deleted_at IS NULL"
+            };
+        }
+
+        use crate::store::webhooks as wh;
+
+        impl crate::store::webhooks::WebhookStore for $store {
+            async fn create_endpoint(&self, new: wh::NewEndpoint, audit: &referral_common::audit::AuditEntry) -> sqlx::Result<wh::EndpointRow> {
+                let types = serde_json::to_string(&new.event_types).unwrap_or_else(|_| "[]".into());
+                let mut tx = self.begin_webhook_write().await?;
+                let row: wh::EndpointRow = sqlx::query_as(
+                    "INSERT INTO webhook_endpoints (id, url, event_types, description, secret, enabled, \
+                     consecutive_failures, disabled_reason, created_at) VALUES ($1, $2, $3, $4, $5, TRUE, 0, '', $6) \
+                     RETURNING id, url, event_types, description, secret, enabled, consecutive_failures, \
+                     disabled_reason, created_at",
+                )
+                .bind(&new.id)
+                .bind(&new.url)
+                .bind(types)
+                .bind(&new.description)
+                .bind(&new.secret)
+                .bind(new.created_at)
+                .fetch_one(&mut *tx)
+                .await?;
+                referral_common::audit::record(&mut *tx, &audit.clone().after(wh::audit_view(&row)?)).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn get_endpoint(&self, id: &str) -> sqlx::Result<Option<wh::EndpointRow>> {
+                sqlx::query_as(
+                    "SELECT id, url, event_types, description, secret, enabled, consecutive_failures, \
+                     disabled_reason, created_at FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+            }
+
+            async fn delete_endpoint(&self, id: &str, at: chrono::DateTime<chrono::Utc>, audit: &referral_common::audit::AuditEntry) -> sqlx::Result<Option<wh::EndpointRow>> {
+                let mut tx = self.begin_webhook_write().await?;
+                let row: Option<wh::EndpointRow> = sqlx::query_as(
+                    "UPDATE webhook_endpoints SET deleted_at = $2, enabled = FALSE \
+                     WHERE id = $1 AND deleted_at IS NULL \
+                     RETURNING id, url, event_types, description, secret, enabled, consecutive_failures, \
+                     disabled_reason, created_at",
+                )
+                .bind(id)
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = &row {
+                    referral_common::audit::record(&mut *tx, &audit.clone().before(wh::audit_view(row)?)).await?;
+                }
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn list_deliveries(&self, endpoint_id: &str, after: Option<&str>, limit: u32) -> sqlx::Result<Vec<wh::DeliveryRow>> {
+                sqlx::query_as(
+                    "SELECT id, endpoint_id, event_id, event_type, attempts, state, last_status, last_error, \
+                     next_attempt_at, delivered_at, created_at FROM webhook_deliveries \
+                     WHERE endpoint_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(endpoint_id)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+            }
+
+            async fn webhook_offset(&self, source: &str) -> sqlx::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT last_offset FROM webhook_offsets WHERE source = $1")
+                    .bind(source)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .unwrap_or(0))
+            }
+
+            async fn fan_out(&self, source: &str, last_offset: i64, events: Vec<wh::Fanout>) -> sqlx::Result<u64> {
+                let mut tx = self.begin_webhook_write().await?;
+                let endpoints: Vec<(String, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+                    "SELECT id, event_types, created_at FROM webhook_endpoints WHERE enabled = TRUE AND deleted_at IS NULL",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let endpoints: Vec<(String, Vec<String>, chrono::DateTime<chrono::Utc>)> = endpoints
+                    .into_iter()
+                    .map(|(id, types, created)| Ok((id, wh::decode_event_types(&types)?, created)))
+                    .collect::<sqlx::Result<_>>()?;
+                let mut created = 0;
+                for event in &events {
+                    for (endpoint_id, types, endpoint_created) in &endpoints {
+                        // An endpoint hears what happens from its creation on, not the past.
+                        if event.occurred_at < *endpoint_created || !crate::domain::webhooks::subscribed(types, &event.event_type) {
+                            continue;
+                        }
+                        let now = referral_common::ids::now();
+                        created += sqlx::query(
+                            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload, attempts, \
+                             state, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, 0, 'PENDING', $6, $6) \
+                             ON CONFLICT (endpoint_id, event_id) DO NOTHING",
+                        )
+                        .bind(referral_common::ids::new_id())
+                        .bind(endpoint_id)
+                        .bind(&event.event_id)
+                        .bind(&event.event_type)
+                        .bind(&event.payload)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO webhook_offsets (source, last_offset) VALUES ($1, $2) \
+                     ON CONFLICT (source) DO UPDATE SET last_offset = excluded.last_offset \
+                     WHERE webhook_offsets.last_offset < excluded.last_offset",
+                )
+                .bind(source)
+                .bind(last_offset)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn claim_due(
+                &self,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> sqlx::Result<Vec<wh::Claimed>> {
+                // A plain read first: an idle dispatcher polls often and must not take the
+                // write lock (SQLite has one) just to find nothing due.
+                let due: Option<String> = sqlx::query_scalar(concat!(due_deliveries!(), " LIMIT 1"))
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if due.is_none() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.begin_webhook_write().await?;
+                let ids: Vec<String> = sqlx::query_scalar(concat!(
+                    due_deliveries!(),
+                    " ORDER BY d.next_attempt_at LIMIT $2",
+                    $skip_locked
+                ))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut claimed = Vec::with_capacity(ids.len());
+                for id in ids {
+                    sqlx::query("UPDATE webhook_deliveries SET lease_owner = $2, lease_until = $3 WHERE id = $1")
+                        .bind(&id)
+                        .bind(owner)
+                        .bind(until)
+                        .execute(&mut *tx)
+                        .await?;
+                    let row: Option<wh::Claimed> = sqlx::query_as(
+                        "SELECT d.id, d.endpoint_id, d.event_id, d.payload, d.attempts, d.created_at, e.url, e.secret \
+                         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1",
+                    )
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    claimed.extend(row);
+                }
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn record_attempt(
+                &self,
+                claimed: &wh::Claimed,
+                owner: &str,
+                outcome: wh::Attempted,
+                now: chrono::DateTime<chrono::Utc>,
+                policy: &crate::domain::webhooks::retry::RetryPolicy,
+            ) -> sqlx::Result<bool> {
+                let mut tx = self.begin_webhook_write().await?;
+                let (state, status, error, next, delivered_at) = match &outcome {
+                    wh::Attempted::Delivered { status } => (wh::DELIVERED, *status, String::new(), None, Some(now)),
+                    wh::Attempted::Failed { status, error, next } => {
+                        (if next.is_some() { wh::PENDING } else { wh::FAILED }, *status, error.clone(), *next, None)
+                    }
+                };
+                let updated = sqlx::query(
+                    "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $3, last_status = $4, \
+                     last_error = $5, next_attempt_at = $6, delivered_at = $7, lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'PENDING'",
+                )
+                .bind(&claimed.id)
+                .bind(owner)
+                .bind(state)
+                .bind(status)
+                .bind(&error)
+                .bind(next)
+                .bind(delivered_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    return Ok(false);
+                }
+                if matches!(outcome, wh::Attempted::Delivered { .. }) {
+                    sqlx::query("UPDATE webhook_endpoints SET consecutive_failures = 0 WHERE id = $1")
+                        .bind(&claimed.endpoint_id)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    // Counted while enabled: attempts already under way when it was
+                    // disabled do not run the count past the threshold.
+                    let failures: Option<i32> = sqlx::query_scalar(
+                        "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1 \
+                         WHERE id = $1 AND enabled = TRUE RETURNING consecutive_failures",
+                    )
+                    .bind(&claimed.endpoint_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(failures) = failures
+                        && policy.disables(u32::try_from(failures).unwrap_or(0))
+                    {
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2 \
+                             WHERE id = $1 AND enabled = TRUE",
+                        )
+                        .bind(&claimed.endpoint_id)
+                        .bind(format!("disabled after {failures} consecutive failed deliveries; last: {error}"))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
         }
     };
 }

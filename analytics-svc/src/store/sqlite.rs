@@ -36,9 +36,15 @@ impl SqliteStore {
     async fn begin_write(&self) -> sqlx::Result<Tx> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+
+    /// SQLite's one-writer lock up front, so two writers never deadlock upgrading.
+    async fn begin_webhook_write(&self) -> sqlx::Result<Tx> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
-sql_store!(SqliteStore, SqliteConnection, sqlite);
+// BEGIN IMMEDIATE already serialises webhook delivery claims.
+sql_store!(SqliteStore, SqliteConnection, sqlite, "");
 
 /// The audit log lives in this store's database, beside the rows it audits.
 impl referral_common::audit::AuditStore for SqliteStore {

@@ -1,5 +1,5 @@
 //! Reward programs as data: the validated form the ledger computes with, its validation
-//! (field errors named as the JSON body names them) and API.md's default programs.
+//! (field errors named as the JSON body names them) and docs/api.md's default programs.
 
 use chrono::{DateTime, Duration, Utc};
 use referral_common::Violations;
@@ -265,7 +265,7 @@ fn milestone(at: i32, minor: i64, badge: Option<Badge>) -> Milestone {
     }
 }
 
-/// API.md's supplier program: milestones 1 -> 25.00; 5 -> 100.00 + BRONZE; 10 -> 250.00 +
+/// docs/api.md's supplier program: milestones 1 -> 25.00; 5 -> 100.00 + BRONZE; 10 -> 250.00 +
 /// SILVER; 25 -> 500.00 + GOLD; 50 -> 1000.00 + PLATINUM; 100 -> 2000.00 + DIAMOND; 15% of
 /// the referee's first payment; 14-day hold, 365-day expiry.
 pub fn default_supplier() -> RewardProgram {
@@ -294,7 +294,7 @@ pub fn default_supplier() -> RewardProgram {
     }
 }
 
-/// API.md's couple program: the same milestones, 5% of the first payment capped at 50.00.
+/// docs/api.md's couple program: the same milestones, 5% of the first payment capped at 50.00.
 pub fn default_couple() -> RewardProgram {
     RewardProgram {
         id: DEFAULT_COUPLE_PROGRAM.into(),
@@ -315,6 +315,7 @@ mod tests {
     fn fields(r: Result<Program, Violations>) -> Vec<String> {
         r.err()
             .map(|v| v.0.into_iter().map(|(f, _)| f).collect())
+            // Valid: no violated fields.
             .unwrap_or_default()
     }
 

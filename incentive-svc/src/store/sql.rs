@@ -529,6 +529,7 @@ macro_rules! sql_store {
                     program_id: program.id.clone(),
                     campaign_id: p.campaign_id.clone(),
                     milestone: p.milestone,
+                    // No badge at this milestone: the column's "none" is the empty string.
                     badge: p.badge.map(|b| b.as_str_name().to_string()).unwrap_or_default(),
                     eligible_at,
                     expires_at,
@@ -644,6 +645,8 @@ macro_rules! sql_store {
                         .fetch_optional(&mut **tx)
                         .await?
                 };
+                // A subject this ledger has not seen yet: the decision is kept without a
+                // referee (the column's "unknown"), and matched by subject id alone.
                 let referee = referee.unwrap_or_default();
                 sqlx::query(
                     "INSERT INTO decisions (subject_id, subject_type, referee_id, action, decided_at) VALUES ($1, $2, $3, $4, $5)

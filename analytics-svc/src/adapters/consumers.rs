@@ -1,16 +1,12 @@
 //! analytics-svc's subscriptions to invite-svc's, fraud-svc's and incentive-svc's event logs:
-//! every event is turned into its rollup change (`domain::rollup::change_of`, pure) and each
-//! batch is applied in one transaction with the source's new offset and the applied ids.
+//! each batch goes to `app::apply_events`.
 
 use std::sync::Arc;
 
 use referral_common::consumer::EventSink;
 use referral_proto::events::v1::Event;
 
-use crate::{
-    domain::rollup::change_of,
-    store::{Consumed, Store},
-};
+use crate::{app::apply_events, store::Store};
 
 /// The name analytics-svc reads the logs under.
 pub const CONSUMER: &str = "analytics-svc";
@@ -37,21 +33,11 @@ impl<S: Store> Rollups<S> {
 
 impl<S: Store> EventSink for Rollups<S> {
     async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.store.last_offset(source).await?)
+        Ok(apply_events::last_offset(&self.store, source).await?)
     }
 
     async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
-        let items: Vec<Consumed> = events
-            .iter()
-            .map(|e| Consumed {
-                event_id: e.id.clone(),
-                offset: e.offset,
-                change: change_of(e),
-            })
-            .collect();
-        let summary = self.store.apply_events(source, items, &self.currency).await?;
-        metrics::counter!("analytics_events_applied_total", "source" => source.to_string())
-            .increment(u64::from(summary.applied));
+        apply_events::apply(&self.store, source, events, &self.currency).await?;
         Ok(())
     }
 }

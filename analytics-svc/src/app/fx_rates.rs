@@ -50,6 +50,7 @@ pub fn check(req: &PutFxRateRequest, reporting: &str) -> ApiResult<FxRateRow> {
     v.into_result()?;
     Ok(FxRateRow {
         currency: req.currency.clone(),
+        // Both present here: a missing one was a violation returned above.
         effective_day: day.unwrap_or_default(),
         rate: rate.map(Rate::to_text).unwrap_or_default(),
         updated_at: ids::now().timestamp(),
@@ -99,6 +100,7 @@ pub async fn list<S: Store>(
         rows.truncate(size as usize);
         rows.last()
             .map(|r| paging::encode_token(&format!("{}|{}", r.currency, r.effective_day)))
+            // Only reached with rows left (more than a page): never empty.
             .unwrap_or_default()
     } else {
         String::new()
@@ -112,7 +114,7 @@ pub async fn list<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activity::violated_fields as fields;
+    use crate::app::record_activity::violated_fields as fields;
 
     fn req(currency: &str, rate: &str, day: &str) -> PutFxRateRequest {
         PutFxRateRequest {

@@ -1,16 +1,13 @@
 //! incentive-svc's subscriptions: invite-svc's log (conversions to reward) and fraud-svc's
-//! log (assessments and case resolutions that hold, release or void rewards).
+//! log (assessments and case resolutions that hold, release or void rewards). This adapter
+//! only decodes each event into the [`Work`] it asks of the ledger:
 //!
-//! - `ConversionRecorded`, attributed and the referee's first paid one: booked under the
-//!   active program of the referrer's kind, with its signup's fraud action.
-//! - `FraudAssessed` of a CONVERSION or SIGNUP: recorded (a conversion may come before or
-//!   after its assessment: whichever comes second sees the first); REVIEW holds the rewards
-//!   already booked, REJECT voids them (or claws back what was paid).
-//! - `FraudResolved`: APPROVE releases held rewards, REJECT voids or claws back.
+//! - `ConversionRecorded`, attributed and the referee's first paid one: a conversion to book,
+//!   with its signup's fraud action.
+//! - `FraudAssessed` of a CONVERSION or SIGNUP: a decision.
+//! - `FraudResolved` (APPROVE or REJECT): a resolution.
 //!
-//! Each batch is applied in one transaction with the new offset and the ids of the events
-//! applied (duplicates dropped by id): a redelivered event or a replay after a crash books
-//! nothing twice.
+//! What the ledger does with them is `app::apply_events`.
 
 use chrono::{DateTime, Utc};
 use referral_common::{
@@ -24,6 +21,7 @@ use referral_proto::{
 };
 
 use crate::{
+    app::apply_events,
     domain::rewards::Conversion,
     store::{Consumed, Decision, Store, Work},
 };
@@ -46,7 +44,7 @@ impl<S: Store> LedgerSink<S> {
 
 impl<S: Store> EventSink for LedgerSink<S> {
     async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.store.last_offset(source).await?)
+        Ok(apply_events::last_offset(&self.store, source).await?)
     }
 
     async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
@@ -58,16 +56,7 @@ impl<S: Store> EventSink for LedgerSink<S> {
                 work: work_for(e),
             })
             .collect();
-        let summary = self.store.apply_events(source, items).await?;
-        if summary.booked + summary.changed > 0 {
-            metrics::counter!("incentive_entries_booked_total").increment(u64::from(summary.booked));
-            tracing::info!(
-                source,
-                booked = summary.booked,
-                changed = summary.changed,
-                "ledger updated from events"
-            );
-        }
+        apply_events::apply(&self.store, source, items).await?;
         Ok(())
     }
 }

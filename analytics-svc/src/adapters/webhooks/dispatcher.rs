@@ -12,11 +12,10 @@ use chrono::{DateTime, Utc};
 use referral_common::ids;
 use tokio::sync::{Notify, watch};
 
-use super::{
-    retry::RetryPolicy,
-    signing,
-    store::{Attempted, Claimed, WebhookStore},
-    target::{GuardedResolver, TargetPolicy},
+use super::resolver::GuardedResolver;
+use crate::{
+    domain::webhooks::{retry::RetryPolicy, signing, target::TargetPolicy},
+    store::webhooks::{Attempted, Claimed, WebhookStore},
 };
 
 /// How long a claimed delivery stays ours: well past one attempt's time limit.
@@ -159,6 +158,7 @@ impl<S: WebhookStore> Dispatcher<S> {
         if response.status().is_success() {
             return Ok(status);
         }
+        // An unreadable body only leaves the logged error without a snippet; the status says it failed.
         let text = response.text().await.unwrap_or_default();
         let snippet: String = text.chars().take(ERROR_BODY_CHARS).collect();
         Err((status, format!("HTTP {status}: {}", snippet.trim())))

@@ -1,4 +1,8 @@
-//! analytics-svc settings: flags and environment, defaults that work for the embedded mesh.
+//! analytics-svc's configuration: flags and environment ([`AnalyticsConfig`], with the
+//! webhooks' in [`webhooks::WebhookConfig`]), defaults that work for the embedded mesh, and
+//! the checked [`RuntimeConfig`] the service runs with.
+
+pub mod webhooks;
 
 use referral_common::config::{ConfigError, LogFormat, Secret};
 
@@ -55,21 +59,21 @@ pub struct AnalyticsConfig {
     #[arg(long, env = "GRPC_HEALTH_LISTEN")]
     pub health_listen: Option<String>,
     #[command(flatten)]
-    pub webhooks: crate::webhooks::settings::WebhookSettings,
+    pub webhooks: webhooks::WebhookConfig,
     #[command(flatten)]
     pub supervision: referral_common::supervisor::SupervisionConfig,
 }
 
-/// The checked settings the service runs with.
+/// The checked configuration the service runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub struct RuntimeConfig {
     pub currency: String,
     pub live_feed_rate: u32,
 }
 
 impl AnalyticsConfig {
     /// Checks every setting: one line naming a bad one.
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
+    pub fn runtime(&self) -> Result<RuntimeConfig, ConfigError> {
         self.web_tokens.validate()?;
         referral_common::config::check_service_jwt_secret(
             &self.web_tokens.jwt_secret,
@@ -95,7 +99,7 @@ impl AnalyticsConfig {
         if self.live_feed_rate == 0 || self.live_feed_rate > 1000 {
             return Err(ConfigError::new("LIVE_FEED_RATE", "must be between 1 and 1000"));
         }
-        Ok(Settings {
+        Ok(RuntimeConfig {
             currency,
             live_feed_rate: self.live_feed_rate,
         })
@@ -128,14 +132,14 @@ mod tests {
 
     #[test]
     fn defaults_and_bad_values_name_the_setting() {
-        let s = parse(&[]).settings().unwrap();
+        let s = parse(&[]).runtime().unwrap();
         assert_eq!(s.currency, "GBP");
         assert_eq!(s.live_feed_rate, 10);
-        let e = parse(&["--currency", "pounds"]).settings().unwrap_err();
+        let e = parse(&["--currency", "pounds"]).runtime().unwrap_err();
         assert!(e.to_string().contains("ANALYTICS_CURRENCY"), "{e}");
-        let e = parse(&["--live-feed-rate", "0"]).settings().unwrap_err();
+        let e = parse(&["--live-feed-rate", "0"]).runtime().unwrap_err();
         assert!(e.to_string().contains("LIVE_FEED_RATE"), "{e}");
-        let e = parse(&["--fraud-addr", " "]).settings().unwrap_err();
+        let e = parse(&["--fraud-addr", " "]).runtime().unwrap_err();
         assert!(e.to_string().contains("FRAUD_ADDR"), "{e}");
     }
 }

@@ -5,10 +5,7 @@
 //! the host name resolves to, so a name that later points inside is refused too; the
 //! connection then goes to the checked address.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 use url::{Host, Url};
@@ -154,23 +151,6 @@ pub fn embedded_v4(ip: Ipv6Addr) -> Option<Vec<Ipv4Addr>> {
     }
 }
 
-/// reqwest's resolver for webhook deliveries: system DNS, then the guard on every address.
-pub struct GuardedResolver {
-    pub policy: Arc<TargetPolicy>,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed = policy.filter_resolved(&host, addrs)?;
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,23 +283,5 @@ mod tests {
             strict().filter_resolved("h", vec![]),
             Err(TargetError::Unresolved("h".into()))
         );
-    }
-
-    #[tokio::test]
-    async fn the_resolver_refuses_localhost_unless_allowed() {
-        use reqwest::dns::Resolve;
-        let name = || "localhost".parse::<reqwest::dns::Name>().unwrap();
-        let strict = GuardedResolver {
-            policy: Arc::new(TargetPolicy::default()),
-        };
-        assert!(strict.resolve(name()).await.is_err());
-        let allowing = GuardedResolver {
-            policy: Arc::new(TargetPolicy::allowing(vec![
-                "127.0.0.0/8".parse().unwrap(),
-                "::1/128".parse().unwrap(),
-            ])),
-        };
-        let addrs: Vec<SocketAddr> = allowing.resolve(name()).await.unwrap().collect();
-        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
     }
 }

@@ -1,7 +1,7 @@
 //! When a failed delivery is tried again, when it is given up, and when an endpoint is
 //! disabled. Exponential backoff: the n-th retry waits `base × factor^(n-1)`, at most
 //! `max_delay`; no retry is scheduled past `horizon` after the delivery was created (3 days
-//! by default, as API.md asks). The defaults (5 s × 4ⁿ, capped at 12 h) start like the
+//! by default, as docs/api.md asks). The defaults (5 s × 4ⁿ, capped at 12 h) start like the
 //! Standard Webhooks' suggested schedule — 5 s, 20 s, 80 s, 5 min, 21 min, 85 min, 6 h —
 //! then retry every 12 h until the third day is over.
 

@@ -1,15 +1,14 @@
-//! `analytics-svc rebuild`: empties every rollup, offset and applied-event id, then replays
-//! each configured log from offset 0 through the same sink the live consumer uses, until
-//! the log's head (its heartbeat says so). The numbers after a rebuild are the numbers the
-//! incremental consumer reached: same events, same code.
+//! `analytics-svc rebuild`'s replay (`app::rebuild`): reads one log from offset 0 until its
+//! head (its heartbeat says so), each batch applied by `app::apply_events` as the live
+//! consumer applies it.
 
-use referral_common::{auth::ServiceCredentials, consumer::EventSink};
+use referral_common::auth::ServiceCredentials;
 use referral_proto::events::v1::{
     SubscribeRequest, event_log_client::EventLogClient, subscribe_response::Item,
 };
 use tonic::{Code, codegen::InterceptedService, transport::Channel};
 
-use crate::{consumers::Rollups, store::Store};
+use crate::{adapters::consumers, app::apply_events, store::Store};
 
 /// Events per transaction while replaying.
 const BATCH: usize = 500;
@@ -23,9 +22,11 @@ pub enum Replayed {
     NotServed,
 }
 
-/// Replays `source` from offset 0 into `sink` until its head.
+/// Replays `source` from offset 0 into `store`'s rollups (revenue in `currency`) until its
+/// head.
 pub async fn replay<S: Store>(
-    sink: &Rollups<S>,
+    store: &S,
+    currency: &str,
     source: &str,
     channel: Channel,
     credentials: ServiceCredentials,
@@ -33,7 +34,7 @@ pub async fn replay<S: Store>(
     let mut client = EventLogClient::new(InterceptedService::new(channel, credentials));
     let request = SubscribeRequest {
         after_offset: 0,
-        consumer: format!("{}-rebuild", crate::consumers::CONSUMER),
+        consumer: format!("{}-rebuild", consumers::CONSUMER),
     };
     let mut stream = match client.subscribe(request).await {
         Ok(r) => r.into_inner(),
@@ -49,12 +50,12 @@ pub async fn replay<S: Store>(
                 last = last.max(e.offset);
                 batch.push(e);
                 if batch.len() >= BATCH {
-                    sink.apply(source, std::mem::take(&mut batch)).await?;
+                    apply_events::apply(store, source, std::mem::take(&mut batch), currency).await?;
                 }
             }
             Some(Item::Heartbeat(h)) => {
                 if !batch.is_empty() {
-                    sink.apply(source, std::mem::take(&mut batch)).await?;
+                    apply_events::apply(store, source, std::mem::take(&mut batch), currency).await?;
                 }
                 // Heartbeats come only once the producer has nothing more to send.
                 if h.head_offset <= last {

@@ -1,50 +1,32 @@
-//! The webhook consumer: every event of the invite, fraud and incentive logs becomes one
-//! delivery row per subscribed endpoint, written with the consumer's offset in one
-//! transaction (a crash replays the batch; `UNIQUE (endpoint_id, event_id)` drops repeats).
-//! Its offsets are its own, apart from the rollups'.
-
-use std::sync::Arc;
+//! What happens when an event of the invite, fraud or incentive log arrives for the outbound
+//! webhooks: it becomes one delivery row per subscribed, enabled endpoint created no later
+//! than the event, written with the webhook consumer's offset in one transaction (a crash
+//! replays the batch; `UNIQUE (endpoint_id, event_id)` drops repeats). Its offsets are its
+//! own, apart from the rollups'.
 
 use chrono::{DateTime, Utc};
-use referral_common::{consumer::EventSink, events, ids};
+use referral_common::{events, ids};
 use referral_proto::events::v1::Event;
 use serde_json::json;
-use tokio::sync::Notify;
 
-use super::store::{Fanout, WebhookStore};
+use crate::store::webhooks::{Fanout, WebhookStore};
 
-/// The name the webhook consumer reads the producers' logs under.
-pub const CONSUMER: &str = "analytics-svc-webhooks";
-
-pub struct WebhookEvents<S> {
-    store: S,
-    /// Wakes the dispatcher when deliveries were created.
-    wake: Arc<Notify>,
+/// Fans one batch of `source`'s events out; the number of deliveries created.
+pub async fn fan_out<S: WebhookStore>(store: &S, source: &str, events: Vec<Event>) -> sqlx::Result<u64> {
+    let Some(last) = events.iter().map(|e| e.offset).max() else {
+        return Ok(0);
+    };
+    let fanouts = events.iter().filter_map(fanout_of).collect();
+    let created = store.fan_out(source, last, fanouts).await?;
+    if created > 0 {
+        metrics::counter!("webhook_deliveries_created_total").increment(created);
+    }
+    Ok(created)
 }
 
-impl<S: WebhookStore> WebhookEvents<S> {
-    pub fn new(store: S, wake: Arc<Notify>) -> Self {
-        Self { store, wake }
-    }
-}
-
-impl<S: WebhookStore> EventSink for WebhookEvents<S> {
-    async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.store.last_offset(source).await?)
-    }
-
-    async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
-        let Some(last) = events.iter().map(|e| e.offset).max() else {
-            return Ok(());
-        };
-        let fanouts = events.iter().filter_map(fanout_of).collect();
-        let created = self.store.fan_out(source, last, fanouts).await?;
-        if created > 0 {
-            metrics::counter!("webhook_deliveries_created_total").increment(created);
-            self.wake.notify_one();
-        }
-        Ok(())
-    }
+/// Where the webhook consumer of `source` resumes.
+pub async fn last_offset<S: WebhookStore>(store: &S, source: &str) -> sqlx::Result<i64> {
+    store.webhook_offset(source).await
 }
 
 /// The delivery body of an event (Standard Webhooks' suggested shape): `{type, timestamp,

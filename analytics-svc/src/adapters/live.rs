@@ -154,7 +154,7 @@ async fn tail_once(
     let mut client = EventLogClient::new(InterceptedService::new(channel.clone(), credentials.clone()));
     let request = SubscribeRequest {
         after_offset: cursor.load(Ordering::SeqCst),
-        consumer: format!("{}-live", crate::consumers::CONSUMER),
+        consumer: format!("{}-live", super::consumers::CONSUMER),
     };
     let mut stream = client.subscribe(request).await?.into_inner();
     while let Some(item) = stream.message().await? {
@@ -179,6 +179,7 @@ pub fn live_event(e: &Event) -> LiveEvent {
         r#type: event_type(e).into(),
         source: e.source.clone(),
         occurred_at: e.occurred_at,
+        // A decoded proto message always serialises; an empty body would only thin this feed copy.
         json: serde_json::to_string(e).unwrap_or_default(),
         lagged: 0,
     }

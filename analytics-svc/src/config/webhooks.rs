@@ -1,14 +1,14 @@
-//! Webhook settings (flags and environment), flattened into analytics-svc's configuration.
+//! Webhook configuration (flags and environment), flattened into analytics-svc's.
 
 use std::time::Duration;
 
 use ipnet::IpNet;
 use referral_common::config::{ConfigError, parse_duration};
 
-use super::{retry::RetryPolicy, target::TargetPolicy};
+use crate::domain::webhooks::{retry::RetryPolicy, target::TargetPolicy};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct WebhookSettings {
+pub struct WebhookConfig {
     /// Internal networks webhooks may reach anyway, comma-separated CIDRs (e.g.
     /// `127.0.0.0/8,::1/128` for a receiver on this machine). Empty: none (no SSRF).
     #[arg(
@@ -37,7 +37,7 @@ pub struct WebhookSettings {
     pub webhook_timeout: Duration,
 }
 
-impl WebhookSettings {
+impl WebhookConfig {
     pub fn target_policy(&self) -> Result<TargetPolicy, ConfigError> {
         let allowed = self
             .webhook_allowed_networks
