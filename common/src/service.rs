@@ -84,14 +84,17 @@ impl<C: ServiceConfig> Service<C> {
     /// done (for `serve`, drained after SIGTERM or Ctrl-C), 1 with `NAME: error` on stderr.
     pub fn main(self) {
         let mut cli = clap::Command::new(C::NAME)
-            .about(C::ABOUT)
-            .version(env!("CARGO_PKG_VERSION"))
             .subcommand(clap::Command::new("serve").about("Serve until SIGTERM or Ctrl-C (the default)."))
             .subcommand(clap::Command::new("migrate").about(C::MIGRATE_ABOUT));
         for (name, about, _) in &self.commands {
             cli = cli.subcommand(clap::Command::new(*name).about(*about));
         }
-        let matches = C::augment_args(cli).get_matches();
+        // About after the flags: a flattened struct's doc comment would take its place.
+        let matches = C::augment_args(cli)
+            .about(C::ABOUT)
+            .long_about(None)
+            .version(env!("CARGO_PKG_VERSION"))
+            .get_matches();
         let config = C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         let run = match matches.subcommand_name() {
             None | Some("serve") => None,
