@@ -29,7 +29,7 @@ use referral_common::{
     config::{Backend, ConfigError, backend_of},
     consumer::{self, ConsumerConfig},
     server::{self, Shutdown},
-    supervisor::{self, Supervisor},
+    service::GrpcServer,
     tls::GrpcTls,
 };
 use referral_proto::analytics::v1::analytics_service_server::AnalyticsServiceServer;
@@ -69,6 +69,16 @@ pub async fn serve(config: AnalyticsConfig, listener: TcpListener, shutdown: Shu
             let store = SqliteStore::connect(&config.database_url).await?;
             serve_with(config, runtime, store, listener, shutdown).await
         }
+    }
+}
+
+// How the `analytics-svc` binary starts (see `referral_common::service`).
+referral_common::service_config! {
+    AnalyticsConfig {
+        name: "analytics-svc",
+        about: "referral-mesh analytics-svc: rollups, viral metrics, the live feed",
+        settings: "ANALYTICS",
+        check: check,
     }
 }
 
@@ -117,25 +127,20 @@ pub async fn serve_with<
 ) -> anyhow::Result<()> {
     let keys = ServiceKeys::new(&config.service_jwt_secret);
     let tls = config.grpc_tls.load()?;
-    let (health, health_server) = server::health().await;
-    server::serve_health_plaintext(
-        config.health_listen.as_deref(),
-        health_server.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let (reflection_v1, reflection_v1alpha) = server::reflection(&[
-        "referral.analytics.v1.AnalyticsService",
-        "referral.common.v1.AuditLog",
-        "referral.common.v1.ParkedWork",
-    ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
     ));
     let sink = Rollups::new(store.clone(), &runtime.currency);
     let live = LiveFeed::new(runtime.live_feed_rate);
-    let tasks = Supervisor::new();
+    let mut grpc = GrpcServer::new(
+        "analytics-svc",
+        interceptor,
+        config.health_listen.as_deref(),
+        &shutdown,
+    )
+    .await?;
+    let tasks = grpc.tasks().clone();
     let parking = referral_common::parked::Parking::new(store.clone(), &config.supervision);
     for (source, name, addr) in sources(&config) {
         live.tail(
@@ -189,31 +194,11 @@ pub async fn serve_with<
     let parked = referral_common::parked::ParkedWorkService::new(parking, "analytics-svc");
     let api = AnalyticsApi::new(store, runtime, live).with_webhooks(webhook_targets);
 
-    supervisor::watch_readiness(
-        health,
-        vec![tasks],
-        config.supervision.task_down_threshold,
-        shutdown.clone(),
-    )
-    .await;
-    tracing::info!(addr = %listener.local_addr()?, "analytics-svc serving");
-    tonic::transport::Server::builder()
-        .add_service(health_server)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(AnalyticsServiceServer::with_interceptor(api, interceptor.clone()))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            audit_log.into_server(),
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            parked.into_server(),
-            interceptor,
-        ))
-        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
-        .await?;
-    tracing::info!("analytics-svc stopped");
-    Ok(())
+    grpc.add(AnalyticsServiceServer::new(api))
+        .add(audit_log.into_server())
+        .add(parked.into_server());
+    grpc.serve(listener, &tls, config.supervision.task_down_threshold, shutdown)
+        .await
 }
 
 /// What `rebuild` did, per log.

@@ -1,12 +1,15 @@
 //! Storage backends picked by URL scheme: Postgres (one schema per service, its own
 //! search_path) or SQLite (one file per service, WAL). Migrations are embedded by each
-//! service and run here at start-up (sqlx takes an advisory lock in Postgres).
+//! service and run here at start-up (sqlx takes an advisory lock in Postgres), with the
+//! tables every service shares ([`SHARED`]: the audit log, parked events) merged in.
 
 use std::{str::FromStr, time::Duration};
 
+use crate::config::Backend;
+
 use sqlx::{
-    PgPool, SqlitePool,
-    migrate::Migrator,
+    PgPool, SqlStr, SqlitePool,
+    migrate::{Migration, MigrationType, Migrator},
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -58,14 +61,66 @@ pub async fn connect_sqlite(url: &str) -> anyhow::Result<SqlitePool> {
         .await?)
 }
 
+/// Runs a service's Postgres migrations with the [`SHARED`] tables merged in.
 pub async fn migrate_postgres(pool: &PgPool, migrator: &Migrator) -> anyhow::Result<()> {
-    migrator.run(pool).await?;
+    with_shared(migrator, Backend::Postgres).run(pool).await?;
     Ok(())
 }
 
+/// Runs a service's SQLite migrations with the [`SHARED`] tables merged in.
 pub async fn migrate_sqlite(pool: &SqlitePool, migrator: &Migrator) -> anyhow::Result<()> {
-    migrator.run(pool).await?;
+    with_shared(migrator, Backend::Sqlite).run(pool).await?;
     Ok(())
+}
+
+/// The tables every service migrates identically, defined once in common: (version,
+/// description, Postgres SQL, SQLite SQL). Each service used to carry a byte-for-byte copy
+/// as `{version:04}_{description}.sql`; merged in under the same version and description,
+/// with the same SQL, a migration keeps the checksum databases already recorded for it.
+pub const SHARED: [(i64, &str, &str, &str); 2] = [
+    (
+        40,
+        "audit log",
+        crate::audit::POSTGRES_SCHEMA,
+        crate::audit::SQLITE_SCHEMA,
+    ),
+    (
+        70,
+        "parked events",
+        crate::parked::POSTGRES_SCHEMA,
+        crate::parked::SQLITE_SCHEMA,
+    ),
+];
+
+/// `service`'s migrations and the [`SHARED`] ones, in version order (a service's own
+/// migration of a shared version wins; none has one).
+pub fn with_shared(service: &Migrator, backend: Backend) -> Migrator {
+    let mut migrations: Vec<Migration> = service.migrations.to_vec();
+    for (version, description, postgres, sqlite) in SHARED {
+        if migrations.iter().any(|m| m.version == version) {
+            continue;
+        }
+        let sql = match backend {
+            Backend::Postgres => postgres,
+            Backend::Sqlite => sqlite,
+        };
+        migrations.push(Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            SqlStr::from_static(sql),
+            false,
+        ));
+    }
+    migrations.sort_by_key(|m| m.version);
+    Migrator {
+        migrations: migrations.into(),
+        ignore_missing: service.ignore_missing,
+        locking: service.locking,
+        no_tx: service.no_tx,
+        table_name: service.table_name.clone(),
+        create_schemas: service.create_schemas.clone(),
+    }
 }
 
 /// The Postgres URL a store conformance case runs on, or `None` (saying so) when
@@ -92,4 +147,44 @@ pub async fn drop_test_schema(url: &str, schema: &str) {
 /// A fresh schema name for one test (tests on a shared Postgres never see each other).
 pub fn test_schema(prefix: &str) -> String {
     format!("{prefix}_t{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checksums every existing database recorded for the services' former copies
+    /// (`0040_audit_log.sql`, `0070_parked_events.sql`): changing the SQL would refuse to
+    /// start on all of them.
+    #[test]
+    fn shared_migrations_keep_their_checksums() {
+        let empty = Migrator {
+            migrations: Vec::new().into(),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+            table_name: "_sqlx_migrations".into(),
+            create_schemas: Vec::new().into(),
+        };
+        let sums = |backend| -> Vec<(i64, String, String)> {
+            with_shared(&empty, backend)
+                .iter()
+                .map(|m| (m.version, m.description.to_string(), hex::encode(&m.checksum)))
+                .collect()
+        };
+        assert_eq!(
+            sums(Backend::Postgres),
+            [
+                (40, "audit log".to_string(), "7ed7d86d9ae6137a403cf9b009d7b280c5a3917ac5dbcc03f2ee068fffbf04ea504e4f1eccdc73fde4920d91946ef19e".to_string()),
+                (70, "parked events".to_string(), "e860542918296b29bedbead7543d1b5fcc8e70fcd1ead32254e0de74356d6ee5b44f982cb01ea1106179ace23ecfea2c".to_string()),
+            ]
+        );
+        assert_eq!(
+            sums(Backend::Sqlite),
+            [
+                (40, "audit log".to_string(), "00f245c771df7cc7690c65c2bc329d2bf7f72ef54380a7a3c056449d9c2efdafae4092354e9a37531b5925b110587e39".to_string()),
+                (70, "parked events".to_string(), "0b283170fdce36f3bac6c687387ac7a7509cb581df8a5e4334e0a2395563f29d17b349f04f6203aba8390ed0a6ac3b1a".to_string()),
+            ]
+        );
+    }
 }

@@ -179,6 +179,7 @@ pub fn violations_of(status: &Status) -> Vec<(String, String)> {
                 .map(|v| (v.field.clone(), v.description.clone()))
                 .collect()
         })
+        // No BadRequest detail: the status names no field.
         .unwrap_or_default()
 }
 

@@ -245,7 +245,9 @@ fn replay<T: prost::Message + Default>(
             .map_err(|e| Status::internal(e.to_string()))?;
         return T::decode(bytes.as_slice()).map_err(|e| Status::internal(e.to_string()));
     }
-    let details = STANDARD.decode(details).unwrap_or_default();
+    let details = STANDARD
+        .decode(details)
+        .map_err(|e| Status::internal(e.to_string()))?;
     Err(Status::with_details(Code::from(code), message, details.into()))
 }
 

@@ -22,6 +22,7 @@ pub mod parked;
 pub mod ratelimit;
 pub mod redis_client;
 pub mod server;
+pub mod service;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tls;

@@ -1,6 +1,6 @@
 //! Prometheus metrics: one recorder per process, rendered at `/metrics`.
 
-use std::{net::SocketAddr, sync::OnceLock};
+use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -26,16 +26,17 @@ pub fn handle() -> Option<PrometheusHandle> {
 
 /// The text exposition of every metric recorded so far.
 pub fn render() -> String {
+    // No recorder of ours (another was installed first): nothing of ours to expose.
     handle().map(|h| h.render()).unwrap_or_default()
 }
 
-/// Serves `/metrics` on its own port (the standalone service binaries).
+/// Serves `/metrics` on its own port (the standalone service binaries), on a listener bound
+/// first: a port that cannot be had stops start-up instead of leaving the service unseen.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

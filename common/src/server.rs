@@ -196,7 +196,7 @@ pub fn channel(addr: &str, tls: &crate::tls::GrpcTls) -> anyhow::Result<tonic::t
                 let parsed: http::Uri = uri.parse()?;
                 let host = parsed
                     .host()
-                    .unwrap_or_default()
+                    .ok_or_else(|| anyhow::anyhow!("{addr:?} names no host"))?
                     .trim_start_matches('[')
                     .trim_end_matches(']');
                 let port = parsed.port_u16().unwrap_or(443);

@@ -26,7 +26,7 @@ use referral_common::{
     consumer::{self, ConsumerConfig},
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
-    supervisor::{self, Supervisor},
+    service::GrpcServer,
 };
 use referral_proto::fraud::v1::fraud_service_server::FraudServiceServer;
 use tokio::net::TcpListener;
@@ -83,6 +83,16 @@ pub async fn serve(config: FraudConfig, listener: TcpListener, shutdown: Shutdow
     }
 }
 
+// How the `fraud-svc` binary starts (see `referral_common::service`).
+referral_common::service_config! {
+    FraudConfig {
+        name: "fraud-svc",
+        about: "referral-mesh fraud-svc: risk scores, hard rules, review cases, fraud rings",
+        settings: "FRAUD",
+        check: check,
+    }
+}
+
 /// Runs the migrations only (the k8s migration Job).
 pub async fn migrate(config: &FraudConfig) -> anyhow::Result<()> {
     match common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
@@ -110,19 +120,6 @@ pub async fn serve_with<
 ) -> anyhow::Result<()> {
     let keys = ServiceKeys::new(&config.service_jwt_secret);
     let tls = config.grpc_tls.load()?;
-    let (health, health_server) = server::health().await;
-    server::serve_health_plaintext(
-        config.health_listen.as_deref(),
-        health_server.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let (reflection_v1, reflection_v1alpha) = server::reflection(&[
-        "referral.fraud.v1.FraudService",
-        "referral.events.v1.EventLog",
-        "referral.common.v1.AuditLog",
-        "referral.common.v1.ParkedWork",
-    ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
@@ -133,7 +130,18 @@ pub async fn serve_with<
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "fraud-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
-    let tasks = Supervisor::new();
+    let mut grpc = GrpcServer::new(
+        "fraud-svc",
+        interceptor,
+        config.health_listen.as_deref(),
+        &shutdown,
+    )
+    .await?;
+    grpc.add(FraudServiceServer::new(api))
+        .add(audit_log.into_server())
+        .add(parked.into_server())
+        .add(events.into_server())
+        .watch(store.outbox().supervisor().clone());
     if let Some(addr) = &config.invite_addr {
         let channel =
             server::channel(addr, &tls).map_err(|e| ConfigError::new("INVITE_ADDR", e.to_string()))?;
@@ -148,7 +156,7 @@ pub async fn serve_with<
         };
         let sink = InviteEvents::new(store.clone(), scoring);
         consumer::supervise(
-            &tasks,
+            grpc.tasks(),
             "fraud-svc.consumer.invite",
             consumer_config,
             sink,
@@ -157,36 +165,6 @@ pub async fn serve_with<
         tracing::info!(invite = %addr, "consuming invite-svc's event log");
     }
 
-    supervisor::watch_readiness(
-        health,
-        vec![tasks, store.outbox().supervisor().clone()],
-        config.supervision.task_down_threshold,
-        shutdown.clone(),
-    )
-    .await;
-    tracing::info!(addr = %listener.local_addr()?, "fraud-svc serving");
-    tonic::transport::Server::builder()
-        .layer(referral_common::metrics::GrpcMetricsLayer)
-        .add_service(health_server)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(FraudServiceServer::with_interceptor(api, interceptor.clone()))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            audit_log.into_server(),
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            parked.into_server(),
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            events.into_server(),
-            interceptor,
-        ))
-        // TCP_NODELAY on accepted connections: without it small answers wait on Nagle's
-        // algorithm against the caller's delayed ACK (~40 ms per call on loopback).
-        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
-        .await?;
-    tracing::info!("fraud-svc stopped");
-    Ok(())
+    grpc.serve(listener, &tls, config.supervision.task_down_threshold, shutdown)
+        .await
 }

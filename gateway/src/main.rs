@@ -1,55 +1,54 @@
 //! The `gateway` binary: `serve` (the default) runs the HTTP/JSON gateway; `migrate` exists
-//! for symmetry with the services (the gateway has no database).
+//! for symmetry with the services (the gateway has no database). Started like every
+//! service (see [`referral_common::service`]); its `/metrics` is on its own port.
 
-use clap::{Parser, Subcommand};
 use gateway::GatewayConfig;
-use referral_common::{server, telemetry};
+use referral_common::{config::LogFormat, server::Shutdown, service::ServiceConfig};
+use tokio::net::TcpListener;
 
-#[derive(Parser)]
-#[command(name = "gateway", version, about = "The HTTP/JSON gateway of referral-mesh")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
+fn main() {
+    referral_common::service::Service::<Gateway>::new().main()
+}
+
+#[derive(clap::Args)]
+struct Gateway {
     #[command(flatten)]
     config: GatewayConfig,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Serve HTTP until SIGTERM or Ctrl-C (the default).
-    Serve,
-    /// Nothing to migrate: the gateway keeps no data.
-    Migrate,
-}
+impl ServiceConfig for Gateway {
+    const NAME: &'static str = "gateway";
+    const ABOUT: &'static str = "The HTTP/JSON gateway of referral-mesh";
+    const LISTEN: &'static str = "GATEWAY_ADDR";
+    const METRICS_ADDR: &'static str = "GATEWAY_ADDR";
+    const MIGRATE_ABOUT: &'static str = "Nothing to migrate: the gateway keeps no data.";
 
-#[tokio::main]
-async fn main() {
-    let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
-        eprintln!("gateway: {e:#}");
-        std::process::exit(1);
+    fn log_format(&self) -> LogFormat {
+        self.config.log_format
     }
-}
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    telemetry::init(cli.config.log_format);
-    if matches!(cli.command, Some(Command::Migrate)) {
+    fn listen(&self) -> &str {
+        &self.config.listen
+    }
+
+    /// `/metrics` is served on the gateway's own port.
+    fn metrics_addr(&self) -> Option<&str> {
+        None
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        self.config.validate()?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
         println!("gateway: nothing to migrate");
-        return Ok(());
+        Ok(())
     }
-    let settings = cli.config.validate()?;
-    let (listener, _) = server::bind(settings.listen).await.map_err(|e| {
-        anyhow::anyhow!(
-            "invalid setting GATEWAY_ADDR: cannot listen on {}: {e}",
-            settings.listen
-        )
-    })?;
-    // run_until_stopped logs the address: stdout stays one JSON object per line in k8s.
-    let gateway = gateway::build(cli.config, listener).await?;
-    let (trigger, shutdown) = server::shutdown_pair();
-    tokio::spawn(async move {
-        server::os_signal().await;
-        trigger.trigger();
-    });
-    gateway.run_until_stopped(shutdown).await
+
+    async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
+        // run_until_stopped logs the address: stdout stays one JSON object per line in k8s.
+        let gateway = gateway::build(self.config, listener).await?;
+        gateway.run_until_stopped(shutdown).await
+    }
 }

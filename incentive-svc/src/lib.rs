@@ -29,7 +29,8 @@ use referral_common::{
     idempotency::Idempotency,
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
-    supervisor::{self, Supervisor, until_shutdown},
+    service::GrpcServer,
+    supervisor::until_shutdown,
 };
 use referral_proto::incentive::v1::incentive_service_server::IncentiveServiceServer;
 use tokio::net::TcpListener;
@@ -64,6 +65,16 @@ pub async fn serve(config: IncentiveConfig, listener: TcpListener, shutdown: Shu
             let log = store.pool().clone();
             serve_with(config, store, log, listener, shutdown).await
         }
+    }
+}
+
+// How the `incentive-svc` binary starts (see `referral_common::service`).
+referral_common::service_config! {
+    IncentiveConfig {
+        name: "incentive-svc",
+        about: "referral-mesh incentive-svc: reward programs, campaigns, the ledger, payouts",
+        settings: "INCENTIVE",
+        check: check,
     }
 }
 
@@ -105,19 +116,6 @@ pub async fn serve_with<
         }
         None => Idempotency::in_memory("incentive"),
     };
-    let (health, health_server) = server::health().await;
-    server::serve_health_plaintext(
-        config.health_listen.as_deref(),
-        health_server.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let (reflection_v1, reflection_v1alpha) = server::reflection(&[
-        "referral.incentive.v1.IncentiveService",
-        "referral.events.v1.EventLog",
-        "referral.common.v1.AuditLog",
-        "referral.common.v1.ParkedWork",
-    ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
@@ -128,7 +126,19 @@ pub async fn serve_with<
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "incentive-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
-    let tasks = Supervisor::new();
+    let mut grpc = GrpcServer::new(
+        "incentive-svc",
+        interceptor,
+        config.health_listen.as_deref(),
+        &shutdown,
+    )
+    .await?;
+    grpc.add(IncentiveServiceServer::new(api))
+        .add(audit_log.into_server())
+        .add(parked.into_server())
+        .add(events.into_server())
+        .watch(store.outbox().supervisor().clone());
+    let tasks = grpc.tasks();
     let sources = [
         (consumers::INVITE_SOURCE, "INVITE_ADDR", &config.invite_addr),
         (consumers::FRAUD_SOURCE, "FRAUD_ADDR", &config.fraud_addr),
@@ -145,7 +155,7 @@ pub async fn serve_with<
             parking: parking.clone(),
         };
         consumer::supervise(
-            &tasks,
+            tasks,
             format!("incentive-svc.consumer.{source}"),
             consumer_config,
             LedgerSink::new(store.clone()),
@@ -158,34 +168,6 @@ pub async fn serve_with<
         until_shutdown(scheduler::run(sched_store.clone(), tick, stop.clone()))
     });
 
-    supervisor::watch_readiness(
-        health,
-        vec![tasks, store.outbox().supervisor().clone()],
-        config.supervision.task_down_threshold,
-        shutdown.clone(),
-    )
-    .await;
-    tracing::info!(addr = %listener.local_addr()?, "incentive-svc serving");
-    tonic::transport::Server::builder()
-        .layer(referral_common::metrics::GrpcMetricsLayer)
-        .add_service(health_server)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(IncentiveServiceServer::with_interceptor(api, interceptor.clone()))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            audit_log.into_server(),
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            parked.into_server(),
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            events.into_server(),
-            interceptor,
-        ))
-        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
-        .await?;
-    tracing::info!("incentive-svc stopped");
-    Ok(())
+    grpc.serve(listener, &tls, config.supervision.task_down_threshold, shutdown)
+        .await
 }

@@ -23,7 +23,8 @@ use referral_common::{
     idempotency::Idempotency,
     outbox::{EventLogService, EventLogStore},
     server::{self, Shutdown},
-    supervisor::{self, Supervisor, until_shutdown},
+    service::GrpcServer,
+    supervisor::until_shutdown,
 };
 use referral_proto::invite::v1::{
     api_key_service_server::ApiKeyServiceServer, invite_service_server::InviteServiceServer,
@@ -76,6 +77,16 @@ pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdo
     }
 }
 
+// How the `invite-svc` binary starts (see `referral_common::service`).
+referral_common::service_config! {
+    InviteConfig {
+        name: "invite-svc",
+        about: "referral-mesh invite-svc: codes, invitations, attribution",
+        settings: "INVITE",
+        check: |config| settings_from(config).map(drop),
+    }
+}
+
 /// Runs the migrations only (the k8s migration Job).
 pub async fn migrate(config: &InviteConfig) -> anyhow::Result<()> {
     match common_config::backend_of("INVITE_DATABASE_URL", &config.database_url)? {
@@ -118,20 +129,6 @@ async fn serve_with<
         }
         None => Idempotency::in_memory("invite"),
     };
-    let (health, health_server) = server::health().await;
-    server::serve_health_plaintext(
-        config.health_listen.as_deref(),
-        health_server.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let (reflection_v1, reflection_v1alpha) = server::reflection(&[
-        "referral.invite.v1.InviteService",
-        "referral.invite.v1.ApiKeyService",
-        "referral.events.v1.EventLog",
-        "referral.common.v1.AuditLog",
-        "referral.common.v1.ParkedWork",
-    ])?;
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
@@ -153,7 +150,20 @@ async fn serve_with<
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     check_provider_event_retention(config.provider_event_retention)?;
-    let tasks = Supervisor::new();
+    let mut grpc = GrpcServer::new(
+        "invite-svc",
+        interceptor,
+        config.health_listen.as_deref(),
+        &shutdown,
+    )
+    .await?;
+    grpc.add(InviteServiceServer::new(api))
+        .add(ApiKeyServiceServer::new(api_keys))
+        .add(audit_log.into_server())
+        .add(parked.into_server())
+        .add(events.into_server())
+        .watch(store.outbox().supervisor().clone());
+    let tasks = grpc.tasks();
     let (sweep_store, retention, stop) = (store.clone(), config.provider_event_retention, shutdown.clone());
     tasks.spawn("invite-svc.sweeper", move || {
         until_shutdown(sweeper::run(sweep_store.clone(), retention, stop.clone()))
@@ -175,45 +185,13 @@ async fn serve_with<
             parking,
         };
         referral_common::consumer::supervise(
-            &tasks,
+            tasks,
             "invite-svc.consumer.fraud",
             consumer,
             consumers::FraudSink::new(store.clone()),
             shutdown.receiver(),
         );
     }
-    supervisor::watch_readiness(
-        health,
-        vec![tasks, store.outbox().supervisor().clone()],
-        config.supervision.task_down_threshold,
-        shutdown.clone(),
-    )
-    .await;
-    tracing::info!(addr = %listener.local_addr()?, "invite-svc serving");
-    tonic::transport::Server::builder()
-        .layer(referral_common::metrics::GrpcMetricsLayer)
-        .add_service(health_server)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(InviteServiceServer::with_interceptor(api, interceptor.clone()))
-        .add_service(ApiKeyServiceServer::with_interceptor(
-            api_keys,
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            audit_log.into_server(),
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            parked.into_server(),
-            interceptor.clone(),
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            events.into_server(),
-            interceptor,
-        ))
-        .serve_with_incoming_shutdown(server::incoming(listener, &tls), shutdown.wait())
-        .await?;
-    tracing::info!("invite-svc stopped");
-    Ok(())
+    grpc.serve(listener, &tls, config.supervision.task_down_threshold, shutdown)
+        .await
 }

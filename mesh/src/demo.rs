@@ -135,7 +135,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for j in jobs {
         j.await??;
     }
-    let t = totals.lock().map(|t| t.clone()).unwrap_or_default();
+    // A poisoned lock only means a job panicked after counting: its counts still stand.
+    let t = totals
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     println!(
         "demo loaded: {count} referrers, {} invitations, {} clicks, {} signups ({} attributed), {} conversions",
         t.invitations, t.clicks, t.signups, t.attributed, t.conversions
@@ -246,13 +250,19 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
         let out = api
             .post(&api.token, "/v1/invitations:batchCreate", &batch)
             .await?;
-        let results = out["results"].as_array().cloned().unwrap_or_default();
+        let results = out["results"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("batchCreate answered without results: {out}"))?;
         for (p, res) in chunk.iter().zip(results) {
             let Some(inv) = res.get("invitation") else {
                 continue;
             };
             t.invitations += 1;
-            let code = inv["code"].as_str().unwrap_or_default().to_string();
+            let code = inv["code"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("an invitation without a code: {inv}"))?
+                .to_string();
             let mut click_id = None;
             if let Some(at) = p.click {
                 let c = api
@@ -266,7 +276,10 @@ async fn load_referrer(api: &Api, r: &Referrer, mut plan: Vec<Planned>) -> anyho
                 t.clicks += 1;
             }
             if let Some((email, at)) = &p.signup {
-                let user = format!("user-{}", inv["id"].as_str().unwrap_or_default());
+                let id = inv["id"]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("an invitation without an id: {inv}"))?;
+                let user = format!("user-{id}");
                 let mut body = json!({"userId": user, "userKind": p.referee_kind, "email": email, "occurredAt": at.to_rfc3339()});
                 if let Some(c) = &click_id {
                     body["clickId"] = json!(c);

@@ -57,6 +57,7 @@ async fn start(data_dir: &Path, run: usize) -> Running {
         .spawn()
         .expect("start referral-mesh");
     for _ in 0..600 {
+        // Not written yet: empty until the mesh prints.
         let text = std::fs::read_to_string(&out).unwrap_or_default();
         let field = |name: &str, marker: &str| {
             text.lines()
@@ -75,6 +76,7 @@ async fn start(data_dir: &Path, run: usize) -> Running {
             panic!(
                 "referral-mesh exited with {status} before printing its banner:\n{}\n{}",
                 text,
+                // Only for the failure message: whatever it wrote, if anything.
                 std::fs::read_to_string(&err).unwrap_or_default()
             );
         }
@@ -83,6 +85,7 @@ async fn start(data_dir: &Path, run: usize) -> Running {
     let _ = child.start_kill();
     panic!(
         "no banner within 30 s:\n{}",
+        // Only for the failure message.
         std::fs::read_to_string(&out).unwrap_or_default()
     );
 }
@@ -111,6 +114,7 @@ async fn worker(
         if !resp.status().is_success() {
             // Anything but a clean success before the kill is a failure of its own.
             let status = resp.status();
+            // Only for the failure message: a body that cannot be read is reported as none.
             let text = resp.text().await.unwrap_or_default();
             if !text.is_empty() {
                 acked.lock().expect("lock").push(format!("!{status} {text}"));
@@ -154,7 +158,7 @@ async fn read_log(invite: &str, token: &str, want: &HashSet<String>) -> Vec<Even
                             c.invitation
                                 .as_ref()
                                 .map(|f| f.invitation_id.clone())
-                                .unwrap_or_default(),
+                                .expect("invitation_created carries its facts"),
                         );
                     }
                     events.push(e);
@@ -240,6 +244,7 @@ async fn crash_and_restart(data_dir: PathBuf) {
             .await
             .expect("GET");
         let status = r.status().as_u16();
+        // A body that is not JSON shows as null in the message; the status is asserted first.
         let body: serde_json::Value = r.json().await.unwrap_or_default();
         assert_eq!(
             status, 200,
@@ -257,7 +262,7 @@ async fn crash_and_restart(data_dir: PathBuf) {
                     c.invitation
                         .as_ref()
                         .map(|f| f.invitation_id.clone())
-                        .unwrap_or_default(),
+                        .expect("invitation_created carries its facts"),
                 )
                 .or_default() += 1;
         }
@@ -289,6 +294,7 @@ async fn acknowledged_invitations_survive_sigkill_with_one_event_each() {
         std::env::temp_dir().join(format!("referral-mesh-crash-{}", uuid::Uuid::now_v7().simple()));
     let outcome = tokio::time::timeout(Duration::from_secs(180), crash_and_restart(data_dir.clone())).await;
     // The children are killed on drop, whether the test passed, failed or timed out.
+    // Only for the failure message: a child that never started wrote no log.
     let logs =
         |n: usize| std::fs::read_to_string(data_dir.join(format!("stderr-{n}.log"))).unwrap_or_default();
     if outcome.is_err() {

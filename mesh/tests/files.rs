@@ -39,6 +39,7 @@ async fn serve_keeps_the_data_dir_and_its_files_private_and_the_token_out_of_the
         .unwrap();
     let mut banner = String::new();
     for _ in 0..600 {
+        // Not written yet: empty until the mesh prints.
         banner = std::fs::read_to_string(&out).unwrap_or_default();
         if banner.contains("admin token") {
             break;
@@ -46,6 +47,7 @@ async fn serve_keeps_the_data_dir_and_its_files_private_and_the_token_out_of_the
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "referral-mesh exited with {status}:\n{banner}\n{}",
+                // Only for the failure message: whatever it wrote, if anything.
                 std::fs::read_to_string(&err).unwrap_or_default()
             );
         }
@@ -62,7 +64,7 @@ async fn serve_keeps_the_data_dir_and_its_files_private_and_the_token_out_of_the
         banner.contains(&format!("in {}", token_file.display())),
         "the banner says where the token is:\n{banner}"
     );
-    let log = std::fs::read_to_string(&err).unwrap_or_default();
+    let log = std::fs::read_to_string(&err).expect("the mesh's stderr");
     assert!(!banner.contains(token), "the token is printed to a non-terminal");
     assert!(!log.contains(token), "the token is in the log");
     let secret = std::fs::read_to_string(data.join("jwt-secret")).unwrap();

@@ -16,18 +16,21 @@ pub mod invite {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/referral.invite.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/referral.invite.v1.serde.rs"));
+        pub mod events;
     }
 }
 pub mod fraud {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/referral.fraud.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/referral.fraud.v1.serde.rs"));
+        pub mod events;
     }
 }
 pub mod incentive {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/referral.incentive.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/referral.incentive.v1.serde.rs"));
+        pub mod events;
     }
 }
 pub mod analytics {
@@ -40,6 +43,8 @@ pub mod events {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/referral.events.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/referral.events.v1.serde.rs"));
+        mod names;
+        pub use names::EVENT_TYPES;
     }
 }
 

@@ -6,13 +6,15 @@ use referral_common::{
     ApiError, ApiResult, Violations,
     audit::{Actor, AuditEntry, action},
     auth::Principal,
-    events::EVENT_TYPES,
     ids::{self, to_ts, to_ts_opt},
     input, paging,
 };
-use referral_proto::analytics::v1::{
-    CreateWebhookEndpointRequest, DeleteWebhookEndpointRequest, GetWebhookEndpointRequest,
-    ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, WebhookDelivery, WebhookEndpoint,
+use referral_proto::{
+    analytics::v1::{
+        CreateWebhookEndpointRequest, DeleteWebhookEndpointRequest, GetWebhookEndpointRequest,
+        ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, WebhookDelivery, WebhookEndpoint,
+    },
+    events::v1::EVENT_TYPES,
 };
 
 use crate::{

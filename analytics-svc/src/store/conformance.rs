@@ -4,8 +4,6 @@
 //! `domain::rollup::change_of`, as the consumer applies them) and the reports come out
 //! compared with counts made by hand.
 
-use std::path::PathBuf;
-
 use chrono::{DateTime, Utc};
 use referral_common::{events::new_event, ids::to_ts};
 use referral_proto::{
@@ -27,62 +25,13 @@ use crate::{
 
 // ---- harness -------------------------------------------------------------------------
 
-async fn sqlite_store() -> (SqliteStore, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("analytics-conformance-{}", uuid::Uuid::now_v7().simple()));
-    let url = format!("sqlite:{}", dir.join("analytics.db").display());
-    let store = SqliteStore::connect(&url).await.expect("open sqlite store");
-    (store, dir)
+referral_test_support::conformance_stores! {
+    "analytics": SqliteStore, PgStore;
+    ready(_store) {}
 }
 
-async fn close_sqlite(store: SqliteStore, dir: PathBuf) {
-    store.pool().close().await;
-    drop(store);
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-struct PgTest {
-    store: PgStore,
-    url: String,
-    schema: String,
-}
-
-async fn pg_store(test: &str) -> Option<PgTest> {
-    let url = referral_common::db::test_database_url(test)?;
-    let schema = referral_common::db::test_schema("analytics");
-    let store = PgStore::connect(&url, &schema)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    Some(PgTest { store, url, schema })
-}
-
-impl PgTest {
-    async fn close(self) {
-        self.store.pool().close().await;
-        drop(self.store);
-        referral_common::db::drop_test_schema(&self.url, &self.schema).await;
-    }
-}
-
-/// Emits `sqlite_<case>` and `pg_<case>` for each generic case.
-macro_rules! conformance {
-    ($($case:ident: $sqlite:ident, $pg:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $sqlite() {
-            let (store, dir) = sqlite_store().await;
-            $case(&store).await;
-            close_sqlite(store, dir).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $pg() {
-            let Some(pg) = pg_store(stringify!($pg)).await else { return };
-            $case(&pg.store).await;
-            pg.close().await;
-        }
-    )*};
-}
-
-conformance! {
+referral_test_support::conformance! {
+    stores: SqliteStore, PgStore; worker_threads: 2;
     the_viral_loop_by_hand: sqlite_the_viral_loop_by_hand, pg_the_viral_loop_by_hand;
     events_apply_once: sqlite_events_apply_once, pg_events_apply_once;
     distinct_referrers_whatever_the_order: sqlite_distinct_referrers_whatever_the_order, pg_distinct_referrers_whatever_the_order;

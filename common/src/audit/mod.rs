@@ -11,8 +11,8 @@
 //! referral_common::audit::record(&mut *tx, &entry).await?;
 //! ```
 //!
-//! The table is defined once here (`postgres.sql`, `sqlite.sql`) and copied into each
-//! service's migrations; the database refuses UPDATE and DELETE on it. Every service serves
+//! The table is defined once here (`postgres.sql`, `sqlite.sql`) and merged into each
+//! service's migrations ([`crate::db::SHARED`]); the database refuses UPDATE and DELETE on it. Every service serves
 //! `referral.common.v1.AuditLog` over its own table ([`AuditLogService`]).
 
 pub mod action;
@@ -35,7 +35,8 @@ use crate::{
     ids,
 };
 
-/// The table's definition, as each service's `0040_audit_log.sql` must repeat it.
+/// The table's definition: every service migrates it as version 40 (see
+/// [`crate::db::SHARED`]).
 pub const POSTGRES_SCHEMA: &str = include_str!("postgres.sql");
 pub const SQLITE_SCHEMA: &str = include_str!("sqlite.sql");
 
@@ -213,59 +214,6 @@ impl AuditWriter for SqliteConnection {
 mod tests {
     use super::*;
     use crate::auth::Role;
-
-    /// Each service migrates the table from its own copy; the copies must not drift.
-    #[test]
-    fn every_service_migrates_the_one_definition() {
-        let copies = [
-            (
-                "invite-svc postgres",
-                include_str!("../../../invite-svc/migrations/postgres/0040_audit_log.sql"),
-                POSTGRES_SCHEMA,
-            ),
-            (
-                "invite-svc sqlite",
-                include_str!("../../../invite-svc/migrations/sqlite/0040_audit_log.sql"),
-                SQLITE_SCHEMA,
-            ),
-            (
-                "fraud-svc postgres",
-                include_str!("../../../fraud-svc/migrations/postgres/0040_audit_log.sql"),
-                POSTGRES_SCHEMA,
-            ),
-            (
-                "fraud-svc sqlite",
-                include_str!("../../../fraud-svc/migrations/sqlite/0040_audit_log.sql"),
-                SQLITE_SCHEMA,
-            ),
-            (
-                "incentive-svc postgres",
-                include_str!("../../../incentive-svc/migrations/postgres/0040_audit_log.sql"),
-                POSTGRES_SCHEMA,
-            ),
-            (
-                "incentive-svc sqlite",
-                include_str!("../../../incentive-svc/migrations/sqlite/0040_audit_log.sql"),
-                SQLITE_SCHEMA,
-            ),
-            (
-                "analytics-svc postgres",
-                include_str!("../../../analytics-svc/migrations/postgres/0040_audit_log.sql"),
-                POSTGRES_SCHEMA,
-            ),
-            (
-                "analytics-svc sqlite",
-                include_str!("../../../analytics-svc/migrations/sqlite/0040_audit_log.sql"),
-                SQLITE_SCHEMA,
-            ),
-        ];
-        for (which, copy, definition) in copies {
-            assert_eq!(
-                copy, definition,
-                "{which}: 0040_audit_log.sql differs from common/src/audit"
-            );
-        }
-    }
 
     #[test]
     fn actors_keep_only_sane_request_ids() {

@@ -168,6 +168,7 @@ fn page<T>(q: &AuditQuery, rows: Vec<Row<T>>, at: fn(T) -> Option<DateTime<Utc>>
             occurred_at: at(r.1).map(ids::to_ts),
             actor: r.2,
             actor_role: r.3,
+            // NULL columns: no request id / no note, which the message says with "".
             request_id: r.4.unwrap_or_default(),
             action: r.5,
             subject_kind: r.6,

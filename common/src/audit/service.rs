@@ -44,14 +44,16 @@ impl<S: AuditStore> AuditLog for AuditLogService<S> {
             .map_err(|e| Status::from(ApiError::from(e)))?;
         let next_page_token = match page.entries.last() {
             Some(last) if page.more => {
-                let at = last.occurred_at.as_ref().and_then(ids::from_ts);
-                at.map(|at| {
-                    encode_cursor(&Cursor {
-                        at,
-                        id: last.id.clone(),
-                    })
+                // An entry without a readable time would end the listing early, silently.
+                let at = last
+                    .occurred_at
+                    .as_ref()
+                    .and_then(ids::from_ts)
+                    .ok_or_else(|| Status::internal("an audit entry without a readable time"))?;
+                encode_cursor(&Cursor {
+                    at,
+                    id: last.id.clone(),
                 })
-                .unwrap_or_default()
             }
             _ => String::new(),
         };

@@ -143,7 +143,8 @@ fn now_plus(ttl: Duration) -> (i64, i64) {
 }
 
 fn encode(claims: &Claims, key: &EncodingKey) -> String {
-    // Encoding HS256 claims made of strings and integers cannot fail.
+    // Encoding HS256 claims made of strings and integers cannot fail; were it to, the empty
+    // token is refused by every verifier (fails closed).
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, key).unwrap_or_default()
 }
 

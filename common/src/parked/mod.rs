@@ -38,7 +38,8 @@ use crate::{
     supervisor::{SupervisionConfig, panic_message},
 };
 
-/// The table's definition, as each service's `0070_parked_events.sql` must repeat it.
+/// The table's definition: every service migrates it as version 70 (see
+/// [`crate::db::SHARED`]).
 pub const POSTGRES_SCHEMA: &str = include_str!("postgres.sql");
 pub const SQLITE_SCHEMA: &str = include_str!("sqlite.sql");
 

@@ -129,8 +129,8 @@ type Row<T> = (
 type PgRow = Row<DateTime<Utc>>;
 type SqliteRow = Row<i64>;
 
-fn row<T>(r: Row<T>, at: impl Fn(T) -> DateTime<Utc>) -> ParkedRow {
-    ParkedRow {
+fn row<T>(r: Row<T>, at: impl Fn(T) -> sqlx::Result<DateTime<Utc>>) -> sqlx::Result<ParkedRow> {
+    Ok(ParkedRow {
         id: r.0,
         consumer: r.1,
         source: r.2,
@@ -140,13 +140,16 @@ fn row<T>(r: Row<T>, at: impl Fn(T) -> DateTime<Utc>) -> ParkedRow {
         payload: r.6,
         reason: r.7,
         attempts: r.8,
-        first_failed_at: at(r.9),
-        last_failed_at: at(r.10),
-    }
+        first_failed_at: at(r.9)?,
+        last_failed_at: at(r.10)?,
+    })
 }
 
-fn from_micros(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
+/// A SQLite instant (microseconds since the epoch); one out of chrono's range is a corrupt
+/// row, refused rather than shown as 1970.
+fn from_micros(us: i64) -> sqlx::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| sqlx::Error::Decode(format!("parked event instant {us} is out of range").into()))
 }
 
 impl ParkedDb {
@@ -204,7 +207,9 @@ impl ParkedDb {
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
-                rows.into_iter().map(|r| row(r, |t| t)).collect()
+                rows.into_iter()
+                    .map(|r| row(r, Ok))
+                    .collect::<sqlx::Result<_>>()?
             }
             ParkedDb::Sqlite(pool) => {
                 let rows: Vec<SqliteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -212,7 +217,9 @@ impl ParkedDb {
                     .bind(limit)
                     .fetch_all(pool)
                     .await?;
-                rows.into_iter().map(|r| row(r, from_micros)).collect()
+                rows.into_iter()
+                    .map(|r| row(r, from_micros))
+                    .collect::<sqlx::Result<_>>()?
             }
         })
     }
@@ -225,14 +232,14 @@ impl ParkedDb {
                     .bind(id)
                     .fetch_optional(pool)
                     .await?;
-                r.map(|r| row(r, |t| t))
+                r.map(|r| row(r, Ok)).transpose()?
             }
             ParkedDb::Sqlite(pool) => {
                 let r: Option<SqliteRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(id)
                     .fetch_optional(pool)
                     .await?;
-                r.map(|r| row(r, from_micros))
+                r.map(|r| row(r, from_micros)).transpose()?
             }
         })
     }

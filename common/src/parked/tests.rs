@@ -356,35 +356,6 @@ async fn listing_pages_newest_first_without_gaps() {
     }
 }
 
-/// Each service migrates the table from its own copy; the copies must not drift.
-#[test]
-fn every_service_migrates_the_one_definition() {
-    let copies = [
-        include_str!("../../../invite-svc/migrations/postgres/0070_parked_events.sql"),
-        include_str!("../../../fraud-svc/migrations/postgres/0070_parked_events.sql"),
-        include_str!("../../../incentive-svc/migrations/postgres/0070_parked_events.sql"),
-        include_str!("../../../analytics-svc/migrations/postgres/0070_parked_events.sql"),
-    ];
-    for copy in copies {
-        assert_eq!(
-            copy, POSTGRES_SCHEMA,
-            "a postgres 0070_parked_events.sql differs from common/src/parked"
-        );
-    }
-    let copies = [
-        include_str!("../../../invite-svc/migrations/sqlite/0070_parked_events.sql"),
-        include_str!("../../../fraud-svc/migrations/sqlite/0070_parked_events.sql"),
-        include_str!("../../../incentive-svc/migrations/sqlite/0070_parked_events.sql"),
-        include_str!("../../../analytics-svc/migrations/sqlite/0070_parked_events.sql"),
-    ];
-    for copy in copies {
-        assert_eq!(
-            copy, SQLITE_SCHEMA,
-            "a sqlite 0070_parked_events.sql differs from common/src/parked"
-        );
-    }
-}
-
 #[test]
 fn ids_name_their_service_and_kind() {
     let id = public_id("analytics-svc", "event", "01900000-0000-7000-8000-00000000000a");

@@ -3,7 +3,7 @@
 //! set (a fresh schema per test). Cases check the outbox too: exactly the expected events,
 //! numbered 1..=n with no gaps, each with a unique id.
 
-use std::{collections::HashSet, path::PathBuf};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 use referral_common::{
@@ -17,6 +17,7 @@ use referral_proto::{
     fraud::v1::{Assessment, SubjectType},
     invite::v1::InvitationStatus,
 };
+use referral_test_support::{ConformanceStore, TestDb};
 use sqlx::{PgPool, SqlitePool};
 
 use super::{PgStore, ResolveOutcome, SqliteStore, Store};
@@ -55,66 +56,13 @@ impl Harness for PgStore {
     }
 }
 
-async fn sqlite_store() -> (SqliteStore, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("fraud-conformance-{}", uuid::Uuid::now_v7().simple()));
-    let url = format!("sqlite:{}", dir.join("fraud.db").display());
-    let store = SqliteStore::connect(&url).await.expect("open sqlite store");
-    store.migrate().await.expect("migrate sqlite store");
-    (store, dir)
+referral_test_support::conformance_stores! {
+    "fraud": SqliteStore, PgStore;
+    ready(store) { store.migrate().await.expect("migrate the store") }
 }
 
-async fn close_sqlite(store: SqliteStore, dir: PathBuf) {
-    store.pool().close().await;
-    drop(store);
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-struct PgTest {
-    store: PgStore,
-    url: String,
-    schema: String,
-}
-
-/// A migrated store in a schema of its own, or `None` (with a note) without a test database.
-async fn pg_store(test: &str) -> Option<PgTest> {
-    let url = referral_common::db::test_database_url(test)?;
-    let schema = referral_common::db::test_schema("fraud");
-    let store = PgStore::connect(&url, &schema)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    store.migrate().await.expect("migrate postgres store");
-    Some(PgTest { store, url, schema })
-}
-
-impl PgTest {
-    /// Drops the test's schema (only reached when the case passed).
-    async fn close(self) {
-        self.store.pool().close().await;
-        drop(self.store);
-        referral_common::db::drop_test_schema(&self.url, &self.schema).await;
-    }
-}
-
-/// Emits `sqlite_<case>` and `pg_<case>` for each generic case.
-macro_rules! conformance {
-    ($($case:ident: $sqlite:ident, $pg:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $sqlite() {
-            let (store, dir) = sqlite_store().await;
-            $case(&store).await;
-            close_sqlite(store, dir).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $pg() {
-            let Some(pg) = pg_store(stringify!($pg)).await else { return };
-            $case(&pg.store).await;
-            pg.close().await;
-        }
-    )*};
-}
-
-conformance! {
+referral_test_support::conformance! {
+    stores: SqliteStore, PgStore; worker_threads: 4;
     lookalike_signups_escalate: sqlite_lookalike_signups_escalate, pg_lookalike_signups_escalate;
     repeated_questions_get_the_first_answer: sqlite_repeated_questions_get_the_first_answer, pg_repeated_questions_get_the_first_answer;
     windows_slide: sqlite_windows_slide, pg_windows_slide;
@@ -1292,11 +1240,14 @@ async fn a_failed_write_leaves_nothing<S: Harness>(store: &S) {
 /// itself writes (SQL compares them as text).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_writer_rows_match_sqlx() {
-    let (store, dir) = sqlite_store().await;
+    referral_test_support::sqlite(writer_rows_match_sqlx).await;
+}
+
+async fn writer_rows_match_sqlx(store: &SqliteStore) {
     // A whole second: sqlx writes no fraction digits then (and 3, 6 or 9 otherwise).
     let at = t0();
     let a = assess(
-        &store,
+        store,
         signup(Signup {
             user: "u-text",
             referrer: "r-text",
@@ -1326,14 +1277,14 @@ async fn sqlite_writer_rows_match_sqlx() {
     };
     assert_eq!(stored.0, as_sqlx(at).await);
     assert_eq!(stored.1, as_sqlx(a.row.assessed_at).await);
-    close_sqlite(store, dir).await;
 }
 
 /// Dropping the last clone of the store, with its pool closed, closes every connection: SQLite
 /// removes the WAL file (it does so on the last close).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_dropped_store_stops_its_writer() {
-    let (store, dir) = sqlite_store().await;
+    let db = TestDb::sqlite(SqliteStore::SERVICE);
+    let store = SqliteStore::open(&db).await;
     let clone = store.clone();
     assess(
         &clone,
@@ -1345,7 +1296,7 @@ async fn sqlite_dropped_store_stops_its_writer() {
     )
     .await;
     drop(clone);
-    let wal = dir.join("fraud.db-wal");
+    let wal = db.dir().expect("a SQLite directory").join("fraud.db-wal");
     assert!(wal.exists(), "the store is open in WAL mode");
     store.pool().close().await;
     drop(store);
@@ -1357,7 +1308,7 @@ async fn sqlite_dropped_store_stops_its_writer() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(!wal.exists(), "every connection is closed");
-    let _ = std::fs::remove_dir_all(dir);
+    db.remove().await;
 }
 
 /// Every pooled connection would open an in-memory database of its own: one is refused by

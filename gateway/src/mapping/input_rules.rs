@@ -610,11 +610,11 @@ const CLICK_IDS: Rule = Rule {
 };
 /// What an endpoint may subscribe to: every event type, or `*` for all.
 static WEBHOOK_TYPES: &[&str] = &{
-    let mut all = [""; referral_common::events::EVENT_TYPES.len() + 1];
+    let mut all = [""; referral_proto::events::v1::EVENT_TYPES.len() + 1];
     all[0] = "*";
     let mut i = 0;
-    while i < referral_common::events::EVENT_TYPES.len() {
-        all[i + 1] = referral_common::events::EVENT_TYPES[i];
+    while i < referral_proto::events::v1::EVENT_TYPES.len() {
+        all[i + 1] = referral_proto::events::v1::EVENT_TYPES[i];
         i += 1;
     }
     all

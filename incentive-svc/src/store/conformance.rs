@@ -4,7 +4,6 @@
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
     sync::atomic::{AtomicI64, Ordering},
 };
 
@@ -48,63 +47,13 @@ impl Harness for PgStore {
     }
 }
 
-async fn sqlite_store() -> (SqliteStore, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("incentive-conformance-{}", uuid::Uuid::now_v7().simple()));
-    let url = format!("sqlite:{}", dir.join("incentive.db").display());
-    let store = SqliteStore::connect(&url).await.expect("open sqlite store");
-    (store, dir)
+referral_test_support::conformance_stores! {
+    "incentive": SqliteStore, PgStore;
+    ready(store) { crate::seed(&store).await.expect("seed") }
 }
 
-async fn close_sqlite(store: SqliteStore, dir: PathBuf) {
-    store.pool().close().await;
-    drop(store);
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-struct PgTest {
-    store: PgStore,
-    url: String,
-    schema: String,
-}
-
-async fn pg_store(test: &str) -> Option<PgTest> {
-    let url = referral_common::db::test_database_url(test)?;
-    let schema = referral_common::db::test_schema("incentive");
-    let store = PgStore::connect(&url, &schema)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    Some(PgTest { store, url, schema })
-}
-
-impl PgTest {
-    async fn close(self) {
-        self.store.pool().close().await;
-        drop(self.store);
-        referral_common::db::drop_test_schema(&self.url, &self.schema).await;
-    }
-}
-
-macro_rules! conformance {
-    ($($case:ident: $sqlite:ident, $pg:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $sqlite() {
-            let (store, dir) = sqlite_store().await;
-            crate::seed(&store).await.expect("seed");
-            $case(&store).await;
-            close_sqlite(store, dir).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $pg() {
-            let Some(pg) = pg_store(stringify!($pg)).await else { return };
-            crate::seed(&pg.store).await.expect("seed");
-            $case(&pg.store).await;
-            pg.close().await;
-        }
-    )*};
-}
-
-conformance! {
+referral_test_support::conformance! {
+    stores: SqliteStore, PgStore; worker_threads: 4;
     programs_are_data: sqlite_programs_are_data, pg_programs_are_data;
     conversions_book_rewards_milestones_and_badges_once: sqlite_conversions_book_rewards_milestones_and_badges_once, pg_conversions_book_rewards_milestones_and_badges_once;
     the_scheduler_makes_rewards_eligible_then_expired: sqlite_the_scheduler_makes_rewards_eligible_then_expired, pg_the_scheduler_makes_rewards_eligible_then_expired;

@@ -5,7 +5,6 @@
 
 use std::{
     collections::HashSet,
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration as StdDuration,
 };
@@ -17,6 +16,7 @@ use referral_common::{
     outbox::EventLogStore,
 };
 use referral_proto::events::v1::{Event, InvitationTransition, event::Payload};
+use referral_test_support::{ConformanceStore, TestDb};
 use sqlx::{PgPool, SqlitePool};
 
 use super::{
@@ -55,67 +55,13 @@ impl Harness for PgStore {
     }
 }
 
-async fn sqlite_store() -> (SqliteStore, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("invite-conformance-{}", uuid::Uuid::now_v7().simple()));
-    let url = format!("sqlite:{}", dir.join("invite.db").display());
-    let store = SqliteStore::connect(&url).await.expect("open sqlite store");
-    store.migrate().await.expect("migrate sqlite store");
-    (store, dir)
+referral_test_support::conformance_stores! {
+    "invite": SqliteStore, PgStore;
+    ready(store) { store.migrate().await.expect("migrate the store") }
 }
 
-async fn close_sqlite(store: SqliteStore, dir: PathBuf) {
-    store.pool().close().await;
-    drop(store);
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-struct PgTest {
-    store: PgStore,
-    url: String,
-    schema: String,
-}
-
-/// A migrated store in a schema of its own, or `None` (with a note) without a test database.
-async fn pg_store(test: &str) -> Option<PgTest> {
-    let url = referral_common::db::test_database_url(test)?;
-    let schema = referral_common::db::test_schema("invite");
-    let store = PgStore::connect(&url, &schema)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    store.migrate().await.expect("migrate postgres store");
-    Some(PgTest { store, url, schema })
-}
-
-impl PgTest {
-    /// Drops the test's schema (only reached when the case passed; a failure leaves it for
-    /// inspection).
-    async fn close(self) {
-        self.store.pool().close().await;
-        drop(self.store);
-        referral_common::db::drop_test_schema(&self.url, &self.schema).await;
-    }
-}
-
-/// Emits `sqlite_<case>` and `pg_<case>` for each generic case.
-macro_rules! conformance {
-    ($($case:ident: $sqlite:ident, $pg:ident;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $sqlite() {
-            let (store, dir) = sqlite_store().await;
-            $case(&store).await;
-            close_sqlite(store, dir).await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $pg() {
-            let Some(pg) = pg_store(stringify!($pg)).await else { return };
-            $case(&pg.store).await;
-            pg.close().await;
-        }
-    )*};
-}
-
-conformance! {
+referral_test_support::conformance! {
+    stores: SqliteStore, PgStore; worker_threads: 4;
     codes: sqlite_codes, pg_codes;
     referrers: sqlite_referrers, pg_referrers;
     create_invitation_round_trip: sqlite_create_invitation_round_trip, pg_create_invitation_round_trip;
@@ -2303,22 +2249,28 @@ async fn two_schedulers_send_each_invitation_once<S: Store>(a: S, b: S) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_two_schedulers_send_each_invitation_once() {
-    let (store, dir) = sqlite_store().await;
-    let url = format!("sqlite:{}", dir.join("invite.db").display());
-    let replica = SqliteStore::connect(&url).await.expect("second connection");
-    two_schedulers_send_each_invitation_once(store.clone(), replica).await;
-    close_sqlite(store, dir).await;
+    let db = TestDb::sqlite(SqliteStore::SERVICE);
+    let url = db.url().to_string();
+    referral_test_support::run_on(db, async |store: &SqliteStore| {
+        let replica = SqliteStore::connect(&url).await.expect("second connection");
+        two_schedulers_send_each_invitation_once(store.clone(), replica).await;
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pg_two_schedulers_send_each_invitation_once() {
-    let Some(pg) = pg_store("pg_two_schedulers_send_each_invitation_once").await else {
+    let test = "pg_two_schedulers_send_each_invitation_once";
+    let Some(db) = TestDb::postgres(PgStore::SERVICE, test) else {
         return;
     };
-    let replica = PgStore::connect(&pg.url, &pg.schema).await.expect("second pool");
-    two_schedulers_send_each_invitation_once(pg.store.clone(), replica.clone()).await;
-    replica.pool().close().await;
-    pg.close().await;
+    let (url, schema) = (db.url().to_string(), db.schema().to_string());
+    referral_test_support::run_on(db, async |store: &PgStore| {
+        let replica = PgStore::connect(&url, &schema).await.expect("second pool");
+        two_schedulers_send_each_invitation_once(store.clone(), replica.clone()).await;
+        replica.pool().close().await;
+    })
+    .await;
 }
 
 async fn provider_events_are_forgotten_after_retention<S: Harness>(store: &S) {

@@ -8,10 +8,14 @@ use referral_common::{
     ids,
 };
 
-use super::{Harness, admin, audit_rows, close_sqlite, pg_store, sqlite_store};
-use crate::store::api_keys::{ApiKeyRow, ApiKeyStore, KeyChange};
+use super::{Harness, admin, audit_rows};
+use crate::store::{
+    PgStore, SqliteStore,
+    api_keys::{ApiKeyRow, ApiKeyStore, KeyChange},
+};
 
-conformance! {
+referral_test_support::conformance! {
+    stores: SqliteStore, PgStore; worker_threads: 4;
     api_keys_lifecycle: sqlite_api_keys_lifecycle, pg_api_keys_lifecycle;
     api_keys_paging_and_last_use: sqlite_api_keys_paging_and_last_use, pg_api_keys_paging_and_last_use;
 }
