@@ -140,18 +140,21 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     }
     let writes = route.rpc.is_some() && route.method != axum::http::Method::GET;
     if writes {
+        // `CallContext::from_parts`: printable ASCII (a tab may travel as metadata), at most
+        // 255 characters, or a 400 naming the header.
         params.push(json!({
-            "name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string"},
+            "name": "Idempotency-Key", "in": "header", "required": false,
+            "schema": {"type": "string", "maxLength": 255, "pattern": "^[\\t -~]*$"},
             "description": "Same key and body within 24 h replays the first response; another body is 422; a retry while the first runs is 409",
         }));
     }
     if route.rpc.as_ref().is_some_and(|r| r.client_fields) || matches!(route.answer, Answer::Redirect) {
-        // A JSON route makes it the request's `deviceId`, an identifier (one line, 128
-        // characters); the redirect records whatever a browser sends, cleaned.
-        let mut schema = json!({"type": "string"});
-        if route.rpc.is_some() {
-            input_rules::opt_id().apply(&mut schema);
-        }
+        // `CallContext::from_parts` reads it on every route, the redirect included: an id of
+        // printable ASCII without tabs, at most ID_MAX characters, or a 400 naming the header.
+        // A JSON route makes it the request's `deviceId`; the redirect records it with the click.
+        let schema = json!({
+            "type": "string", "maxLength": referral_common::input::ID_MAX, "pattern": "^[ -~]*$",
+        });
         params.push(json!({"name": "X-Device-Id", "in": "header", "required": false, "schema": schema}));
     }
     params.push(json!({
