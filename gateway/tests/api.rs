@@ -168,6 +168,8 @@ async fn bad_json_is_a_400_naming_the_field() {
         (r#"{"channel": "PIGEON"}"#, "channel", "PIGEON"),
         (r#"{"sendAt": "next tuesday"}"#, "sendAt", ""),
         (r#"[1, 2]"#, "", "JSON object"),
+        // White space is no JSON text (RFC 8259): not an absent body.
+        (" \n", "", "malformed JSON"),
     ];
     for (body, field, words) in cases {
         let reply = gw
@@ -195,6 +197,23 @@ async fn bad_json_is_a_400_naming_the_field() {
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.violation().0, "invitations[3].channel");
+    // No body at all is `{}`: a route whose body requires nothing passes on to its service
+    // (unreachable here), whereas a body of white space is refused at the edge.
+    let admin = gw.bearer("admin", Role::Admin);
+    for (body, status) in [
+        ("", StatusCode::SERVICE_UNAVAILABLE),
+        (" ", StatusCode::BAD_REQUEST),
+    ] {
+        let reply = gw
+            .send(
+                post_json("/v1/reward-programs/p1:simulate", body)
+                    .header("authorization", &admin)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, status, "{body:?}: {}", reply.text());
+    }
 }
 
 #[tokio::test]
