@@ -915,8 +915,13 @@ static RULES: &[(&str, &str, Rule)] = &[
             "is not a parked item id ({service}.{event|send}.{uuid})",
         ),
     ),
-    // analytics-svc: exchange rates (`domain::fx`)
+    // analytics-svc: exchange rates (`domain::fx`); the list's filter may be left empty
     ("referral.analytics.v1.PutFxRateRequest", "currency", CURRENCY),
+    (
+        "referral.analytics.v1.ListFxRatesRequest",
+        "currency",
+        base().pattern("^([A-Z]{3})?$", "must be an ISO 4217 code like EUR"),
+    ),
     (
         "referral.analytics.v1.PutFxRateRequest",
         "rate",
