@@ -846,7 +846,8 @@ static RULES: &[(&str, &str, Rule)] = &[
         "pageSize",
         PAGE_SIZE,
     ),
-    ("referral.incentive.v1.SimulateRewardProgramRequest", "id", id()),
+    // With a program in the body, the path names it: a program id (`program::validate`).
+    ("referral.incentive.v1.SimulateRewardProgramRequest", "id", PROGRAM_ID),
     (
         "referral.incentive.v1.CreateCampaignRequest",
         "name",
