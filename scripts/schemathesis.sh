@@ -3,8 +3,8 @@
 # port with a fresh data dir, waits for /readyz, and runs the pinned schemathesis with every
 # check, a fixed seed and a bounded number of examples per operation (the coverage phase
 # adds its own boundary cases for every constraint), as the admin. Exits non-zero on any
-# failure. Used by .ci/run, where any failure fails CI; about a minute on two cores once the
-# mesh is built.
+# failure. Used by .ci/run, where any failure fails CI; about half a minute on two cores
+# once the mesh is built.
 #
 #   scripts/schemathesis.sh [EXAMPLES]        # examples per operation, default 5
 #
