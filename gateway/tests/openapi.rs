@@ -291,6 +291,129 @@ async fn request_bodies_are_closed_with_their_required_fields() {
     assert_eq!(program["properties"]["milestones"]["maxItems"], 50);
 }
 
+/// A batch's items are judged one by one (docs/api.md, "Batches"): an item missing a field
+/// the single create requires is answered in its result, with 200, so the document must not
+/// call that field required — only the batch's own fields and the list's size are a 400.
+#[tokio::test]
+async fn batch_items_state_their_shape_and_per_item_judgement() {
+    let (_gw, doc) = document().await;
+    let batch = &doc["paths"]["/v1/invitations:batchCreate"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        batch["required"],
+        serde_json::json!(["referrerId", "invitations"])
+    );
+    assert_eq!(batch["properties"]["referrerId"]["minLength"], 1);
+    let list = &batch["properties"]["invitations"];
+    assert_eq!(
+        (list["minItems"].clone(), list["maxItems"].clone()),
+        (1.into(), 100.into())
+    );
+    assert_eq!(list["x-judged-per-item"], true);
+    assert!(
+        list["description"].as_str().unwrap().contains("per-item `error`"),
+        "{}",
+        list["description"]
+    );
+    let item = &list["items"];
+    // The shape stays: a closed object, enums by name, types, nested messages closed.
+    assert_eq!(item["type"], "object");
+    assert_eq!(item["additionalProperties"], false);
+    assert_eq!(item["required"], serde_json::json!([]));
+    assert!(item["properties"]["channel"]["$ref"].is_string());
+    assert_eq!(item["properties"]["recipient"]["additionalProperties"], false);
+    assert_eq!(item["properties"]["recipient"]["required"], serde_json::json!([]));
+    // The rules do not: they are the single create's, answered per item.
+    for field in ["referrerId", "message", "weddingDate"] {
+        let schema = &item["properties"][field];
+        assert_eq!(schema["type"], "string", "{field}");
+        for keyword in ["minLength", "maxLength", "pattern", "allOf"] {
+            assert!(schema.get(keyword).is_none(), "{field}: {keyword}");
+        }
+    }
+    assert!(
+        item["properties"]["recipient"]["properties"]["name"]
+            .get("maxLength")
+            .is_none()
+    );
+    // The single create still states them.
+    let single =
+        &doc["paths"]["/v1/invitations"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert!(single["required"].as_array().unwrap().contains(&"channel".into()));
+    assert_eq!(single["properties"]["message"]["maxLength"], 2000);
+}
+
+/// The headers the edge reads on every route (`X-Device-Id`, `Idempotency-Key`) are stated
+/// as it checks them, on the redirect as on the JSON routes: each value below is refused
+/// (400 naming the header) exactly when the document's schema refuses it.
+#[tokio::test]
+async fn header_schemas_say_what_the_edge_refuses() {
+    let (gw, doc) = document().await;
+    let admin = gw.bearer("admin", Role::Admin);
+    let header_schema = |path: &str, method: &str, name: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path}: no {name}"))["schema"]
+            .clone()
+    };
+    let allows = |schema: &Value, value: &str| {
+        let re = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        re.is_match(value) && value.chars().count() as u64 <= schema["maxLength"].as_u64().unwrap()
+    };
+    let long = "d".repeat(129);
+    let longer = "k".repeat(256);
+    let cases: [(&str, &str, &str, &[&str]); 3] = [
+        (
+            "/r/{code}",
+            "get",
+            "x-device-id",
+            &["dev-3", "a b~!", "zx\t#B c", long.as_str()],
+        ),
+        (
+            "/v1/clicks",
+            "post",
+            "x-device-id",
+            &["dev-3", "zx\t#B c", long.as_str()],
+        ),
+        (
+            "/v1/clicks",
+            "post",
+            "idempotency-key",
+            &["key-1", "a\tb", &longer[..255], &longer],
+        ),
+    ];
+    for (path, method, name, values) in cases {
+        let documented = if name == "x-device-id" {
+            "X-Device-Id"
+        } else {
+            "Idempotency-Key"
+        };
+        let schema = header_schema(path, method, documented);
+        for value in values {
+            let uri = path.replace("{code}", "LOVE-ABC234");
+            let req = Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(&uri)
+                .header("authorization", &admin)
+                .header("content-type", "application/json")
+                .header(name, *value)
+                .body(Body::from("{}"))
+                .unwrap();
+            let reply = gw.send(req).await;
+            let refused = reply.status == StatusCode::BAD_REQUEST && reply.violation().0 == name;
+            assert_eq!(
+                refused,
+                !allows(&schema, value),
+                "{method} {path} {name}: {value:?} answered {}",
+                reply.status
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn no_unspecified_enum_value_anywhere() {
     let (_gw, doc) = document().await;

@@ -53,6 +53,10 @@ pub struct Rule {
     pub values: Option<&'static [&'static str]>,
     /// A list may not hold the same value twice.
     pub unique: bool,
+    /// Each item of the list is judged alone, as if sent on its own: an item that breaks a
+    /// rule is answered in the response (the batch's per-item error), never with a 400, so
+    /// the document gives the items their shape only (docs/api.md, "Batches").
+    pub alone: bool,
 }
 
 const fn base() -> Rule {
@@ -69,6 +73,7 @@ const fn base() -> Rule {
         max_items: None,
         values: None,
         unique: false,
+        alone: false,
     }
 }
 
@@ -149,6 +154,11 @@ impl Rule {
 
     pub const fn unique(mut self) -> Self {
         self.unique = true;
+        self
+    }
+
+    pub const fn judged_alone(mut self) -> Self {
+        self.alone = true;
         self
     }
 
@@ -728,7 +738,7 @@ static RULES: &[(&str, &str, Rule)] = &[
     (
         "referral.invite.v1.BatchCreateInvitationsRequest",
         "invitations",
-        items(1, 100).required(),
+        items(1, 100).required().judged_alone(),
     ),
     (
         "referral.invite.v1.BatchCreateInvitationsRequest",
@@ -845,7 +855,8 @@ static RULES: &[(&str, &str, Rule)] = &[
         "pageSize",
         PAGE_SIZE,
     ),
-    ("referral.incentive.v1.SimulateRewardProgramRequest", "id", id()),
+    // With a program in the body, the path names it: a program id (`program::validate`).
+    ("referral.incentive.v1.SimulateRewardProgramRequest", "id", PROGRAM_ID),
     (
         "referral.incentive.v1.CreateCampaignRequest",
         "name",
@@ -914,8 +925,13 @@ static RULES: &[(&str, &str, Rule)] = &[
             "is not a parked item id ({service}.{event|send}.{uuid})",
         ),
     ),
-    // analytics-svc: exchange rates (`domain::fx`)
+    // analytics-svc: exchange rates (`domain::fx`); the list's filter may be left empty
     ("referral.analytics.v1.PutFxRateRequest", "currency", CURRENCY),
+    (
+        "referral.analytics.v1.ListFxRatesRequest",
+        "currency",
+        base().pattern("^([A-Z]{3})?$", "must be an ISO 4217 code like EUR"),
+    ),
     (
         "referral.analytics.v1.PutFxRateRequest",
         "rate",

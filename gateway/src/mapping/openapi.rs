@@ -143,18 +143,21 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
     }
     let writes = route.rpc.is_some() && route.method != axum::http::Method::GET;
     if writes {
+        // `CallContext::from_parts`: printable ASCII (a tab may travel as metadata), at most
+        // 255 characters, or a 400 naming the header.
         params.push(json!({
-            "name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string"},
+            "name": "Idempotency-Key", "in": "header", "required": false,
+            "schema": {"type": "string", "maxLength": 255, "pattern": "^[\\t -~]*$"},
             "description": "Same key and body within 24 h replays the first response; another body is 422; a retry while the first runs is 409",
         }));
     }
     if route.rpc.as_ref().is_some_and(|r| r.client_fields) || matches!(route.answer, Answer::Redirect) {
-        // A JSON route makes it the request's `deviceId`, an identifier (one line, 128
-        // characters); the redirect records whatever a browser sends, cleaned.
-        let mut schema = json!({"type": "string"});
-        if route.rpc.is_some() {
-            input_rules::opt_id().apply(&mut schema);
-        }
+        // `CallContext::from_parts` reads it on every route, the redirect included: an id of
+        // printable ASCII without tabs, at most ID_MAX characters, or a 400 naming the header.
+        // A JSON route makes it the request's `deviceId`; the redirect records it with the click.
+        let schema = json!({
+            "type": "string", "maxLength": referral_common::input::ID_MAX, "pattern": "^[ -~]*$",
+        });
         params.push(json!({"name": "X-Device-Id", "in": "header", "required": false, "schema": schema}));
     }
     params.push(json!({
@@ -172,14 +175,14 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
             .collect();
         let body_schema = match rpc.body {
             Body::None => None,
-            Body::Whole => Some(input_schema(input, input, &[], &from_path, wanted)),
+            Body::Whole => Some(input_schema(Some(input), input, &[], &from_path, wanted)),
             Body::Field(f) => descriptor::get()
                 .fields(input)
                 .into_iter()
                 .find(|x| x.json_name == f)
                 .map(|x| match &x.kind {
                     Kind::Message(m) if !x.kind.is_scalar_like() => {
-                        input_schema(input, m, &[f.to_string()], &[], wanted)
+                        input_schema(Some(input), m, &[f.to_string()], &[], wanted)
                     }
                     kind => kind_schema(kind, wanted),
                 }),
@@ -379,9 +382,10 @@ fn message_schema(name: &str, queue: &mut Vec<String>) -> Value {
 
 /// A request message inlined with the rules of `input_rules` (required fields, bounds):
 /// answers share the plain `$ref` schemas, whose fields may be left out when at their
-/// default. `root` is the RPC's input message, `path` where `message` sits below it.
+/// default. `root` is the RPC's input message, `path` where `message` sits below it; no
+/// root states the shape only (a batch's items, which the service judges one by one).
 fn input_schema(
-    root: &str,
+    root: Option<&str>,
     message: &str,
     path: &[String],
     from_path: &[&str],
@@ -396,11 +400,14 @@ fn input_schema(
         }
         let mut at = path.to_vec();
         at.push(f.json_name.clone());
-        let rule = input_rules::lookup(root, &at);
+        let rule = root.and_then(|root| input_rules::lookup(root, &at));
+        // Items judged alone break their rules in the answer, not with a 400 (docs/api.md,
+        // "Batches"): only their shape is the request's.
+        let alone = rule.is_some_and(|r| r.alone);
         let mut schema = match &f.kind {
             // Request messages do not nest deeply; the bound keeps a cycle finite.
             Kind::Message(m) if !f.kind.is_scalar_like() && path.len() < 4 => {
-                input_schema(root, m, &at, &[], wanted)
+                input_schema(root.filter(|_| !alone), m, &at, &[], wanted)
             }
             kind => input_rules::int_schema(kind, rule.as_ref(), false)
                 .unwrap_or_else(|| kind_schema(kind, wanted)),
@@ -417,6 +424,11 @@ fn input_schema(
         if let Some(c) = &f.comment {
             schema["description"] = json!(c);
         }
+        if alone {
+            let said = schema["description"].as_str().unwrap_or_default();
+            schema["description"] = json!(format!("{said} {JUDGED_ALONE}").trim_start());
+            schema["x-judged-per-item"] = json!(true);
+        }
         properties.insert(f.json_name, schema);
     }
     let mut schema = json!({
@@ -427,6 +439,13 @@ fn input_schema(
     }
     schema
 }
+
+/// What a list judged item by item answers (`input_rules::Rule::alone`).
+const JUDGED_ALONE: &str = "Each item is checked on its own, by the rules of creating it alone: an item \
+    that breaks one is answered in the response's per-item `error` (its code and the fields it \
+    violates) and does not fail the others, so the items' schema gives their shape only. A 400 \
+    refuses the whole request only for its own fields, the list's size, or an item of the wrong \
+    shape (a wrong type, an unknown field, a null, an enum by number).";
 
 fn enum_schema(name: &str) -> Value {
     // `*_UNSPECIFIED` is the unset value: refused where a value is needed, and never written

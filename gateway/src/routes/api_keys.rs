@@ -28,16 +28,22 @@ fn scopes_schema() -> Value {
 
 /// `POST /v1/api-keys`.
 pub fn create_body_schema() -> Value {
+    // invite-svc's `definition`: required, not blank, one line (`input::line`), NAME_MAX
+    // characters; the rules table's own keywords, so a control character anywhere is out
+    // (one pattern with `\S` in the middle let the `\S` take one).
+    let mut name = json!({
+        "type": "string",
+        "description": "What the key is for, e.g. billing: not blank, no control characters",
+    });
+    crate::mapping::input_rules::line(NAME_MAX)
+        .non_blank()
+        .apply(&mut name);
     json!({
         "type": "object",
         "required": ["name", "scopes"],
         "additionalProperties": false,
         "properties": {
-            "name": {
-                "type": "string", "minLength": 1, "maxLength": NAME_MAX,
-                "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*\\S[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$",
-                "description": "What the key is for, e.g. billing: not blank, no control characters",
-            },
+            "name": name,
             "scopes": scopes_schema(),
         },
     })
@@ -157,6 +163,21 @@ mod tests {
         let s = create_body_schema();
         assert_eq!(s["required"], json!(["name", "scopes"]));
         assert_eq!(s["additionalProperties"], false);
+        // Every pattern of the name must hold: a C1 control character anywhere fails one.
+        let name = &s["properties"]["name"];
+        assert_eq!(
+            (name["minLength"].clone(), name["maxLength"].clone()),
+            (json!(1), json!(100))
+        );
+        let patterns: Vec<regex::Regex> = std::iter::once(&name["pattern"])
+            .chain(name["allOf"].as_array().unwrap().iter().map(|p| &p["pattern"]))
+            .map(|p| regex::Regex::new(p.as_str().unwrap()).unwrap())
+            .collect();
+        let valid = |s: &str| patterns.iter().all(|re| re.is_match(s));
+        assert!(valid("billing") && valid("Ünïcode key"));
+        for bad in ["%\u{e3}Y\u{86}w", "   ", "a\tb", "a\u{2028}b", ""] {
+            assert!(!valid(bad), "{bad:?}");
+        }
         assert_eq!(
             s["properties"]["scopes"]["items"]["enum"]
                 .as_array()

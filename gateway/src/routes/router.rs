@@ -280,7 +280,8 @@ async fn input(
     let mut map = Map::new();
     if rpc.body != Body::None {
         let bytes = read_body(parts, body, limit).await?;
-        if !bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body is `{}`; any body is JSON (white space alone is not: RFC 8259 wants a value).
+        if !bytes.is_empty() {
             json::check_content_type(&parts.headers)?;
             let value = json::parse(&bytes)?;
             match (rpc.body, value) {
