@@ -447,7 +447,7 @@ fn details_of(body: &Value, kind: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Checks the error body shape of API.md: `{code: <grpc code>, message, details: [...]}`.
+/// Checks the error body shape of docs/api.md: `{code: <grpc code>, message, details: [...]}`.
 pub fn assert_error(body: &Value, grpc_code: i64) {
     assert_eq!(body["code"].as_i64(), Some(grpc_code), "error code in {body}");
     assert!(
@@ -481,7 +481,7 @@ pub fn int(v: &Value) -> i64 {
     }
 }
 
-/// The sending rules of API.md: not Saturday 09:00-18:00, not 22:00-08:00, not within
+/// The sending rules of docs/api.md: not Saturday 09:00-18:00, not 22:00-08:00, not within
 /// three days of the wedding — all on the recipient's local clock.
 pub fn assert_outside_blackouts(at: DateTime<Utc>, tz: chrono_tz::Tz, wedding: Option<NaiveDate>) {
     let local = at.with_timezone(&tz);

@@ -1,4 +1,4 @@
-//! analytics-svc through the gateway (API.md, "analytics-svc"): invitations, signups and
+//! analytics-svc through the gateway (docs/api.md, "analytics-svc"): invitations, signups and
 //! conversions made through the JSON API in several flows, then the viral, funnel,
 //! leaderboard and super-connector numbers compared with a count by hand of what was made;
 //! suppression under five people; a rebuild from the logs giving the same numbers; the live

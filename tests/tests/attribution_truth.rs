@@ -198,7 +198,7 @@ async fn window_edges(app: &TestApp, days: i64) {
 async fn the_window_is_exact_to_the_second_and_configurable() {
     assert_eq!(
         ATTRIBUTION_WINDOW_DAYS, 30,
-        "API.md: only touches inside the 30-day window count"
+        "docs/api.md: only touches inside the 30-day window count"
     );
     let app = spawn_app().await;
     window_edges(&app, ATTRIBUTION_WINDOW_DAYS).await;

@@ -1,4 +1,4 @@
-//! Referral codes through the gateway (API.md, invite-svc "Referral codes").
+//! Referral codes through the gateway (docs/api.md, invite-svc "Referral codes").
 
 use referral_tests::{assert_code_shape, assert_error, int, spawn_app, ts, unique};
 use serde_json::json;

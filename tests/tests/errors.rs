@@ -1,4 +1,4 @@
-//! Malformed requests and authentication at the gateway (API.md, Conventions).
+//! Malformed requests and authentication at the gateway (docs/api.md, Conventions).
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use referral_tests::{SECRET, assert_error, invitation, spawn_app, unique, violated_fields};

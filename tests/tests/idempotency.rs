@@ -1,4 +1,4 @@
-//! Idempotency-Key on creates (API.md, Conventions "Idempotency").
+//! Idempotency-Key on creates (docs/api.md, Conventions "Idempotency").
 
 use referral_tests::{error_info, invitation, spawn_app, unique};
 use reqwest::Method;

@@ -151,7 +151,7 @@ async fn a_supplier_brings_five_paying_couples_through_a_capped_campaign_payouts
     let app = spawn_app_with(vec!["--trusted-proxies".into(), "127.0.0.1/32".into()]).await;
     let admin = app.admin();
 
-    // The defaults of API.md exist on first start.
+    // The defaults of docs/api.md exist on first start.
     let (status, defaults) = app.get(&admin, "/v1/reward-programs").await;
     assert_eq!(status, 200, "{defaults}");
     let ids: Vec<&str> = defaults["programs"]

@@ -1,4 +1,4 @@
-//! Invitations through the gateway (API.md, invite-svc "Invitations").
+//! Invitations through the gateway (docs/api.md, invite-svc "Invitations").
 
 use std::collections::{HashMap, HashSet};
 

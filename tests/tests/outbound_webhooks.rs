@@ -1,4 +1,4 @@
-//! Outbound webhooks (API.md, analytics-svc): a real HTTP receiver on loopback verifies every
+//! Outbound webhooks (docs/api.md, analytics-svc): a real HTTP receiver on loopback verifies every
 //! delivery with an independent Standard Webhooks implementation (the `standardwebhooks`
 //! crate); stopped, deliveries fail and are retried on the backoff schedule; started again,
 //! they arrive. An endpoint that fails 20 times in a row is disabled. Admins only; bad URLs

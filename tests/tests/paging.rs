@@ -1,4 +1,4 @@
-//! Listing invitations page by page (API.md, Conventions "Lists").
+//! Listing invitations page by page (docs/api.md, Conventions "Lists").
 
 use std::collections::{HashMap, HashSet};
 

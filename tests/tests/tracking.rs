@@ -1,4 +1,4 @@
-//! The redirect, clicks, signups and conversions (API.md, "Tracking and attribution").
+//! The redirect, clicks, signups and conversions (docs/api.md, "Tracking and attribution").
 
 use std::time::Duration;
 

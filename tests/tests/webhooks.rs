@@ -1,4 +1,4 @@
-//! Provider delivery webhooks (API.md, invite-svc `POST /v1/webhooks/email/{provider}`):
+//! Provider delivery webhooks (docs/api.md, invite-svc `POST /v1/webhooks/email/{provider}`):
 //! each provider verified by its own scheme before anything is read, events matched back by
 //! the invitation id in the provider's metadata, forward-only statuses, replays ignored.
 //!

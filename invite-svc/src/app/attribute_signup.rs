@@ -261,6 +261,7 @@ impl<S: Store> App<S> {
         now: DateTime<Utc>,
     ) -> ApiResult<(Vec<Touch>, String)> {
         let named = if named.is_empty() {
+            // No ids at all: no click was named, and there is nothing to reject.
             listed.last().map(String::as_str).unwrap_or_default()
         } else {
             named

@@ -88,7 +88,7 @@ const READ_PAGE: i64 = referral_common::outbox::PAGE;
 /// The event log's own query (common/src/outbox.rs), read straight from the database.
 const OUTBOX_READ: &str =
     "SELECT log_offset, payload FROM outbox WHERE log_offset > $1 ORDER BY log_offset LIMIT $2";
-/// Items per `BatchCreateInvitations` (API.md's maximum).
+/// Items per `BatchCreateInvitations` (docs/api.md's maximum).
 const BATCH_ITEMS: usize = 100;
 /// A referrer gets a fresh id after this many invitations (the queue limit is 1,000).
 const PER_REFERRER: u64 = 500;
