@@ -22,6 +22,7 @@ use sqlx::{PgPool, SqlitePool};
 
 use super::{CampaignRow, Consumed, Decision, EntryRow, PayoutOutcome, PgStore, SqliteStore, Store, Work};
 use crate::{
+    app::apply_events::apply,
     domain::{program, rewards::Conversion},
     events as incentive_events,
 };
@@ -213,14 +214,13 @@ async fn conversions_book_rewards_milestones_and_badges_once<S: Harness>(store: 
     let batch: Vec<Consumed> = (1..=5)
         .map(|i| converted("sup", &format!("couple-{i}"), 20_000))
         .collect();
-    let s = store.apply_events("invite", batch.clone()).await.expect("apply");
+    let s = apply(store, "invite", batch.clone()).await.expect("apply");
     assert_eq!((s.applied, s.booked), (5, 7));
     // Redelivered after a crash: every event is a duplicate.
-    let again = store.apply_events("invite", batch).await.expect("apply");
+    let again = apply(store, "invite", batch).await.expect("apply");
     assert_eq!((again.applied, again.duplicates, again.booked), (0, 5, 0));
     // The same referee converting again under a new event id earns nothing more.
-    let s = store
-        .apply_events("invite", vec![converted("sup", "couple-3", 90_000)])
+    let s = apply(store, "invite", vec![converted("sup", "couple-3", 90_000)])
         .await
         .expect("apply");
     assert_eq!(s.booked, 0);
@@ -258,8 +258,7 @@ async fn conversions_book_rewards_milestones_and_badges_once<S: Harness>(store: 
 
 async fn the_scheduler_makes_rewards_eligible_then_expired<S: Harness>(store: &S) {
     short_hold(store).await;
-    store
-        .apply_events("invite", vec![converted("sup", "c1", 10_000)])
+    apply(store, "invite", vec![converted("sup", "c1", 10_000)])
         .await
         .expect("apply");
     let now = ids::now();
@@ -319,13 +318,13 @@ async fn a_campaign_never_pays_past_its_cap_under_concurrency<S: Harness>(store:
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                store
-                    .apply_events(
-                        "invite",
-                        vec![converted(&format!("sup-{i}"), &format!("cp-{i}"), 20_000)],
-                    )
-                    .await
-                    .expect("apply")
+                apply(
+                    &store,
+                    "invite",
+                    vec![converted(&format!("sup-{i}"), &format!("cp-{i}"), 20_000)],
+                )
+                .await
+                .expect("apply")
             })
         })
         .collect();
@@ -359,7 +358,7 @@ async fn concurrent_payouts_pay_once<S: Harness>(store: &S) {
     let batch: Vec<Consumed> = (1..=3)
         .map(|i| converted("sup", &format!("p-{i}"), 20_000))
         .collect();
-    store.apply_events("invite", batch).await.expect("apply");
+    apply(store, "invite", batch).await.expect("apply");
     store
         .advance(ids::now() + Duration::minutes(2), 100)
         .await
@@ -401,9 +400,8 @@ async fn fraud_holds_voids_releases_and_claws_back_in_either_order<S: Harness>(s
     short_hold(store).await;
     // The assessment comes first (REVIEW), then the conversion: booked HELD.
     let early = decision("CONVERSION", "conv-u1", "u1", FraudAction::Review, false);
-    store.apply_events("fraud", vec![early]).await.unwrap();
-    store
-        .apply_events("invite", vec![converted("sup", "u1", 20_000)])
+    apply(store, "fraud", vec![early]).await.unwrap();
+    apply(store, "invite", vec![converted("sup", "u1", 20_000)])
         .await
         .unwrap();
     let states: Vec<_> = summary(&entries(store, "sup").await);
@@ -416,16 +414,15 @@ async fn fraud_holds_voids_releases_and_claws_back_in_either_order<S: Harness>(s
     );
     // A reviewer approves: released to PENDING, then eligible after the hold.
     let approve = decision("CONVERSION", "conv-u1", "", FraudAction::Approve, true);
-    store.apply_events("fraud", vec![approve]).await.unwrap();
+    apply(store, "fraud", vec![approve]).await.unwrap();
     assert_eq!(entries(store, "sup").await[0].state, "PENDING");
 
     // The conversion comes first, then a REJECT: voided.
-    store
-        .apply_events("invite", vec![converted("sup", "u2", 20_000)])
+    apply(store, "invite", vec![converted("sup", "u2", 20_000)])
         .await
         .unwrap();
     let reject = decision("CONVERSION", "conv-u2", "u2", FraudAction::Reject, false);
-    store.apply_events("fraud", vec![reject]).await.unwrap();
+    apply(store, "fraud", vec![reject]).await.unwrap();
     let u2: Vec<_> = entries(store, "sup")
         .await
         .into_iter()
@@ -436,9 +433,8 @@ async fn fraud_holds_voids_releases_and_claws_back_in_either_order<S: Harness>(s
 
     // A signup rejected before its conversion arrives: nothing is booked.
     let signup = decision("SIGNUP", "signup-u3", "u3", FraudAction::Reject, false);
-    store.apply_events("fraud", vec![signup]).await.unwrap();
-    let s = store
-        .apply_events("invite", vec![converted("sup", "u3", 20_000)])
+    apply(store, "fraud", vec![signup]).await.unwrap();
+    let s = apply(store, "invite", vec![converted("sup", "u3", 20_000)])
         .await
         .unwrap();
     assert_eq!(s.booked, 0);
@@ -457,7 +453,7 @@ async fn fraud_holds_voids_releases_and_claws_back_in_either_order<S: Harness>(s
     };
     assert_eq!(paid.payout.amount_minor, 3_000 + 2_500);
     let late = decision("CONVERSION", "conv-u1", "", FraudAction::Reject, true);
-    let s = store.apply_events("fraud", vec![late]).await.unwrap();
+    let s = apply(store, "fraud", vec![late]).await.unwrap();
     assert_eq!(s.booked, 1);
     let es = entries(store, "sup").await;
     let claw: Vec<_> = es.iter().filter(|e| e.kind == "CLAWBACK").collect();
@@ -471,7 +467,7 @@ async fn fraud_holds_voids_releases_and_claws_back_in_either_order<S: Harness>(s
     assert_eq!((st.paid_minor, st.eligible_minor), (5_500, -3_000));
     // A repeat of the same rejection claws back nothing more.
     let again = decision("CONVERSION", "conv-u1", "", FraudAction::Reject, true);
-    assert_eq!(store.apply_events("fraud", vec![again]).await.unwrap().booked, 0);
+    assert_eq!(apply(store, "fraud", vec![again]).await.unwrap().booked, 0);
     let events = log_events(store).await;
     assert_eq!(count_of(&events, "reward.voided"), 2, "the void and the clawback");
 }
@@ -491,10 +487,10 @@ async fn past_conversions_feed_simulations<S: Harness>(store: &S) {
             ))
         })
         .collect();
-    store.apply_events("invite", vec![old]).await.unwrap();
-    store.apply_events("invite", recent).await.unwrap();
+    apply(store, "invite", vec![old]).await.unwrap();
+    apply(store, "invite", recent).await.unwrap();
     let reject = decision("CONVERSION", "conv-b", "b", FraudAction::Reject, false);
-    store.apply_events("fraud", vec![reject]).await.unwrap();
+    apply(store, "fraud", vec![reject]).await.unwrap();
     let before = store.standing("sup").await.unwrap();
     let (past, prior) = store
         .past_conversions("SUPPLIER", now - Duration::days(90), now, 100)

@@ -21,13 +21,16 @@ mod sqlite;
 use chrono::{DateTime, Utc};
 use referral_common::audit::AuditEntry;
 use referral_common::outbox::Outbox;
-use referral_proto::{common::v1::FraudAction, incentive::v1::RewardProgram};
+use referral_proto::{common::v1::FraudAction, events::v1::Event, incentive::v1::RewardProgram};
 use sqlx::FromRow;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::rewards::{Conversion, PastConversion};
+use crate::domain::{
+    rewards::{Conversion, PastConversion},
+    states::State,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -199,6 +202,10 @@ pub enum PayoutOutcome {
 /// Everything incentive-svc keeps. Every method that changes the ledger writes its outbox
 /// events in the same transaction and wakes the relay after commit.
 pub trait Store: Clone + Send + Sync + 'static {
+    /// A ledger write transaction holding the ledger's write lock until [`Store::commit`]
+    /// (or its drop, which rolls it back).
+    type Tx: Send;
+
     fn outbox(&self) -> &Outbox;
 
     /// Inserts each program whose id does not exist yet (first start).
@@ -241,13 +248,132 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<CampaignRow>>> + Send;
 
-    /// Applies consumed events in one transaction with the new offset of `source`,
-    /// dropping events already applied (by id).
-    fn apply_events(
+    // ---- one ledger transaction (app::apply_events) -------------------------------------
+
+    /// Begins a ledger write transaction holding the ledger's write lock until
+    /// [`Store::commit`] (Postgres: the schema's advisory lock; SQLite: BEGIN IMMEDIATE).
+    fn begin_ledger(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;
+    /// Commits `tx`; when it `staged` outbox events, wakes the relay.
+    fn commit(&self, tx: Self::Tx, staged: bool) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stages an event in the outbox of `tx`.
+    fn stage(&self, tx: &mut Self::Tx, event: &Event) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes an audit row in `tx`.
+    fn audit(&self, tx: &mut Self::Tx, entry: &AuditEntry) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Marks a consumed event applied; false when it already was.
+    fn mark_consumed(
         &self,
+        tx: &mut Self::Tx,
+        event_id: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Saves where the consumer of `source` resumes.
+    fn save_offset(
+        &self,
+        tx: &mut Self::Tx,
         source: &str,
-        items: Vec<Consumed>,
-    ) -> impl Future<Output = StoreResult<ApplySummary>> + Send;
+        offset: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Records a conversion (once per conversion id).
+    fn record_conversion(
+        &self,
+        tx: &mut Self::Tx,
+        conv: &Conversion,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The id of the entry booked under `dedupe_key`, if any.
+    fn entry_by_key(
+        &self,
+        tx: &mut Self::Tx,
+        dedupe_key: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// The fraud actions recorded for a conversion or for its referee's signup, as stored.
+    fn known_actions(
+        &self,
+        tx: &mut Self::Tx,
+        conversion_id: &str,
+        referee_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    /// [`Store::active_program`] inside `tx`.
+    fn active_program_in(
+        &self,
+        tx: &mut Self::Tx,
+        kind: &str,
+    ) -> impl Future<Output = StoreResult<Option<crate::domain::Program>>> + Send;
+    /// Converted, not rejected referrals of a referrer, leaving conversion `except` out.
+    fn successful_referrals(
+        &self,
+        tx: &mut Self::Tx,
+        referrer_id: &str,
+        except: &str,
+    ) -> impl Future<Output = StoreResult<i32>> + Send;
+    /// The milestones already booked for a referrer.
+    fn booked_milestones(
+        &self,
+        tx: &mut Self::Tx,
+        referrer_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<i32>>> + Send;
+    /// Campaigns whose window holds `at`, in id order, with what they spent so far.
+    fn campaigns_at(
+        &self,
+        tx: &mut Self::Tx,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Vec<CampaignRow>>> + Send;
+    /// Inserts an entry with its first state (`e.state`, `e.reason`) unless `dedupe_key`
+    /// exists; true when it was inserted.
+    fn insert_entry(
+        &self,
+        tx: &mut Self::Tx,
+        e: &EntryRow,
+        dedupe_key: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Appends a state to an entry's history and moves its current state (and `e`).
+    fn transition(
+        &self,
+        tx: &mut Self::Tx,
+        e: &mut EntryRow,
+        to: State,
+        payout_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The referrer's tier now (for events).
+    fn tier(
+        &self,
+        tx: &mut Self::Tx,
+        referrer_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// The referee of a recorded conversion.
+    fn referee_of_conversion(
+        &self,
+        tx: &mut Self::Tx,
+        conversion_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// The referee recorded with an earlier decision on `subject_id`.
+    fn referee_of_decision(
+        &self,
+        tx: &mut Self::Tx,
+        subject_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Records (or replaces) the decision on its subject; an empty `referee_id` keeps the
+    /// one recorded before.
+    fn record_decision(
+        &self,
+        tx: &mut Self::Tx,
+        d: &Decision,
+        referee_id: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The conversion and referee rewards of a conversion, in id order.
+    fn rewards_of_conversion(
+        &self,
+        tx: &mut Self::Tx,
+        conversion_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<EntryRow>>> + Send;
+    /// The conversion and referee rewards of every conversion of a referee, in id order.
+    fn rewards_of_referee(
+        &self,
+        tx: &mut Self::Tx,
+        referee_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<EntryRow>>> + Send;
+
     fn last_offset(&self, source: &str) -> impl Future<Output = StoreResult<i64>> + Send;
 
     /// The scheduler: PENDING entries past their hold become ELIGIBLE, unclaimed entries past

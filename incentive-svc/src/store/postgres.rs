@@ -51,7 +51,7 @@ impl PgStore {
         Ok(tx)
     }
 
-    async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
+    async fn stage_in(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_pg(tx, event).await
     }
 

@@ -1,6 +1,6 @@
 //! The SQL of incentive-svc, written once and instantiated for Postgres and SQLite by
 //! `sql_store!`. Each backend supplies `begin_write()` (Postgres: a transaction holding the
-//! ledger's advisory lock; SQLite: BEGIN IMMEDIATE, its one-writer lock), `stage()` (outbox
+//! ledger's advisory lock; SQLite: BEGIN IMMEDIATE, its one-writer lock), `stage_in()` (outbox
 //! insert), `wake_relay()`, its connection type and its consumer-offset helpers.
 
 macro_rules! sql_store {
@@ -8,8 +8,8 @@ macro_rules! sql_store {
         use chrono::{DateTime, Utc};
         use referral_common::{consumer::$consumer as offsets, ids};
         use referral_proto::{
-            common::v1::{FraudAction, PartyKind},
-            incentive::v1::{EntryKind, RewardProgram},
+            common::v1::PartyKind,
+            incentive::v1::RewardProgram,
         };
 
         use referral_common::audit::AuditEntry;
@@ -18,13 +18,13 @@ macro_rules! sql_store {
             domain::{
                 Program,
                 program::{self, kind_name},
-                rewards::{self, Campaign, Conversion, PastConversion, Planned},
-                states::{self, Effect, State},
+                rewards::{Conversion, PastConversion},
+                states::State,
             },
             events,
             store::{
-                Advanced, ApplySummary, CampaignRow, Consumed, Decision, EntryRow, PayoutOutcome, PayoutRow,
-                PastWindow, PayoutView, Standing, Store, StoreError, StoreResult, Work,
+                Advanced, CampaignRow, Decision, EntryRow, PayoutOutcome, PayoutRow,
+                PastWindow, PayoutView, Standing, Store, StoreError, StoreResult,
             },
         };
 
@@ -54,6 +54,8 @@ macro_rules! sql_store {
         }
 
         impl Store for $store {
+            type Tx = Tx;
+
             fn outbox(&self) -> &Outbox {
                 &self.outbox
             }
@@ -196,36 +198,227 @@ macro_rules! sql_store {
                     .await?)
             }
 
-            async fn apply_events(&self, source: &str, items: Vec<Consumed>) -> StoreResult<ApplySummary> {
-                let mut summary = ApplySummary::default();
-                let Some(last) = items.iter().map(|i| i.offset).max() else {
-                    return Ok(summary);
-                };
-                let mut tx = self.begin_write().await?;
-                for item in items {
-                    if !offsets::first_time(&mut tx, &item.event_id).await? {
-                        summary.duplicates += 1;
-                        continue;
-                    }
-                    summary.applied += 1;
-                    match item.work {
-                        Work::Nothing => {}
-                        Work::Conversion(conv, signup_action) => {
-                            summary.booked += Self::book_conversion(&mut tx, &conv, signup_action).await?;
-                        }
-                        Work::Decision(d) => {
-                            let (booked, changed) = Self::decide(&mut tx, &d).await?;
-                            summary.booked += booked;
-                            summary.changed += changed;
-                        }
-                    }
-                }
-                offsets::save_offset(&mut tx, source, last).await?;
+            async fn begin_ledger(&self) -> StoreResult<Tx> {
+                Ok(self.begin_write().await?)
+            }
+
+            async fn commit(&self, tx: Tx, staged: bool) -> StoreResult<()> {
                 tx.commit().await?;
-                if summary.booked + summary.changed > 0 {
+                if staged {
                     self.wake_relay();
                 }
-                Ok(summary)
+                Ok(())
+            }
+
+            async fn stage(&self, tx: &mut Tx, event: &Event) -> StoreResult<()> {
+                Ok(Self::stage_in(tx, event).await?)
+            }
+
+            async fn audit(&self, tx: &mut Tx, entry: &AuditEntry) -> StoreResult<()> {
+                referral_common::audit::record(&mut **tx, entry).await?;
+                Ok(())
+            }
+
+            async fn mark_consumed(&self, tx: &mut Tx, event_id: &str) -> StoreResult<bool> {
+                Ok(offsets::first_time(tx, event_id).await?)
+            }
+
+            async fn save_offset(&self, tx: &mut Tx, source: &str, offset: i64) -> StoreResult<()> {
+                Ok(offsets::save_offset(tx, source, offset).await?)
+            }
+
+            async fn record_conversion(&self, tx: &mut Tx, conv: &Conversion) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO conversions (conversion_id, referee_id, referrer_id, referrer_kind, referee_kind, amount_minor, currency, occurred_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (conversion_id) DO NOTHING",
+                )
+                .bind(&conv.conversion_id)
+                .bind(&conv.referee_id)
+                .bind(&conv.referrer_id)
+                .bind(kind_name(conv.referrer_kind))
+                .bind(kind_name(conv.referee_kind))
+                .bind(conv.value_minor)
+                .bind(&conv.currency)
+                .bind(conv.at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn entry_by_key(&self, tx: &mut Tx, dedupe_key: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT id FROM entries WHERE dedupe_key = $1")
+                    .bind(dedupe_key)
+                    .fetch_optional(&mut **tx)
+                    .await?)
+            }
+
+            async fn known_actions(&self, tx: &mut Tx, conversion_id: &str, referee_id: &str) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT action FROM decisions WHERE subject_id = $1 OR (subject_type = 'SIGNUP' AND referee_id = $2)",
+                )
+                .bind(conversion_id)
+                .bind(referee_id)
+                .fetch_all(&mut **tx)
+                .await?)
+            }
+
+            async fn active_program_in(&self, tx: &mut Tx, kind: &str) -> StoreResult<Option<Program>> {
+                Self::program_for(tx, kind).await
+            }
+
+            async fn successful_referrals(&self, tx: &mut Tx, referrer_id: &str, except: &str) -> StoreResult<i32> {
+                Self::successful_on(&mut **tx, referrer_id, except).await
+            }
+
+            async fn booked_milestones(&self, tx: &mut Tx, referrer_id: &str) -> StoreResult<Vec<i32>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT milestone FROM entries WHERE referrer_id = $1 AND kind = 'MILESTONE_REWARD'",
+                )
+                .bind(referrer_id)
+                .fetch_all(&mut **tx)
+                .await?)
+            }
+
+            async fn campaigns_at(&self, tx: &mut Tx, at: DateTime<Utc>) -> StoreResult<Vec<CampaignRow>> {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{CAMPAIGN_SELECT} WHERE c.starts_at <= $1 AND c.ends_at > $1 ORDER BY c.id"
+                )))
+                .bind(at)
+                .fetch_all(&mut **tx)
+                .await?)
+            }
+
+            async fn insert_entry(&self, tx: &mut Tx, e: &EntryRow, dedupe_key: &str) -> StoreResult<bool> {
+                let inserted = sqlx::query(
+                    "INSERT INTO entries (id, dedupe_key, referrer_id, referrer_kind, kind, amount_minor, currency, campaign_bonus_minor,
+                        conversion_id, referee_id, program_id, campaign_id, milestone, badge, eligible_at, expires_at, reason, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                     ON CONFLICT (dedupe_key) DO NOTHING",
+                )
+                .bind(&e.id)
+                .bind(dedupe_key)
+                .bind(&e.referrer_id)
+                .bind(&e.referrer_kind)
+                .bind(&e.kind)
+                .bind(e.amount_minor)
+                .bind(&e.currency)
+                .bind(e.campaign_bonus_minor)
+                .bind(&e.conversion_id)
+                .bind(&e.referee_id)
+                .bind(&e.program_id)
+                .bind(&e.campaign_id)
+                .bind(e.milestone)
+                .bind(&e.badge)
+                .bind(e.eligible_at)
+                .bind(e.expires_at)
+                .bind(&e.reason)
+                .bind(e.created_at)
+                .execute(&mut **tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query("INSERT INTO entry_states (entry_id, state, payout_id, reason, at) VALUES ($1, $2, '', $3, $4)")
+                    .bind(&e.id)
+                    .bind(&e.state)
+                    .bind(&e.reason)
+                    .bind(e.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO entry_current (entry_id, referrer_id, state, payout_id, eligible_at, expires_at)
+                     VALUES ($1, $2, $3, '', $4, $5)",
+                )
+                .bind(&e.id)
+                .bind(&e.referrer_id)
+                .bind(&e.state)
+                .bind(e.eligible_at)
+                .bind(e.expires_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(true)
+            }
+
+            async fn transition(
+                &self,
+                tx: &mut Tx,
+                e: &mut EntryRow,
+                to: State,
+                payout_id: &str,
+                reason: &str,
+                at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                sqlx::query("INSERT INTO entry_states (entry_id, state, payout_id, reason, at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&e.id)
+                    .bind(to.as_str())
+                    .bind(payout_id)
+                    .bind(reason)
+                    .bind(at)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("UPDATE entry_current SET state = $2, payout_id = $3 WHERE entry_id = $1")
+                    .bind(&e.id)
+                    .bind(to.as_str())
+                    .bind(payout_id)
+                    .execute(&mut **tx)
+                    .await?;
+                e.state = to.as_str().to_string();
+                e.payout_id = payout_id.to_string();
+                e.reason = reason.to_string();
+                Ok(())
+            }
+
+            async fn tier(&self, tx: &mut Tx, referrer_id: &str) -> StoreResult<Option<String>> {
+                let badges = Self::badges_on(&mut **tx, referrer_id).await?;
+                Ok(crate::convert::tier_name(&badges))
+            }
+
+            async fn referee_of_conversion(&self, tx: &mut Tx, conversion_id: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT referee_id FROM conversions WHERE conversion_id = $1")
+                    .bind(conversion_id)
+                    .fetch_optional(&mut **tx)
+                    .await?)
+            }
+
+            async fn referee_of_decision(&self, tx: &mut Tx, subject_id: &str) -> StoreResult<Option<String>> {
+                Ok(sqlx::query_scalar("SELECT referee_id FROM decisions WHERE subject_id = $1")
+                    .bind(subject_id)
+                    .fetch_optional(&mut **tx)
+                    .await?)
+            }
+
+            async fn record_decision(&self, tx: &mut Tx, d: &Decision, referee_id: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO decisions (subject_id, subject_type, referee_id, action, decided_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (subject_id) DO UPDATE SET action = excluded.action, decided_at = excluded.decided_at,
+                        referee_id = CASE WHEN excluded.referee_id = '' THEN decisions.referee_id ELSE excluded.referee_id END",
+                )
+                .bind(&d.subject_id)
+                .bind(&d.subject_type)
+                .bind(referee_id)
+                .bind(d.action.as_str_name())
+                .bind(d.at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn rewards_of_conversion(&self, tx: &mut Tx, conversion_id: &str) -> StoreResult<Vec<EntryRow>> {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{ENTRY_SELECT} WHERE e.conversion_id = $1 AND e.kind IN ('CONVERSION_REWARD', 'REFEREE_REWARD') ORDER BY e.id"
+                )))
+                .bind(conversion_id)
+                .fetch_all(&mut **tx)
+                .await?)
+            }
+
+            async fn rewards_of_referee(&self, tx: &mut Tx, referee_id: &str) -> StoreResult<Vec<EntryRow>> {
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{ENTRY_SELECT} WHERE e.referee_id = $1 AND e.kind IN ('CONVERSION_REWARD', 'REFEREE_REWARD') ORDER BY e.id"
+                )))
+                .bind(referee_id)
+                .fetch_all(&mut **tx)
+                .await?)
             }
 
             async fn last_offset(&self, source: &str) -> StoreResult<i64> {
@@ -244,9 +437,9 @@ macro_rules! sql_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 for mut e in due {
-                    Self::transition(&mut tx, &mut e, State::Eligible, "", "hold period over", now).await?;
-                    let tier = Self::tier_in(&mut tx, &e.referrer_id).await?;
-                    Self::stage(&mut tx, &events::reward_eligible(&e, tier.as_deref(), now)).await?;
+                    self.transition(&mut tx, &mut e, State::Eligible, "", "hold period over", now).await?;
+                    let tier = self.tier(&mut tx, &e.referrer_id).await?;
+                    Self::stage_in(&mut tx, &events::reward_eligible(&e, tier.as_deref(), now)).await?;
                     done.eligible += 1;
                 }
                 // Clawbacks (negative) never expire: they are owed until recovered.
@@ -259,9 +452,9 @@ macro_rules! sql_store {
                 .fetch_all(&mut *tx)
                 .await?;
                 for mut e in expiring {
-                    Self::transition(&mut tx, &mut e, State::Expired, "", "unclaimed past its expiry", now).await?;
-                    let tier = Self::tier_in(&mut tx, &e.referrer_id).await?;
-                    Self::stage(&mut tx, &events::reward_expired(&e, tier.as_deref(), now)).await?;
+                    self.transition(&mut tx, &mut e, State::Expired, "", "unclaimed past its expiry", now).await?;
+                    let tier = self.tier(&mut tx, &e.referrer_id).await?;
+                    Self::stage_in(&mut tx, &events::reward_expired(&e, tier.as_deref(), now)).await?;
                     done.expired += 1;
                 }
                 tx.commit().await?;
@@ -311,13 +504,13 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?;
                 for e in paying.iter_mut() {
-                    Self::transition(&mut tx, e, State::Paid, &payout.id, "paid out", at).await?;
+                    self.transition(&mut tx, e, State::Paid, &payout.id, "paid out", at).await?;
                 }
                 let view = PayoutView {
                     entries: paying.iter().map(|e| e.id.clone()).collect(),
                     payout,
                 };
-                Self::stage(&mut tx, &events::payout_paid(&view)).await?;
+                Self::stage_in(&mut tx, &events::payout_paid(&view)).await?;
                 let mut entry = audit.clone().after(serde_json::json!({
                     "id": view.payout.id,
                     "referrerId": view.payout.referrer_id,
@@ -441,311 +634,6 @@ macro_rules! sql_store {
         }
 
         impl $store {
-            /// Books what a conversion earns, once per referee (see the module comment).
-            async fn book_conversion(tx: &mut Tx, conv: &Conversion, signup_action: FraudAction) -> StoreResult<u32> {
-                let referrer_kind = kind_name(conv.referrer_kind);
-                sqlx::query(
-                    "INSERT INTO conversions (conversion_id, referee_id, referrer_id, referrer_kind, referee_kind, amount_minor, currency, occurred_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (conversion_id) DO NOTHING",
-                )
-                .bind(&conv.conversion_id)
-                .bind(&conv.referee_id)
-                .bind(&conv.referrer_id)
-                .bind(referrer_kind)
-                .bind(kind_name(conv.referee_kind))
-                .bind(conv.value_minor)
-                .bind(&conv.currency)
-                .bind(conv.at)
-                .execute(&mut **tx)
-                .await?;
-                let already: Option<String> = sqlx::query_scalar("SELECT id FROM entries WHERE dedupe_key = $1")
-                    .bind(rewards::conversion_key(&conv.referee_id))
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                if already.is_some() {
-                    return Ok(0);
-                }
-                // What fraud said so far, whichever order the events came in.
-                let known: Vec<String> = sqlx::query_scalar(
-                    "SELECT action FROM decisions WHERE subject_id = $1 OR (subject_type = 'SIGNUP' AND referee_id = $2)",
-                )
-                .bind(&conv.conversion_id)
-                .bind(&conv.referee_id)
-                .fetch_all(&mut **tx)
-                .await?;
-                let action = known
-                    .iter()
-                    .filter_map(|a| FraudAction::from_str_name(a))
-                    .fold(signup_action, states::stricter);
-                let Some(initial) = states::initial(action) else {
-                    return Ok(0);
-                };
-                let Some(program) = Self::program_for(tx, referrer_kind).await? else {
-                    tracing::warn!(kind = referrer_kind, "no active reward program; conversion not rewarded");
-                    return Ok(0);
-                };
-                let successful_before = Self::successful_on(&mut **tx, &conv.referrer_id, &conv.conversion_id).await?;
-                let booked_milestones: Vec<i32> = sqlx::query_scalar(
-                    "SELECT milestone FROM entries WHERE referrer_id = $1 AND kind = 'MILESTONE_REWARD'",
-                )
-                .bind(&conv.referrer_id)
-                .fetch_all(&mut **tx)
-                .await?;
-                let campaigns: Vec<CampaignRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{CAMPAIGN_SELECT} WHERE c.starts_at <= $1 AND c.ends_at > $1 ORDER BY c.id"
-                )))
-                .bind(conv.at)
-                .fetch_all(&mut **tx)
-                .await?;
-                let campaigns: Vec<Campaign> = campaigns.iter().map(crate::convert::campaign_budget).collect();
-                let campaign = rewards::pick_campaign(&campaigns, conv.referrer_kind, &program.currency, conv.at);
-                let plan = rewards::plan_conversion(&program, conv, successful_before, &booked_milestones, campaign);
-                let mut booked = 0;
-                for planned in plan {
-                    // A milestone is earned by the count (reviewed referrals count); only the
-                    // conversion's own rewards wait for its review.
-                    let initial = if planned.kind == EntryKind::MilestoneReward { State::Pending } else { initial };
-                    if Self::book(tx, &program, conv, &planned, initial).await? {
-                        booked += 1;
-                    }
-                }
-                Ok(booked)
-            }
-
-            /// Inserts one planned reward (a no-op when its dedupe key exists) with its first
-            /// state and a RewardGranted event.
-            async fn book(tx: &mut Tx, program: &Program, conv: &Conversion, p: &Planned, initial: State) -> StoreResult<bool> {
-                let (eligible_at, expires_at) = program.schedule(conv.at.max(ids::now()));
-                let mut e = EntryRow {
-                    id: ids::new_id(),
-                    referrer_id: p.referrer_id.clone(),
-                    referrer_kind: kind_name(p.referrer_kind).to_string(),
-                    kind: p.kind.as_str_name().to_string(),
-                    amount_minor: p.amount_minor,
-                    currency: program.currency.clone(),
-                    campaign_bonus_minor: p.bonus_minor,
-                    conversion_id: conv.conversion_id.clone(),
-                    referee_id: conv.referee_id.clone(),
-                    program_id: program.id.clone(),
-                    campaign_id: p.campaign_id.clone(),
-                    milestone: p.milestone,
-                    // No badge at this milestone: the column's "none" is the empty string.
-                    badge: p.badge.map(|b| b.as_str_name().to_string()).unwrap_or_default(),
-                    eligible_at,
-                    expires_at,
-                    reason: String::new(),
-                    created_at: ids::now(),
-                    state: initial.as_str().to_string(),
-                    payout_id: String::new(),
-                };
-                if !Self::insert_entry(tx, &e, &p.dedupe_key).await? {
-                    return Ok(false);
-                }
-                if initial == State::Held {
-                    e.reason = "held for fraud review".into();
-                }
-                let tier = Self::tier_in(tx, &e.referrer_id).await?;
-                Self::stage(tx, &events::reward_granted(&e, tier.as_deref())).await?;
-                Ok(true)
-            }
-
-            async fn insert_entry(tx: &mut Tx, e: &EntryRow, dedupe_key: &str) -> StoreResult<bool> {
-                let inserted = sqlx::query(
-                    "INSERT INTO entries (id, dedupe_key, referrer_id, referrer_kind, kind, amount_minor, currency, campaign_bonus_minor,
-                        conversion_id, referee_id, program_id, campaign_id, milestone, badge, eligible_at, expires_at, reason, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-                     ON CONFLICT (dedupe_key) DO NOTHING",
-                )
-                .bind(&e.id)
-                .bind(dedupe_key)
-                .bind(&e.referrer_id)
-                .bind(&e.referrer_kind)
-                .bind(&e.kind)
-                .bind(e.amount_minor)
-                .bind(&e.currency)
-                .bind(e.campaign_bonus_minor)
-                .bind(&e.conversion_id)
-                .bind(&e.referee_id)
-                .bind(&e.program_id)
-                .bind(&e.campaign_id)
-                .bind(e.milestone)
-                .bind(&e.badge)
-                .bind(e.eligible_at)
-                .bind(e.expires_at)
-                .bind(&e.reason)
-                .bind(e.created_at)
-                .execute(&mut **tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                sqlx::query("INSERT INTO entry_states (entry_id, state, payout_id, reason, at) VALUES ($1, $2, '', $3, $4)")
-                    .bind(&e.id)
-                    .bind(&e.state)
-                    .bind(&e.reason)
-                    .bind(e.created_at)
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO entry_current (entry_id, referrer_id, state, payout_id, eligible_at, expires_at)
-                     VALUES ($1, $2, $3, '', $4, $5)",
-                )
-                .bind(&e.id)
-                .bind(&e.referrer_id)
-                .bind(&e.state)
-                .bind(e.eligible_at)
-                .bind(e.expires_at)
-                .execute(&mut **tx)
-                .await?;
-                Ok(true)
-            }
-
-            /// Appends a state to an entry's history and moves its current state.
-            async fn transition(
-                tx: &mut Tx,
-                e: &mut EntryRow,
-                to: State,
-                payout_id: &str,
-                reason: &str,
-                at: DateTime<Utc>,
-            ) -> StoreResult<()> {
-                sqlx::query("INSERT INTO entry_states (entry_id, state, payout_id, reason, at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(&e.id)
-                    .bind(to.as_str())
-                    .bind(payout_id)
-                    .bind(reason)
-                    .bind(at)
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query("UPDATE entry_current SET state = $2, payout_id = $3 WHERE entry_id = $1")
-                    .bind(&e.id)
-                    .bind(to.as_str())
-                    .bind(payout_id)
-                    .execute(&mut **tx)
-                    .await?;
-                e.state = to.as_str().to_string();
-                e.payout_id = payout_id.to_string();
-                e.reason = reason.to_string();
-                Ok(())
-            }
-
-            /// Records a fraud decision and applies it to the rewards of its conversion (or of
-            /// every conversion of its signup's referee). Returns (booked, changed).
-            async fn decide(tx: &mut Tx, d: &Decision) -> StoreResult<(u32, u32)> {
-                let referee: Option<String> = if !d.referee_id.is_empty() {
-                    Some(d.referee_id.clone())
-                } else if d.subject_type == "CONVERSION" {
-                    sqlx::query_scalar("SELECT referee_id FROM conversions WHERE conversion_id = $1")
-                        .bind(&d.subject_id)
-                        .fetch_optional(&mut **tx)
-                        .await?
-                } else {
-                    sqlx::query_scalar("SELECT referee_id FROM decisions WHERE subject_id = $1")
-                        .bind(&d.subject_id)
-                        .fetch_optional(&mut **tx)
-                        .await?
-                };
-                // A subject this ledger has not seen yet: the decision is kept without a
-                // referee (the column's "unknown"), and matched by subject id alone.
-                let referee = referee.unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO decisions (subject_id, subject_type, referee_id, action, decided_at) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (subject_id) DO UPDATE SET action = excluded.action, decided_at = excluded.decided_at,
-                        referee_id = CASE WHEN excluded.referee_id = '' THEN decisions.referee_id ELSE excluded.referee_id END",
-                )
-                .bind(&d.subject_id)
-                .bind(&d.subject_type)
-                .bind(&referee)
-                .bind(d.action.as_str_name())
-                .bind(d.at)
-                .execute(&mut **tx)
-                .await?;
-                // A first assessment that approves changes nothing; only a reviewer releases.
-                if d.action == FraudAction::Approve && !d.resolution {
-                    return Ok((0, 0));
-                }
-                let affected: Vec<EntryRow> = if d.subject_type == "CONVERSION" {
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "{ENTRY_SELECT} WHERE e.conversion_id = $1 AND e.kind IN ('CONVERSION_REWARD', 'REFEREE_REWARD') ORDER BY e.id"
-                    )))
-                    .bind(&d.subject_id)
-                    .fetch_all(&mut **tx)
-                    .await?
-                } else if !referee.is_empty() {
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "{ENTRY_SELECT} WHERE e.referee_id = $1 AND e.kind IN ('CONVERSION_REWARD', 'REFEREE_REWARD') ORDER BY e.id"
-                    )))
-                    .bind(&referee)
-                    .fetch_all(&mut **tx)
-                    .await?
-                } else {
-                    Vec::new()
-                };
-                let reason = match (d.action, d.resolution) {
-                    (FraudAction::Reject, true) => "fraud review rejected the referral",
-                    (FraudAction::Reject, false) => "fraud check rejected the referral",
-                    (FraudAction::Review, _) => "held for fraud review",
-                    _ => "released by fraud review",
-                };
-                let (mut booked, mut changed) = (0, 0);
-                for mut e in affected {
-                    let Some(current) = State::parse(&e.state) else { continue };
-                    match states::on_decision(current, d.action) {
-                        Effect::Nothing => {}
-                        Effect::To(to) => {
-                            let from = e.state.clone();
-                            Self::transition(tx, &mut e, to, "", reason, d.at).await?;
-                            if to == State::Voided {
-                                let tier = Self::tier_in(tx, &e.referrer_id).await?;
-                                Self::stage(tx, &events::reward_voided(&e, tier.as_deref(), d.at)).await?;
-                                let entry = Self::reversal_audit(d, &e.id, reason)
-                                    .before(serde_json::json!({ "state": from, "amountMinor": e.amount_minor.to_string(), "currency": e.currency }))
-                                    .after(serde_json::json!({ "state": e.state, "amountMinor": e.amount_minor.to_string(), "currency": e.currency }));
-                                referral_common::audit::record(&mut **tx, &entry).await?;
-                            }
-                            changed += 1;
-                        }
-                        Effect::Clawback => {
-                            let claw = EntryRow {
-                                id: ids::new_id(),
-                                kind: "CLAWBACK".into(),
-                                amount_minor: -e.amount_minor,
-                                campaign_bonus_minor: 0,
-                                campaign_id: String::new(),
-                                milestone: 0,
-                                badge: String::new(),
-                                eligible_at: d.at,
-                                // Owed until recovered from a later payout.
-                                expires_at: d.at + chrono::Duration::days(100 * 365),
-                                reason: format!("{reason} after payout {}", e.payout_id),
-                                created_at: d.at,
-                                state: State::Eligible.as_str().to_string(),
-                                payout_id: String::new(),
-                                ..e.clone()
-                            };
-                            if Self::insert_entry(tx, &claw, &rewards::clawback_key(&e.id)).await? {
-                                let tier = Self::tier_in(tx, &claw.referrer_id).await?;
-                                Self::stage(tx, &events::reward_voided(&claw, tier.as_deref(), d.at)).await?;
-                                let entry = Self::reversal_audit(d, &e.id, &claw.reason)
-                                    .before(serde_json::json!({ "state": e.state, "amountMinor": e.amount_minor.to_string(), "currency": e.currency }))
-                                    .after(serde_json::json!({ "clawbackEntryId": claw.id, "amountMinor": claw.amount_minor.to_string(), "currency": claw.currency }));
-                                referral_common::audit::record(&mut **tx, &entry).await?;
-                                booked += 1;
-                            }
-                        }
-                    }
-                }
-                Ok((booked, changed))
-            }
-
-            /// The audit row of a reward a fraud decision reverses: by the reviewer who resolved
-            /// the case when the event names one, else by the system (the fraud check itself).
-            fn reversal_audit(d: &Decision, entry_id: &str, reason: &str) -> referral_common::audit::AuditEntry {
-                use referral_common::audit::{Actor, AuditEntry, action};
-                // Only admins resolve cases (fraud-svc refuses anyone else).
-                let actor = Actor::origin(d.origin.as_deref(), Some("admin"));
-                AuditEntry::new(&actor, action::REWARD_REVERSE, "reward", entry_id).note(reason)
-            }
 
             /// The program new rewards of `kind` are booked under: the active one most recently
             /// written.
@@ -786,11 +674,6 @@ macro_rules! sql_store {
                 .await?)
             }
 
-            /// The referrer's tier now (for events).
-            async fn tier_in(tx: &mut Tx, referrer_id: &str) -> StoreResult<Option<String>> {
-                let badges = Self::badges_on(&mut **tx, referrer_id).await?;
-                Ok(crate::convert::tier_name(&badges))
-            }
         }
     };
 }

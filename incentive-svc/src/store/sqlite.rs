@@ -49,7 +49,7 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
+    async fn stage_in(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
         outbox::insert_sqlite(tx, event).await
     }
 
