@@ -160,12 +160,5 @@ CREATE TABLE attribution_days (
     PRIMARY KEY (model, day, referrer_id, channel, flow, referrer_kind, vendor_type, currency)
 );
 
--- Effectively-once consumption: offsets per source log, ids of applied events.
-CREATE TABLE consumer_offsets (
-    source TEXT PRIMARY KEY,
-    last_offset BIGINT NOT NULL
-);
-CREATE TABLE processed_events (
-    event_id TEXT PRIMARY KEY,
-    processed_at TEXT NOT NULL
-);
+-- The event-log tables (outbox, consumer_offsets, processed_events) are common's, applied
+-- as migration 0 (referral_common::db::SHARED).

@@ -128,22 +128,5 @@ CREATE INDEX conversions_by_user ON conversions (user_id);
 -- At most one first paid conversion per user, whatever the races.
 CREATE UNIQUE INDEX conversions_first_paid ON conversions (user_id) WHERE first_paid;
 
-CREATE TABLE outbox (
-    seq BIGSERIAL PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    event_type TEXT NOT NULL,
-    log_offset BIGINT UNIQUE,
-    payload BYTEA NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL
-);
-CREATE INDEX outbox_unnumbered ON outbox (seq) WHERE log_offset IS NULL;
-
-CREATE TABLE consumer_offsets (
-    source TEXT PRIMARY KEY,
-    last_offset BIGINT NOT NULL
-);
-
-CREATE TABLE processed_events (
-    event_id TEXT PRIMARY KEY,
-    processed_at TIMESTAMPTZ NOT NULL
-);
+-- The event-log tables (outbox, consumer_offsets, processed_events) are common's, applied
+-- as migration 0 (referral_common::db::SHARED).
