@@ -13,14 +13,14 @@
 //!
 //! The rooms (the `use`s between their files form no loop):
 //! - [`config`]: flags and environment, validated into [`RuntimeConfig`];
-//! - [`mapping`]: JSON <-> proto, the input rules, errors, and the OpenAPI document (which
-//!   reads the route table);
+//! - [`mapping`]: JSON <-> proto, the input rules, errors (it never names the routes);
 //! - [`clients`]: one gRPC client per service;
 //! - [`edge`]: what every request passes (client IP, request id, auth, rate limits, CORS,
 //!   metrics, connection caps); it knows neither the routes nor the shared state, each
 //!   middleware is handed only what it reads;
 //! - [`state`]: what every handler shares, including the redirect's code cache and click queue;
-//! - [`routes`]: one module per service's resources, the route table and the router;
+//! - [`routes`]: one module per service's resources, the route table, the OpenAPI document
+//!   written from it, and the router;
 //! - [`serve`]: the accept loop; [`build`] and [`Gateway`] below put it all together.
 
 pub mod clients;

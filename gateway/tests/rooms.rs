@@ -170,7 +170,7 @@ fn the_edge_and_the_mapping_stay_below_the_routes() {
     for (module, deps) in uses() {
         let above: &[&str] = match room(&module) {
             "edge" => &["state", "routes"],
-            "mapping" if module != "mapping::openapi" => &["state", "routes", "edge"],
+            "mapping" => &["state", "routes", "edge"],
             _ => continue,
         };
         for d in deps {

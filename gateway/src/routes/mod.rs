@@ -1,9 +1,10 @@
 //! The routes: one module per service's resources, the route table they make up
 //! ([`table`], in docs/api.md's order) and the router built from it ([`router`]). Each route
 //! says its method and documented path, whether it needs a bearer token, which RPC it maps
-//! to and its handler ([`route`]); `/openapi.json` is generated from the same table, so the
-//! two cannot drift.
+//! to and its handler ([`route`]); `/openapi.json` is generated from the same table ([`openapi`]),
+//! so the two cannot drift.
 
+pub mod openapi;
 pub mod route;
 pub mod router;
 pub mod table;

@@ -32,8 +32,9 @@ use crate::{
     },
     mapping::{
         errors::{HttpError, HttpResult},
-        input_rules, json, openapi, query,
+        input_rules, json, query,
     },
+    routes::openapi,
     state::AppState,
 };
 

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::{
-    descriptor::{self, Kind, well_known_scalar},
-    input_rules,
-};
-use crate::routes::{
     route::{Answer, Auth, Body, Route},
     table::table,
+};
+use crate::mapping::{
+    descriptor::{self, Kind, well_known_scalar},
+    input_rules,
 };
 
 const SCHEMAS: &str = "#/components/schemas/";
