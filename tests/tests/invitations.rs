@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::{America::New_York, Europe::London};
+use invite_svc::domain::quota::{FREE_TIER_INVITATIONS_PER_DAY, FREE_TIER_INVITATIONS_PER_HOUR};
 use referral_tests::{
     assert_code_shape, assert_error, assert_outside_blackouts, error_info, invitation, spawn_app,
     spawn_app_with_args, ts, unique, violated_fields,
@@ -409,11 +410,21 @@ async fn batch_of_100_judges_each_item_alone() {
     }
     let ids: HashSet<&str> = ok.iter().filter_map(|i| i["id"].as_str()).collect();
     assert_eq!(ids.len(), 96, "96 distinct invitations");
-    // Each item paced as if created alone: 10/hour and 50/day for a REGULAR referrer.
+    // Each item paced as if created alone, within the free (REGULAR) tier's quotas.
+    let (per_hour, per_day) = (
+        FREE_TIER_INVITATIONS_PER_HOUR as usize,
+        FREE_TIER_INVITATIONS_PER_DAY as usize,
+    );
     let busiest_hour = hour_counts(&ok).values().copied().max().unwrap_or_default();
-    assert!(busiest_hour <= 10, "{busiest_hour} invitations share a UTC hour");
+    assert!(
+        busiest_hour <= per_hour,
+        "{busiest_hour} invitations share a UTC hour"
+    );
     let days = day_counts(&ok);
-    assert!(days.values().all(|n| *n <= 50), "REGULAR is 50/day: {days:?}");
+    assert!(
+        days.values().all(|n| *n <= per_day),
+        "REGULAR is {per_day}/day: {days:?}"
+    );
 
     // More than 100 items: the whole request is refused, nothing is created.
     let other = unique("big");
