@@ -13,9 +13,7 @@
 pub mod adapters;
 pub mod app;
 pub mod config;
-pub mod convert;
 pub mod domain;
-pub mod events;
 pub mod store;
 
 use std::time::Duration;

@@ -9,15 +9,13 @@
 
 //! Rooms: `adapters/` (gRPC, the event consumers, the scheduler) only translate and call one
 //! `app/` function per use case; `app/` orchestrates `domain/` (pure rules) and `store/`
-//! (one `Store` trait, Postgres and SQLite). `convert` maps stored rows to proto messages
-//! and `events` builds this service's outgoing events from them.
+//! (one `Store` trait, Postgres and SQLite); `store::convert` maps stored rows to proto messages
+//! and `store::events` builds this service's outgoing events from them.
 
 pub mod adapters;
 pub mod app;
 pub mod config;
-pub mod convert;
 pub mod domain;
-pub mod events;
 pub mod store;
 
 use std::time::Duration;

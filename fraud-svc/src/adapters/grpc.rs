@@ -34,9 +34,9 @@ use crate::{
         resolve_case::resolve_case,
         review_cases::{self, CaseView},
     },
-    convert,
     domain::{Scoring, SubjectKind, identity},
     store::Store,
+    store::convert,
 };
 
 const MAX_ID_LEN: usize = 128;

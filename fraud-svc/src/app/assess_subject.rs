@@ -19,9 +19,9 @@ use referral_common::{ApiResult, ids};
 
 use crate::{
     app::observe_person::{Observation, observe_in},
-    convert,
     domain::{self, Action, Count, Evidence, Scoring, SubjectKind, identity, rules::ReferrerMatch},
-    events,
+    store::convert,
+    store::events,
     store::{
         AssessmentRow, InvitationFact, InvitationWindows, NewCase, REFEREE, REFERRER, ReferralFact,
         ReferralWindows, SNAPSHOT_MEMBERS, Store, StoreResult,

@@ -29,9 +29,9 @@ use crate::{
             signup_input,
         },
     },
-    convert,
     domain::{Scoring, SubjectKind, identity, rules, signals},
-    events as fraud_events,
+    store::convert,
+    store::events as fraud_events,
 };
 
 // ---- harness -------------------------------------------------------------------------

@@ -21,6 +21,8 @@
 //! every earlier one: two simultaneous signups of one referrer cannot both see "10". A
 //! transaction dropped without `commit` rolls back.
 
+pub mod convert;
+pub mod events;
 mod postgres;
 mod sql;
 mod sqlite;

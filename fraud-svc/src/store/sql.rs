@@ -29,7 +29,7 @@ macro_rules! sql_store {
 
         use crate::{
             domain::{ClusterSize, Peer, SubjectKind, ring},
-            events,
+            store::events,
             store::{
                 AssessmentRow, CaseRow, ClusterView, InvitationCounts, InvitationFact, InvitationWindows, KnownReferee,
                 NewCase, ReferralCounts, ReferralFact, ReferralWindows, ResolveOutcome, RingState, Store, StoreResult,

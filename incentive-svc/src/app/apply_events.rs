@@ -35,7 +35,7 @@ use crate::{
         rewards::{self, Campaign, Conversion, Planned},
         states::{self, Effect, State},
     },
-    events,
+    store::events,
     store::{ApplySummary, Consumed, Decision, EntryRow, Store, StoreResult, Work},
 };
 
@@ -129,7 +129,10 @@ async fn book_conversion<S: Store>(
         .await?;
     let booked_milestones = store.booked_milestones(tx, &conv.referrer_id).await?;
     let campaigns = store.campaigns_at(tx, conv.at).await?;
-    let campaigns: Vec<Campaign> = campaigns.iter().map(crate::convert::campaign_budget).collect();
+    let campaigns: Vec<Campaign> = campaigns
+        .iter()
+        .map(crate::store::convert::campaign_budget)
+        .collect();
     let campaign = rewards::pick_campaign(&campaigns, conv.referrer_kind, &program.currency, conv.at);
     let plan = rewards::plan_conversion(&program, conv, successful_before, &booked_milestones, campaign);
     let mut booked = 0;

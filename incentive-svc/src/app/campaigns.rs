@@ -14,8 +14,8 @@ use referral_proto::{
 
 use super::{next_token, required_instant};
 use crate::{
-    convert,
     domain::program::{is_iso_currency, kind_name},
+    store::convert,
     store::{CampaignRow, Store},
 };
 

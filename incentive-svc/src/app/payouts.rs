@@ -11,7 +11,7 @@ use referral_proto::incentive::v1::{CreatePayoutRequest, GetPayoutRequest, Payou
 
 use super::own_referrer;
 use crate::{
-    convert,
+    store::convert,
     store::{PayoutOutcome, Store},
 };
 

@@ -6,9 +6,9 @@ use referral_proto::incentive::v1::{Balance, GetReferrerRewardsRequest, NextMile
 
 use super::{next_token, own_referrer};
 use crate::{
-    convert::{self, money},
     domain::rewards,
     store::Store,
+    store::convert::{self, money},
 };
 
 pub async fn get<S: Store>(

@@ -9,12 +9,12 @@ use referral_proto::incentive::v1::{SimulateRewardProgramRequest, SimulatedRefer
 
 use super::optional_instant;
 use crate::{
-    convert::money,
     domain::{
         program::{self, kind_name},
         rewards,
     },
     store::Store,
+    store::convert::money,
 };
 
 /// Default simulation window, and the most conversions one simulation replays.

@@ -24,7 +24,7 @@ use super::{CampaignRow, Consumed, Decision, EntryRow, PayoutOutcome, PgStore, S
 use crate::{
     app::apply_events::apply,
     domain::{program, rewards::Conversion},
-    events as incentive_events,
+    store::events as incentive_events,
 };
 
 // ---- harness -------------------------------------------------------------------------

@@ -14,6 +14,8 @@
 //! bonus booked against it, or a payout's eligible entries and their PAID states, can never
 //! interleave with another writer's.
 
+pub mod convert;
+pub mod events;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -21,7 +21,7 @@ macro_rules! sql_store {
                 rewards::{Conversion, PastConversion},
                 states::State,
             },
-            events,
+            store::events,
             store::{
                 Advanced, CampaignRow, Decision, EntryRow, PayoutOutcome, PayoutRow,
                 PastWindow, PayoutView, Standing, Store, StoreError, StoreResult,
@@ -370,7 +370,7 @@ macro_rules! sql_store {
 
             async fn tier(&self, tx: &mut Tx, referrer_id: &str) -> StoreResult<Option<String>> {
                 let badges = Self::badges_on(&mut **tx, referrer_id).await?;
-                Ok(crate::convert::tier_name(&badges))
+                Ok(crate::store::convert::tier_name(&badges))
             }
 
             async fn referee_of_conversion(&self, tx: &mut Tx, conversion_id: &str) -> StoreResult<Option<String>> {

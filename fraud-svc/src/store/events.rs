@@ -9,8 +9,8 @@ use referral_proto::{
 };
 
 use crate::{
-    convert,
     domain::SubjectKind,
+    store::convert,
     store::{AssessmentRow, CaseRow, StoreError},
 };
 

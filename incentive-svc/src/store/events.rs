@@ -10,7 +10,7 @@ use referral_proto::events::v1::{
 };
 
 use crate::{
-    convert,
+    store::convert,
     store::{EntryRow, PayoutView},
 };
 
