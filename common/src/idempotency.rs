@@ -17,9 +17,12 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tonic::{Code, Status, metadata::MetadataMap};
+use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
 
-use crate::{ApiError, auth};
+use crate::{
+    ApiError, ApiResult,
+    auth::{self, Principal},
+};
 
 pub const REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
 pub const IN_USE: &str = "IDEMPOTENCY_KEY_IN_USE";
@@ -74,6 +77,34 @@ impl Idempotency {
             backend: Backend::Redis(conn),
             namespace: namespace.into(),
         }
+    }
+
+    /// A gRPC write behind Idempotency-Key: the caller's principal (refused when unreadable)
+    /// and what `context` reads from the request go to `work` with the body, run at most once
+    /// per (caller, method, key) as [`run`](Self::run) does.
+    pub async fn serve<Req, C, T, Fut>(
+        &self,
+        req: Request<Req>,
+        method: &str,
+        context: impl FnOnce(&Request<Req>) -> Result<C, Status>,
+        work: impl FnOnce(Principal, C, Req) -> Fut,
+    ) -> Result<Response<T>, Status>
+    where
+        Req: prost::Message + Clone,
+        T: prost::Message + Default,
+        Fut: Future<Output = ApiResult<T>>,
+    {
+        let p = Principal::of(&req)?;
+        let context = context(&req)?;
+        let md = req.metadata().clone();
+        let body = req.into_inner();
+        let caller = p.sub.clone();
+        let out = self
+            .run(&md, &caller, method, &body, async {
+                Ok(work(p, context, body.clone()).await?)
+            })
+            .await?;
+        Ok(Response::new(out))
     }
 
     /// Runs `work` at most once per (caller, method, key); replays the stored answer after.

@@ -45,6 +45,12 @@ pub const MIN_TS_SECONDS: i64 = -62_135_596_800;
 /// JSON mapping cannot say more either).
 pub const MAX_TS_SECONDS: i64 = 253_402_300_799;
 
+/// When a consumed event's fact happened: its own timestamp field if readable, else the
+/// event's `occurred_at` (`fallback`), else now.
+pub fn at_or(ts: Option<&referral_proto::Timestamp>, fallback: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    ts.and_then(from_ts).or(fallback).unwrap_or_else(now)
+}
+
 /// Chrono instant from a protobuf timestamp; `None` outside the range the proto spec gives a
 /// Timestamp (nanos below one second included: chrono would read 1e9 as a leap second) or
 /// outside [`STORABLE_YEARS`] (callers answer "is not a valid timestamp"). chrono alone would

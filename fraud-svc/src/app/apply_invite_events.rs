@@ -138,10 +138,6 @@ pub fn work_for(event: &Event) -> Work {
     }
 }
 
-fn at_or(ts: Option<&referral_proto::Timestamp>, fallback: Option<DateTime<Utc>>) -> DateTime<Utc> {
-    ts.and_then(from_ts).or(fallback).unwrap_or_else(ids::now)
-}
-
 fn invitation_created(created: &InvitationCreated, event_at: Option<DateTime<Utc>>) -> Work {
     if created.status != InvitationStatus::PendingReview as i32 {
         return Work::Nothing;
@@ -161,7 +157,7 @@ fn invitation_created(created: &InvitationCreated, event_at: Option<DateTime<Utc
         recipient_key: created.recipient_key.clone(),
         ip: created.ip.clone(),
         device_id: created.device_id.clone(),
-        occurred_at: at_or(facts.created_at.as_ref(), event_at),
+        occurred_at: ids::at_or(facts.created_at.as_ref(), event_at),
     })))
 }
 
@@ -169,7 +165,7 @@ fn signup_recorded(signup: &SignupRecorded, event_at: Option<DateTime<Utc>>) -> 
     if signup.user_id.is_empty() {
         return Work::Nothing;
     }
-    let at = at_or(signup.at.as_ref(), event_at);
+    let at = ids::at_or(signup.at.as_ref(), event_at);
     let pending = signup.risk.as_ref().is_none_or(|r| r.pending);
     if pending && !signup.referrer_id.is_empty() {
         // Assessing records the referee's IP and device as well.
@@ -205,7 +201,7 @@ fn conversion_recorded(conversion: &ConversionRecorded, event_at: Option<DateTim
         referrer_id: conversion.referrer_id.clone(),
         ip: String::new(),
         device_id: String::new(),
-        occurred_at: at_or(conversion.at.as_ref(), event_at),
+        occurred_at: ids::at_or(conversion.at.as_ref(), event_at),
         click_at: conversion.click_at.as_ref().and_then(from_ts),
     })))
 }

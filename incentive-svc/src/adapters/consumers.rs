@@ -72,10 +72,6 @@ pub fn work_for(event: &Event) -> Work {
     }
 }
 
-fn at_or(ts: Option<&referral_proto::Timestamp>, fallback: Option<DateTime<Utc>>) -> DateTime<Utc> {
-    ts.and_then(from_ts).or(fallback).unwrap_or_else(ids::now)
-}
-
 /// The two sides of a referral edge.
 fn sides(flow: Option<i32>) -> Option<(PartyKind, PartyKind)> {
     use PartyKind::*;
@@ -114,7 +110,7 @@ fn conversion(c: &ConversionRecorded, event_at: Option<DateTime<Utc>>) -> Work {
             referrer_kind,
             value_minor: value.amount_minor,
             currency: value.currency.clone(),
-            at: at_or(c.at.as_ref(), event_at),
+            at: ids::at_or(c.at.as_ref(), event_at),
         }),
         signup_action,
     )
@@ -145,7 +141,7 @@ fn assessed(a: &FraudAssessed, event_at: Option<DateTime<Utc>>) -> Work {
         referee_id: a.referee_id.clone(),
         action,
         resolution: false,
-        at: at_or(a.assessed_at.as_ref(), event_at),
+        at: ids::at_or(a.assessed_at.as_ref(), event_at),
         origin: None,
     })
 }

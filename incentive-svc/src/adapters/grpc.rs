@@ -40,18 +40,7 @@ impl<S: Store> IncentiveApi<S> {
         T: prost::Message + Default,
         Fut: Future<Output = ApiResult<T>>,
     {
-        let p = Principal::of(&req)?;
-        let actor = Actor::of(&req)?;
-        let md = req.metadata().clone();
-        let body = req.into_inner();
-        let caller = p.sub.clone();
-        let out = self
-            .idempotency
-            .run(&md, &caller, method, &body, async {
-                Ok(work(p, actor, body.clone()).await?)
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.idempotency.serve(req, method, Actor::of, work).await
     }
 }
 

@@ -61,18 +61,9 @@ impl<S: Store> InviteApi<S> {
         T: prost::Message + Default,
         Fut: Future<Output = ApiResult<T>>,
     {
-        let p = Principal::of(&req)?;
-        let client = client_context(&req);
-        let md = req.metadata().clone();
-        let body = req.into_inner();
-        let caller = p.sub.clone();
-        let out = self
-            .idempotency
-            .run(&md, &caller, method, &body, async {
-                Ok(work(p, client, body.clone()).await?)
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.idempotency
+            .serve(req, method, |r| Ok(client_context(r)), work)
+            .await
     }
 }
 
