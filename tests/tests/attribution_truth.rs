@@ -12,7 +12,9 @@ use std::{collections::BTreeMap, time::Duration};
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use invite_svc::domain::attribution::ATTRIBUTION_WINDOW_DAYS;
-use referral_tests::{TestApp, click_param, eventually, int, spawn_app, spawn_app_with_args, ts, unique};
+use referral_tests::{
+    TestApp, click_param, eventually, int, spawn_app, spawn_app_with_args, ts, unique, violated_fields,
+};
 use serde_json::{Value, json};
 
 /// An instant as the API takes it, to the second (click ids carry milliseconds; whole
@@ -605,5 +607,47 @@ async fn a_second_photographers_link_a_day_later_shares_the_credit() {
         "P1, P2 of 10,000; P3, P4 of 10,001; P5 of 1,000",
     )
     .await;
+    app.stop().await;
+}
+
+/// The visitor's click list and the click link are bounded like every click id: too many,
+/// too long or not visible ASCII is a 400 naming the field, never a 5xx or a silent drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_click_lists_and_links_are_400s_naming_the_field() {
+    let app = spawn_app().await;
+    let (_, code) = photographer(&app).await;
+    let user = unique("couple");
+    let token = app.member(&user, "COUPLE");
+    let long = "c".repeat(161);
+    let cases = [
+        (json!({"clickIds": vec!["c1.a"; 11]}), "clickIds"),
+        (json!({"clickIds": ["c1.ok", long]}), "clickIds[1]"),
+        (json!({"clickIds": ["c1\r\nx"]}), "clickIds[0]"),
+        (json!({"clickIds": ["c1 x"]}), "clickIds[0]"),
+    ];
+    for (extra, field) in cases {
+        let mut body = json!({"userId": user, "userKind": "COUPLE"});
+        body.as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        let (status, e) = app.post(&token, "/v1/signups", body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {e}");
+        assert!(violated_fields(&e).iter().any(|f| f == field), "{body} -> {e}");
+    }
+    let admin = app.fresh_admin();
+    for bad in [long.as_str(), "a\u{7f}b", "x y"] {
+        let (status, e) = app
+            .post(
+                &admin,
+                "/v1/clicks",
+                json!({"code": code, "previousClickId": bad}),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad:?} -> {e}");
+        assert_eq!(violated_fields(&e), ["previousClickId"], "{e}");
+    }
+    // Still nobody signed up: a refused signup wrote nothing.
+    let ok = signup(&app, &token, json!({"userId": user, "userKind": "COUPLE"})).await;
+    assert_eq!(ok["attributed"], false, "{ok}");
     app.stop().await;
 }
