@@ -62,6 +62,9 @@ pub struct AnalyticsConfig {
     pub webhooks: webhooks::WebhookConfig,
     #[command(flatten)]
     pub supervision: referral_common::supervisor::SupervisionConfig,
+    /// Keys of personal data at rest (PII_KEYS, PII_LOOKUP_KEY; see `referral_common::pii`).
+    #[command(flatten)]
+    pub pii: referral_common::pii::PiiArgs,
 }
 
 /// The checked configuration the service runs with.

@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod outbox;
 pub mod paging;
 pub mod parked;
+pub mod pii;
+pub mod privacy;
 pub mod ratelimit;
 pub mod redis_client;
 pub mod server;

@@ -196,6 +196,9 @@ pub struct FraudConfig {
     pub ring_ignore_private_ips: bool,
     #[command(flatten)]
     pub supervision: referral_common::supervisor::SupervisionConfig,
+    /// Keys of personal data at rest (PII_KEYS, PII_LOOKUP_KEY; see `referral_common::pii`).
+    #[command(flatten)]
+    pub pii: referral_common::pii::PiiArgs,
 }
 
 impl FraudConfig {

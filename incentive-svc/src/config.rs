@@ -57,6 +57,9 @@ pub struct IncentiveConfig {
     pub health_listen: Option<String>,
     #[command(flatten)]
     pub supervision: referral_common::supervisor::SupervisionConfig,
+    /// Keys of personal data at rest (PII_KEYS, PII_LOOKUP_KEY; see `referral_common::pii`).
+    #[command(flatten)]
+    pub pii: referral_common::pii::PiiArgs,
 }
 
 impl IncentiveConfig {

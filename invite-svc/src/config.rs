@@ -202,6 +202,9 @@ pub struct InviteConfig {
     pub send_fault: SendFault,
     #[command(flatten)]
     pub supervision: referral_common::supervisor::SupervisionConfig,
+    /// Keys of personal data at rest (PII_KEYS, PII_LOOKUP_KEY; see `referral_common::pii`).
+    #[command(flatten)]
+    pub pii: referral_common::pii::PiiArgs,
 }
 
 /// The runtime configuration the use cases read: `InviteConfig` checked and parsed once at

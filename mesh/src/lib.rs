@@ -258,6 +258,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
     let click_keys = secret::click_keys_load_or_create(&opts.data_dir)?
         .expose()
         .to_string();
+    let pii = secret::pii_keys_load_or_create(&opts.data_dir)?;
     let (trigger, shutdown) = server::shutdown_pair();
     let base = opts.grpc_base_port;
     if base > u16::MAX - 3 {
@@ -300,6 +301,10 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         secret.clone(),
         "--service-jwt-secret".into(),
         service_secret.clone(),
+        "--pii-keys".into(),
+        pii.keys.clone(),
+        "--pii-lookup-key".into(),
+        pii.lookup.clone(),
         "--click-signing-keys".into(),
         click_keys.clone(),
         "--public-url".into(),
@@ -348,6 +353,10 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         secret.clone(),
         "--service-jwt-secret".into(),
         service_secret.clone(),
+        "--pii-keys".into(),
+        pii.keys.clone(),
+        "--pii-lookup-key".into(),
+        pii.lookup.clone(),
         "--invite-addr".into(),
         invite.to_string(),
     ])?;
@@ -369,6 +378,10 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         secret.clone(),
         "--service-jwt-secret".into(),
         service_secret.clone(),
+        "--pii-keys".into(),
+        pii.keys.clone(),
+        "--pii-lookup-key".into(),
+        pii.lookup.clone(),
         "--invite-addr".into(),
         invite.to_string(),
         "--fraud-addr".into(),
@@ -395,6 +408,10 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         secret.clone(),
         "--service-jwt-secret".into(),
         service_secret.clone(),
+        "--pii-keys".into(),
+        pii.keys.clone(),
+        "--pii-lookup-key".into(),
+        pii.lookup.clone(),
         "--invite-addr".into(),
         invite.to_string(),
         "--fraud-addr".into(),

@@ -162,17 +162,50 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Secret> {
 pub const CLICK_KEYS_FILE: &str = "click-signing-keys";
 
 pub fn click_keys_load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
-    if let Ok(s) = std::env::var("CLICK_SIGNING_KEYS")
+    secret_file_or_env(data_dir, CLICK_KEYS_FILE, "CLICK_SIGNING_KEYS", |s| {
+        format!("k1:{s}")
+    })
+    .map(Secret::new)
+}
+
+/// The keys of personal data at rest (`PII_KEYS`, `PII_LOOKUP_KEY`): the environment's when
+/// set, else generated once into the data dir (0600) like the click keys, so every service of
+/// the mesh, and every restart, reads what the others sealed. Losing these files loses the
+/// personal data (not the counts or the ledger): `referral-mesh backup` copies them.
+pub const PII_KEYS_FILE: &str = "pii-keys";
+pub const PII_LOOKUP_KEY_FILE: &str = "pii-lookup-key";
+
+pub struct PiiSecrets {
+    pub keys: String,
+    pub lookup: String,
+}
+
+pub fn pii_keys_load_or_create(data_dir: &Path) -> anyhow::Result<PiiSecrets> {
+    Ok(PiiSecrets {
+        keys: secret_file_or_env(data_dir, PII_KEYS_FILE, "PII_KEYS", |s| format!("k1:{s}"))?,
+        lookup: secret_file_or_env(data_dir, PII_LOOKUP_KEY_FILE, "PII_LOOKUP_KEY", |s| s)?,
+    })
+}
+
+/// `env`'s value when set, else the file's, else a fresh 48-character secret (shaped by
+/// `shape`) written to the file.
+fn secret_file_or_env(
+    data_dir: &Path,
+    file: &str,
+    env: &str,
+    shape: fn(String) -> String,
+) -> anyhow::Result<String> {
+    if let Ok(s) = std::env::var(env)
         && !s.trim().is_empty()
     {
-        return Ok(Secret::new(s));
+        return Ok(s.trim().to_string());
     }
-    let path = data_dir.join(CLICK_KEYS_FILE);
+    let path = data_dir.join(file);
     if let Ok(existing) = std::fs::read_to_string(&path)
         && !existing.trim().is_empty()
     {
         set_mode(&path, FILE_MODE)?;
-        return Ok(Secret::new(existing.trim()));
+        return Ok(existing.trim().to_string());
     }
     private_dir(data_dir)?;
     let secret: String = rand::rng()
@@ -180,9 +213,9 @@ pub fn click_keys_load_or_create(data_dir: &Path) -> anyhow::Result<Secret> {
         .take(48)
         .map(char::from)
         .collect();
-    let fresh = format!("k1:{secret}");
+    let fresh = shape(secret);
     write_private(&path, fresh.as_bytes())?;
-    Ok(Secret::new(fresh))
+    Ok(fresh)
 }
 
 #[cfg(all(test, unix))]

@@ -28,6 +28,7 @@ impl Payload {
             Payload::SignupRecorded(_) => invite::SIGNUP_RECORDED,
             Payload::ConversionRecorded(_) => invite::CONVERSION_RECORDED,
             Payload::ReferrerTierChanged(_) => invite::REFERRER_TIER_CHANGED,
+            Payload::PrivacyRequested(_) => invite::PRIVACY_REQUESTED,
             Payload::FraudAssessed(_) => fraud::FRAUD_ASSESSED,
             Payload::FraudResolved(_) => fraud::FRAUD_RESOLVED,
             Payload::RewardGranted(_) => incentive::REWARD_GRANTED,

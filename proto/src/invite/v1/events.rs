@@ -57,6 +57,9 @@ pub const CONVERSION_RECORDED: &str = "conversion.recorded";
 /// `Payload::ReferrerTierChanged`.
 pub const REFERRER_TIER_CHANGED: &str = "referrer.tier_changed";
 
+/// `Payload::PrivacyRequested`: a privacy request opened (every service does its part).
+pub const PRIVACY_REQUESTED: &str = "privacy.requested";
+
 /// Every name above, in the order of the payload's fields.
 pub const ALL: &[&str] = &[
     INVITATION_CREATED,
@@ -77,4 +80,5 @@ pub const ALL: &[&str] = &[
     SIGNUP_RECORDED,
     CONVERSION_RECORDED,
     REFERRER_TIER_CHANGED,
+    PRIVACY_REQUESTED,
 ];
