@@ -3,6 +3,7 @@
 //! `start` is also the integration tests' `spawn_app`.
 
 pub mod demo;
+pub mod lock;
 pub mod secret;
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -126,6 +127,8 @@ pub struct Mesh {
     gateway_task: Option<JoinHandle<anyhow::Result<()>>>,
     trigger: ShutdownTrigger,
     tasks: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    /// Held (shared) while the mesh runs, so `restore` refuses this data dir.
+    _data_dir_lock: lock::DataDirLock,
 }
 
 impl Mesh {
@@ -250,6 +253,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         );
     }
     secret::private_dir(&opts.data_dir)?;
+    let data_dir_lock = lock::running(&opts.data_dir)?;
     if matches!(opts.storage, Storage::Sqlite) {
         private_sqlite_files(&opts.data_dir)?;
     }
@@ -477,6 +481,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         gateway_task,
         trigger,
         tasks,
+        _data_dir_lock: data_dir_lock,
     };
     wait_ready(&mesh, &opts.parts, &shutdown).await?;
     Ok(mesh)
