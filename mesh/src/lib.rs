@@ -2,6 +2,7 @@
 //! Postgres when asked, as the tests do) and the gateway, each on its own listener.
 //! `start` is also the integration tests' `spawn_app`.
 
+pub mod backup;
 pub mod demo;
 pub mod lock;
 pub mod secret;
