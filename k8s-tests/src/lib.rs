@@ -73,26 +73,65 @@ pub fn render_all(kubectl: &Path, scratch: &Path) -> Result<Vec<Rendered>, Strin
             c.iter()
                 .any(|c| c.as_str().is_some_and(|c| c.ends_with("network-policies")))
         });
-        if has_component {
-            continue;
+        let namespace = kustomization["namespace"].as_str().unwrap_or("default");
+        if !has_component {
+            out.push(with_components(
+                kubectl,
+                scratch,
+                &overlay,
+                namespace,
+                &format!("{name}+network-policies"),
+                &[&component],
+            )?);
         }
-        // kustomize takes only relative paths; the wrapper sets the overlay's namespace on
-        // the component's objects too.
-        let wrapper = scratch.join(format!("{name}+network-policies"));
-        std::fs::create_dir_all(&wrapper).map_err(|e| format!("{}: {e}", wrapper.display()))?;
-        let body = format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {}\nresources: [{}]\ncomponents: [{}]\n",
-            kustomization["namespace"].as_str().unwrap_or("default"),
-            relative(&wrapper, &overlay),
-            relative(&wrapper, &component),
-        );
-        std::fs::write(wrapper.join("kustomization.yaml"), body).map_err(|e| e.to_string())?;
-        out.push(Rendered {
-            name: format!("{name}+network-policies"),
-            objects: parse(&render(kubectl, &wrapper)?)?,
-        });
+        // The optional components, each on every overlay (with the network policies, so
+        // their own policies are checked against the deny-all too).
+        for optional in OPTIONAL_COMPONENTS {
+            let extra = k8s.join("components").join(optional);
+            let mut components = vec![extra.as_path()];
+            if !has_component {
+                components.insert(0, &component);
+            }
+            out.push(with_components(
+                kubectl,
+                scratch,
+                &overlay,
+                namespace,
+                &format!("{name}+{optional}"),
+                &components,
+            )?);
+        }
     }
     Ok(out)
+}
+
+/// Components an overlay may add that none includes by default (rendered as `{overlay}+{name}`).
+pub const OPTIONAL_COMPONENTS: [&str; 1] = ["backup"];
+
+/// `overlay` with `components` added, rendered through a wrapper kustomization in `scratch`
+/// (kustomize takes only relative paths; the wrapper sets the overlay's namespace on the
+/// components' objects too).
+fn with_components(
+    kubectl: &Path,
+    scratch: &Path,
+    overlay: &Path,
+    namespace: &str,
+    name: &str,
+    components: &[&Path],
+) -> Result<Rendered, String> {
+    let wrapper = scratch.join(name);
+    std::fs::create_dir_all(&wrapper).map_err(|e| format!("{}: {e}", wrapper.display()))?;
+    let components: Vec<String> = components.iter().map(|c| relative(&wrapper, c)).collect();
+    let body = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\nresources: [{}]\ncomponents: [{}]\n",
+        relative(&wrapper, overlay),
+        components.join(", "),
+    );
+    std::fs::write(wrapper.join("kustomization.yaml"), body).map_err(|e| e.to_string())?;
+    Ok(Rendered {
+        name: name.to_string(),
+        objects: parse(&render(kubectl, &wrapper)?)?,
+    })
 }
 
 pub fn render(kubectl: &Path, dir: &Path) -> Result<String, String> {

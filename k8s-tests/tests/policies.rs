@@ -32,12 +32,23 @@ fn renders() -> Option<&'static [Rendered]> {
 fn workloads(r: &Rendered) -> Vec<(String, &Value, &Value)> {
     r.objects
         .iter()
-        .filter(|o| matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet" | "Job")))
+        .filter(|o| {
+            matches!(
+                o["kind"].as_str(),
+                Some("Deployment" | "StatefulSet" | "Job" | "CronJob")
+            )
+        })
         .map(|o| {
+            // A CronJob's pod template sits inside its Job template.
+            let spec = if o["kind"] == "CronJob" {
+                &o["spec"]["jobTemplate"]["spec"]
+            } else {
+                &o["spec"]
+            };
             (
                 format!("{}/{} ({})", o["kind"].as_str().unwrap_or(""), name(o), r.name),
-                &o["spec"]["template"]["spec"],
-                &o["spec"]["template"]["metadata"],
+                &spec["template"]["spec"],
+                &spec["template"]["metadata"],
             )
         })
         .collect()
@@ -1044,4 +1055,98 @@ fn tls_between_pods_comes_from_cert_manager_certificates() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The optional backup component (`components/backup`), on every overlay: a CronJob that
+/// never overlaps itself dumps each service's schema with pg_dump, from the same database
+/// Secret and schema setting the service itself reads, onto the component's PVC; with the
+/// network policies, its pods may reach Postgres and Postgres accepts them.
+#[test]
+fn the_backup_component_dumps_every_schema_to_its_volume() {
+    let Some(renders) = renders() else { return };
+    let with_backup: Vec<_> = renders.iter().filter(|r| r.name.ends_with("+backup")).collect();
+    assert!(
+        with_backup.iter().any(|r| r.name == "dev+backup")
+            && with_backup.iter().any(|r| r.name == "prod+backup"),
+        "the backup component is rendered on every overlay"
+    );
+    for r in with_backup {
+        let cron = r
+            .named("CronJob", "postgres-backup")
+            .unwrap_or_else(|| panic!("{}: CronJob postgres-backup", r.name));
+        assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid", "{}", r.name);
+        let job = &cron["spec"]["jobTemplate"]["spec"];
+        assert!(
+            job["activeDeadlineSeconds"].as_i64().is_some(),
+            "{}: a deadline",
+            r.name
+        );
+        let pod = &job["template"]["spec"];
+        let claim = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+            .unwrap_or_else(|| panic!("{}: the dumps go to a PVC", r.name));
+        assert!(
+            r.named("PersistentVolumeClaim", claim).is_some(),
+            "{}: PVC {claim}",
+            r.name
+        );
+        let c = &pod["containers"][0];
+        let script = c["args"][0].as_str().unwrap_or("");
+        assert!(
+            script.contains("pg_dump") && script.contains("--schema="),
+            "{}: {script}",
+            r.name
+        );
+        let env: BTreeMap<&str, &Value> = c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some((e["name"].as_str()?, &e["valueFrom"])))
+            .collect();
+        for d in mesh_deployments(r) {
+            let server = containers(&d["spec"]["template"]["spec"]).find(|c| grpc_port(c).is_some());
+            let Some(server) = server else { continue };
+            let svc = name(d);
+            let prefix = svc.trim_end_matches("-svc").to_uppercase();
+            let url = format!("{prefix}_DATABASE_URL");
+            let served = server["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == url.as_str())
+                .unwrap_or_else(|| panic!("{}: {svc} reads {url}", r.name));
+            assert_eq!(
+                env.get(url.as_str()).copied(),
+                Some(&served["valueFrom"]),
+                "{}: the backup dumps {svc}'s own database",
+                r.name
+            );
+            let schema = format!("{prefix}_DB_SCHEMA");
+            assert_eq!(
+                env.get(schema.as_str()).map(|v| &v["configMapKeyRef"]["name"]),
+                Some(&Value::from(svc)),
+                "{}: the backup dumps {svc}'s configured schema",
+                r.name
+            );
+            assert!(
+                script.contains(&format!("${schema}")),
+                "{}: {schema} used",
+                r.name
+            );
+        }
+        if r.named("NetworkPolicy", "default-deny-all").is_some() {
+            let egress = r
+                .named("NetworkPolicy", "postgres-backup-egress")
+                .unwrap_or_else(|| panic!("{}: the backup pods may reach Postgres", r.name));
+            assert_eq!(
+                egress["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+                job["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+                "{}",
+                r.name
+            );
+        }
+    }
 }
