@@ -70,17 +70,24 @@ static ANALYTICS_MIGRATIONS: Migrator = sqlx::migrate!("../analytics-svc/migrati
 /// The migration versions this binary applies to `store`'s SQLite database (the service's
 /// own and the shared ones, as the service merges them at start-up).
 pub fn known_migrations(store: &str) -> Vec<i64> {
-    let own = match store {
-        "invite" => &INVITE_MIGRATIONS,
-        "fraud" => &FRAUD_MIGRATIONS,
-        "incentive" => &INCENTIVE_MIGRATIONS,
-        "analytics" => &ANALYTICS_MIGRATIONS,
-        _ => return Vec::new(),
+    let Some(own) = migrator(store) else {
+        return Vec::new();
     };
     referral_common::db::with_shared(own, referral_common::config::Backend::Sqlite)
         .iter()
         .map(|m| m.version)
         .collect()
+}
+
+/// The service's own SQLite migrations (without the shared ones).
+fn migrator(store: &str) -> Option<&'static Migrator> {
+    match store {
+        "invite" => Some(&INVITE_MIGRATIONS),
+        "fraud" => Some(&FRAUD_MIGRATIONS),
+        "incentive" => Some(&INCENTIVE_MIGRATIONS),
+        "analytics" => Some(&ANALYTICS_MIGRATIONS),
+        _ => None,
+    }
 }
 
 /// What a backup did.
@@ -241,7 +248,24 @@ pub async fn backup(data_dir: &Path, to: &Path) -> anyhow::Result<BackupReport> 
             existing.join(", ")
         );
     }
+    let created = !to.exists();
     secret::private_dir(to)?;
+    let result = write_backup(data_dir, to).await;
+    if result.is_err() {
+        // Nothing half-written stays behind to be mistaken for a backup: the directory was
+        // new or empty, so everything in it now is this run's.
+        if created {
+            let _ = std::fs::remove_dir_all(to);
+        } else {
+            for name in entries(to).unwrap_or_default() {
+                let _ = std::fs::remove_file(to.join(name));
+            }
+        }
+    }
+    result
+}
+
+async fn write_backup(data_dir: &Path, to: &Path) -> anyhow::Result<BackupReport> {
     let mut sources = Vec::with_capacity(STORES.len());
     for store in STORES {
         sources.push(open_source(&data_dir.join(db_file(store))).await?);
@@ -321,4 +345,82 @@ pub async fn backup(data_dir: &Path, to: &Path) -> anyhow::Result<BackupReport> 
         secrets_not_in_files,
         attempts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data dir with the four stores migrated as the services migrate them.
+    async fn data_dir() -> (PathBuf, BTreeMap<&'static str, sqlx::SqlitePool>) {
+        let dir = std::env::temp_dir().join(format!("mesh-backup-{}", uuid::Uuid::now_v7()));
+        let mut pools = BTreeMap::new();
+        for store in STORES {
+            let url = format!("sqlite://{}", dir.join(db_file(store)).display());
+            let pool = referral_common::db::connect_sqlite(&url).await.expect("sqlite");
+            referral_common::db::migrate_sqlite(&pool, migrator(store).expect("a store"))
+                .await
+                .expect("migrations");
+            pools.insert(store, pool);
+        }
+        (dir, pools)
+    }
+
+    async fn number(pool: &sqlx::SqlitePool, offsets: std::ops::RangeInclusive<i64>) {
+        for offset in offsets {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, event_type, log_offset, payload, created_at) VALUES (?1, 'test', ?2, X'00', '2026-01-01T00:00:00Z')",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(offset)
+            .execute(pool)
+            .await
+            .expect("outbox row");
+        }
+    }
+
+    async fn consumed(pool: &sqlx::SqlitePool, source: &str, offset: i64) {
+        sqlx::query("INSERT INTO consumer_offsets (source, last_offset) VALUES (?1, ?2) ON CONFLICT (source) DO UPDATE SET last_offset = excluded.last_offset")
+            .bind(source)
+            .bind(offset)
+            .execute(pool)
+            .await
+            .expect("offset");
+    }
+
+    /// invite-svc and fraud-svc read each other's logs, so no snapshot order can keep both
+    /// behind: the offsets are checked, and the snapshots taken again until they hold.
+    #[tokio::test]
+    async fn a_consumer_ahead_of_its_producer_is_snapshotted_again_and_refused_if_it_stays() {
+        let (dir, pools) = data_dir().await;
+        number(&pools["invite"], 1..=3).await;
+        // fraud-svc applied invite's event 5, which invite-svc's snapshot would not hold yet.
+        consumed(&pools["fraud"], "invite", 5).await;
+        let invite = pools["invite"].clone();
+        let catching_up = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            number(&invite, 4..=5).await;
+        });
+        let to = dir.join("backup");
+        let report = backup(&dir, &to).await.expect("a consistent backup");
+        catching_up.await.expect("numbered");
+        assert!(report.attempts > 1, "taken again: {report:?}");
+        assert_eq!(report.manifest.stores["invite"].event_log_head, 5);
+        assert_eq!(report.manifest.stores["fraud"].consumer_offsets["invite"], 5);
+
+        // One that stays ahead (a damaged store) is never written as a backup.
+        consumed(&pools["analytics"], "fraud", 7).await;
+        let err = backup(&dir, &dir.join("again")).await.expect_err("refused");
+        assert!(
+            err.to_string().contains(
+                "analytics's consumer of the fraud log is at offset 7, ahead of fraud's event-log head 0"
+            ),
+            "{err}"
+        );
+        assert!(!dir.join("again").exists(), "nothing of a refused backup stays");
+        for pool in pools.values() {
+            pool.close().await;
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
