@@ -585,6 +585,33 @@ mod tests {
     }
 
     #[test]
+    fn unsubscribe_links_need_a_key_and_default_to_the_senders_domain() {
+        let s = runtime_config(&config(&[])).unwrap();
+        assert_eq!(s.consent.mailto_domain, "referral-mesh.localhost");
+        let links = s.consent.links("inv-1");
+        assert!(
+            links.url.starts_with("http://127.0.0.1:8080/u/inv-1."),
+            "{links:?}"
+        );
+        let s = runtime_config(&config(&["--unsubscribe-mailto-domain", "Mail.Example.com"])).unwrap();
+        assert_eq!(s.consent.mailto_domain, "mail.example.com");
+        let refused = |change: &dyn Fn(&mut InviteConfig)| {
+            let mut c = config(&[]);
+            change(&mut c);
+            match runtime_config(&c) {
+                Ok(_) => panic!("should be refused"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let e = refused(&|c| c.unsubscribe_signing_key = Secret::new("short"));
+        assert!(e.contains("UNSUBSCRIBE_SIGNING_KEY"), "{e}");
+        let e = refused(&|c| c.unsubscribe_mailto_domain = "a b?c".into());
+        assert!(e.contains("UNSUBSCRIBE_MAILTO_DOMAIN"), "{e}");
+        let e = refused(&|c| c.pii.pii_lookup_key = Secret::new(""));
+        assert!(e.contains("PII_LOOKUP_KEY"), "{e}");
+    }
+
+    #[test]
     fn unusable_settings_name_themselves() {
         for (args, name) in [
             (

@@ -13,7 +13,9 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
-use referral_tests::{TestApp, error_info, eventually, spawn_app_with_args, ts, unique};
+use referral_tests::{
+    TestApp, error_info, eventually, mail_header as header, spawn_app_with_args, ts, unique,
+};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -81,16 +83,6 @@ fn mailbox_file(dir: &Path, invitation_id: &str) -> Option<PathBuf> {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().ends_with(&format!("-{invitation_id}.eml")))
         })
-}
-
-/// A header of the message, folded lines joined.
-fn header(message: &str, name: &str) -> Option<String> {
-    let head = message.split("\r\n\r\n").next().unwrap_or(message);
-    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
-    unfolded.lines().find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
 }
 
 /// The message's parts with quoted-printable soft breaks and `=3D` undone.
