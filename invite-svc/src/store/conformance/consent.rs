@@ -24,6 +24,7 @@ referral_test_support::conformance! {
     suppression_cancels_queued_and_refuses_new: sqlite_suppression_cancels_queued_and_refuses_new, pg_suppression_cancels_queued_and_refuses_new;
     bounces_and_complaints_suppress: sqlite_bounces_and_complaints_suppress, pg_bounces_and_complaints_suppress;
     lifting_is_audited_and_kept_in_history: sqlite_lifting_is_audited_and_kept_in_history, pg_lifting_is_audited_and_kept_in_history;
+    the_sender_cancels_what_it_leased: sqlite_the_sender_cancels_what_it_leased, pg_the_sender_cancels_what_it_leased;
 }
 
 fn suppression(key: &str, reason: &str, source: &str) -> NewSuppression {
@@ -240,9 +241,84 @@ async fn lifting_is_audited_and_kept_in_history<S: Harness>(store: &S) {
     let actions: Vec<&str> = history.iter().map(|h| h.action.as_str()).collect();
     assert_eq!(actions, ["SUPPRESSED", "LIFTED", "SUPPRESSED"]);
     assert_eq!(history[1].actor, "admin-1");
+    // The person's export: each change, its reason and time, no address and no admin's name.
+    let export = crate::app::consent::history(store, &["key-l".into(), "key-other".into()])
+        .await
+        .unwrap();
+    let changes = export["consentHistory"].as_array().unwrap();
+    assert_eq!(changes.len(), 3, "{export}");
+    assert_eq!(
+        (changes[0]["action"].clone(), changes[0]["reason"].clone()),
+        ("SUPPRESSED".into(), "UNSUBSCRIBED".into())
+    );
+    assert_eq!(changes[0]["sourceInvitationId"], "inv-9");
+    assert_eq!(changes[1]["action"], "LIFTED");
+    assert!(
+        changes[2]["at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{export}"
+    );
+    assert!(
+        !export.to_string().contains("sealed") && !export.to_string().contains("admin-1"),
+        "{export}"
+    );
+    assert_eq!(
+        crate::app::consent::history(store, &[]).await.unwrap()["consentHistory"],
+        serde_json::json!([])
+    );
     assert_log(
         store,
         &["consent.suppressed", "consent.lifted", "consent.suppressed"],
     )
     .await;
+}
+
+/// The sender's last check: a leased invitation to a suppressed address (e.g. one stored
+/// before contact lookups, which the suppression could not find) is released and cancelled;
+/// a stale attempt changes nothing.
+async fn the_sender_cancels_what_it_leased<S: Harness>(store: &S) {
+    let legacy = created(
+        store,
+        new_invitation(invitation("ref-s", "old@example.com", "EMAIL")),
+    )
+    .await;
+    let done = store
+        .suppress(&suppression("key-old", "UNSUBSCRIBED", ""), CANCEL_REASON)
+        .await
+        .unwrap();
+    assert!(
+        done.cancelled.is_empty(),
+        "a row without a contact lookup is not found"
+    );
+    let t = ids::now() + chrono::Duration::seconds(1);
+    let claimed = store
+        .claim_due(t, t + chrono::Duration::seconds(60))
+        .await
+        .unwrap()
+        .expect("the legacy row is due");
+    assert_eq!(claimed.row.id, legacy.id);
+    assert!(
+        !store
+            .cancel_claimed(&legacy.id, claimed.send_attempts + 1, CANCEL_REASON, t)
+            .await
+            .unwrap()
+    );
+    assert_eq!(status_of(store, &legacy.id).await, "SCHEDULED");
+    assert!(
+        store
+            .cancel_claimed(&legacy.id, claimed.send_attempts, CANCEL_REASON, t)
+            .await
+            .unwrap()
+    );
+    let row = store.get_invitation(&legacy.id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.status_reason.as_str()),
+        ("CANCELLED", CANCEL_REASON)
+    );
+    assert_eq!(super::queued(store, "ref-s").await, 0);
+    assert!(
+        !store
+            .cancel_claimed(&legacy.id, claimed.send_attempts, CANCEL_REASON, t)
+            .await
+            .unwrap()
+    );
 }
