@@ -258,6 +258,27 @@ async fn unsubscribes_bounces_and_complaints_suppress_and_admins_lift() {
         refused(&app, &format!("{}+tag@{}", local.to_uppercase(), domain)).await,
         refusal
     );
+    // A batch item to it is refused alone, with the same words; the other item goes through.
+    let sup = unique("sup");
+    let item =
+        |email: &str| json!({"refereeKind": "COUPLE", "channel": "EMAIL", "recipient": {"email": email}});
+    let (status, batch) = app
+        .post(
+            &app.member(&sup, "SUPPLIER"),
+            "/v1/invitations:batchCreate",
+            json!({"referrerId": sup, "referrerKind": "SUPPLIER", "vendorType": "PHOTOGRAPHER",
+                   "invitations": [item(&couple), item(&format!("{}@example.com", unique("other")))]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(
+        (batch["accepted"].clone(), batch["rejected"].clone()),
+        (json!(1), json!(1)),
+        "{batch}"
+    );
+    let first_item = &batch["results"][0];
+    assert_eq!(first_item["error"]["code"], 9, "{batch}");
+    assert_eq!(first_item["error"]["message"], refusal.as_str(), "{batch}");
     // Clicking again is the same unsubscribe; the page now says so.
     assert_eq!(one_click(&app, &token).await.0, 200);
     assert!(page(&app, &token).await.1.contains("You are unsubscribed"));
