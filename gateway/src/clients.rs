@@ -14,7 +14,10 @@ use referral_proto::{
     },
     fraud::v1::fraud_service_client::FraudServiceClient,
     incentive::v1::incentive_service_client::IncentiveServiceClient,
-    invite::v1::{api_key_service_client::ApiKeyServiceClient, invite_service_client::InviteServiceClient},
+    invite::v1::{
+        api_key_service_client::ApiKeyServiceClient, consent_service_client::ConsentServiceClient,
+        invite_service_client::InviteServiceClient,
+    },
 };
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 use tonic_health::pb::health_client::HealthClient;
@@ -28,6 +31,8 @@ pub struct Clients {
     pub invite: InviteServiceClient<Authed>,
     /// invite-svc's API keys: admin routes, and the check of every `Bearer rmk_...`.
     pub api_keys: ApiKeyServiceClient<Authed>,
+    /// invite-svc's suppression list: `/u/{token}` and the admins' `/v1/suppressions`.
+    pub consent: ConsentServiceClient<Authed>,
     pub fraud: FraudServiceClient<Authed>,
     pub incentive: IncentiveServiceClient<Authed>,
     pub analytics: AnalyticsServiceClient<Authed>,
@@ -63,6 +68,7 @@ impl Clients {
         Ok(Self {
             invite: InviteServiceClient::new(authed(&invite)),
             api_keys: ApiKeyServiceClient::new(authed(&invite)),
+            consent: ConsentServiceClient::new(authed(&invite)),
             fraud: FraudServiceClient::new(authed(&fraud)),
             incentive: IncentiveServiceClient::new(authed(&incentive)),
             analytics: AnalyticsServiceClient::new(authed(&analytics)),

@@ -189,6 +189,19 @@ pub struct InviteConfig {
         default_value = ""
     )]
     pub postmark_webhook_credentials: Secret,
+    /// Secret (at least 32 characters) that signs the unsubscribe links of invitation emails
+    /// (the mesh generates one into its data dir).
+    #[arg(
+        long,
+        env = "UNSUBSCRIBE_SIGNING_KEY",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub unsubscribe_signing_key: Secret,
+    /// Domain of the `mailto:unsubscribe@…` link of `List-Unsubscribe` (default: MAIL_FROM's).
+    #[arg(long, env = "UNSUBSCRIBE_MAILTO_DOMAIN", default_value = "")]
+    pub unsubscribe_mailto_domain: String,
     /// How long a provider event id is remembered to refuse its replay. Signed providers'
     /// events older than 5 minutes are refused by their timestamp anyway; this bounds the
     /// table (Postmark's events carry no signed timestamp, hence the generous default).
@@ -230,6 +243,8 @@ pub struct RuntimeConfig {
     pub max_amount_minor: i64,
     /// How far ahead `sendAt` may be (`SEND_AT_HORIZON`).
     pub send_at_horizon: chrono::TimeDelta,
+    /// Suppression lookups and unsubscribe links (`app::consent`).
+    pub consent: crate::app::consent::ConsentSettings,
 }
 
 /// The longest attribution window accepted (ten years).
@@ -297,6 +312,7 @@ pub fn runtime_config(config: &InviteConfig) -> Result<RuntimeConfig, ConfigErro
         catalog: Arc::new(catalog_from(config)?),
         webhooks: webhook_secrets_from(config)?,
         clock: config.clock.clone(),
+        consent: consent_from(config)?,
     })
 }
 
@@ -349,6 +365,43 @@ fn webhook_secrets_from(config: &InviteConfig) -> Result<WebhookSecrets, ConfigE
     })
 }
 
+/// The PII keys (suppressions are found by their lookup hash) and the unsubscribe links'
+/// signing key and addresses.
+pub fn consent_from(config: &InviteConfig) -> Result<crate::app::consent::ConsentSettings, ConfigError> {
+    use crate::domain::suppression::UnsubscribeKey;
+    let pii = config.pii.keys()?;
+    let key = UnsubscribeKey::new(config.unsubscribe_signing_key.expose())
+        .map_err(|e| ConfigError::new("UNSUBSCRIBE_SIGNING_KEY", e))?;
+    let mailto_domain = if config.unsubscribe_mailto_domain.trim().is_empty() {
+        let from: lettre::message::Mailbox = config.mail_from.parse().map_err(|e| {
+            ConfigError::new(
+                "MAIL_FROM",
+                format!("is not a mailbox like `Name <a@b.example>`: {e}"),
+            )
+        })?;
+        from.email.domain().to_string()
+    } else {
+        config.unsubscribe_mailto_domain.trim().to_ascii_lowercase()
+    };
+    let domain_ok = !mailto_domain.is_empty()
+        && mailto_domain.len() <= 253
+        && mailto_domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    if !domain_ok {
+        return Err(ConfigError::new(
+            "UNSUBSCRIBE_MAILTO_DOMAIN",
+            "must be a domain name (letters, digits, dots and hyphens)",
+        ));
+    }
+    Ok(crate::app::consent::ConsentSettings {
+        pii,
+        key,
+        public_url: config.public_url.trim_end_matches('/').to_string(),
+        mailto_domain,
+    })
+}
+
 /// The senders (SMTP when `SMTP_HOST` is set, else the dev mailbox) and the scheduler's
 /// settings.
 pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSettings), ConfigError> {
@@ -381,6 +434,7 @@ pub fn delivery_from(config: &InviteConfig) -> Result<(Senders, SchedulerSetting
         public_url: config.public_url.trim_end_matches('/').to_string(),
         park_after: i64::from(config.park_after),
         fault: config.send_fault.clone(),
+        consent: consent_from(config)?,
     };
     // SMS: no provider ships with the service (one plugs in through `SmsSender`). Without
     // SMTP everything is kept in the dev mailbox; with SMTP (production) an SMS cannot go
@@ -466,6 +520,12 @@ mod tests {
             "service-secret-for-tests-0123456789abcdef",
             "--click-signing-keys",
             "k1:a-click-key-of-at-least-32-characters",
+            "--pii-keys",
+            "k1:a-pii-key-of-at-least-32-characters-long",
+            "--pii-lookup-key",
+            "a-lookup-key-of-at-least-32-characters",
+            "--unsubscribe-signing-key",
+            "an-unsubscribe-key-of-at-least-32-chars",
         ];
         Cli::try_parse_from(base.iter().chain(args))
             .expect("flags parse")
@@ -522,6 +582,33 @@ mod tests {
         .unwrap();
         let w = &settings.webhooks;
         assert!(w.resend.is_none() && w.sendgrid.is_none() && w.mailgun.is_none() && w.postmark.is_none());
+    }
+
+    #[test]
+    fn unsubscribe_links_need_a_key_and_default_to_the_senders_domain() {
+        let s = runtime_config(&config(&[])).unwrap();
+        assert_eq!(s.consent.mailto_domain, "referral-mesh.localhost");
+        let links = s.consent.links("inv-1");
+        assert!(
+            links.url.starts_with("http://127.0.0.1:8080/u/inv-1."),
+            "{links:?}"
+        );
+        let s = runtime_config(&config(&["--unsubscribe-mailto-domain", "Mail.Example.com"])).unwrap();
+        assert_eq!(s.consent.mailto_domain, "mail.example.com");
+        let refused = |change: &dyn Fn(&mut InviteConfig)| {
+            let mut c = config(&[]);
+            change(&mut c);
+            match runtime_config(&c) {
+                Ok(_) => panic!("should be refused"),
+                Err(e) => e.to_string(),
+            }
+        };
+        let e = refused(&|c| c.unsubscribe_signing_key = Secret::new("short"));
+        assert!(e.contains("UNSUBSCRIBE_SIGNING_KEY"), "{e}");
+        let e = refused(&|c| c.unsubscribe_mailto_domain = "a b?c".into());
+        assert!(e.contains("UNSUBSCRIBE_MAILTO_DOMAIN"), "{e}");
+        let e = refused(&|c| c.pii.pii_lookup_key = Secret::new(""));
+        assert!(e.contains("PII_LOOKUP_KEY"), "{e}");
     }
 
     #[test]

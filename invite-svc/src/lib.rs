@@ -27,7 +27,8 @@ use referral_common::{
     supervisor::until_shutdown,
 };
 use referral_proto::invite::v1::{
-    api_key_service_server::ApiKeyServiceServer, invite_service_server::InviteServiceServer,
+    api_key_service_server::ApiKeyServiceServer, consent_service_server::ConsentServiceServer,
+    invite_service_server::InviteServiceServer,
 };
 use tokio::net::TcpListener;
 
@@ -45,7 +46,7 @@ use crate::{
     adapters::{
         consumers,
         fraud::FraudGate,
-        grpc::{InviteApi, api_keys::ApiKeysApi, parked},
+        grpc::{InviteApi, api_keys::ApiKeysApi, consent::ConsentApi, parked},
         scheduler as send_loop, sweeper,
     },
     app::deliver_due_invitations::Scheduler,
@@ -141,6 +142,7 @@ async fn serve_with<
         config.clock.clone(),
         scheduler_settings,
     );
+    let consent = ConsentApi::new(store.clone(), runtime.consent.clone());
     let api = InviteApi::new(store.clone(), runtime, fraud, idempotency);
     let api_keys = ApiKeysApi::new(store.clone());
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "invite-svc");
@@ -159,6 +161,7 @@ async fn serve_with<
     .await?;
     grpc.add(InviteServiceServer::new(api))
         .add(ApiKeyServiceServer::new(api_keys))
+        .add(ConsentServiceServer::new(consent))
         .add(audit_log.into_server())
         .add(parked.into_server())
         .add(events.into_server())

@@ -264,6 +264,7 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         .expose()
         .to_string();
     let pii = secret::pii_keys_load_or_create(&opts.data_dir)?;
+    let unsubscribe_key = secret::unsubscribe_key_load_or_create(&opts.data_dir)?;
     let (trigger, shutdown) = server::shutdown_pair();
     let base = opts.grpc_base_port;
     if base > u16::MAX - 3 {
@@ -312,6 +313,8 @@ pub async fn start(opts: MeshOptions) -> anyhow::Result<Mesh> {
         pii.lookup.clone(),
         "--click-signing-keys".into(),
         click_keys.clone(),
+        "--unsubscribe-signing-key".into(),
+        unsubscribe_key,
         "--public-url".into(),
         public_url.clone(),
     ];

@@ -187,6 +187,15 @@ pub fn pii_keys_load_or_create(data_dir: &Path) -> anyhow::Result<PiiSecrets> {
     })
 }
 
+/// The key that signs invitation emails' unsubscribe links (`UNSUBSCRIBE_SIGNING_KEY`): the
+/// environment's when set, else generated once into the data dir (0600), so links in sent
+/// mail keep working across restarts.
+pub const UNSUBSCRIBE_KEY_FILE: &str = "unsubscribe-signing-key";
+
+pub fn unsubscribe_key_load_or_create(data_dir: &Path) -> anyhow::Result<String> {
+    secret_file_or_env(data_dir, UNSUBSCRIBE_KEY_FILE, "UNSUBSCRIBE_SIGNING_KEY", |s| s)
+}
+
 /// `env`'s value when set, else the file's, else a fresh 48-character secret (shaped by
 /// `shape`) written to the file.
 fn secret_file_or_env(

@@ -663,3 +663,13 @@ pub async fn held_while_fraud_away(app: &TestApp, vendor: &str) -> HeldWhileFrau
         user,
     }
 }
+
+/// A header of a raw RFC 5322 message (first occurrence, unfolded), e.g. a dev mailbox file.
+pub fn mail_header(message: &str, name: &str) -> Option<String> {
+    let head = message.split("\r\n\r\n").next().unwrap_or(message);
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}

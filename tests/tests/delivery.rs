@@ -17,7 +17,7 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::{America::New_York, Europe::London};
 use hmac::{Hmac, Mac};
 use referral_tests::{
-    TestApp, assert_outside_blackouts, eventually,
+    TestApp, assert_outside_blackouts, eventually, mail_header as header,
     smtp::{Reply, SmtpServer},
     spawn_app_with_args, ts, unique,
 };
@@ -76,16 +76,6 @@ fn mailbox_files(dir: &Path, invitation_id: &str) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
-}
-
-/// A header of a raw RFC 5322 message (first occurrence, unfolded).
-fn header(message: &str, name: &str) -> Option<String> {
-    let head = message.split("\r\n\r\n").next().unwrap_or(message);
-    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
-    unfolded.lines().find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
 }
 
 /// The message body, with quoted-printable soft line breaks and `=XX` escapes undone.

@@ -14,6 +14,8 @@ pub const WEBHOOK_ENDPOINT_DELETE: &str = "webhook_endpoint.delete";
 pub const API_KEY_CREATE: &str = "api_key.create";
 pub const API_KEY_ROTATE: &str = "api_key.rotate";
 pub const API_KEY_REVOKE: &str = "api_key.revoke";
+/// An admin lifting a suppression (invite-svc's consent list).
+pub const SUPPRESSION_LIFT: &str = "suppression.lift";
 /// A consumer parking an event it could not apply (actor: system).
 pub const EVENT_PARK: &str = "event.park";
 /// An admin retrying parked work (an event or an invitation send).

@@ -66,7 +66,8 @@ pub async fn middleware(State(limits): State<Arc<Limits>>, req: Request, next: N
         .get::<ClientIp>()
         .copied()
         .unwrap_or(ClientIp(None));
-    let (limiter, key) = if req.uri().path().starts_with("/r/") {
+    // The unsubscribe link is public like the redirect, and limited like it.
+    let (limiter, key) = if req.uri().path().starts_with("/r/") || req.uri().path().starts_with("/u/") {
         (&limits.redirect, format!("ip:{}", ip.text()))
     } else {
         match req.extensions().get::<Caller>().and_then(Caller::principal) {

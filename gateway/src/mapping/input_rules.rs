@@ -911,6 +911,19 @@ static RULES: &[(&str, &str, Rule)] = &[
     // invite-svc: API keys (`store::api_keys`)
     ("referral.invite.v1.RotateApiKeyRequest", "id", id()),
     ("referral.invite.v1.RevokeApiKeyRequest", "id", id()),
+    // invite-svc: consent (`domain::suppression`): `{invitation id}.{64 hex digits}`
+    (
+        "referral.invite.v1.UnsubscribeRequest",
+        "token",
+        line(165).required().pattern(
+            "^[A-Za-z0-9_-]{1,100}[.][0-9a-f]{64}$",
+            "is not an unsubscribe link's token",
+        ),
+    ),
+    ("referral.invite.v1.ListSuppressionsRequest", "email", line(EMAIL_MAX)),
+    ("referral.invite.v1.ListSuppressionsRequest", "phone", line(PHONE_MAX)),
+    ("referral.invite.v1.ListSuppressionsRequest", "pageSize", PAGE_SIZE),
+    ("referral.invite.v1.LiftSuppressionRequest", "id", id()),
     // every service: parked work (`common::parked`); the id names its service and kind
     (
         "referral.common.v1.ListParkedRequest",

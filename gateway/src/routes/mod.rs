@@ -19,6 +19,7 @@ pub mod incentive;
 pub mod invite;
 pub mod parked;
 pub mod privacy;
+pub mod unsubscribe;
 pub mod webhook;
 
 // Operations and the browser's assets.

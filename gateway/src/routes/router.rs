@@ -400,6 +400,8 @@ mod tests {
             ("GET", "/v1/api-keys"),
             ("POST", "/v1/api-keys/{id}:rotate"),
             ("DELETE", "/v1/api-keys/{id}"),
+            ("GET", "/v1/suppressions"),
+            ("DELETE", "/v1/suppressions/{id}"),
             ("GET", "/v1/audit"),
             ("GET", "/v1/fraud/cases"),
             ("PUT", "/v1/referrers/{id}/tier"),

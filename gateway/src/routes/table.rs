@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 
 use super::{
     analytics, api_keys, audit, dashboard, fraud, incentive, invite, ops, parked, privacy, route::Route,
+    unsubscribe,
 };
 
 pub fn table() -> &'static [Route] {
@@ -20,6 +21,7 @@ fn routes() -> Vec<Route> {
         incentive::routes(),
         analytics::routes(),
         privacy::routes(),
+        unsubscribe::routes(),
         audit::routes(),
         api_keys::routes(),
         parked::routes(),

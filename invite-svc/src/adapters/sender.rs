@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{
-        Mailbox, SinglePart,
+        Mailbox, MultiPart, SinglePart,
         header::{HeaderName, HeaderValue},
     },
     transport::smtp::{
@@ -23,7 +23,7 @@ use lettre::{
 
 use referral_common::input;
 
-use crate::domain::delivery::SendFailure;
+use crate::domain::{delivery::SendFailure, suppression::UnsubscribeLinks};
 
 /// One e-mail to send.
 #[derive(Debug, Clone)]
@@ -34,6 +34,10 @@ pub struct OutgoingEmail {
     pub to_name: String,
     pub subject: String,
     pub text: String,
+    /// The HTML alternative of `text` ('' for none).
+    pub html: String,
+    /// The `List-Unsubscribe` links (every invitation carries them).
+    pub unsubscribe: Option<UnsubscribeLinks>,
     /// The send instant (the message's Date header).
     pub date: DateTime<Utc>,
 }
@@ -102,7 +106,18 @@ pub fn build_message(email: &OutgoingEmail) -> Result<Message, SendFailure> {
     let id_json = serde_json::json!({ "invitation_id": email.invitation_id }).to_string();
     let raw =
         |name: &'static str, value: String| HeaderValue::new(HeaderName::new_from_ascii_str(name), value);
-    Message::builder()
+    let mut builder = Message::builder();
+    if let Some(links) = &email.unsubscribe {
+        // RFC 2369 and RFC 8058: the https link takes a one-click POST; the mailto is for
+        // clients that only mail.
+        let value = links.list_unsubscribe();
+        header_safe("unsubscribe link", &value)?;
+        builder = builder.raw_header(raw("List-Unsubscribe", value)).raw_header(raw(
+            "List-Unsubscribe-Post",
+            UnsubscribeLinks::LIST_UNSUBSCRIBE_POST.to_string(),
+        ));
+    }
+    let builder = builder
         .from(email.from.clone())
         .to(Mailbox::new(to_name, to_address))
         .subject(email.subject.clone())
@@ -114,9 +129,16 @@ pub fn build_message(email: &OutgoingEmail) -> Result<Message, SendFailure> {
             serde_json::json!({ "unique_args": { "invitation_id": email.invitation_id } }).to_string(),
         ))
         .raw_header(raw("X-Mailgun-Variables", id_json))
-        .raw_header(raw("X-PM-Metadata-invitation_id", email.invitation_id.clone()))
-        .singlepart(SinglePart::plain(email.text.clone()))
-        .map_err(|e| SendFailure::Permanent(format!("message: {e}")))
+        .raw_header(raw("X-PM-Metadata-invitation_id", email.invitation_id.clone()));
+    let built = if email.html.is_empty() {
+        builder.singlepart(SinglePart::plain(email.text.clone()))
+    } else {
+        builder.multipart(MultiPart::alternative_plain_html(
+            email.text.clone(),
+            email.html.clone(),
+        ))
+    };
+    built.map_err(|e| SendFailure::Permanent(format!("message: {e}")))
 }
 
 /// How to reach the SMTP server.
@@ -279,6 +301,8 @@ mod tests {
             to_name: "Jamie Guest".into(),
             subject: "Ana thinks you'll love planning with us".into(),
             text: "Hi Jamie,\n\nJoin here: http://x/r/LOVE-ABCDEF\n".into(),
+            html: String::new(),
+            unsubscribe: None,
             date: "2026-11-26T13:00:00Z".parse().unwrap(),
         }
     }
@@ -367,5 +391,31 @@ mod tests {
         mailbox.send_sms(&sms).await.unwrap();
         assert!(dir.join("20261126T130000Z-inv-2.sms.txt").exists());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_unsubscribe_headers_and_html_part_are_sent() {
+        let mut e = email();
+        e.unsubscribe = Some(UnsubscribeLinks::new(
+            "https://r.example",
+            "example.com",
+            "inv-1.abc",
+        ));
+        e.html = "<p>Hi</p>".into();
+        // Long headers are folded at a space; unfolded, they read as one line.
+        let text = String::from_utf8(build_message(&e).unwrap().formatted())
+            .unwrap()
+            .replace("\r\n ", " ");
+        for needle in [
+            "List-Unsubscribe: <https://r.example/u/inv-1.abc>, <mailto:unsubscribe@example.com?subject=unsubscribe-inv-1.abc>",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            "multipart/alternative",
+            "Content-Type: text/html; charset=utf-8",
+            "Content-Type: text/plain; charset=utf-8",
+        ] {
+            assert!(text.contains(needle), "{needle} in\n{text}");
+        }
+        let plain = String::from_utf8(build_message(&email()).unwrap().formatted()).unwrap();
+        assert!(!plain.contains("List-Unsubscribe"));
     }
 }

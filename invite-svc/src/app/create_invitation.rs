@@ -54,6 +54,17 @@ impl<S: Store> App<S> {
             p.require_kind(valid.referrer_kind.as_str(), "referrerKind")
         })?;
         let backfill = backfill_instant(p, valid.occurred_at)?;
+        // A suppressed address is refused before fraud-svc is asked (and again in the
+        // creating transaction); the refusal never says why it is suppressed.
+        let contact_lookup = self
+            .config
+            .consent
+            .messaged(valid.channel, &valid.email, &valid.phone)
+            .map(|m| m.key)
+            .unwrap_or_default();
+        if self.store.is_suppressed(&contact_lookup).await? {
+            return Err(super::consent::refused());
+        }
         let now = backfill.unwrap_or_else(|| self.config.clock.now());
         let flow = party::flow(valid.referrer_kind, valid.referee_kind);
         let template = self
@@ -153,6 +164,7 @@ impl<S: Store> App<S> {
                 duplicate_since: now - Duration::hours(DUPLICATE_WINDOW_HOURS),
                 max_queued: i64::from(self.config.quotas.max_queued),
                 landing_url: String::new(),
+                contact_lookup: contact_lookup.clone(),
             };
             match self.store.create_invitation(new, &place).await? {
                 CreateOutcome::Created(row) if initial == InvitationStatus::Blocked => {
@@ -178,6 +190,7 @@ impl<S: Store> App<S> {
                     });
                 }
                 CreateOutcome::CodeTaken => continue,
+                CreateOutcome::Suppressed => return Err(super::consent::refused()),
             }
         }
         Err(ApiError::Unavailable(

@@ -21,7 +21,7 @@ use chrono::{NaiveDate, TimeDelta};
 
 use crate::{
     adapters::sender::{OutgoingEmail, OutgoingSms, Receipt, Senders},
-    app::clock::Clock,
+    app::{clock::Clock, consent::ConsentSettings},
     domain::{
         codes,
         delivery::{self, AfterFailure, RetryPolicy, SendFailure},
@@ -76,6 +76,8 @@ pub struct SchedulerSettings {
     /// Panicking sends of one invitation before it is parked.
     pub park_after: i64,
     pub fault: SendFault,
+    /// Unsubscribe links, and the suppression check before each send.
+    pub consent: ConsentSettings,
 }
 
 #[derive(Clone)]
@@ -116,6 +118,18 @@ impl<S: Store> Scheduler<S> {
             return Ok(false);
         };
         let (row, attempt) = (claimed.row, claimed.send_attempts);
+        // The last line of the suppression list: an invitation queued before its address was
+        // suppressed (and missed by the suppression's own cancellation, e.g. created in a
+        // concurrent transaction, or stored before contact lookups) is cancelled, not sent.
+        if let Some(to) = self.settings.consent.messaged_by(&row)
+            && self.store.is_suppressed(&to.key).await?
+        {
+            self.store
+                .cancel_claimed(&row.id, attempt, crate::domain::suppression::CANCEL_REASON, now)
+                .await?;
+            tracing::info!(invitation_id = %row.id, "invitation cancelled: recipient suppressed");
+            return Ok(true);
+        }
         // A panic while sending is a failure of THIS row: counted against it, and the row
         // parked once it has panicked `park_after` times, so one bad row never stops the
         // loop nor blocks the rows behind it.
@@ -175,13 +189,16 @@ impl<S: Store> Scheduler<S> {
         let rendered = self.render(row)?;
         match Channel::parse(&row.channel) {
             Ok(Channel::Email) => {
+                let links = self.settings.consent.links(&row.id);
                 let email = OutgoingEmail {
                     invitation_id: row.id.clone(),
                     from: self.senders.from.clone(),
                     to_address: row.recipient_email.clone(),
                     to_name: row.recipient_name.clone(),
                     subject: rendered.subject,
-                    text: rendered.text,
+                    text: templates::with_unsubscribe_footer(&rendered.text, &links.url),
+                    html: templates::html_body(&rendered.text, &links.url),
+                    unsubscribe: Some(links),
                     date: now,
                 };
                 self.senders.email.send_email(&email).await

@@ -9,6 +9,7 @@ pub mod attribute_signup;
 pub mod batch_create_invitations;
 pub mod cancel_invitation;
 pub mod clock;
+pub mod consent;
 pub mod create_invitation;
 pub mod create_referral_code;
 pub mod deliver_due_invitations;

@@ -51,9 +51,15 @@ impl<S: Store> App<S> {
             Err(WebhookError::Malformed(why)) => return Err(ApiError::invalid("body", why).into()),
         };
         let provider = req.provider.to_ascii_lowercase();
+        let now = ids::now();
+        // Hard bounces and complaints suppress their address with the status change.
+        let suppressions =
+            super::consent::webhook_suppressions(&self.store, &self.config.consent, &events, now)
+                .await
+                .map_err(ApiError::from)?;
         let tally = self
             .store
-            .apply_provider_events(&provider, &events, ids::now())
+            .apply_provider_events(&provider, &events, &suppressions, now)
             .await
             .map_err(ApiError::from)?;
         Ok(tally)

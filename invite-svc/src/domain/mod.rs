@@ -69,6 +69,7 @@ pub mod party;
 pub mod quota;
 pub mod review;
 pub mod status;
+pub mod suppression;
 pub mod templates;
 pub mod timing;
 pub mod webhooks;

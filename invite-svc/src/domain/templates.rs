@@ -264,6 +264,45 @@ pub fn render(variant: &Variant, p: &Personalisation) -> Rendered {
     }
 }
 
+/// The footer line every invitation email ends with (before the link).
+pub const UNSUBSCRIBE_LINE: &str = "Don't want invitations like this? Unsubscribe:";
+
+/// The text body with its visible unsubscribe link.
+pub fn with_unsubscribe_footer(text: &str, url: &str) -> String {
+    format!("{}\n\n--\n{UNSUBSCRIBE_LINE} {url}\n", text.trim_end())
+}
+
+/// The HTML body of a text message: the text escaped, line for line, and the unsubscribe
+/// link as a visible anchor.
+pub fn html_body(text: &str, unsubscribe_url: &str) -> String {
+    let paragraphs: Vec<String> = text
+        .trim_end()
+        .split("\n\n")
+        .map(|p| format!("<p>{}</p>", escape_html(p).replace('\n', "<br>\n")))
+        .collect();
+    let url = escape_html(unsubscribe_url);
+    format!(
+        "<!doctype html>\n<html><body>\n{}\n<hr>\n<p style=\"font-size:small\">{} <a href=\"{url}\">{url}</a></p>\n</body></html>\n",
+        paragraphs.join("\n"),
+        escape_html(UNSUBSCRIBE_LINE)
+    )
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Fills each line, leaving out lines whose optional placeholders are empty (and blank
 /// lines doubled by that).
 fn fill_lines(template: &str, p: &Personalisation) -> String {
@@ -444,5 +483,20 @@ mod tests {
             Catalog::parse(missing),
             Err(CatalogError::MissingFlow(_))
         ));
+    }
+
+    #[test]
+    fn the_unsubscribe_link_is_visible_in_both_bodies() {
+        let url = "https://r.example/u/abc.123";
+        let text = with_unsubscribe_footer("Hi <Sam>,\n\nJoin us & see.\n", url);
+        assert!(text.ends_with(&format!("{UNSUBSCRIBE_LINE} {url}\n")), "{text}");
+        let html = html_body("Hi <Sam>,\n\nJoin us & see.", url);
+        assert!(html.contains(&format!("<a href=\"{url}\">{url}</a>")), "{html}");
+        assert!(
+            html.contains("<p>Hi &lt;Sam&gt;,</p>") && html.contains("Join us &amp; see."),
+            "{html}"
+        );
+        let hostile = html_body("x", "https://r.example/u/\"><script>");
+        assert!(!hostile.contains("<script>"), "{hostile}");
     }
 }

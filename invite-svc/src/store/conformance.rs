@@ -87,6 +87,7 @@ referral_test_support::conformance! {
 }
 
 mod api_keys;
+mod consent;
 
 // ---- fixtures ------------------------------------------------------------------------
 
@@ -207,6 +208,7 @@ fn new_invitation(row: InvitationRow) -> NewInvitation {
         duplicate_since: row.created_at - Duration::hours(24),
         max_queued: 1000,
         landing_url: LANDING.into(),
+        contact_lookup: String::new(),
         row,
     }
 }
@@ -2063,7 +2065,7 @@ async fn provider_events_are_applied_once<S: Harness>(store: &S) {
     };
     let apply = |events: Vec<ProviderEvent>| async move {
         store
-            .apply_provider_events("resend", &events, at)
+            .apply_provider_events("resend", &events, &Default::default(), at)
             .await
             .expect("apply_provider_events")
     };
@@ -2078,7 +2080,12 @@ async fn provider_events_are_applied_once<S: Harness>(store: &S) {
     );
     // The same id from another provider is another event.
     let other = store
-        .apply_provider_events("postmark", &[event("ev1", Some(&d.id), Outcome::Opened)], at)
+        .apply_provider_events(
+            "postmark",
+            &[event("ev1", Some(&d.id), Outcome::Opened)],
+            &Default::default(),
+            at,
+        )
         .await
         .unwrap();
     assert_eq!(other.recorded, 1);
@@ -2171,6 +2178,7 @@ fn test_scheduler<S: Store>(
         public_url: "http://127.0.0.1:8080".into(),
         park_after: 5,
         fault: Default::default(),
+        consent: crate::app::consent::ConsentSettings::for_tests(),
     };
     let senders = crate::adapters::sender::Senders {
         email: sender.clone(),
@@ -2286,7 +2294,7 @@ async fn provider_events_are_forgotten_after_retention<S: Harness>(store: &S) {
     let old = now - chrono::Duration::days(40);
     for (id, at) in [("old-1", old), ("old-2", old), ("old-3", old), ("new-1", now)] {
         store
-            .apply_provider_events("resend", &[event(id)], at)
+            .apply_provider_events("resend", &[event(id)], &Default::default(), at)
             .await
             .expect("apply");
     }
@@ -2298,7 +2306,12 @@ async fn provider_events_are_forgotten_after_retention<S: Harness>(store: &S) {
     // The recent id still guards against its replay; a forgotten one is no longer known as a
     // duplicate, and applying it again changes nothing (the status only moves forward).
     let t = store
-        .apply_provider_events("resend", &[event("new-1"), event("old-1")], now)
+        .apply_provider_events(
+            "resend",
+            &[event("new-1"), event("old-1")],
+            &Default::default(),
+            now,
+        )
         .await
         .expect("apply");
     assert_eq!((t.recorded, t.ignored, t.duplicates), (0, 1, 1));

@@ -2,6 +2,7 @@
 //! database URL. The SQL is written once (sql.rs) and instantiated for both backends.
 
 pub mod api_keys;
+pub mod consent;
 pub mod events;
 pub mod names;
 mod postgres;
@@ -16,6 +17,7 @@ use referral_proto::events::v1::Event;
 use sqlx::FromRow;
 
 pub use api_keys::ApiKeyStore;
+pub use consent::ConsentStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -224,14 +226,23 @@ pub struct NewInvitation {
     pub duplicate_since: DateTime<Utc>,
     pub max_queued: i64,
     pub landing_url: String,
+    /// The lookup hash of the address we message (`domain::suppression::messaged_contact`),
+    /// '' when none: a suppressed one is refused in the creating transaction.
+    pub contact_lookup: String,
 }
 
 #[derive(Debug)]
 pub enum CreateOutcome {
     Created(Box<InvitationRow>),
-    Duplicate { existing_id: String },
-    QueueFull { queued: i64 },
+    Duplicate {
+        existing_id: String,
+    },
+    QueueFull {
+        queued: i64,
+    },
     CodeTaken,
+    /// The address is on the suppression list.
+    Suppressed,
 }
 
 #[derive(Debug)]
@@ -322,7 +333,7 @@ impl FraudRisk {
 
 /// Everything invite-svc keeps. Every method that changes state writes its outbox events in
 /// the same transaction and wakes the relay after commit.
-pub trait Store: ApiKeyStore + Clone + Send + Sync + 'static {
+pub trait Store: ApiKeyStore + ConsentStore + Clone + Send + Sync + 'static {
     fn outbox(&self) -> &Outbox;
 
     /// Inserts a referral code; `false` if the code is already taken.
@@ -426,10 +437,13 @@ pub trait Store: ApiKeyStore + Clone + Send + Sync + 'static {
         entry: &referral_common::audit::AuditEntry,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Applies verified provider events in one transaction; each (provider, event id) once.
+    /// A bounce or complaint whose invitation has an entry in `suppressions` (by invitation
+    /// id) suppresses that address in the same transaction.
     fn apply_provider_events(
         &self,
         provider: &str,
         events: &[crate::domain::webhooks::ProviderEvent],
+        suppressions: &HashMap<String, consent::NewSuppression>,
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<WebhookTally>> + Send;
     /// Forgets up to `limit` provider event ids received before `before` (their replay

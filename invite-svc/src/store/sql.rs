@@ -161,6 +161,11 @@ macro_rules! sql_store {
                         return Ok(CreateOutcome::Duplicate { existing_id });
                     }
                 }
+                // Checked again here (the app checked before asking fraud-svc): a suppression
+                // committed meanwhile still refuses it.
+                if Self::suppressed_in(&mut tx, &new.contact_lookup).await? {
+                    return Ok(CreateOutcome::Suppressed);
+                }
                 if new.paced {
                     // "More than max_queued unsent" is refused (docs/api.md): the 1001st is accepted.
                     if queued > new.max_queued {
@@ -259,6 +264,13 @@ macro_rules! sql_store {
                 .bind(&row.business_name)
                 .execute(&mut *tx)
                 .await?;
+                if !new.contact_lookup.is_empty() {
+                    sqlx::query("UPDATE invitations SET contact_lookup = $2 WHERE id = $1")
+                        .bind(&row.id)
+                        .bind(&new.contact_lookup)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 for event in events::invitation_created(&row) {
                     Self::stage(&mut tx, &event).await?;
                 }
@@ -490,6 +502,7 @@ macro_rules! sql_store {
                 &self,
                 provider: &str,
                 events: &[crate::domain::webhooks::ProviderEvent],
+                suppressions: &std::collections::HashMap<String, crate::store::consent::NewSuppression>,
                 at: DateTime<Utc>,
             ) -> StoreResult<WebhookTally> {
                 use crate::domain::webhooks::Outcome;
@@ -522,9 +535,23 @@ macro_rules! sql_store {
                         Outcome::Bounced => format!("bounced ({provider} {})", event.kind),
                         _ => String::new(),
                     };
-                    match self.transition_in(&mut tx, invitation_id, target.as_str(), &reason, at).await? {
-                        TransitionOutcome::Applied(_) => tally.recorded += 1,
-                        _ => tally.ignored += 1,
+                    let applied = matches!(
+                        self.transition_in(&mut tx, invitation_id, target.as_str(), &reason, at).await?,
+                        TransitionOutcome::Applied(_)
+                    );
+                    // A hard bounce or complaint suppresses the address even when the status
+                    // does not move (a complaint after an open).
+                    let suppressed = match (&event.outcome, suppressions.get(invitation_id)) {
+                        (Outcome::Bounced | Outcome::Complained, Some(new)) => {
+                            self.suppress_in(&mut tx, new, crate::domain::suppression::CANCEL_REASON).await?;
+                            true
+                        }
+                        _ => false,
+                    };
+                    if applied || suppressed {
+                        tally.recorded += 1;
+                    } else {
+                        tally.ignored += 1;
                     }
                 }
                 tx.commit().await?;

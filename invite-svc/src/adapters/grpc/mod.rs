@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 mod codes;
+pub mod consent;
 pub mod convert;
 mod invitations;
 pub mod parked;

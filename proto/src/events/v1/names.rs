@@ -29,6 +29,8 @@ impl Payload {
             Payload::ConversionRecorded(_) => invite::CONVERSION_RECORDED,
             Payload::ReferrerTierChanged(_) => invite::REFERRER_TIER_CHANGED,
             Payload::PrivacyRequested(_) => invite::PRIVACY_REQUESTED,
+            Payload::ConsentSuppressed(_) => invite::CONSENT_SUPPRESSED,
+            Payload::ConsentLifted(_) => invite::CONSENT_LIFTED,
             Payload::FraudAssessed(_) => fraud::FRAUD_ASSESSED,
             Payload::FraudResolved(_) => fraud::FRAUD_RESOLVED,
             Payload::RewardGranted(_) => incentive::REWARD_GRANTED,

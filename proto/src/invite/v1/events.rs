@@ -60,6 +60,12 @@ pub const REFERRER_TIER_CHANGED: &str = "referrer.tier_changed";
 /// `Payload::PrivacyRequested`: a privacy request opened (every service does its part).
 pub const PRIVACY_REQUESTED: &str = "privacy.requested";
 
+/// `Payload::ConsentSuppressed`: an address put on the suppression list.
+pub const CONSENT_SUPPRESSED: &str = "consent.suppressed";
+
+/// `Payload::ConsentLifted`: a suppression lifted by an admin.
+pub const CONSENT_LIFTED: &str = "consent.lifted";
+
 /// Every name above, in the order of the payload's fields.
 pub const ALL: &[&str] = &[
     INVITATION_CREATED,
@@ -81,4 +87,6 @@ pub const ALL: &[&str] = &[
     CONVERSION_RECORDED,
     REFERRER_TIER_CHANGED,
     PRIVACY_REQUESTED,
+    CONSENT_SUPPRESSED,
+    CONSENT_LIFTED,
 ];
