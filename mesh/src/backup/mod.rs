@@ -46,12 +46,13 @@ pub const STORES: [&str; 4] = ["analytics", "incentive", "fraud", "invite"];
 
 /// The secret files of the data dir that the data needs, with the variable that replaces
 /// each (a secret taken from the environment has no file to copy).
-pub const SECRET_FILES: [(&str, &str); 5] = [
+pub const SECRET_FILES: [(&str, &str); 6] = [
     (secret::PII_KEYS_FILE, "PII_KEYS"),
     (secret::PII_LOOKUP_KEY_FILE, "PII_LOOKUP_KEY"),
     (secret::CLICK_KEYS_FILE, "CLICK_SIGNING_KEYS"),
     (secret::WEB.file, secret::WEB.env),
     (secret::SERVICE.file, secret::SERVICE.env),
+    (secret::UNSUBSCRIBE_KEY_FILE, "UNSUBSCRIBE_SIGNING_KEY"),
 ];
 
 /// How many times the four snapshots are taken before a backup gives up on consistency.
