@@ -197,22 +197,28 @@ pub fn declared_env(crate_dir: &Path) -> Vec<String> {
 }
 
 /// Argument structs in `common` that binaries flatten into their own, and where they live.
-const FLATTENED_ARGS: [(&str, &str); 2] = [
+const FLATTENED_ARGS: [(&str, &str); 3] = [
     ("GrpcTlsArgs", "common/src/tls"),
     ("WebTokenArgs", "common/src/auth"),
+    ("PiiArgs", "common/src/pii.rs"),
 ];
 
-/// `env = "NAME"` declarations under `dir`, and which of
+/// `env = "NAME"` declarations under `dir` (a directory, or one file), and which of
 /// [`FLATTENED_ARGS`] any file there names.
 fn env_in(dir: &Path) -> (Vec<String>, Vec<&'static str>) {
     let mut names = Vec::new();
     let mut flattened = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let entries: Vec<_> = if dir.is_file() {
+            vec![dir.clone()]
+        } else {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            entries.filter_map(|e| e.ok().map(|e| e.path())).collect()
         };
-        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        for path in entries {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
