@@ -55,6 +55,10 @@ impl App {
             SECRET,
             "--service-jwt-secret",
             SERVICE_SECRET,
+            "--pii-keys",
+            "t1:fraud-svc-test-pii-key-0123456789abcdef",
+            "--pii-lookup-key",
+            "fraud-svc-test-pii-lookup-0123456789abcdef",
         ];
         if let Some(a) = invite_addr {
             args.extend(["--invite-addr", a]);
