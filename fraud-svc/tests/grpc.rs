@@ -520,3 +520,108 @@ async fn signups_and_conversions_are_assessed_from_invite_svcs_log() {
     app.stop();
     invite_stop.trigger();
 }
+
+/// fraud-svc serves its part of privacy requests (`referral.common.v1.PrivacyService`):
+/// internal callers only, members refused, an anonymous call unauthenticated; the export
+/// lists the person's assessment, the erasure keeps it under the pseudonym and counts it,
+/// and a second erasure counts nothing.
+#[tokio::test]
+async fn privacy_requests_erase_and_export_the_persons_part() {
+    use referral_proto::common::v1::{
+        ErasePersonRequest, ExportPersonRequest, PrivacySubject, privacy_service_client::PrivacyServiceClient,
+    };
+    let app = App::spawn(None).await;
+    let service = app.token("invite-svc", Role::Service);
+    let mut fraud = app.client().await;
+    fraud
+        .assess_signup(authed(signup("couple-9", "supplier-9"), &service))
+        .await
+        .expect("assessed");
+    let mut privacy = PrivacyServiceClient::connect(app.addr.clone()).await.unwrap();
+    let subject = || PrivacySubject {
+        person_id: "couple-9".into(),
+        ..Default::default()
+    };
+    let member = app.token("couple-9", Role::Member);
+    let refused = privacy
+        .export_person(authed(
+            ExportPersonRequest {
+                request_id: String::new(),
+                subject: Some(subject()),
+            },
+            &member,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let anonymous = privacy
+        .erase_person(Request::new(ErasePersonRequest {
+            request_id: String::new(),
+            subject: Some(subject()),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let bad = privacy
+        .erase_person(authed(
+            ErasePersonRequest {
+                request_id: String::new(),
+                subject: Some(PrivacySubject {
+                    pseudonym: "not-ours".into(),
+                    ..subject()
+                }),
+            },
+            &service,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let export = privacy
+        .export_person(authed(
+            ExportPersonRequest {
+                request_id: String::new(),
+                subject: Some(subject()),
+            },
+            &service,
+        ))
+        .await
+        .expect("export")
+        .into_inner();
+    let doc: serde_json::Value = serde_json::from_str(&export.document_json).expect("JSON");
+    assert_eq!(doc["assessments"][0]["yourRole"], "referee", "{doc}");
+    assert_eq!(doc["assessments"][0]["decision"], "APPROVE", "{doc}");
+    assert!(!export.document_json.contains("couple-9@example.com"));
+    let receipt = export.receipt.expect("a receipt");
+    assert_eq!(
+        (receipt.service.as_str(), receipt.counts.get("assessments")),
+        ("fraud-svc", Some(&1))
+    );
+
+    let erased = privacy
+        .erase_person(authed(
+            ErasePersonRequest {
+                request_id: String::new(),
+                subject: Some(subject()),
+            },
+            &service,
+        ))
+        .await
+        .expect("erase")
+        .into_inner();
+    assert_eq!(erased.counts.get("assessments"), Some(&1), "{erased:?}");
+    assert!(erased.completed_at.is_some());
+    let again = privacy
+        .erase_person(authed(
+            ErasePersonRequest {
+                request_id: String::new(),
+                subject: Some(subject()),
+            },
+            &service,
+        ))
+        .await
+        .expect("erase again")
+        .into_inner();
+    assert!(again.counts.values().all(|n| *n == 0), "{again:?}");
+    app.stop();
+}
