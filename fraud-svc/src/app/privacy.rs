@@ -33,6 +33,9 @@ use crate::{
 
 /// Rows read per page while erasing or exporting.
 const PAGE: i64 = 500;
+/// Most ring-mates whose assessments' snapshots are searched for the erased person (a
+/// snapshot lists at most `SNAPSHOT_MEMBERS` members, the first by id).
+const RING_MATES_MAX: i64 = 1_000;
 /// Most assessments (and cases) one export lists; more is said, never silently cut.
 const EXPORT_MAX: usize = 10_000;
 
@@ -90,6 +93,8 @@ fn keys_of<'a>(subject: &'a PrivacySubject, pseudonym: &'a str) -> PersonKeys<'a
 /// Erases the person (see the module's doc) in one transaction; counts by kind.
 pub async fn erase<S: Store>(store: &S, who: &PersonKeys<'_>) -> StoreResult<Counts> {
     let mut tx = store.begin_assessment().await?;
+    // Read before the membership goes: their ring-mates' assessments snapshot the ring.
+    let mates = store.ring_mates(&mut tx, who.person_id, RING_MATES_MAX).await?;
     let mut counts = store.erase_facts(&mut tx, who).await?;
     let mut assessments = 0;
     let mut after = String::new();
@@ -106,6 +111,30 @@ pub async fn erase<S: Store>(store: &S, who: &PersonKeys<'_>) -> StoreResult<Cou
         match page.last() {
             Some(last) if page.len() as i64 == PAGE => after = last.id.clone(),
             _ => break,
+        }
+    }
+    // Ring snapshots in the assessments of their ring-mates list them by id: the pseudonym.
+    for mate in &mates {
+        let theirs = PersonKeys {
+            person_id: mate,
+            pseudonym: "",
+            contact_keys: &[],
+            invitation_ids: &[],
+        };
+        let mut after = String::new();
+        loop {
+            let page = store.assessments_about_in(&mut tx, &theirs, &after, PAGE).await?;
+            for row in &page {
+                let mut kept = row.clone();
+                if pseudonymise_snapshot(&mut kept, who)? {
+                    store.rewrite_assessment(&mut tx, &kept).await?;
+                    assessments += 1;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => after = last.id.clone(),
+                _ => break,
+            }
         }
     }
     counts.insert("assessments".into(), assessments);
@@ -240,6 +269,29 @@ fn case_doc(row: &CaseRow, who: &PersonKeys<'_>) -> Value {
         "openedAt": row.created_at,
         "resolvedAt": row.resolved_at,
     })
+}
+
+/// Another person's assessment whose ring snapshot lists the erased person: that entry
+/// becomes the pseudonym. Whether it did.
+fn pseudonymise_snapshot(row: &mut AssessmentRow, who: &PersonKeys<'_>) -> StoreResult<bool> {
+    let quoted = format!("\"{}\"", who.person_id);
+    if row.cluster_json.is_empty() || !row.cluster_json.contains(&quoted) {
+        return Ok(false);
+    }
+    let mut c: Cluster = serde_json::from_str(&row.cluster_json)
+        .map_err(|e| StoreError::Encoding(format!("assessment {}: cluster_json: {e}", row.id)))?;
+    let mut changed = false;
+    for m in &mut c.members {
+        if m.id == who.person_id {
+            m.id = who.pseudonym.to_string();
+            changed = true;
+        }
+    }
+    if changed {
+        row.cluster_json = serde_json::to_string(&c)
+            .map_err(|e| StoreError::Encoding(format!("assessment {}: cluster_json: {e}", row.id)))?;
+    }
+    Ok(changed)
 }
 
 /// An erased person's case: their ids become the pseudonym and the reviewer's note (free

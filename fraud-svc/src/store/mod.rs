@@ -470,6 +470,14 @@ pub trait Store: Clone + Send + Sync + 'static {
         after: &str,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<CaseRow>>> + Send;
+    /// The other members of the person's ring, in id order, at most `limit` (whose
+    /// assessments' ring snapshots may list the person).
+    fn ring_mates(
+        &self,
+        tx: &mut Self::Tx,
+        person_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
     /// Writes an assessment's people and JSON back (erasure, re-encryption).
     fn rewrite_assessment(
         &self,

@@ -729,6 +729,17 @@ macro_rules! sql_store {
                 Self::cases_about_on(&mut conn, who, after, limit).await
             }
 
+            async fn ring_mates(&self, tx: &mut Self::Tx, person_id: &str, limit: i64) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT o.member_id FROM cluster_members m JOIN cluster_members o ON o.cluster_id = m.cluster_id
+                     WHERE m.member_id = $1 AND o.member_id <> $1 ORDER BY o.member_id LIMIT $2",
+                )
+                .bind(person_id)
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?)
+            }
+
             async fn rewrite_assessment(&self, tx: &mut Self::Tx, row: &AssessmentRow) -> StoreResult<()> {
                 sqlx::query(
                     "UPDATE assessments SET referrer_id = $2, referee_id = $3, dedupe_key = $4, signals_json = $5, rules_json = $6, cluster_json = $7 WHERE id = $1",
