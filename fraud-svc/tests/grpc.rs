@@ -538,89 +538,67 @@ async fn privacy_requests_erase_and_export_the_persons_part() {
         .await
         .expect("assessed");
     let mut privacy = PrivacyServiceClient::connect(app.addr.clone()).await.unwrap();
-    let subject = || PrivacySubject {
+    let subject = |pseudonym: &str| PrivacySubject {
         person_id: "couple-9".into(),
+        pseudonym: pseudonym.into(),
         ..Default::default()
     };
-    let member = app.token("couple-9", Role::Member);
-    let refused = privacy
-        .export_person(authed(
+    let erase = |pseudonym: &str, token: Option<&str>| {
+        let msg = ErasePersonRequest {
+            request_id: String::new(),
+            subject: Some(subject(pseudonym)),
+        };
+        match token {
+            Some(t) => authed(msg, t),
+            None => Request::new(msg),
+        }
+    };
+    let export = |token: &str| {
+        authed(
             ExportPersonRequest {
                 request_id: String::new(),
-                subject: Some(subject()),
+                subject: Some(subject("")),
             },
-            &member,
-        ))
-        .await
-        .unwrap_err();
+            token,
+        )
+    };
+    let member = app.token("couple-9", Role::Member);
+    let refused = privacy.export_person(export(&member)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
-    let anonymous = privacy
-        .erase_person(Request::new(ErasePersonRequest {
-            request_id: String::new(),
-            subject: Some(subject()),
-        }))
-        .await
-        .unwrap_err();
+    let anonymous = privacy.erase_person(erase("", None)).await.unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
     let bad = privacy
-        .erase_person(authed(
-            ErasePersonRequest {
-                request_id: String::new(),
-                subject: Some(PrivacySubject {
-                    pseudonym: "not-ours".into(),
-                    ..subject()
-                }),
-            },
-            &service,
-        ))
+        .erase_person(erase("not-ours", Some(&service)))
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 
-    let export = privacy
-        .export_person(authed(
-            ExportPersonRequest {
-                request_id: String::new(),
-                subject: Some(subject()),
-            },
-            &service,
-        ))
+    let exported = privacy
+        .export_person(export(&service))
         .await
         .expect("export")
         .into_inner();
-    let doc: serde_json::Value = serde_json::from_str(&export.document_json).expect("JSON");
+    let doc: serde_json::Value = serde_json::from_str(&exported.document_json).expect("JSON");
     assert_eq!(doc["assessments"][0]["yourRole"], "referee", "{doc}");
     assert_eq!(doc["assessments"][0]["decision"], "APPROVE", "{doc}");
-    assert!(!export.document_json.contains("couple-9@example.com"));
-    let receipt = export.receipt.expect("a receipt");
+    assert!(!exported.document_json.contains("couple-9@example.com"));
+    let receipt = exported.receipt.expect("a receipt");
     assert_eq!(
         (receipt.service.as_str(), receipt.counts.get("assessments")),
         ("fraud-svc", Some(&1))
     );
 
     let erased = privacy
-        .erase_person(authed(
-            ErasePersonRequest {
-                request_id: String::new(),
-                subject: Some(subject()),
-            },
-            &service,
-        ))
+        .erase_person(erase("", Some(&service)))
         .await
         .expect("erase")
         .into_inner();
     assert_eq!(erased.counts.get("assessments"), Some(&1), "{erased:?}");
     assert!(erased.completed_at.is_some());
     let again = privacy
-        .erase_person(authed(
-            ErasePersonRequest {
-                request_id: String::new(),
-                subject: Some(subject()),
-            },
-            &service,
-        ))
+        .erase_person(erase("", Some(&service)))
         .await
-        .expect("erase again")
+        .expect("again")
         .into_inner();
     assert!(again.counts.values().all(|n| *n == 0), "{again:?}");
     app.stop();
