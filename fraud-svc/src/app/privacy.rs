@@ -16,7 +16,7 @@
 //! Export: the assessments and cases about them and their ring, as readable JSON.
 
 use referral_common::{
-    ApiError,
+    ApiError, Violations, input,
     pii::{self, PiiKeys},
     privacy::{Counts, PersonData},
 };
@@ -54,16 +54,38 @@ impl<S: Store> PersonRecords<S> {
 #[tonic::async_trait]
 impl<S: Store> PersonData for PersonRecords<S> {
     async fn erase(&self, subject: &PrivacySubject) -> Result<Counts, ApiError> {
+        check_keys(subject)?;
         let pseudonym = pseudonym_of(&self.pii, subject)?;
         let who = keys_of(subject, &pseudonym);
         Ok(erase(&self.store, &who).await?)
     }
 
     async fn export(&self, subject: &PrivacySubject) -> Result<(Counts, Value), ApiError> {
+        check_keys(subject)?;
         let pseudonym = pseudonym_of(&self.pii, subject)?;
         let who = keys_of(subject, &pseudonym);
         Ok(export(&self.store, &who).await?)
     }
+}
+
+/// Each contact key is a lookup hash (32 hex digits) and each invitation id a bounded,
+/// printable id: anything else names nobody here and is refused, field named.
+fn check_keys(subject: &PrivacySubject) -> Result<(), ApiError> {
+    let mut v = Violations::default();
+    if let Some(i) = subject
+        .contact_keys
+        .iter()
+        .position(|k| k.len() != 32 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        v.add(
+            &format!("subject.contactKeys[{i}]"),
+            "must be a lookup hash (32 hex digits)",
+        );
+    }
+    for (i, id) in subject.invitation_ids.iter().enumerate() {
+        input::line(&mut v, id, input::ID_MAX, &format!("subject.invitationIds[{i}]"));
+    }
+    v.into_result()
 }
 
 /// The pseudonym rows stay under: the subject's, which must be one `PiiKeys::pseudonym`
@@ -536,6 +558,25 @@ mod tests {
             rehash_link(&keys, "email:a@example.com"),
             format!("email:{}", keys.lookup("email", "a@example.com"))
         );
+    }
+
+    #[test]
+    fn contact_keys_and_invitation_ids_are_bounded() {
+        let keys = PiiKeys::for_tests();
+        let mut s = PrivacySubject {
+            person_id: "couple-1".into(),
+            contact_keys: vec![keys.lookup("email", "a@example.com")],
+            invitation_ids: vec!["inv-1".into()],
+            ..Default::default()
+        };
+        assert!(check_keys(&s).is_ok());
+        s.contact_keys.push("a@example.com".into());
+        let e = check_keys(&s).unwrap_err();
+        assert!(format!("{e:?}").contains("subject.contactKeys[1]"), "{e:?}");
+        s.contact_keys.pop();
+        s.invitation_ids.push("x".repeat(500));
+        let e = check_keys(&s).unwrap_err();
+        assert!(format!("{e:?}").contains("subject.invitationIds[1]"), "{e:?}");
     }
 
     #[test]
