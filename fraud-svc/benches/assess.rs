@@ -30,7 +30,9 @@ use fraud_svc::{
     store::{PgStore, SqliteStore, Store},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use referral_common::{auth::ServiceKeys, config::Secret, ids::to_ts, outbox::EventLogStore, server};
+use referral_common::{
+    auth::ServiceKeys, config::Secret, ids::to_ts, outbox::EventLogStore, pii::PiiKeys, server,
+};
 use referral_proto::fraud::v1::{AssessSignupRequest, fraud_service_client::FraudServiceClient};
 use tonic::Request;
 use tracing_subscriber::layer::SubscriberExt;
@@ -39,6 +41,13 @@ const SECRET: &str = "fraud-bench-secret-0123456789abcdefghij";
 const SERVICE_SECRET: &str = "fraud-bench-service-secret-0123456789abcdef";
 const REFEREES_PER_REFERRER: usize = 10;
 const ROWS_PER_INSERT: usize = 1000;
+/// The bench's keys of personal data (the store's and the served config's must agree).
+const PII_KEYS: &str = "bench:fraud-bench-pii-key-0123456789abcdef0123";
+const PII_LOOKUP_KEY: &str = "fraud-bench-pii-lookup-key-0123456789abcdef";
+
+fn pii() -> PiiKeys {
+    PiiKeys::parse(&Secret::new(PII_KEYS), &Secret::new(PII_LOOKUP_KEY)).expect("bench keys")
+}
 
 #[derive(Parser)]
 struct Cli {
@@ -117,7 +126,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// Seeds `n` referred signups with multi-row inserts, one transaction per 50 statements.
-async fn seed(pool: &Pool, n: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
+async fn seed(pool: &Pool, pii: &PiiKeys, n: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(7);
     let window_secs = 30 * 24 * 3600;
@@ -134,16 +143,25 @@ async fn seed(pool: &Pool, n: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
             rng.random_range(0..=255),
             rng.random_range(1..=254)
         );
+        // As fraud-svc writes them: keyed hashes and the sealed similarity pair.
+        let email = format!("person.{i}@example.com");
+        let email_key = pii.lookup("email", &email);
+        let peer = pii.seal(&serde_json::to_string(&(
+            format!("person.{i}"),
+            format!("person {i}"),
+        ))?);
+        let ip_key = pii.lookup("ip", &ip);
+        let device_key = pii.lookup("device", &format!("dev{i}"));
         batch.push(format!(
-            "('ee{i}', 'ref{referrer}', 's{i}', 'person.{i}', 'person.{i}@example.com', 'person {i}', '{ip}', 'dev{i}', '{at}')"
+            "('ee{i}', 'ref{referrer}', 's{i}', '{email_key}', '{peer}', '{ip_key}', '{device_key}', '{at}')"
         ));
-        identities.push(format!("('ee{i}', 'email', 'person.{i}@example.com', '{at}')"));
+        identities.push(format!("('ee{i}', 'email', '{email_key}', '{at}')"));
         assessments.push(format!(
             "('seed-a{i}', 'SIGNUP', 's{i}', 'user:ee{i}', 'ref{referrer}', 'ee{i}', 0, 'LOW', 'APPROVE', '[]', '[]', '', NULL, '{at}', '{at}')"
         ));
         if batch.len() == ROWS_PER_INSERT || i + 1 == n {
             statements.push(format!(
-                "INSERT INTO referral_facts (referee_id, referrer_id, subject_id, email_local, email_norm, name_norm, ip, device_id, occurred_at) VALUES {};",
+                "INSERT INTO referral_facts (referee_id, referrer_id, subject_id, email_key, peer_sealed, ip_key, device_key, occurred_at) VALUES {};",
                 batch.join(",")
             ));
             statements.push(format!(
@@ -227,6 +245,10 @@ async fn run<
     let referrers = referrals.div_ceil(REFEREES_PER_REFERRER).max(1);
     let config = Cli::parse_from([
         "fraud-svc",
+        "--pii-keys",
+        PII_KEYS,
+        "--pii-lookup-key",
+        PII_LOOKUP_KEY,
         "--jwt-secret",
         SECRET,
         "--service-jwt-secret",
@@ -347,9 +369,9 @@ async fn bench() -> anyhow::Result<()> {
         Some(url) => {
             let schema = referral_common::db::test_schema("fraud_bench");
             println!("backend: Postgres (schema {schema})");
-            let store = PgStore::connect(&url, &schema).await?;
+            let store = PgStore::connect(&url, &schema, pii()).await?;
             store.migrate().await?;
-            seed(&Pool::Pg(store.pool().clone()), referrals, now).await?;
+            seed(&Pool::Pg(store.pool().clone()), &pii(), referrals, now).await?;
             let result = run(store.clone(), store.pool().clone(), referrals, samples).await;
             let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
             sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
@@ -360,9 +382,10 @@ async fn bench() -> anyhow::Result<()> {
         None => {
             let dir = std::env::temp_dir().join(format!("fraud-bench-{}", uuid::Uuid::now_v7().simple()));
             println!("backend: SQLite ({})", dir.display());
-            let store = SqliteStore::connect(&format!("sqlite:{}", dir.join("fraud.db").display())).await?;
+            let store =
+                SqliteStore::connect(&format!("sqlite:{}", dir.join("fraud.db").display()), pii()).await?;
             store.migrate().await?;
-            seed(&Pool::Sqlite(store.pool().clone()), referrals, now).await?;
+            seed(&Pool::Sqlite(store.pool().clone()), &pii(), referrals, now).await?;
             let result = run(store.clone(), store.pool().clone(), referrals, samples).await;
             store.pool().close().await;
             let _ = std::fs::remove_dir_all(dir);

@@ -3,8 +3,12 @@
 //! `serve(config, listener, shutdown)` runs the service on an already bound listener until
 //! shutdown (zero2prod style, so tests and the mesh bind port 0 and learn the port first):
 //! health (readiness SERVING once migrations ran), reflection, `FraudService` and its own
-//! `EventLog` (FraudAssessed / FraudResolved) behind the auth interceptor, and — when
+//! `EventLog` (FraudAssessed / FraudResolved) behind the auth interceptor, its part of privacy
+//! requests (`referral.common.v1.PrivacyService`: erase and export a person), and — when
 //! `--invite-addr` is set — the consumer of invite-svc's event log.
+//!
+//! No personal data is stored in plaintext: stores get the `PiiKeys` of `PII_KEYS` /
+//! `PII_LOOKUP_KEY` at construction; [`reencrypt`] converts rows written before that.
 //!
 //! Rooms: `adapters/` (gRPC, the event consumer) only translate; `app/` holds one module per
 //! use case; `domain/` is pure; `store/` is the one `Store` trait with its Postgres and SQLite
@@ -23,6 +27,7 @@ use referral_common::{
     config::{self as common_config, Backend, ConfigError},
     consumer::{self, ConsumerConfig},
     outbox::{EventLogService, EventLogStore},
+    privacy::PrivacyServer,
     server::{self, Shutdown},
     service::GrpcServer,
 };
@@ -36,6 +41,7 @@ use crate::{
         consumers::{self, InviteEvents},
         grpc::FraudApi,
     },
+    app::privacy::PersonRecords,
     domain::Scoring,
     store::{PgStore, SqliteStore, Store},
 };
@@ -44,6 +50,7 @@ use crate::{
 /// decision's configuration.
 pub fn scoring_from(config: &FraudConfig) -> Result<Scoring, ConfigError> {
     config.web_tokens.validate()?;
+    config.pii.keys()?;
     common_config::check_service_jwt_secret(&config.web_tokens.jwt_secret, &config.service_jwt_secret)?;
     common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)?;
     if let Some(addr) = &config.invite_addr
@@ -65,15 +72,16 @@ pub fn check(config: &FraudConfig) -> Result<(), ConfigError> {
 /// Runs fraud-svc on `listener` until `shutdown`, draining in-flight calls.
 pub async fn serve(config: FraudConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let scoring = scoring_from(&config)?;
+    let pii = config.pii.keys()?;
     match common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
-            let store = PgStore::connect(&config.database_url, &config.db_schema).await?;
+            let store = PgStore::connect(&config.database_url, &config.db_schema, pii).await?;
             store.migrate().await?;
             let log = store.pool().clone();
             serve_with(config, scoring, store, log, listener, shutdown).await
         }
         Backend::Sqlite => {
-            let store = SqliteStore::connect(&config.database_url).await?;
+            let store = SqliteStore::connect(&config.database_url, pii).await?;
             store.migrate().await?;
             let log = store.pool().clone();
             serve_with(config, scoring, store, log, listener, shutdown).await
@@ -93,15 +101,42 @@ referral_common::service_config! {
 
 /// Runs the migrations only (the k8s migration Job).
 pub async fn migrate(config: &FraudConfig) -> anyhow::Result<()> {
+    let pii = config.pii.keys()?;
     match common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
-            PgStore::connect(&config.database_url, &config.db_schema)
+            PgStore::connect(&config.database_url, &config.db_schema, pii)
                 .await?
                 .migrate()
                 .await
         }
-        Backend::Sqlite => SqliteStore::connect(&config.database_url).await?.migrate().await,
+        Backend::Sqlite => {
+            SqliteStore::connect(&config.database_url, pii)
+                .await?
+                .migrate()
+                .await
+        }
     }
+}
+
+/// Converts rows stored before personal data was hashed and sealed (and similarity pairs
+/// sealed under a key other than the first of `PII_KEYS`): idempotent, in batches of one
+/// transaction each; the number of rows converted. Run after an upgrade past migration 0080
+/// and after putting a new key first in `PII_KEYS`.
+pub async fn reencrypt(config: &FraudConfig) -> anyhow::Result<u64> {
+    let pii = config.pii.keys()?;
+    let converted = match common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            let store = PgStore::connect(&config.database_url, &config.db_schema, pii).await?;
+            store.migrate().await?;
+            app::reencrypt::reencrypt(&store).await?
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&config.database_url, pii).await?;
+            store.migrate().await?;
+            app::reencrypt::reencrypt(&store).await?
+        }
+    };
+    Ok(converted)
 }
 
 /// Serves an already migrated store (tests and benchmarks build their own).
@@ -123,6 +158,10 @@ pub async fn serve_with<
         keys.clone(),
     ));
     let api = FraudApi::new(store.clone(), scoring.clone());
+    let privacy = PrivacyServer::new(
+        "fraud-svc",
+        std::sync::Arc::new(PersonRecords::new(store.clone(), store.pii().clone())),
+    );
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
     let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "fraud-svc");
@@ -136,6 +175,7 @@ pub async fn serve_with<
     )
     .await?;
     grpc.add(FraudServiceServer::new(api))
+        .add(privacy.into_server())
         .add(audit_log.into_server())
         .add(parked.into_server())
         .add(events.into_server())

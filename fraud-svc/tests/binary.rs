@@ -40,6 +40,8 @@ fn fraud_svc(dir: &std::path::Path, grpc: u16, metrics: u16) -> Command {
         )
         .env("JWT_SECRET", SECRET)
         .env("SERVICE_JWT_SECRET", SERVICE_SECRET)
+        .env("PII_KEYS", "t1:fraud-svc-test-pii-key-0123456789abcdef")
+        .env("PII_LOOKUP_KEY", "fraud-svc-test-pii-lookup-0123456789abcdef")
         .env("FRAUD_LISTEN", format!("127.0.0.1:{grpc}"))
         .env("FRAUD_METRICS_ADDR", format!("127.0.0.1:{metrics}"))
         .env("LOG_FORMAT", "json")

@@ -55,6 +55,10 @@ impl App {
             SECRET,
             "--service-jwt-secret",
             SERVICE_SECRET,
+            "--pii-keys",
+            "t1:fraud-svc-test-pii-key-0123456789abcdef",
+            "--pii-lookup-key",
+            "fraud-svc-test-pii-lookup-0123456789abcdef",
         ];
         if let Some(a) = invite_addr {
             args.extend(["--invite-addr", a]);
@@ -515,4 +519,87 @@ async fn signups_and_conversions_are_assessed_from_invite_svcs_log() {
     assert!(speed.triggered, "90 s from click to conversion: {speed:?}");
     app.stop();
     invite_stop.trigger();
+}
+
+/// fraud-svc serves its part of privacy requests (`referral.common.v1.PrivacyService`):
+/// internal callers only, members refused, an anonymous call unauthenticated; the export
+/// lists the person's assessment, the erasure keeps it under the pseudonym and counts it,
+/// and a second erasure counts nothing.
+#[tokio::test]
+async fn privacy_requests_erase_and_export_the_persons_part() {
+    use referral_proto::common::v1::{
+        ErasePersonRequest, ExportPersonRequest, PrivacySubject, privacy_service_client::PrivacyServiceClient,
+    };
+    let app = App::spawn(None).await;
+    let service = app.token("invite-svc", Role::Service);
+    let mut fraud = app.client().await;
+    fraud
+        .assess_signup(authed(signup("couple-9", "supplier-9"), &service))
+        .await
+        .expect("assessed");
+    let mut privacy = PrivacyServiceClient::connect(app.addr.clone()).await.unwrap();
+    let subject = |pseudonym: &str| PrivacySubject {
+        person_id: "couple-9".into(),
+        pseudonym: pseudonym.into(),
+        ..Default::default()
+    };
+    let erase = |pseudonym: &str, token: Option<&str>| {
+        let msg = ErasePersonRequest {
+            request_id: String::new(),
+            subject: Some(subject(pseudonym)),
+        };
+        match token {
+            Some(t) => authed(msg, t),
+            None => Request::new(msg),
+        }
+    };
+    let export = |token: &str| {
+        authed(
+            ExportPersonRequest {
+                request_id: String::new(),
+                subject: Some(subject("")),
+            },
+            token,
+        )
+    };
+    let member = app.token("couple-9", Role::Member);
+    let refused = privacy.export_person(export(&member)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let anonymous = privacy.erase_person(erase("", None)).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let bad = privacy
+        .erase_person(erase("not-ours", Some(&service)))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let exported = privacy
+        .export_person(export(&service))
+        .await
+        .expect("export")
+        .into_inner();
+    let doc: serde_json::Value = serde_json::from_str(&exported.document_json).expect("JSON");
+    assert_eq!(doc["assessments"][0]["yourRole"], "referee", "{doc}");
+    assert_eq!(doc["assessments"][0]["decision"], "APPROVE", "{doc}");
+    assert!(!exported.document_json.contains("couple-9@example.com"));
+    let receipt = exported.receipt.expect("a receipt");
+    assert_eq!(
+        (receipt.service.as_str(), receipt.counts.get("assessments")),
+        ("fraud-svc", Some(&1))
+    );
+
+    let erased = privacy
+        .erase_person(erase("", Some(&service)))
+        .await
+        .expect("erase")
+        .into_inner();
+    assert_eq!(erased.counts.get("assessments"), Some(&1), "{erased:?}");
+    assert!(erased.completed_at.is_some());
+    let again = privacy
+        .erase_person(erase("", Some(&service)))
+        .await
+        .expect("again")
+        .into_inner();
+    assert!(again.counts.values().all(|n| *n == 0), "{again:?}");
+    app.stop();
 }

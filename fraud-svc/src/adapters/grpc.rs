@@ -76,7 +76,9 @@ impl<S: Store> FraudApi<S> {
         let (ip, device) = client_fields(&mut v, &req.ip, &req.device_id);
         let at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
         v.into_result()?;
-        let recipient_key = identity::recipient_key(&email, &req.recipient_phone);
+        let recipient_key = identity::recipient_contact(&email, &req.recipient_phone)
+            .map(|(kind, value)| self.store.pii().lookup(kind, value))
+            .unwrap_or_default();
         self.assess(invitation_input(InvitationQuestion {
             invitation_id: req.invitation_id,
             referrer_id: req.referrer_id,

@@ -44,7 +44,7 @@ pub struct AssessInput {
     pub name: String,
     pub ip: String,
     pub device_id: String,
-    /// Invitations: the recipient's pseudonymous key.
+    /// Invitations: the recipient's lookup key (`PiiKeys::lookup` of their e-mail or phone).
     pub recipient_key: String,
     pub occurred_at: DateTime<Utc>,
     pub click_at: Option<DateTime<Utc>>,
@@ -95,20 +95,24 @@ pub async fn assess_in<S: Store>(
         return Ok(Assessed { row, fresh: false });
     }
     let at = input.occurred_at;
+    // From here on only keyed hashes and derived traits: nothing stored or shown holds the
+    // address, IP or device itself.
+    let pii = store.pii();
+    let mut email_key = pii.lookup("email", &input.email);
     let mut e = Evidence::new(input.kind, at);
     e.referrer_id = input.referrer_id.clone();
     e.referee_id = input.referee_id.clone();
-    e.email = input.email.clone();
+    e.email = identity::EmailTraits::of(&input.email);
     e.name = input.name.clone();
-    e.ip = input.ip.clone();
-    e.device_id = input.device_id.clone();
+    e.ip_key = pii.lookup("ip", input.ip.trim());
+    e.device_key = pii.lookup("device", input.device_id.trim());
     e.click_at = input.click_at;
     // Whose ring the assessment shows: the referee's, or an invitation's referrer's.
     let mut ring_person = input.referee_id.clone();
     match input.kind {
         SubjectKind::Invitation => {
             ring_person = input.referrer_id.clone();
-            invitation_facts_in(store, tx, scoring, &input, &mut e).await?;
+            invitation_facts_in(store, tx, scoring, &input, &email_key, &mut e).await?;
         }
         SubjectKind::Signup => {
             if !input.referrer_id.is_empty() && !input.referee_id.is_empty() {
@@ -116,11 +120,11 @@ pub async fn assess_in<S: Store>(
                     referee_id: &input.referee_id,
                     referrer_id: &input.referrer_id,
                     subject_id: &input.subject_id,
-                    email_local: identity::email_local(&input.email),
-                    email_norm: &input.email,
+                    email_key: &email_key,
+                    email: &e.email,
                     name_norm: &input.name,
-                    ip: &input.ip,
-                    device_id: &input.device_id,
+                    ip_key: &e.ip_key,
+                    device_key: &e.device_key,
                     occurred_at: at,
                 };
                 store.record_referral(tx, &fact).await?;
@@ -138,10 +142,13 @@ pub async fn assess_in<S: Store>(
         SubjectKind::Conversion => {
             // The referee as their signup showed them, where the conversion says less.
             if let Some(known) = store.known_referee(tx, &input.referee_id).await? {
-                fill(&mut e.email, known.email);
+                if !e.email.known {
+                    e.email = known.email;
+                }
+                fill(&mut email_key, known.email_key);
                 fill(&mut e.name, known.name);
-                fill(&mut e.ip, known.ip);
-                fill(&mut e.device_id, known.device_id);
+                fill(&mut e.ip_key, known.ip_key);
+                fill(&mut e.device_key, known.device_key);
             }
             if !input.ip.is_empty() || !input.device_id.is_empty() {
                 let me = Observation {
@@ -160,7 +167,7 @@ pub async fn assess_in<S: Store>(
     // referrer's windows read both clusters with them.
     let referrer_counts = input.kind != SubjectKind::Invitation && !input.referrer_id.is_empty();
     let (mut ring, theirs) = if referrer_counts {
-        referral_windows_in(store, tx, scoring, &mut e, &ring_person).await?
+        referral_windows_in(store, tx, scoring, &mut e, &email_key, &ring_person).await?
     } else {
         store.clusters_of(tx, &ring_person, "").await?
     };
@@ -221,6 +228,7 @@ async fn invitation_facts_in<S: Store>(
     tx: &mut S::Tx,
     scoring: &Scoring,
     input: &AssessInput,
+    email_key: &str,
     e: &mut Evidence,
 ) -> StoreResult<()> {
     let at = input.occurred_at;
@@ -232,8 +240,7 @@ async fn invitation_facts_in<S: Store>(
         },
         referrer_id: &input.referrer_id,
         recipient_key: &input.recipient_key,
-        device_id: &input.device_id,
-        ip: &input.ip,
+        device_key: &e.device_key,
         occurred_at: at,
     };
     store.record_invitation(tx, &fact).await?;
@@ -249,13 +256,20 @@ async fn invitation_facts_in<S: Store>(
     observe_in(store, tx, &me, scoring).await?;
     let recipient_cap = domain::count_cap(scoring.recipient_referrer_limit);
     let device_cap = domain::count_cap(scoring.device_invitation_limit);
+    // The recipient's e-mail key: from the address when the caller gave one, else the
+    // event's recipient key (the same `lookup("email", ..)` when it is an address's).
+    let own_email_key = if email_key.is_empty() {
+        &input.recipient_key
+    } else {
+        email_key
+    };
     let windows = InvitationWindows {
         referrer_id: &input.referrer_id,
-        email: &input.email,
+        email_key: own_email_key,
         recipient_key: &input.recipient_key,
         recipient_since: at - domain::RECIPIENT_WINDOW,
         recipient_cap,
-        device_id: &input.device_id,
+        device_key: &e.device_key,
         device_since: at - domain::DEVICE_WINDOW,
         device_cap,
         until: at,
@@ -277,6 +291,7 @@ async fn referral_windows_in<S: Store>(
     tx: &mut S::Tx,
     scoring: &Scoring,
     e: &mut Evidence,
+    email_key: &str,
     referee: &str,
 ) -> StoreResult<(Option<domain::ClusterSize>, Option<domain::ClusterSize>)> {
     let at = e.occurred_at;
@@ -285,9 +300,9 @@ async fn referral_windows_in<S: Store>(
     let windows = ReferralWindows {
         referrer_id: &e.referrer_id,
         referee,
-        email: &e.email,
-        ip: &e.ip,
-        device_id: &e.device_id,
+        email_key,
+        ip_key: &e.ip_key,
+        device_key: &e.device_key,
         velocity_since: at - domain::VELOCITY_WINDOW,
         velocity_cap,
         same_ip_since: at - domain::REFEREE_WINDOW,
@@ -326,7 +341,7 @@ pub struct InvitationQuestion {
     pub referrer_id: String,
     /// The recipient's normalised e-mail, or empty when unknown.
     pub email: String,
-    /// The recipient's pseudonymous key.
+    /// The recipient's lookup key (see [`identity::recipient_contact`]).
     pub recipient_key: String,
     pub ip: String,
     pub device_id: String,

@@ -7,11 +7,15 @@
 //! - [`review_cases`]: list and read review cases with their assessment and ring;
 //! - [`resolve_case`]: an admin's APPROVE / REJECT of a case;
 //! - [`get_assessment`]: the assessment of a subject, by the key it was asked with;
-//! - [`observe_person`]: identities and ring links of a person (part of the above).
+//! - [`observe_person`]: identities and ring links of a person (part of the above);
+//! - [`privacy`]: erase a person, export what is held about them (`PrivacyService`);
+//! - [`reencrypt`]: convert rows stored before personal data was hashed and sealed.
 
 pub mod apply_invite_events;
 pub mod assess_subject;
 pub mod get_assessment;
 pub mod observe_person;
+pub mod privacy;
+pub mod reencrypt;
 pub mod resolve_case;
 pub mod review_cases;

@@ -31,12 +31,20 @@ pub async fn observe_in<S: Store>(
     if o.person_id.is_empty() {
         return Ok(());
     }
-    let known: Vec<(&str, &str)> = [("email", o.email.as_str()), ("device", o.device_id.as_str())]
+    // Keyed hashes only: who a person is and what links them, never the values.
+    let pii = store.pii();
+    let email_key = pii.lookup("email", &o.email);
+    let device_key = pii.lookup("device", o.device_id.trim());
+    let ip_key = pii.lookup(
+        "ip",
+        identity::ring_ip(&o.ip, scoring.ring_ignores_non_public_ips),
+    );
+    let known: Vec<(&str, &str)> = [("email", email_key.as_str()), ("device", device_key.as_str())]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
         .collect();
     store.record_identities(tx, &o.person_id, &known, o.at).await?;
-    let keys = identity::link_keys(&o.email, &o.ip, &o.device_id, scoring.ring_ignores_non_public_ips);
+    let keys = identity::link_keys(&email_key, &ip_key, &device_key);
     if keys.is_empty() {
         return Ok(());
     }
@@ -46,7 +54,7 @@ pub async fn observe_in<S: Store>(
 /// Union-find: puts `person` and every holder of `keys` in one cluster (see
 /// [`ring::plan_union`]). A person seen again with the same keys costs two statements: one
 /// read (the person's cluster and the keys' clusters, by primary key) and the holders insert.
-async fn link_in<S: Store>(
+pub(crate) async fn link_in<S: Store>(
     store: &S,
     tx: &mut S::Tx,
     person: &str,

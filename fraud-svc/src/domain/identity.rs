@@ -1,10 +1,20 @@
-//! Who a party is, in comparable form: normalised e-mail addresses, names, the pseudonymous
-//! recipient key, disposable domains, and the keys (shared IP, device, e-mail) that link
-//! people into fraud rings.
+//! Who a party is, in comparable form: normalised e-mail addresses, names, the contact a
+//! recipient is looked up by, disposable domains, what the rules need of an address
+//! ([`EmailTraits`]), and the keys (shared IP, device, e-mail) that link people into fraud
+//! rings.
+//!
+//! fraud-svc keeps no plaintext personal data (issue #16). What each rule needs, derived at
+//! ingest:
+//! - equality (same IP, same device, same e-mail, rings, a recipient's referrers, the
+//!   referrer's own e-mail or device): the keyed hash `PiiKeys::lookup(kind, canonical)`
+//!   (kinds "email", "phone", "ip", "device"), the same key across the mesh;
+//! - disposable e-mail: the listed disposable domain the address is at, or nothing (a public
+//!   throw-away service, not a person);
+//! - similarity (edit distance of e-mail local parts and names): the local part and the
+//!   normalised name, sealed (`PiiKeys::seal`) and opened only inside an assessment;
+//! - non-public IPs are dropped before hashing (they link nobody).
 
 use std::{collections::HashSet, net::IpAddr, sync::OnceLock};
-
-use sha2::{Digest, Sha256};
 
 /// Domains that are one Gmail mailbox whatever dots or `+tag` the local part carries.
 const GMAIL_DOMAINS: [&str; 2] = ["gmail.com", "googlemail.com"];
@@ -50,21 +60,41 @@ pub fn normalize_name(input: &str) -> String {
         .join(" ")
 }
 
-/// The pseudonymous key of a recipient, computed exactly as invite-svc's events carry it
-/// (`InvitationCreated.recipient_key`): SHA-256 of the normalised e-mail, or of the
-/// normalised phone number when there is no e-mail. Windows counted from a synchronous
-/// `AssessInvitation` and from the event log therefore meet on the same key, and fraud-svc
-/// never stores a recipient's address.
-pub fn recipient_key(email_normalized: &str, phone: &str) -> String {
-    let key = if email_normalized.is_empty() {
-        phone.trim()
-    } else {
-        email_normalized
-    };
-    if key.is_empty() {
-        return String::new();
+/// The contact a recipient is looked up by, as `(kind, canonical value)` for
+/// `PiiKeys::lookup` — exactly what invite-svc's events carry as
+/// `InvitationCreated.recipient_key`: the normalised e-mail ("email"), or the phone number
+/// ("phone") when there is no e-mail; `None` without either. Windows counted from a
+/// synchronous `AssessInvitation` and from the event log therefore meet on the same key.
+pub fn recipient_contact<'a>(email_normalized: &'a str, phone: &'a str) -> Option<(&'static str, &'a str)> {
+    if !email_normalized.is_empty() {
+        return Some(("email", email_normalized));
     }
-    hex::encode(Sha256::digest(format!("referral-mesh/recipient/{key}")))
+    let phone = phone.trim();
+    (!phone.is_empty()).then_some(("phone", phone))
+}
+
+/// What the rules need of an e-mail address, derived from it at ingest: whether there was
+/// one, its local part (similarity; sealed at rest) and the disposable domain it is at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmailTraits {
+    pub known: bool,
+    pub local: String,
+    /// The listed disposable domain (`mailinator.com`), if the address is at one.
+    pub disposable: Option<String>,
+}
+
+impl EmailTraits {
+    /// The traits of a normalised address (empty: none known).
+    pub fn of(email_normalized: &str) -> EmailTraits {
+        if email_normalized.is_empty() {
+            return EmailTraits::default();
+        }
+        EmailTraits {
+            known: true,
+            local: email_local(email_normalized).to_string(),
+            disposable: disposable_domain(email_normalized).map(str::to_string),
+        }
+    }
 }
 
 /// The disposable-domain list shipped by the `mailchecker` crate, as a set (the crate's own
@@ -114,23 +144,26 @@ pub fn is_non_public_ip(ip: &str) -> bool {
     }
 }
 
-/// The keys that link a person to others into a fraud ring: `ip:…`, `device:…`,
-/// `email:…` (each only when known). Non-public IPs are left out when `ignore_non_public`.
-pub fn link_keys(email_normalized: &str, ip: &str, device_id: &str, ignore_non_public: bool) -> Vec<String> {
-    let mut keys = Vec::with_capacity(3);
+/// The IP that may link people into a ring: `ip` trimmed, or empty when it is empty or (with
+/// `ignore_non_public`) loopback, private or link-local.
+pub fn ring_ip(ip: &str, ignore_non_public: bool) -> &str {
     let ip = ip.trim();
-    let skip_ip = ip.is_empty() || (ignore_non_public && is_non_public_ip(ip));
-    if !skip_ip {
-        keys.push(format!("ip:{ip}"));
+    if ip.is_empty() || (ignore_non_public && is_non_public_ip(ip)) {
+        ""
+    } else {
+        ip
     }
-    let device = device_id.trim();
-    if !device.is_empty() {
-        keys.push(format!("device:{device}"));
-    }
-    if !email_normalized.is_empty() {
-        keys.push(format!("email:{email_normalized}"));
-    }
-    keys
+}
+
+/// The keys that link a person to others into a fraud ring, from the keyed hashes of their
+/// IP (see [`ring_ip`]), device and e-mail: `ip:…`, `device:…`, `email:…`, each only when
+/// known. Shown in cluster views: hashes, never an address.
+pub fn link_keys(email_key: &str, ip_key: &str, device_key: &str) -> Vec<String> {
+    [("ip", ip_key), ("device", device_key), ("email", email_key)]
+        .into_iter()
+        .filter(|(_, k)| !k.is_empty())
+        .map(|(kind, k)| format!("{kind}:{k}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -161,13 +194,26 @@ mod tests {
     }
 
     #[test]
-    fn recipient_key_matches_invite_svc_events() {
-        // invite-svc: hex(sha256("referral-mesh/recipient/" + normalised recipient)).
-        let expected = hex::encode(Sha256::digest("referral-mesh/recipient/sam@example.com"));
-        assert_eq!(recipient_key("sam@example.com", ""), expected);
-        let by_phone = hex::encode(Sha256::digest("referral-mesh/recipient/+447700900123"));
-        assert_eq!(recipient_key("", "+447700900123"), by_phone);
-        assert_eq!(recipient_key("", ""), "");
+    fn recipients_are_looked_up_by_email_else_phone() {
+        assert_eq!(
+            recipient_contact("sam@example.com", "+447700900123"),
+            Some(("email", "sam@example.com"))
+        );
+        assert_eq!(
+            recipient_contact("", " +447700900123 "),
+            Some(("phone", "+447700900123"))
+        );
+        assert_eq!(recipient_contact("", ""), None);
+    }
+
+    #[test]
+    fn email_traits_keep_what_the_rules_need() {
+        let t = EmailTraits::of("anna.smith1@eu.mailinator.com");
+        assert!(t.known);
+        assert_eq!(t.local, "anna.smith1");
+        assert_eq!(t.disposable.as_deref(), Some("mailinator.com"));
+        assert_eq!(EmailTraits::of("sam@example.com").disposable, None);
+        assert_eq!(EmailTraits::of(""), EmailTraits::default());
     }
 
     #[test]
@@ -197,11 +243,13 @@ mod tests {
         for ip in ["203.0.113.7", "81.2.69.160", "2001:db8::1", "not-an-ip"] {
             assert!(!is_non_public_ip(ip), "{ip}");
         }
+        assert_eq!(ring_ip(" 203.0.113.7 ", true), "203.0.113.7");
+        assert_eq!(ring_ip("127.0.0.1", true), "");
+        assert_eq!(ring_ip("127.0.0.1", false), "127.0.0.1");
         assert_eq!(
-            link_keys("a@example.com", "203.0.113.7", "dev-1", true),
-            vec!["ip:203.0.113.7", "device:dev-1", "email:a@example.com"]
+            link_keys("e1", "i1", "d1"),
+            vec!["ip:i1", "device:d1", "email:e1"]
         );
-        assert_eq!(link_keys("", "127.0.0.1", "", true), Vec::<String>::new());
-        assert_eq!(link_keys("", "127.0.0.1", "", false), vec!["ip:127.0.0.1"]);
+        assert_eq!(link_keys("", "", ""), Vec::<String>::new());
     }
 }

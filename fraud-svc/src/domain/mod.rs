@@ -257,11 +257,13 @@ pub struct Evidence {
     pub referrer_id: String,
     /// The referee's user id (signups, conversions).
     pub referee_id: String,
-    /// Normalised e-mail: the referee's, or an invitation's recipient's.
-    pub email: String,
+    /// What the rules need of the e-mail: the referee's, or an invitation's recipient's.
+    pub email: identity::EmailTraits,
+    /// Normalised name (similarity).
     pub name: String,
-    pub ip: String,
-    pub device_id: String,
+    /// The keyed hashes of the IP and device (empty when unknown): equality only, never shown.
+    pub ip_key: String,
+    pub device_key: String,
     pub occurred_at: DateTime<Utc>,
     /// The attributed click (conversion speed).
     pub click_at: Option<DateTime<Utc>>,
@@ -277,7 +279,7 @@ pub struct Evidence {
     pub recipient_known: bool,
     /// Invitations: different referrers who invited the recipient in 30 days (this one included).
     pub recipient_referrers: Count,
-    /// Invitations from `device_id` in 24 h, and for how many referrers (this one included).
+    /// Invitations from the device in 24 h, and for how many referrers (this one included).
     pub device_invitations: Count,
     pub device_referrers: Count,
     /// The largest cluster the referee (or referrer) belongs to.
@@ -290,10 +292,10 @@ impl Evidence {
             kind,
             referrer_id: String::new(),
             referee_id: String::new(),
-            email: String::new(),
+            email: identity::EmailTraits::default(),
             name: String::new(),
-            ip: String::new(),
-            device_id: String::new(),
+            ip_key: String::new(),
+            device_key: String::new(),
             occurred_at,
             click_at: None,
             referrer_match: rules::ReferrerMatch::default(),
@@ -354,15 +356,15 @@ impl Scoring {
     fn evaluate_invitation(&self, e: &Evidence) -> Verdict {
         let recipient = rules::RefereeIdentity {
             user_id: "",
-            email: &e.email,
+            email_known: e.email.known,
             // The recipient's device is unknown; the invitation's device is the referrer's.
-            device_id: "",
+            device_known: false,
         };
         let rule_hits: Vec<RuleHit> = [
             rules::self_referral(&e.referrer_id, &recipient, &e.referrer_match),
             rules::recipient_invited_by_many(e.recipient_referrers, self.recipient_referrer_limit),
             rules::device_invitation_flood(
-                &e.device_id,
+                !e.device_key.is_empty(),
                 e.device_invitations,
                 e.device_referrers,
                 self.device_invitation_limit,
@@ -380,7 +382,7 @@ impl Scoring {
                 self.recipient_referrer_limit,
             ),
             signals::device_invitations(
-                !e.device_id.is_empty(),
+                !e.device_key.is_empty(),
                 e.device_invitations,
                 e.device_referrers,
                 self.device_invitation_limit,
@@ -395,7 +397,7 @@ impl Scoring {
     fn evaluate_referral(&self, e: &Evidence) -> Verdict {
         let w = &self.weights;
         let has_referrer = !e.referrer_id.is_empty();
-        let local = identity::email_local(&e.email);
+        let local = e.email.local.as_str();
         let times: Vec<DateTime<Utc>> = e
             .peers
             .iter()
@@ -413,7 +415,12 @@ impl Scoring {
                 self.similarity_threshold,
                 w.similarity,
             ),
-            signals::ip_cluster(&e.ip, e.same_ip_referees, self.ip_cluster_min, w.ip_cluster),
+            signals::ip_cluster(
+                !e.ip_key.is_empty(),
+                e.same_ip_referees,
+                self.ip_cluster_min,
+                w.ip_cluster,
+            ),
             signals::timing_regularity(&times, self.timing_max_cv, self.timing_min_events, w.timing),
             signals::conversion_speed(
                 e.click_at,
@@ -437,8 +444,8 @@ impl Scoring {
         }
         let referee = rules::RefereeIdentity {
             user_id: &e.referee_id,
-            email: &e.email,
-            device_id: &e.device_id,
+            email_known: e.email.known,
+            device_known: !e.device_key.is_empty(),
         };
         let rule_hits: Vec<RuleHit> = rules::self_referral(&e.referrer_id, &referee, &e.referrer_match)
             .into_iter()
@@ -476,8 +483,8 @@ mod tests {
             let mut e = Evidence::new(SubjectKind::Signup, when);
             e.referrer_id = "ref-1".into();
             e.referee_id = id.into();
-            e.email = email;
-            e.ip = ip.into();
+            e.email = identity::EmailTraits::of(&email);
+            e.ip_key = ip.into();
             e.signups_24h = Count::exact(
                 self.referees
                     .iter()
@@ -614,7 +621,7 @@ mod tests {
         let mut e = Evidence::new(SubjectKind::Conversion, at(2));
         e.referrer_id = "ref".into();
         e.referee_id = "u".into();
-        e.email = "sam@example.com".into();
+        e.email = identity::EmailTraits::of("sam@example.com");
         e.click_at = Some(at(0));
         let v = s.evaluate(&e);
         assert_eq!(fired(&v), vec!["conversion_speed"]);
@@ -647,7 +654,7 @@ mod tests {
         let mut e = Evidence::new(SubjectKind::Signup, at(0));
         e.referrer_id = "ref".into();
         e.referee_id = "u".into();
-        e.email = "x@mailinator.com".into();
+        e.email = identity::EmailTraits::of("x@mailinator.com");
         e.cluster = Some(ClusterSize {
             id: "c1".into(),
             size: 11,
@@ -674,10 +681,10 @@ mod tests {
         // 150 invitations from one supplier's own device: velocity never applies.
         let mut e = Evidence::new(SubjectKind::Invitation, at(0));
         e.referrer_id = "photographer".into();
-        e.email = "client150@example.com".into();
+        e.email = identity::EmailTraits::of("client150@example.com");
         e.recipient_known = true;
         e.recipient_referrers = Count::exact(1);
-        e.device_id = "laptop".into();
+        e.device_key = "laptop".into();
         e.device_invitations = Count::exact(150);
         e.device_referrers = Count::exact(1);
         let v = s.evaluate(&e);
@@ -696,7 +703,7 @@ mod tests {
         // A disposable recipient and a recipient invited by a fourth referrer.
         let mut e = Evidence::new(SubjectKind::Invitation, at(0));
         e.referrer_id = "r4".into();
-        e.email = "x@mailinator.com".into();
+        e.email = identity::EmailTraits::of("x@mailinator.com");
         e.recipient_known = true;
         e.recipient_referrers = Count::exact(4);
         let v = s.evaluate(&e);
@@ -713,7 +720,7 @@ mod tests {
         let s = Scoring::default();
         let mut e = Evidence::new(SubjectKind::Invitation, at(0));
         e.referrer_id = "r".into();
-        e.email = "me@example.com".into();
+        e.email = identity::EmailTraits::of("me@example.com");
         e.referrer_match.same_email = true;
         let v = s.evaluate(&e);
         assert_eq!(v.rules[0].name, rules::SELF_REFERRAL);

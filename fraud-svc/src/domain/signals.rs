@@ -7,10 +7,14 @@
 //! same) and reads plainly as "the share of characters that match", so 0.8 means "at most
 //! one character in five differs"; Jaro-Winkler's prefix bonus rates unrelated people with
 //! a common first name ("sarah.jones" / "sarah.james" / "sarah.johnson") too close.
+//!
+//! Details are shown in the API and kept with the decision: they name no e-mail, local part,
+//! name, IP or device ("5 of this referrer's referees came from one IP address"), and no
+//! other person's id.
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Count, Peer, Signal, identity};
+use super::{Count, Peer, Signal, identity::EmailTraits};
 
 pub const VELOCITY: &str = "velocity";
 pub const SIMILARITY: &str = "similarity";
@@ -65,22 +69,14 @@ pub fn similarity(
     for peer in peers.iter().filter(|p| p.referee_id != referee_id) {
         let by_email = string_similarity(email_local, &peer.email_local);
         let by_name = string_similarity(name, &peer.name);
-        let (score, what, mine, theirs) = if by_email >= by_name {
-            (
-                by_email,
-                "e-mail local part",
-                email_local,
-                peer.email_local.as_str(),
-            )
+        let (score, what) = if by_email >= by_name {
+            (by_email, "e-mail local part")
         } else {
-            (by_name, "name", name, peer.name.as_str())
+            (by_name, "name")
         };
         if score > best {
             best = score;
-            why = format!(
-                "{what} {mine:?} is {score:.2} similar to {theirs:?} (referee {})",
-                peer.referee_id
-            );
+            why = format!("the {what} is {score:.2} similar to another referee's");
         }
     }
     let compared = peers.iter().filter(|p| p.referee_id != referee_id).count();
@@ -103,8 +99,8 @@ pub fn similarity(
 
 /// IP clustering: at least `min` of the referrer's referees came from this IP in 7 days
 /// (this one included).
-pub fn ip_cluster(ip: &str, same_ip_referees: Count, min: u32, weight: f64) -> Signal {
-    if ip.trim().is_empty() {
+pub fn ip_cluster(ip_known: bool, same_ip_referees: Count, min: u32, weight: f64) -> Signal {
+    if !ip_known {
         return Signal {
             name: IP_CLUSTER,
             value: 0.0,
@@ -121,7 +117,7 @@ pub fn ip_cluster(ip: &str, same_ip_referees: Count, min: u32, weight: f64) -> S
         weight,
         triggered: same_ip_referees.n >= min,
         detail: format!(
-            "{} of this referrer's referees came from {ip} in the last 7 days; {min} or more fires",
+            "{} of this referrer's referees came from one IP address in the last 7 days; {min} or more fires",
             same_ip_referees.shown()
         ),
     }
@@ -221,15 +217,12 @@ pub fn conversion_speed(
 }
 
 /// Disposable e-mail: the referee's address is at a domain on the maintained list.
-pub fn disposable_email(email_normalized: &str, weight: f64) -> Signal {
-    let hit = identity::disposable_domain(email_normalized);
-    let detail = match (email_normalized.is_empty(), hit) {
-        (true, _) => "no e-mail address to check".to_string(),
-        (false, Some(domain)) => format!("{domain} is a disposable e-mail domain"),
-        (false, None) => format!(
-            "{} is not on the disposable-domain list",
-            identity::email_domain(email_normalized)
-        ),
+pub fn disposable_email(email: &EmailTraits, weight: f64) -> Signal {
+    let hit = email.disposable.as_deref();
+    let detail = match (email.known, hit) {
+        (false, _) => "no e-mail address to check".to_string(),
+        (true, Some(domain)) => format!("{domain} is a disposable e-mail domain"),
+        (true, None) => "the e-mail domain is not on the disposable-domain list".to_string(),
     };
     Signal {
         name: DISPOSABLE_EMAIL,
@@ -375,7 +368,16 @@ mod tests {
         let s = similarity("u2", "anna.smith2", "", &peers, 0.8, 0.25);
         assert!(s.triggered);
         assert_eq!(s.value, 0.909091);
-        assert!(s.detail.contains("anna.smith1"), "{}", s.detail);
+        assert!(
+            !s.detail.contains("anna") && !s.detail.contains("u1"),
+            "{}",
+            s.detail
+        );
+        assert!(
+            s.detail.starts_with("the e-mail local part is 0.91 similar"),
+            "{}",
+            s.detail
+        );
         // Unrelated people are far apart: "sam.jones" vs "olivia.brown".
         let s = similarity(
             "u2",
@@ -398,14 +400,16 @@ mod tests {
         let s = similarity("u2", "qq17", "anna smith", &peers, 0.8, 0.25);
         assert!(s.triggered);
         assert_eq!(s.value, 1.0);
-        assert!(s.detail.starts_with("name"), "{}", s.detail);
+        assert!(s.detail.starts_with("the name"), "{}", s.detail);
     }
 
     #[test]
     fn ip_cluster_fires_at_five() {
-        assert!(!ip_cluster("203.0.113.7", Count::exact(4), 5, 0.2).triggered);
-        assert!(ip_cluster("203.0.113.7", Count::exact(5), 5, 0.2).triggered);
-        assert!(!ip_cluster("", Count::exact(9), 5, 0.2).triggered);
+        assert!(!ip_cluster(true, Count::exact(4), 5, 0.2).triggered);
+        let s = ip_cluster(true, Count::exact(5), 5, 0.2);
+        assert!(s.triggered);
+        assert!(s.detail.contains("from one IP address"), "{}", s.detail);
+        assert!(!ip_cluster(false, Count::exact(9), 5, 0.2).triggered);
     }
 
     #[test]
@@ -452,9 +456,11 @@ mod tests {
 
     #[test]
     fn disposable_and_ring() {
-        assert!(disposable_email("x@mailinator.com", 0.25).triggered);
-        assert!(!disposable_email("x@example.com", 0.25).triggered);
-        assert!(!disposable_email("", 0.25).triggered);
+        assert!(disposable_email(&EmailTraits::of("x@mailinator.com"), 0.25).triggered);
+        let clean = disposable_email(&EmailTraits::of("x@example.com"), 0.25);
+        assert!(!clean.triggered);
+        assert!(!clean.detail.contains("example.com"), "{}", clean.detail);
+        assert!(!disposable_email(&EmailTraits::of(""), 0.25).triggered);
         assert!(!fraud_ring(Some(("c1", 10)), 10, 0.2).triggered);
         assert!(fraud_ring(Some(("c1", 11)), 10, 0.2).triggered);
         assert!(!fraud_ring(None, 10, 0.2).triggered);

@@ -10,6 +10,7 @@ use referral_common::{
     audit::{Actor, AuditEntry, AuditQuery, AuditStore, action},
     events as common_events, ids,
     outbox::EventLogStore,
+    pii::PiiKeys,
 };
 use referral_proto::{
     common::v1::FraudAction,
@@ -20,7 +21,7 @@ use referral_proto::{
 use referral_test_support::{ConformanceStore, TestDb};
 use sqlx::{PgPool, SqlitePool};
 
-use super::{PgStore, ResolveOutcome, SqliteStore, Store};
+use super::{PersonKeys, PgStore, ResolveOutcome, SqliteStore, Store};
 use crate::{
     app::{
         apply_invite_events::{self as consumers, Consumed, Work, apply_batch},
@@ -28,6 +29,7 @@ use crate::{
             AssessInput, Assessed, ConversionQuestion, SignupQuestion, assess_once, conversion_input,
             signup_input,
         },
+        privacy, reencrypt,
     },
     domain::{Scoring, SubjectKind, identity, rules, signals},
     store::convert,
@@ -40,25 +42,102 @@ use crate::{
 trait Harness: Store {
     type Log: EventLogStore + AuditStore;
     fn log(&self) -> Self::Log;
-}
-
-impl Harness for SqliteStore {
-    type Log = SqlitePool;
-    fn log(&self) -> SqlitePool {
-        self.pool().clone()
+    /// Every text column of every table, as (table, column).
+    async fn text_columns(&self) -> Vec<(String, String)>;
+    /// How many rows of `table` hold `needle` in `column`.
+    async fn rows_holding(&self, table: &str, column: &str, needle: &str) -> i64;
+    /// How many rows of every text column of every table hold `needle` (by table.column,
+    /// only those that do).
+    async fn text_holding(&self, needle: &str) -> Vec<(String, i64)> {
+        let columns = self.text_columns().await;
+        assert!(columns.len() > 40, "every table's columns: {columns:?}");
+        let mut found = Vec::new();
+        for (table, column) in columns {
+            let n = self.rows_holding(&table, &column, needle).await;
+            if n > 0 {
+                found.push((format!("{table}.{column}"), n));
+            }
+        }
+        found
     }
+    /// Runs statements (fixtures that write rows as an older version did).
+    async fn exec(&self, sql: &str);
+    /// An instant as a literal the backend stores it as.
+    async fn time_text(&self, t: DateTime<Utc>) -> String;
 }
 
-impl Harness for PgStore {
-    type Log = PgPool;
-    fn log(&self) -> PgPool {
-        self.pool().clone()
-    }
+/// The harness and the conformance opening of one backend: its store, pool, connect
+/// arguments, and the SQL that lists its text columns, counts a needle in one (`{table}`,
+/// `{column}` filled in) and prints an instant as it stores it. Opened with the test keys
+/// (common's `conformance_stores!` opens a store from its URL alone; fraud-svc's stores need
+/// their `PiiKeys`).
+macro_rules! harness {
+    ($store:ty, $pool:ty, |$db:ident| ($($connect:expr),*), $columns:literal, $count:literal, $time:literal) => {
+        impl Harness for $store {
+            type Log = $pool;
+            fn log(&self) -> $pool {
+                self.pool().clone()
+            }
+            async fn text_columns(&self) -> Vec<(String, String)> {
+                sqlx::query_as($columns).fetch_all(self.pool()).await.expect("columns")
+            }
+            async fn rows_holding(&self, table: &str, column: &str, needle: &str) -> i64 {
+                let sql = format!($count, table = table, column = column);
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(needle)
+                    .fetch_one(self.pool())
+                    .await
+                    .expect("count")
+            }
+            async fn exec(&self, sql: &str) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(self.pool())
+                    .await
+                    .expect("fixture statement");
+            }
+            async fn time_text(&self, t: DateTime<Utc>) -> String {
+                sqlx::query_scalar($time).bind(t).fetch_one(self.pool()).await.expect("time text")
+            }
+        }
+
+        impl ConformanceStore for $store {
+            const SERVICE: &'static str = "fraud";
+            async fn open($db: &TestDb) -> Self {
+                let store = <$store>::connect($($connect,)* PiiKeys::for_tests())
+                    .await
+                    .expect("open the store");
+                store.migrate().await.expect("migrate the store");
+                store
+            }
+            async fn close(&self) {
+                self.pool().close().await;
+            }
+        }
+    };
 }
 
-referral_test_support::conformance_stores! {
-    "fraud": SqliteStore, PgStore;
-    ready(store) { store.migrate().await.expect("migrate the store") }
+harness!(
+    SqliteStore,
+    SqlitePool,
+    |db| (db.url()),
+    "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND upper(c.type) IN ('TEXT', '')",
+    "SELECT COUNT(*) FROM \"{table}\" WHERE instr(CAST(\"{column}\" AS TEXT), $1) > 0",
+    "SELECT $1"
+);
+harness!(
+    PgStore,
+    PgPool,
+    |db| (db.url(), db.schema()),
+    "SELECT table_name::text, column_name::text FROM information_schema.columns
+     WHERE table_schema = current_schema() AND data_type IN ('text', 'character varying', 'jsonb', 'json')",
+    "SELECT COUNT(*) FROM \"{table}\" WHERE strpos(\"{column}\"::text, $1) > 0",
+    "SELECT $1::timestamptz::text"
+);
+
+/// A lookup hash under the test keys.
+fn key(kind: &str, value: &str) -> String {
+    PiiKeys::for_tests().lookup(kind, value)
 }
 
 referral_test_support::conformance! {
@@ -77,6 +156,10 @@ referral_test_support::conformance! {
     concurrent_assessments_are_serialised: sqlite_concurrent_assessments_are_serialised, pg_concurrent_assessments_are_serialised;
     writes_race_consumed_events_and_resolutions: sqlite_writes_race_consumed_events_and_resolutions, pg_writes_race_consumed_events_and_resolutions;
     a_failed_write_leaves_nothing: sqlite_a_failed_write_leaves_nothing, pg_a_failed_write_leaves_nothing;
+    no_plaintext_personal_data_at_rest: sqlite_no_plaintext_personal_data_at_rest, pg_no_plaintext_personal_data_at_rest;
+    erase_keeps_decisions_and_forgets_the_person: sqlite_erase_keeps_decisions_and_forgets_the_person, pg_erase_keeps_decisions_and_forgets_the_person;
+    export_shows_what_is_held: sqlite_export_shows_what_is_held, pg_export_shows_what_is_held;
+    reencrypt_converts_rows_from_before: sqlite_reencrypt_converts_rows_from_before, pg_reencrypt_converts_rows_from_before;
 }
 
 // ---- fixtures ------------------------------------------------------------------------
@@ -140,7 +223,7 @@ fn invitation(id: &str, referrer: &str, email: &str, device: &str, at: DateTime<
         dedupe_key: id.into(),
         referrer_id: referrer.into(),
         referee_id: String::new(),
-        recipient_key: identity::recipient_key(&email, ""),
+        recipient_key: key("email", &email),
         email,
         name: String::new(),
         ip: String::new(),
@@ -270,7 +353,7 @@ async fn lookalike_signups_escalate<S: Harness>(store: &S) {
             );
             let cluster = a.cluster.as_ref().expect("a ring snapshot");
             assert_eq!(cluster.size, 12);
-            assert_eq!(cluster.links, vec![format!("ip:{PUBLIC_IP}")]);
+            assert_eq!(cluster.links, vec![format!("ip:{}", key("ip", PUBLIC_IP))]);
         }
         actions.push(action(&a));
         scores.push(a.score);
@@ -542,7 +625,10 @@ async fn self_referral<S: Harness>(store: &S) {
     )
     .await;
     assert_eq!(rule_names(&same_device), vec![rules::SELF_REFERRAL]);
-    assert!(same_device.rules[0].detail.contains("dev-supplier"));
+    assert_eq!(
+        same_device.rules[0].detail,
+        "the referee's device is the referrer's own"
+    );
     // The referrer's own e-mail (from their own signup as someone's referee).
     decide(
         store,
@@ -654,8 +740,14 @@ async fn rings_merge<S: Harness>(store: &S) {
     let members: Vec<&str> = ring.members.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(members, vec!["a", "b", "c"]);
     assert!(ring.members.iter().all(|(_, role)| role == super::REFEREE));
-    assert!(ring.links.contains(&format!("ip:{PUBLIC_IP}")));
-    assert!(ring.links.contains(&"device:dev-D".to_string()));
+    // The ring formed from hashed keys: its links are hashes, never the IP or device.
+    assert!(ring.links.contains(&format!("ip:{}", key("ip", PUBLIC_IP))));
+    assert!(ring.links.contains(&format!("device:{}", key("device", "dev-D"))));
+    assert!(
+        ring.links
+            .iter()
+            .all(|l| !l.contains(PUBLIC_IP) && !l.contains("dev-D"))
+    );
     for other in ["b", "c"] {
         let theirs = store.cluster_of(other, 10).await.expect("cluster").expect("ring");
         assert_eq!(theirs.id, ring.id, "{other} is in the same ring");
@@ -880,7 +972,7 @@ async fn consumed_events_apply_once<S: Harness>(store: &S) {
                 ..Default::default()
             }),
             status: InvitationStatus::PendingReview as i32,
-            recipient_key: identity::recipient_key("someone@example.com", ""),
+            recipient_key: key("email", "someone@example.com"),
             device_id: "dev-away".into(),
             ..Default::default()
         }),
@@ -1317,7 +1409,7 @@ async fn sqlite_dropped_store_stops_its_writer() {
 /// name rather than silently split in several.
 #[tokio::test]
 async fn sqlite_in_memory_is_refused() {
-    let err = SqliteStore::connect("sqlite::memory:")
+    let err = SqliteStore::connect("sqlite::memory:", PiiKeys::for_tests())
         .await
         .err()
         .expect("refused");
@@ -1332,4 +1424,419 @@ fn by(admin: &str, case: &str) -> AuditEntry {
         request_id: None,
     };
     AuditEntry::new(&actor, action::FRAUD_CASE_RESOLVE, "fraud_case", case)
+}
+
+// ---- privacy (issue #16) -------------------------------------------------------------
+
+/// What one person left in fraud-svc, and the needles that must never be found in plaintext.
+const ANNA_EMAIL: &str = "anna.smith@example.com";
+const ANNA_IP: &str = "203.0.113.77";
+const ANNA_DEVICE: &str = "dev-anna-phone-7";
+const ANNA_NAME: &str = "Annabel Smithers";
+
+/// Anna is referred (signup, then a fast conversion), Bella signs up from Anna's IP and
+/// device (one ring), a look-alike third referee and an invitation to Anna's address make
+/// every rule read her, and a case is resolved with a note.
+async fn anna_and_friends<S: Harness>(store: &S) -> (Assessed, Assessed) {
+    let anna = assess(
+        store,
+        signup(Signup {
+            user: "u-anna",
+            referrer: "ref-priv",
+            email: ANNA_EMAIL,
+            name: ANNA_NAME,
+            ip: ANNA_IP,
+            device: ANNA_DEVICE,
+            at: minutes(1),
+        }),
+    )
+    .await;
+    assess(
+        store,
+        signup(Signup {
+            user: "u-bella",
+            referrer: "ref-priv",
+            email: "anna.smith2@example.com",
+            name: "Annabel Smither",
+            ip: ANNA_IP,
+            device: ANNA_DEVICE,
+            at: minutes(2),
+        }),
+    )
+    .await;
+    let conversion = assess(
+        store,
+        conversion("conv-anna", "u-anna", "ref-priv", Some(minutes(3)), minutes(4)),
+    )
+    .await;
+    assess(
+        store,
+        invitation("inv-to-anna", "ref-other", ANNA_EMAIL, "dev-other", minutes(5)),
+    )
+    .await;
+    // Anna invites someone from her own device, and her own address (self-referral).
+    let own = assess(
+        store,
+        invitation("inv-by-anna", "u-anna", ANNA_EMAIL, ANNA_DEVICE, minutes(6)),
+    )
+    .await;
+    let case = own
+        .row
+        .case_id
+        .clone()
+        .expect("a self-invitation is rejected with a case");
+    store
+        .resolve_case(
+            &case,
+            "REJECT",
+            "Annabel Smithers invited herself",
+            &by("admin-1", &case),
+            minutes(7),
+        )
+        .await
+        .expect("resolve");
+    (anna, conversion)
+}
+
+/// After signups, a conversion and invitations that fired self-referral, IP clustering and
+/// similarity, no text column of any table holds the e-mail, its local part, the name, the
+/// IP or the device id; the ring still formed, from hashed keys.
+async fn no_plaintext_personal_data_at_rest<S: Harness>(store: &S) {
+    let (anna, conversion) = anna_and_friends(store).await;
+    // The rules still read her: similarity (sealed pairs), the ring (hashed keys), and the
+    // conversion filled from her signup's keys and traits.
+    let a = convert::assessment(&conversion.row).expect("reads back");
+    assert!(
+        fired(&a).contains(&"conversion_speed".to_string()),
+        "{:?}",
+        fired(&a)
+    );
+    let ring = store
+        .cluster_of("u-anna", 10)
+        .await
+        .expect("cluster")
+        .expect("a ring");
+    let members: Vec<&str> = ring.members.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(members, vec!["u-anna", "u-bella"]);
+    assert!(ring.links.contains(&format!("ip:{}", key("ip", ANNA_IP))));
+    assert!(
+        ring.links
+            .contains(&format!("device:{}", key("device", ANNA_DEVICE)))
+    );
+    let bella = store
+        .find_assessment(SubjectKind::Signup, "user:u-bella")
+        .await
+        .expect("find")
+        .expect("bella");
+    let bella = convert::assessment(&bella).expect("reads back");
+    assert!(
+        fired(&bella).contains(&"similarity".to_string()),
+        "{:?}",
+        fired(&bella)
+    );
+    assert!(anna.fresh);
+    // The scan sees stored text at all (a needle that is there is found).
+    assert!(
+        !store.text_holding("u-anna").await.is_empty(),
+        "the scan reads every table"
+    );
+    for needle in [
+        ANNA_EMAIL,
+        "anna.smith",
+        "annabel",
+        "Annabel",
+        ANNA_IP,
+        ANNA_DEVICE,
+        "anna.smith2@example.com",
+    ] {
+        // The reviewer's free-text note is the one place a person typed it in.
+        let found: Vec<_> = store
+            .text_holding(needle)
+            .await
+            .into_iter()
+            .filter(|(col, _)| col != "cases.note" && !col.starts_with("audit"))
+            .collect();
+        assert!(found.is_empty(), "{needle:?} in plaintext: {found:?}");
+    }
+}
+
+fn subject_of<'a>(
+    person: &'a str,
+    pseudonym: &'a str,
+    contacts: &'a [String],
+    invitations: &'a [String],
+) -> PersonKeys<'a> {
+    PersonKeys {
+        person_id: person,
+        pseudonym,
+        contact_keys: contacts,
+        invitation_ids: invitations,
+    }
+}
+
+/// Erasure: her facts lose their keys, her identities, links and ring membership go, her
+/// assessments and cases keep their decision, score, level and fired signals under the
+/// pseudonym; a second erase counts zeros; Bella's ring and windows lose Anna.
+async fn erase_keeps_decisions_and_forgets_the_person<S: Harness>(store: &S) {
+    let (anna, _) = anna_and_friends(store).await;
+    let pii = PiiKeys::for_tests();
+    let anon = pii.pseudonym("u-anna");
+    let contacts = vec![key("email", ANNA_EMAIL)];
+    let invitations = vec!["inv-to-anna".to_string()];
+    let who = subject_of("u-anna", &anon, &contacts, &invitations);
+    let before = convert::assessment(&anna.row).expect("reads back");
+    let counts = privacy::erase(store, &who).await.expect("erase");
+    for kind in [
+        "referralFacts",
+        "invitationFacts",
+        "identities",
+        "ringLinks",
+        "ringMemberships",
+        "assessments",
+        "cases",
+    ] {
+        assert!(counts.get(kind).copied().unwrap_or(0) > 0, "{kind}: {counts:?}");
+    }
+    let again = privacy::erase(store, &who).await.expect("erase again");
+    assert!(again.values().all(|n| *n == 0), "idempotent: {again:?}");
+    // The decision stays, under the pseudonym.
+    let kept = store
+        .get_assessment(&anna.row.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(kept.referee_id, anon);
+    assert_eq!(kept.dedupe_key.as_deref(), Some(format!("user:{anon}").as_str()));
+    let after = convert::assessment(&kept).expect("reads back");
+    assert_eq!(
+        (after.score, after.level, after.action),
+        (before.score, before.level, before.action)
+    );
+    assert_eq!(fired(&after), fired(&before));
+    // Nothing keyed by her is left to join rings or windows (her device and IP keys stay
+    // only where Bella, who used them too, holds them).
+    for needle in [key("email", ANNA_EMAIL), "u-anna".to_string()] {
+        let found: Vec<_> = store
+            .text_holding(&needle)
+            .await
+            .into_iter()
+            .filter(|(col, _)| {
+                // Events already sent and audit rows are the event log's and the audit
+                // trail's (retention, not erasure). Bella's ring snapshot lists the pseudonym.
+                !col.starts_with("outbox") && !col.starts_with("audit")
+                    // The fixture's signup ids embed the user id (real ones are UUIDs).
+                    && !col.ends_with(".subject_id")
+            })
+            .collect();
+        assert!(found.is_empty(), "{needle:?} left: {found:?}");
+    }
+    assert!(store.cluster_of("u-anna", 10).await.expect("cluster").is_none());
+    let device = store.text_holding(&key("device", ANNA_DEVICE)).await;
+    assert!(
+        device.iter().all(|(col, n)| *n == 1
+            && [
+                "referral_facts.device_key",
+                "identities.value",
+                "cluster_links.link_key",
+                "link_holders.link_key",
+                "assessments.cluster_json"
+            ]
+            .contains(&col.as_str())),
+        "only Bella's own rows (and her assessment's ring) hold the shared device's key: {device:?}"
+    );
+    let ring = store
+        .cluster_of("u-bella", 10)
+        .await
+        .expect("cluster")
+        .expect("bella's ring");
+    assert_eq!(ring.size, 1);
+    // Bella still holds the shared IP: her own key stays hers.
+    assert!(
+        ring.links.is_empty(),
+        "a key only Bella holds links nobody: {:?}",
+        ring.links
+    );
+    // The case keeps its decision; the note that named her is gone.
+    let cases = store.list_cases(None, Some(&anon), None, 10).await.expect("list");
+    assert_eq!(cases.len(), 1);
+    assert_eq!(
+        (cases[0].state.as_str(), cases[0].decision.as_str()),
+        ("RESOLVED", "REJECT")
+    );
+    assert_eq!(cases[0].note, referral_common::pii::TOMBSTONE);
+    // Anna signing up again as someone new joins no ring through her old keys.
+    decide(
+        store,
+        signup(Signup {
+            user: "u-new",
+            referrer: "ref-new",
+            ip: "198.51.100.200",
+            device: "dev-new",
+            at: minutes(20),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(
+        store
+            .cluster_of("u-new", 10)
+            .await
+            .expect("cluster")
+            .expect("ring")
+            .size,
+        1
+    );
+}
+
+/// Export: the assessments about her (as referee, as referrer of her invitation, as a
+/// recipient), the case, her ring, readable, with explanations that name nothing personal.
+async fn export_shows_what_is_held<S: Harness>(store: &S) {
+    anna_and_friends(store).await;
+    let anon = PiiKeys::for_tests().pseudonym("u-anna");
+    let contacts = vec![key("email", ANNA_EMAIL)];
+    let invitations = vec!["inv-to-anna".to_string()];
+    let who = subject_of("u-anna", &anon, &contacts, &invitations);
+    let (counts, doc) = privacy::export(store, &who).await.expect("export");
+    assert_eq!(counts.get("assessments"), Some(&4), "{doc}");
+    assert_eq!(counts.get("cases"), Some(&1));
+    assert_eq!(counts.get("rings"), Some(&1));
+    let roles: Vec<&str> = doc["assessments"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|a| a["yourRole"].as_str().expect("a role"))
+        .collect();
+    assert_eq!(roles, vec!["referee", "referee", "recipient", "referrer"]);
+    let own = &doc["assessments"][3];
+    assert_eq!(own["decision"], "REJECT");
+    assert_eq!(own["rulesFired"][0]["rule"], "self_referral");
+    assert_eq!(doc["ring"]["size"], 2);
+    let text = doc.to_string();
+    for needle in [ANNA_EMAIL, ANNA_IP, ANNA_DEVICE] {
+        assert!(!text.contains(needle), "{needle} in the export");
+    }
+    // After erasure nothing is found under her id.
+    privacy::erase(store, &who).await.expect("erase");
+    let (counts, _) = privacy::export(store, &who).await.expect("export");
+    assert_eq!(
+        (
+            counts.get("assessments"),
+            counts.get("cases"),
+            counts.get("rings")
+        ),
+        (Some(&1), Some(&0), Some(&0)),
+        "only the invitation she received is still found (by its id), with nothing personal"
+    );
+}
+
+/// Rows written before migration 0080 (plaintext columns, identities, ring keys, old
+/// explanations) are converted by `reencrypt`: the ring still joins them with a person seen
+/// since under the hashed keys, self-referral still finds the old e-mail, and a second run
+/// converts nothing.
+async fn reencrypt_converts_rows_from_before<S: Harness>(store: &S) {
+    // As 0001 wrote them, then 0080 marked them.
+    let when = store.time_text(minutes(1)).await;
+    store
+        .exec(&format!(
+            "INSERT INTO referral_facts (referee_id, referrer_id, subject_id, email_local, email_norm, name_norm, ip, device_id, occurred_at)
+               VALUES ('u-old', 'ref-old', 's-old', 'olga.old', 'olga.old@example.com', 'olga old', '{ANNA_IP}', 'dev-old', '{}');
+             INSERT INTO invitation_facts (id, referrer_id, recipient_key, device_id, ip, occurred_at)
+               VALUES ('inv-old', 'ref-old', '', 'dev-old', '{ANNA_IP}', '{}');
+             INSERT INTO identities (person_id, kind, value, seen_at) VALUES
+               ('ref-old', 'legacy-email', 'olga.old@example.com', '{}'),
+               ('u-old', 'legacy-device', 'dev-old', '{}');
+             INSERT INTO clusters (id, size, created_at, updated_at) VALUES ('c-old', 1, '{}', '{}');
+             INSERT INTO cluster_members (member_id, cluster_id, role, joined_at) VALUES ('u-old', 'c-old', 'REFEREE', '{}');
+             INSERT INTO cluster_links (link_key, cluster_id, holders) VALUES ('legacy:ip:{ANNA_IP}', 'c-old', 1), ('legacy:device:dev-old', 'c-old', 1);
+             INSERT INTO link_holders (link_key, member_id) VALUES ('legacy:ip:{ANNA_IP}', 'u-old'), ('legacy:device:dev-old', 'u-old');",
+            when, when, when, when, when, when, when,
+        ))
+        .await;
+    // Someone seen since, on the same device: a ring of their own until the conversion.
+    decide(
+        store,
+        signup(Signup {
+            user: "u-since",
+            referrer: "ref-since",
+            device: "dev-old",
+            at: minutes(2),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let converted = reencrypt::reencrypt(store).await.expect("reencrypt");
+    assert!(converted >= 6, "{converted}");
+    assert_eq!(reencrypt::reencrypt(store).await.expect("again"), 0, "idempotent");
+    for needle in ["olga", ANNA_IP, "dev-old"] {
+        let found: Vec<_> = store
+            .text_holding(needle)
+            .await
+            .into_iter()
+            .filter(|(col, _)| !col.starts_with("outbox"))
+            .collect();
+        assert!(found.is_empty(), "{needle:?} left: {found:?}");
+    }
+    let ring = store
+        .cluster_of("u-old", 10)
+        .await
+        .expect("cluster")
+        .expect("ring");
+    let members: Vec<&str> = ring.members.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(
+        members,
+        vec!["u-old", "u-since"],
+        "the old ring and the new one joined"
+    );
+    assert_eq!(ring.size, 2);
+    // The old referrer's e-mail still counts as theirs: self-referral.
+    let own = decide(
+        store,
+        signup(Signup {
+            user: "u-sock",
+            referrer: "ref-old",
+            email: "olga.old@example.com",
+            at: minutes(3),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(rule_names(&own), vec![rules::SELF_REFERRAL]);
+}
+
+/// The bytes on disk too: after Anna's signup, conversion, invitations and a resolved case,
+/// neither the SQLite file nor its WAL holds her e-mail, IP or device id anywhere (events,
+/// indexes and free pages included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_hold_no_plaintext_personal_data() {
+    let db = TestDb::sqlite(SqliteStore::SERVICE);
+    let store = SqliteStore::open(&db).await;
+    anna_and_friends(&store).await;
+    let dir = db.dir().expect("a SQLite directory").to_path_buf();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the store's directory")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().ends_with("fraud.db-wal")),
+        "read while the WAL is live: {files:?}"
+    );
+    let mut seen_rows = false;
+    for file in &files {
+        let bytes = std::fs::read(file).expect("read the file");
+        seen_rows |= bytes.windows(6).any(|w| w == b"u-anna");
+        for needle in [ANNA_EMAIL, ANNA_IP, ANNA_DEVICE, "anna.smith"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in {}",
+                file.display()
+            );
+        }
+    }
+    // The check can fail: her user id is there to be found.
+    assert!(seen_rows, "the scan sees the stored rows");
+    store.pool().close().await;
+    drop(store);
+    db.remove().await;
 }

@@ -14,6 +14,13 @@
 //!   when a new link joins two clusters;
 //! - the outbox, `consumer_offsets` and `processed_events`.
 //!
+//! No personal data in plaintext (issue #16, migration 0080): facts, identities and ring keys
+//! hold `PiiKeys::lookup` hashes (`email_key`, `ip_key`, `device_key`, `ip:<hash>`...), the
+//! pair similarity compares is sealed (`peer_sealed`), the disposable-domain rule keeps the
+//! listed domain only. The store gets its `PiiKeys` at construction ([`Store::pii`]); the
+//! columns of before (`email_norm`, `ip`, `device_id`...) stay empty for new rows and are
+//! emptied by `reencrypt`.
+//!
 //! Every assessment is one transaction (`Store::begin_assessment` .. `Store::commit`, driven
 //! by `app::assess_subject`): its facts, ring links, assessment, case and `FraudAssessed`
 //! outbox row. Assessments are serialised (SQLite: BEGIN IMMEDIATE, its one-writer lock;
@@ -35,7 +42,9 @@ use sqlx::FromRow;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{ClusterSize, Peer, SubjectKind, ring::UnionPlan};
+use referral_common::pii::PiiKeys;
+
+use crate::domain::{ClusterSize, Peer, SubjectKind, identity::EmailTraits, ring::UnionPlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -109,37 +118,39 @@ pub struct ClusterView {
 pub const REFERRER: &str = "REFERRER";
 pub const REFEREE: &str = "REFEREE";
 
-/// A referred signup, as the windows of its referrer count it.
+/// A referred signup, as the windows of its referrer count it. Keys are
+/// `PiiKeys::lookup` hashes; the local part and name are sealed by the store (similarity
+/// needs them, nothing else does).
 #[derive(Debug, Clone)]
 pub struct ReferralFact<'a> {
     pub referee_id: &'a str,
     pub referrer_id: &'a str,
     pub subject_id: &'a str,
-    pub email_local: &'a str,
-    pub email_norm: &'a str,
+    pub email_key: &'a str,
+    pub email: &'a EmailTraits,
     pub name_norm: &'a str,
-    pub ip: &'a str,
-    pub device_id: &'a str,
+    pub ip_key: &'a str,
+    pub device_key: &'a str,
     pub occurred_at: DateTime<Utc>,
 }
 
-/// The referee as their signup showed them.
+/// The referee as their signup showed them (keys, and the traits the rules need).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownReferee {
-    pub email: String,
+    pub email_key: String,
+    pub email: EmailTraits,
     pub name: String,
-    pub ip: String,
-    pub device_id: String,
+    pub ip_key: String,
+    pub device_key: String,
 }
 
-/// An invitation, as the recipient and device windows count it.
+/// An invitation, as the recipient and device windows count it (keys only).
 #[derive(Debug, Clone)]
 pub struct InvitationFact<'a> {
     pub id: &'a str,
     pub referrer_id: &'a str,
     pub recipient_key: &'a str,
-    pub device_id: &'a str,
-    pub ip: &'a str,
+    pub device_key: &'a str,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -147,12 +158,12 @@ pub struct InvitationFact<'a> {
 #[derive(Debug, Clone)]
 pub struct InvitationWindows<'a> {
     pub referrer_id: &'a str,
-    /// The recipient's normalised e-mail (the referrer's own?), or empty.
-    pub email: &'a str,
+    /// The recipient's e-mail key (the referrer's own?), or empty.
+    pub email_key: &'a str,
     pub recipient_key: &'a str,
     pub recipient_since: DateTime<Utc>,
     pub recipient_cap: u32,
-    pub device_id: &'a str,
+    pub device_key: &'a str,
     pub device_since: DateTime<Utc>,
     pub device_cap: u32,
     pub until: DateTime<Utc>,
@@ -175,9 +186,9 @@ pub struct ReferralWindows<'a> {
     pub referrer_id: &'a str,
     /// Whose cluster is read besides the referrer's.
     pub referee: &'a str,
-    pub email: &'a str,
-    pub ip: &'a str,
-    pub device_id: &'a str,
+    pub email_key: &'a str,
+    pub ip_key: &'a str,
+    pub device_key: &'a str,
     pub velocity_since: DateTime<Utc>,
     pub velocity_cap: u32,
     pub same_ip_since: DateTime<Utc>,
@@ -216,6 +227,20 @@ pub struct NewCase<'a> {
     pub created_at: DateTime<Utc>,
 }
 
+/// Who a privacy request is about, as fraud-svc finds them: their user id (as referee,
+/// referrer or ring member), the lookup hashes of their e-mails and phones, the invitations
+/// they received, and the pseudonym rows that stay are kept under.
+#[derive(Debug, Clone, Copy)]
+pub struct PersonKeys<'a> {
+    pub person_id: &'a str,
+    pub pseudonym: &'a str,
+    pub contact_keys: &'a [String],
+    pub invitation_ids: &'a [String],
+}
+
+/// Records by kind, as a privacy receipt counts them.
+pub type Counts = referral_common::privacy::Counts;
+
 #[derive(Debug)]
 pub enum ResolveOutcome {
     Resolved(Box<CaseRow>),
@@ -232,6 +257,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     type Tx: Send;
 
     fn outbox(&self) -> &Outbox;
+    /// The keys personal data is sealed and looked up with (given at construction).
+    fn pii(&self) -> &PiiKeys;
 
     // ---- one assessment transaction (app::assess_subject, app::apply_invite_events) -------
 
@@ -301,7 +328,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         until: DateTime<Utc>,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<Peer>>> + Send;
-    /// Records who a person is: `(kind, value)` pairs (`email`, `device`), each once.
+    /// Records who a person is: `(kind, key)` pairs (`email`, `device` and their lookup
+    /// hashes), each once.
     fn record_identities(
         &self,
         tx: &mut Self::Tx,
@@ -398,12 +426,120 @@ pub trait Store: Clone + Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<ResolveOutcome>> + Send;
 
+    // ---- privacy (app::privacy) and re-encryption (crate::reencrypt) ----------------------
+
+    /// Erases the person's facts inside `tx`: facts they are the referee of, or that carry one
+    /// of their contact keys, lose every key and sealed value; facts they referred and
+    /// invitations they sent stay under the pseudonym (counts of other people stay right);
+    /// their identities, ring links and ring membership go (their keys no longer join
+    /// rings). Touches only what is still personal, so a second call counts zeros.
+    fn erase_facts(
+        &self,
+        tx: &mut Self::Tx,
+        who: &PersonKeys<'_>,
+    ) -> impl Future<Output = StoreResult<Counts>> + Send;
+    /// Assessments about the person (as referee or referrer, or of an invitation they
+    /// received) with ids after `after`, in id order, at most `limit`; inside `tx`.
+    fn assessments_about_in(
+        &self,
+        tx: &mut Self::Tx,
+        who: &PersonKeys<'_>,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<AssessmentRow>>> + Send;
+    /// [`Store::assessments_about_in`] outside a transaction (exports).
+    fn assessments_about(
+        &self,
+        who: &PersonKeys<'_>,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<AssessmentRow>>> + Send;
+    /// Cases about the person (referee, referrer, whose ring, or an invitation they
+    /// received), in id order after `after`, at most `limit`; inside `tx`.
+    fn cases_about_in(
+        &self,
+        tx: &mut Self::Tx,
+        who: &PersonKeys<'_>,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<CaseRow>>> + Send;
+    /// [`Store::cases_about_in`] outside a transaction (exports).
+    fn cases_about(
+        &self,
+        who: &PersonKeys<'_>,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<CaseRow>>> + Send;
+    /// The other members of the person's ring, in id order, at most `limit` (whose
+    /// assessments' ring snapshots may list the person).
+    fn ring_mates(
+        &self,
+        tx: &mut Self::Tx,
+        person_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    /// Writes an assessment's people and JSON back (erasure, re-encryption).
+    fn rewrite_assessment(
+        &self,
+        tx: &mut Self::Tx,
+        row: &AssessmentRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes a case's people and note back (erasure).
+    fn rewrite_case(&self, tx: &mut Self::Tx, row: &CaseRow) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Converts at most `limit` rows of each kind written before encryption (plaintext
+    /// columns, `legacy-` identities, `legacy:` ring keys) inside `tx`; how many it converted.
+    fn reencrypt_facts(&self, tx: &mut Self::Tx, limit: i64)
+    -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Ring keys held before encryption (`legacy:<kind>:<value>`, holder), at most `limit`.
+    fn legacy_link_holders(
+        &self,
+        tx: &mut Self::Tx,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+    /// Drops a legacy ring key of a holder (once re-linked under its hash), and the link
+    /// itself once nobody holds it.
+    fn drop_legacy_link(
+        &self,
+        tx: &mut Self::Tx,
+        link_key: &str,
+        member_id: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Assessments with ids after `after`, in id order, at most `limit`, inside `tx`.
+    fn assessments_after(
+        &self,
+        tx: &mut Self::Tx,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<AssessmentRow>>> + Send;
+
     /// The ring a person belongs to now, with at most `member_limit` members listed.
     fn cluster_of(
         &self,
         member_id: &str,
         member_limit: i64,
     ) -> impl Future<Output = StoreResult<Option<ClusterView>>> + Send;
+}
+
+/// The sealed form of what similarity compares (a referee's e-mail local part and name): one
+/// sealed JSON pair, or empty when both are.
+pub(crate) fn seal_peer(pii: &PiiKeys, local: &str, name: &str) -> StoreResult<String> {
+    if local.is_empty() && name.is_empty() {
+        return Ok(String::new());
+    }
+    let plain = serde_json::to_string(&(local, name)).map_err(|e| StoreError::Encoding(e.to_string()))?;
+    Ok(pii.seal(&plain))
+}
+
+/// [`seal_peer`]'s pair again. A value that does not open (tampered, or sealed under a key no
+/// longer configured) is an error, never an empty comparison.
+pub(crate) fn open_peer(pii: &PiiKeys, sealed: &str) -> StoreResult<(String, String)> {
+    if sealed.is_empty() || sealed == referral_common::pii::TOMBSTONE {
+        return Ok((String::new(), String::new()));
+    }
+    let plain = pii
+        .open(sealed)
+        .map_err(|e| StoreError::Encoding(format!("referral_facts.peer_sealed: {e}")))?;
+    serde_json::from_str(&plain).map_err(|e| StoreError::Encoding(format!("referral_facts.peer_sealed: {e}")))
 }
 
 /// How many members an assessment's cluster snapshot lists.

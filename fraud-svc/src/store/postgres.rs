@@ -1,6 +1,7 @@
 //! fraud-svc on Postgres (schema `fraud` by default, its own search_path).
 
 use referral_common::outbox::{self, Outbox};
+use referral_common::pii::PiiKeys;
 use sqlx::{PgPool, Postgres, Transaction};
 
 // `sql_store!` brings the store's types into scope.
@@ -14,23 +15,25 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PgStore {
     pool: PgPool,
     outbox: Outbox,
+    /// Seals and looks up personal data (nothing is stored in plaintext).
+    pii: PiiKeys,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, schema: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, schema: &str, pii: PiiKeys) -> anyhow::Result<Self> {
         let pool = referral_common::db::connect_postgres(url, schema, 16).await?;
         // Migrate before the outbox relay starts reading its table.
         referral_common::db::migrate_postgres(&pool, &MIGRATOR).await?;
-        Ok(Self::from_pool(pool))
+        Ok(Self::from_pool(pool, pii))
     }
 
-    pub fn from_pool(pool: PgPool) -> Self {
+    pub fn from_pool(pool: PgPool, pii: PiiKeys) -> Self {
         let outbox = Outbox::start(
             "fraud-svc.outbox-relay",
             pool.clone(),
             std::time::Duration::from_millis(200),
         );
-        Self { pool, outbox }
+        Self { pool, outbox, pii }
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {

@@ -28,12 +28,12 @@ macro_rules! sql_store {
         use referral_proto::events::v1::Event;
 
         use crate::{
-            domain::{ClusterSize, Peer, SubjectKind, ring},
+            domain::{ClusterSize, Peer, SubjectKind, identity::EmailTraits, ring},
             store::events,
             store::{
                 AssessmentRow, CaseRow, ClusterView, InvitationCounts, InvitationFact, InvitationWindows, KnownReferee,
-                NewCase, ReferralCounts, ReferralFact, ReferralWindows, ResolveOutcome, RingState, Store, StoreResult,
-                VIEW_LINKS,
+                Counts, NewCase, PersonKeys, ReferralCounts, ReferralFact, ReferralWindows, ResolveOutcome, RingState, Store, StoreError, StoreResult,
+                VIEW_LINKS, open_peer, seal_peer,
             },
         };
 
@@ -42,6 +42,10 @@ macro_rules! sql_store {
 
             fn outbox(&self) -> &Outbox {
                 &self.outbox
+            }
+
+            fn pii(&self) -> &PiiKeys {
+                &self.pii
             }
 
             async fn begin_assessment(&self) -> StoreResult<Self::Tx> {
@@ -78,18 +82,19 @@ macro_rules! sql_store {
             }
 
             async fn record_referral(&self, tx: &mut Self::Tx, fact: &ReferralFact<'_>) -> StoreResult<()> {
+                let peer = seal_peer(&self.pii, &fact.email.local, fact.name_norm)?;
                 sqlx::query(
-                    "INSERT INTO referral_facts (referee_id, referrer_id, subject_id, email_local, email_norm, name_norm, ip, device_id, occurred_at)
+                    "INSERT INTO referral_facts (referee_id, referrer_id, subject_id, email_key, peer_sealed, disposable_domain, ip_key, device_key, occurred_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (referee_id) DO NOTHING",
                 )
                 .bind(fact.referee_id)
                 .bind(fact.referrer_id)
                 .bind(fact.subject_id)
-                .bind(fact.email_local)
-                .bind(fact.email_norm)
-                .bind(fact.name_norm)
-                .bind(fact.ip)
-                .bind(fact.device_id)
+                .bind(fact.email_key)
+                .bind(peer)
+                .bind(fact.email.disposable.as_deref().unwrap_or(""))
+                .bind(fact.ip_key)
+                .bind(fact.device_key)
                 .bind(fact.occurred_at)
                 .execute(&mut **tx)
                 .await?;
@@ -97,30 +102,36 @@ macro_rules! sql_store {
             }
 
             async fn known_referee(&self, tx: &mut Self::Tx, referee_id: &str) -> StoreResult<Option<KnownReferee>> {
-                let row: Option<(String, String, String, String)> = sqlx::query_as(
-                    "SELECT email_norm, name_norm, ip, device_id FROM referral_facts WHERE referee_id = $1",
+                let row: Option<(String, String, String, String, String)> = sqlx::query_as(
+                    "SELECT email_key, peer_sealed, disposable_domain, ip_key, device_key FROM referral_facts WHERE referee_id = $1",
                 )
                 .bind(referee_id)
                 .fetch_optional(&mut **tx)
                 .await?;
-                Ok(row.map(|(email, name, ip, device_id)| KnownReferee {
-                    email,
+                let Some((email_key, peer, disposable, ip_key, device_key)) = row else { return Ok(None) };
+                let (local, name) = open_peer(&self.pii, &peer)?;
+                Ok(Some(KnownReferee {
+                    email: EmailTraits {
+                        known: !email_key.is_empty(),
+                        local,
+                        disposable: (!disposable.is_empty()).then_some(disposable),
+                    },
+                    email_key,
                     name,
-                    ip,
-                    device_id,
+                    ip_key,
+                    device_key,
                 }))
             }
 
             async fn record_invitation(&self, tx: &mut Self::Tx, fact: &InvitationFact<'_>) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO invitation_facts (id, referrer_id, recipient_key, device_id, ip, occurred_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO invitation_facts (id, referrer_id, recipient_key, device_key, occurred_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(fact.id)
                 .bind(fact.referrer_id)
                 .bind(fact.recipient_key)
-                .bind(fact.device_id)
-                .bind(fact.ip)
+                .bind(fact.device_key)
                 .bind(fact.occurred_at)
                 .execute(&mut **tx)
                 .await?;
@@ -135,10 +146,10 @@ macro_rules! sql_store {
                               WHERE recipient_key = $1 AND $1 <> '' AND occurred_at > $2 AND occurred_at <= $3
                               ORDER BY occurred_at DESC LIMIT $4) AS r),
                            (SELECT COUNT(*) FROM (SELECT referrer_id FROM invitation_facts
-                              WHERE device_id = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
+                              WHERE device_key = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
                               ORDER BY occurred_at DESC LIMIT $7) AS d),
                            (SELECT COUNT(DISTINCT referrer_id) FROM (SELECT referrer_id FROM invitation_facts
-                              WHERE device_id = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
+                              WHERE device_key = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
                               ORDER BY occurred_at DESC LIMIT $7) AS dr),
                            (SELECT COUNT(*) FROM identities WHERE person_id = $8 AND kind = 'email' AND value = $9 AND $9 <> '')",
                     )
@@ -146,11 +157,11 @@ macro_rules! sql_store {
                     .bind(w.recipient_since)
                     .bind(w.until)
                     .bind(i64::from(w.recipient_cap))
-                    .bind(w.device_id)
+                    .bind(w.device_key)
                     .bind(w.device_since)
                     .bind(i64::from(w.device_cap))
                     .bind(w.referrer_id)
-                    .bind(w.email)
+                    .bind(w.email_key)
                     .fetch_one(&mut **tx)
                     .await?;
                 Ok(InvitationCounts {
@@ -169,7 +180,7 @@ macro_rules! sql_store {
                           WHERE referrer_id = $1 AND occurred_at > $2 AND occurred_at <= $3
                           ORDER BY occurred_at DESC LIMIT $4) AS v),
                        (SELECT COUNT(*) FROM (SELECT 1 AS one FROM referral_facts
-                          WHERE referrer_id = $1 AND ip = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
+                          WHERE referrer_id = $1 AND ip_key = $5 AND $5 <> '' AND occurred_at > $6 AND occurred_at <= $3
                           ORDER BY occurred_at DESC LIMIT $7) AS i),
                        (SELECT COUNT(*) FROM identities WHERE person_id = $1 AND kind = 'email' AND value = $8 AND $8 <> ''),
                        (SELECT COUNT(*) FROM identities WHERE person_id = $1 AND kind = 'device' AND value = $9 AND $9 <> ''),
@@ -182,11 +193,11 @@ macro_rules! sql_store {
                 .bind(w.velocity_since)
                 .bind(w.until)
                 .bind(i64::from(w.velocity_cap))
-                .bind(w.ip)
+                .bind(w.ip_key)
                 .bind(w.same_ip_since)
                 .bind(i64::from(w.same_ip_cap))
-                .bind(w.email)
-                .bind(w.device_id)
+                .bind(w.email_key)
+                .bind(w.device_key)
                 .bind(w.referee)
                 .fetch_one(&mut **tx)
                 .await?;
@@ -208,8 +219,8 @@ macro_rules! sql_store {
                 until: DateTime<Utc>,
                 limit: i64,
             ) -> StoreResult<Vec<Peer>> {
-                let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-                    "SELECT referee_id, email_local, name_norm, occurred_at FROM referral_facts
+                let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT referee_id, peer_sealed, occurred_at FROM referral_facts
                      WHERE referrer_id = $1 AND occurred_at > $2 AND occurred_at <= $3 ORDER BY occurred_at DESC LIMIT $4",
                 )
                 .bind(referrer_id)
@@ -218,15 +229,17 @@ macro_rules! sql_store {
                 .bind(limit)
                 .fetch_all(&mut **tx)
                 .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(referee_id, email_local, name, occurred_at)| Peer {
-                        referee_id,
-                        email_local,
-                        name,
-                        occurred_at,
+                rows.into_iter()
+                    .map(|(referee_id, peer, occurred_at)| {
+                        let (email_local, name) = open_peer(&self.pii, &peer)?;
+                        Ok(Peer {
+                            referee_id,
+                            email_local,
+                            name,
+                            occurred_at,
+                        })
                     })
-                    .collect())
+                    .collect()
             }
 
             async fn record_identities(
@@ -548,6 +561,345 @@ macro_rules! sql_store {
                 Ok(ResolveOutcome::Resolved(Box::new(row)))
             }
 
+            async fn erase_facts(&self, tx: &mut Self::Tx, who: &PersonKeys<'_>) -> StoreResult<Counts> {
+                let (p, anon, keys) = (who.person_id, who.pseudonym, who.contact_keys);
+                let mut counts = Counts::new();
+                // Facts about them as referee, or carrying their e-mail: every key and sealed
+                // value goes (the old plaintext columns too, in case `reencrypt` never ran).
+                let by_key = if keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(" OR email_key IN ({})", placeholders(3, keys.len()))
+                };
+                let sql = format!(
+                    "UPDATE referral_facts SET referee_id = CASE WHEN referee_id = $1 THEN $2 ELSE referee_id END,
+                       email_key = '', peer_sealed = '', disposable_domain = '', ip_key = '', device_key = '',
+                       email_local = '', email_norm = '', name_norm = '', ip = '', device_id = ''
+                     WHERE referee_id = $1{by_key}"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(p).bind(anon);
+                for k in keys {
+                    q = q.bind(k);
+                }
+                let mut facts = q.execute(&mut **tx).await?.rows_affected();
+                // Signups they referred stay, under the pseudonym: the referees' own windows.
+                facts += sqlx::query("UPDATE referral_facts SET referrer_id = $2 WHERE referrer_id = $1")
+                    .bind(p)
+                    .bind(anon)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                counts.insert("referralFacts".into(), count(facts));
+
+                // Invitations they received lose the recipient key; invitations they sent stay
+                // under the pseudonym without their device.
+                let mut received = Vec::new();
+                if !keys.is_empty() {
+                    received.push(format!("recipient_key IN ({})", placeholders(1, keys.len())));
+                }
+                if !who.invitation_ids.is_empty() {
+                    received.push(format!("id IN ({})", placeholders(1 + keys.len(), who.invitation_ids.len())));
+                }
+                let mut invitations = 0;
+                if !received.is_empty() {
+                    let sql = format!(
+                        "UPDATE invitation_facts SET recipient_key = '' WHERE recipient_key <> '' AND ({})",
+                        received.join(" OR ")
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for k in keys.iter().chain(who.invitation_ids) {
+                        q = q.bind(k);
+                    }
+                    invitations += q.execute(&mut **tx).await?.rows_affected();
+                }
+                invitations += sqlx::query(
+                    "UPDATE invitation_facts SET referrer_id = $2, device_key = '', device_id = '', ip = '' WHERE referrer_id = $1",
+                )
+                .bind(p)
+                .bind(anon)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                counts.insert("invitationFacts".into(), count(invitations));
+
+                // Who they are: their identities, and anyone's record of their e-mail.
+                let mut identities = sqlx::query("DELETE FROM identities WHERE person_id = $1")
+                    .bind(p)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if !keys.is_empty() {
+                    let sql = format!(
+                        "DELETE FROM identities WHERE kind = 'email' AND value IN ({})",
+                        placeholders(1, keys.len())
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for k in keys {
+                        q = q.bind(k);
+                    }
+                    identities += q.execute(&mut **tx).await?.rows_affected();
+                }
+                counts.insert("identities".into(), count(identities));
+
+                // Rings: the keys they hold and every link by their e-mail go; a link others
+                // still hold stays with one holder fewer.
+                let mut touched: Vec<String> = sqlx::query_scalar("SELECT link_key FROM link_holders WHERE member_id = $1")
+                    .bind(p)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let email_links: Vec<String> = keys.iter().map(|k| format!("email:{k}")).collect();
+                touched.extend(email_links.iter().cloned());
+                let mut links = sqlx::query("DELETE FROM link_holders WHERE member_id = $1")
+                    .bind(p)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                for chunk in email_links.chunks(500) {
+                    let sql = format!("DELETE FROM link_holders WHERE link_key IN ({})", placeholders(1, chunk.len()));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for k in chunk {
+                        q = q.bind(k);
+                    }
+                    links += q.execute(&mut **tx).await?.rows_affected();
+                }
+                // Every touched link counts its holders again; one nobody holds goes.
+                for chunk in touched.chunks(500) {
+                    let list = placeholders(1, chunk.len());
+                    for sql in [
+                        format!(
+                            "UPDATE cluster_links SET holders = (SELECT COUNT(*) FROM link_holders h WHERE h.link_key = cluster_links.link_key) WHERE link_key IN ({list})"
+                        ),
+                        format!("DELETE FROM cluster_links WHERE link_key IN ({list}) AND holders = 0"),
+                    ] {
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                        for k in chunk {
+                            q = q.bind(k);
+                        }
+                        q.execute(&mut **tx).await?;
+                    }
+                }
+                counts.insert("ringLinks".into(), count(links));
+                let cluster: Option<String> = sqlx::query_scalar("SELECT cluster_id FROM cluster_members WHERE member_id = $1")
+                    .bind(p)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let mut memberships = 0;
+                if let Some(cluster) = cluster {
+                    memberships = sqlx::query("DELETE FROM cluster_members WHERE member_id = $1")
+                        .bind(p)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                    sqlx::query("UPDATE clusters SET size = size - 1 WHERE id = $1")
+                        .bind(&cluster)
+                        .execute(&mut **tx)
+                        .await?;
+                    // A ring left with nobody goes with its links.
+                    let gone = sqlx::query("DELETE FROM clusters WHERE id = $1 AND size <= 0")
+                        .bind(&cluster)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                    if gone > 0 {
+                        sqlx::query("DELETE FROM cluster_links WHERE cluster_id = $1")
+                            .bind(&cluster)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+                counts.insert("ringMemberships".into(), count(memberships));
+                Ok(counts)
+            }
+
+            async fn assessments_about_in(&self, tx: &mut Self::Tx, who: &PersonKeys<'_>, after: &str, limit: i64) -> StoreResult<Vec<AssessmentRow>> {
+                Self::assessments_about_on(tx, who, after, limit).await
+            }
+
+            async fn assessments_about(&self, who: &PersonKeys<'_>, after: &str, limit: i64) -> StoreResult<Vec<AssessmentRow>> {
+                let mut conn = self.pool.acquire().await?;
+                Self::assessments_about_on(&mut conn, who, after, limit).await
+            }
+
+            async fn cases_about_in(&self, tx: &mut Self::Tx, who: &PersonKeys<'_>, after: &str, limit: i64) -> StoreResult<Vec<CaseRow>> {
+                Self::cases_about_on(tx, who, after, limit).await
+            }
+
+            async fn cases_about(&self, who: &PersonKeys<'_>, after: &str, limit: i64) -> StoreResult<Vec<CaseRow>> {
+                let mut conn = self.pool.acquire().await?;
+                Self::cases_about_on(&mut conn, who, after, limit).await
+            }
+
+            async fn ring_mates(&self, tx: &mut Self::Tx, person_id: &str, limit: i64) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT o.member_id FROM cluster_members m JOIN cluster_members o ON o.cluster_id = m.cluster_id
+                     WHERE m.member_id = $1 AND o.member_id <> $1 ORDER BY o.member_id LIMIT $2",
+                )
+                .bind(person_id)
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?)
+            }
+
+            async fn rewrite_assessment(&self, tx: &mut Self::Tx, row: &AssessmentRow) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE assessments SET referrer_id = $2, referee_id = $3, dedupe_key = $4, signals_json = $5, rules_json = $6, cluster_json = $7 WHERE id = $1",
+                )
+                .bind(&row.id)
+                .bind(&row.referrer_id)
+                .bind(&row.referee_id)
+                .bind(row.dedupe_key.as_deref())
+                .bind(&row.signals_json)
+                .bind(&row.rules_json)
+                .bind(&row.cluster_json)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn rewrite_case(&self, tx: &mut Self::Tx, row: &CaseRow) -> StoreResult<()> {
+                sqlx::query("UPDATE cases SET referrer_id = $2, referee_id = $3, cluster_member = $4, note = $5 WHERE id = $1")
+                    .bind(&row.id)
+                    .bind(&row.referrer_id)
+                    .bind(&row.referee_id)
+                    .bind(&row.cluster_member)
+                    .bind(&row.note)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn reencrypt_facts(&self, tx: &mut Self::Tx, limit: i64) -> StoreResult<u64> {
+                let pii = &self.pii;
+                let mut converted = 0;
+                let rows: Vec<(String, String, String, String, String, String)> = sqlx::query_as(
+                    "SELECT referee_id, email_norm, email_local, name_norm, ip, device_id FROM referral_facts
+                     WHERE email_norm <> '' OR email_local <> '' OR name_norm <> '' OR ip <> '' OR device_id <> '' LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?;
+                for (referee, email, local, name, ip, device) in rows {
+                    let mut traits = EmailTraits::of(&email);
+                    if traits.local.is_empty() {
+                        traits.local = local;
+                    }
+                    let peer = seal_peer(pii, &traits.local, &name)?;
+                    sqlx::query(
+                        "UPDATE referral_facts SET email_key = $2, peer_sealed = $3, disposable_domain = $4, ip_key = $5, device_key = $6,
+                           email_norm = '', email_local = '', name_norm = '', ip = '', device_id = '' WHERE referee_id = $1",
+                    )
+                    .bind(&referee)
+                    .bind(pii.lookup("email", &email))
+                    .bind(peer)
+                    .bind(traits.disposable.as_deref().unwrap_or(""))
+                    .bind(pii.lookup("ip", ip.trim()))
+                    .bind(pii.lookup("device", device.trim()))
+                    .execute(&mut **tx)
+                    .await?;
+                    converted += 1;
+                }
+                // Similarity pairs sealed under a key other than the first (rotation).
+                let prefix = format!("pii1.{}.", pii.sealing_kid());
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT referee_id, peer_sealed FROM referral_facts WHERE peer_sealed <> '' AND substr(peer_sealed, 1, CAST($1 AS INTEGER)) <> $2 LIMIT $3",
+                )
+                .bind(i64::try_from(prefix.len()).unwrap_or(i64::MAX))
+                .bind(&prefix)
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?;
+                for (referee, sealed) in rows {
+                    let Some(resealed) = pii
+                        .reseal(&sealed)
+                        .map_err(|e| StoreError::Encoding(format!("referral_facts.peer_sealed: {e}")))?
+                    else {
+                        continue;
+                    };
+                    sqlx::query("UPDATE referral_facts SET peer_sealed = $2 WHERE referee_id = $1")
+                        .bind(&referee)
+                        .bind(resealed)
+                        .execute(&mut **tx)
+                        .await?;
+                    converted += 1;
+                }
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, device_id FROM invitation_facts WHERE device_id <> '' OR ip <> '' LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?;
+                for (id, device) in rows {
+                    sqlx::query("UPDATE invitation_facts SET device_key = $2, device_id = '', ip = '' WHERE id = $1")
+                        .bind(&id)
+                        .bind(pii.lookup("device", device.trim()))
+                        .execute(&mut **tx)
+                        .await?;
+                    converted += 1;
+                }
+                let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+                    "SELECT person_id, kind, value, seen_at FROM identities WHERE kind LIKE 'legacy-%' LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?;
+                for (person, legacy_kind, value, seen_at) in rows {
+                    let kind = legacy_kind.trim_start_matches("legacy-");
+                    let key = pii.lookup(kind, value.trim());
+                    if !key.is_empty() {
+                        sqlx::query(
+                            "INSERT INTO identities (person_id, kind, value, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (person_id, kind, value) DO NOTHING",
+                        )
+                        .bind(&person)
+                        .bind(kind)
+                        .bind(&key)
+                        .bind(seen_at)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    sqlx::query("DELETE FROM identities WHERE person_id = $1 AND kind = $2 AND value = $3")
+                        .bind(&person)
+                        .bind(&legacy_kind)
+                        .bind(&value)
+                        .execute(&mut **tx)
+                        .await?;
+                    converted += 1;
+                }
+                Ok(converted)
+            }
+
+            async fn legacy_link_holders(&self, tx: &mut Self::Tx, limit: i64) -> StoreResult<Vec<(String, String)>> {
+                // 'legacy:' .. 'legacy;' is the prefix's range of the primary key.
+                Ok(sqlx::query_as(
+                    "SELECT link_key, member_id FROM link_holders WHERE link_key >= 'legacy:' AND link_key < 'legacy;' ORDER BY link_key LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&mut **tx)
+                .await?)
+            }
+
+            async fn drop_legacy_link(&self, tx: &mut Self::Tx, link_key: &str, member_id: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM link_holders WHERE link_key = $1 AND member_id = $2")
+                    .bind(link_key)
+                    .bind(member_id)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(
+                    "DELETE FROM cluster_links WHERE link_key = $1 AND NOT EXISTS (SELECT 1 FROM link_holders WHERE link_key = $1)",
+                )
+                .bind(link_key)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn assessments_after(&self, tx: &mut Self::Tx, after: &str, limit: i64) -> StoreResult<Vec<AssessmentRow>> {
+                Ok(sqlx::query_as(concat!("SELECT ", assessment_cols!(), " FROM assessments WHERE id > $1 ORDER BY id LIMIT $2"))
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&mut **tx)
+                    .await?)
+            }
+
             async fn cluster_of(&self, member_id: &str, member_limit: i64) -> StoreResult<Option<ClusterView>> {
                 let mut conn = self.pool.acquire().await?;
                 let (cluster, _) = Self::clusters_in(&mut conn, member_id, "").await?;
@@ -572,6 +924,47 @@ macro_rules! sql_store {
                 .bind(dedupe_key)
                 .fetch_optional(conn)
                 .await?)
+            }
+
+            /// Assessments about a person (see [`Store::assessments_about_in`]).
+            async fn assessments_about_on(conn: &mut $conn, who: &PersonKeys<'_>, after: &str, limit: i64) -> StoreResult<Vec<AssessmentRow>> {
+                let select = concat!("SELECT ", assessment_cols!(), " FROM assessments");
+                Self::about_on(conn, select, "referee_id = $2 OR referrer_id = $2", who, after, limit).await
+            }
+
+            /// Cases about a person (see [`Store::cases_about_in`]).
+            async fn cases_about_on(conn: &mut $conn, who: &PersonKeys<'_>, after: &str, limit: i64) -> StoreResult<Vec<CaseRow>> {
+                let select = concat!("SELECT ", case_cols!(), " FROM cases");
+                let people = "referee_id = $2 OR referrer_id = $2 OR cluster_member = $2";
+                Self::about_on(conn, select, people, who, after, limit).await
+            }
+
+            /// Rows of `select` about a person: `people` (on $2, the person's id) or about one of
+            /// the invitations they received, with ids after $1, in id order, at most $3.
+            async fn about_on<T>(
+                conn: &mut $conn,
+                select: &'static str,
+                people: &'static str,
+                who: &PersonKeys<'_>,
+                after: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<T>>
+            where
+                T: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                let mut sql = format!("{select} WHERE id > $1 AND ({people}");
+                if !who.invitation_ids.is_empty() {
+                    sql.push_str(&format!(
+                        " OR (subject_type = 'INVITATION' AND subject_id IN ({}))",
+                        placeholders(4, who.invitation_ids.len())
+                    ));
+                }
+                sql.push_str(") ORDER BY id LIMIT $3");
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(after).bind(who.person_id).bind(limit);
+                for id in who.invitation_ids {
+                    q = q.bind(id);
+                }
+                Ok(q.fetch_all(conn).await?)
             }
 
             /// The clusters of up to two people, in one read.
@@ -624,6 +1017,11 @@ macro_rules! sql_store {
                     links,
                 })
             }
+        }
+
+        /// A receipt's count from rows affected.
+        fn count(n: u64) -> i64 {
+            i64::try_from(n).unwrap_or(i64::MAX)
         }
 
         /// A cluster size from a count column (sizes never exceed u32 in practice; saturate).

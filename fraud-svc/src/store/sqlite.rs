@@ -9,6 +9,7 @@
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use referral_common::outbox::{self, Outbox};
+use referral_common::pii::PiiKeys;
 use referral_common::supervisor::until_shutdown;
 use sqlx::{
     Sqlite, SqlitePool, Transaction,
@@ -36,6 +37,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SqliteStore {
     pool: SqlitePool,
     outbox: Outbox,
+    /// Seals and looks up personal data (nothing is stored in plaintext).
+    pii: PiiKeys,
     /// Coalesced wakes of the outbox relay.
     relay: Arc<Notify>,
     /// Stops the background tasks when the last clone of the store is dropped.
@@ -46,7 +49,7 @@ impl SqliteStore {
     /// Opens (creating) and migrates the file: the settings of
     /// `referral_common::db::connect_sqlite` (WAL, synchronous NORMAL, 30 s busy timeout,
     /// foreign keys) plus the larger auto-checkpoint threshold.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, pii: PiiKeys) -> anyhow::Result<Self> {
         if url.contains(":memory:") || url.contains("mode=memory") {
             // Every pooled connection would open a database of its own.
             anyhow::bail!("FRAUD_DATABASE_URL: fraud-svc needs a SQLite file, not an in-memory database");
@@ -86,6 +89,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             outbox,
+            pii,
             relay,
             _tasks: Arc::new(stop),
         })
