@@ -48,6 +48,20 @@ pub fn check_subject(subject: Option<&PrivacySubject>) -> Result<&PrivacySubject
     Ok(s)
 }
 
+/// An export document of records by kind (kind -> the records, a JSON array each) with the
+/// count of each kind, as [`PersonData::export`] answers.
+pub fn export_document(kinds: Vec<(&str, Vec<serde_json::Value>)>) -> (Counts, serde_json::Value) {
+    let counts = kinds
+        .iter()
+        .map(|(k, r)| (k.to_string(), r.len() as i64))
+        .collect();
+    let doc = kinds
+        .into_iter()
+        .map(|(k, r)| (k.to_string(), serde_json::Value::Array(r)))
+        .collect::<serde_json::Map<_, _>>();
+    (counts, serde_json::Value::Object(doc))
+}
+
 /// The pseudonym `subject`'s rows are re-keyed under: this service's own
 /// `PiiKeys::pseudonym(person_id)`, which must equal the one the request carries when it
 /// carries one (services whose lookup keys differ would scatter one person over several

@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use referral_common::{
     ApiError,
     pii::PiiKeys,
-    privacy::{Counts, PersonData, pseudonym_of},
+    privacy::{Counts, PersonData, export_document, pseudonym_of},
 };
 use referral_proto::common::v1::PrivacySubject;
 use serde_json::{Value, json};
@@ -139,17 +139,10 @@ pub fn document(person_id: &str, l: &PersonLedger) -> (Counts, Value) {
             })
         })
         .collect();
-    let counts = Counts::from([
-        ("rewardsEarned".to_string(), earned.len() as i64),
-        ("rewardsEarnedForThem".to_string(), for_them.len() as i64),
-        ("payouts".to_string(), payouts.len() as i64),
-        ("conversions".to_string(), conversions.len() as i64),
-    ]);
-    let doc = json!({
-        "rewardsEarned": earned,
-        "rewardsEarnedForThem": for_them,
-        "payouts": payouts,
-        "conversions": conversions,
-    });
-    (counts, doc)
+    export_document(vec![
+        ("rewardsEarned", earned),
+        ("rewardsEarnedForThem", for_them),
+        ("payouts", payouts),
+        ("conversions", conversions),
+    ])
 }
