@@ -4,36 +4,16 @@
 
 use std::time::Duration;
 
-use referral_tests::{TestApp, eventually, int, spawn_app, unique, violated_fields};
+use referral_tests::{TestApp, eventually, int, invitation, spawn_app, unique, violated_fields};
 use serde_json::{Value, json};
 
 /// A LINK invitation from `referrer` (sent at creation); its id.
 async fn invite(app: &TestApp, referrer: &str, kind: &str, referee: &str) -> String {
-    let inv = app
-        .invite_ok(
-            &app.member(referrer, kind),
-            json!({
-                "referrerId": referrer,
-                "referrerKind": kind,
-                "refereeKind": referee,
-                "channel": "LINK",
-                "recipient": {"email": format!("{}@example.org", unique("guest")), "name": "Guest"},
-            }),
-        )
-        .await;
+    let mut body = invitation(referrer, "LINK", &format!("{}@example.org", unique("guest")));
+    body["referrerKind"] = json!(kind);
+    body["refereeKind"] = json!(referee);
+    let inv = app.invite_ok(&app.member(referrer, kind), body).await;
     inv["id"].as_str().expect("id").to_string()
-}
-
-async fn sign_up(app: &TestApp, user: &str, kind: &str, invitation: &str) {
-    let (status, body) = app
-        .post(
-            &app.member(user, kind),
-            "/v1/signups",
-            json!({"userId": user, "userKind": kind, "invitationId": invitation}),
-        )
-        .await;
-    assert_eq!(status, 200, "signup -> {body}");
-    assert_eq!(body["attributed"], json!(true), "{body}");
 }
 
 #[tokio::test]
@@ -45,10 +25,10 @@ async fn members_see_their_own_network_bounded_and_pseudonymous() {
     let second = unique("net-sup2");
     for couple in &couples {
         let inv = invite(&app, &supplier, "SUPPLIER", "COUPLE").await;
-        sign_up(&app, couple, "COUPLE", &inv).await;
+        app.signup_attributed(couple, "COUPLE", &inv).await;
     }
     let inv = invite(&app, &couples[0], "COUPLE", "SUPPLIER").await;
-    sign_up(&app, &second, "SUPPLIER", &inv).await;
+    app.signup_attributed(&second, "SUPPLIER", &inv).await;
 
     let own = app.member(&supplier, "SUPPLIER");
     let path = format!("/v1/referrers/{supplier}/network");
