@@ -46,6 +46,11 @@ pub struct AnalyticsConfig {
     /// a `lagged` notice.
     #[arg(long, env = "LIVE_FEED_RATE", default_value_t = 10)]
     pub live_feed_rate: u32,
+    /// How many levels deep a member may see their own referral network
+    /// (`GET /v1/referrers/{id}/network?depth=`), 1 to 3 (3 is the most the graph is ever
+    /// exposed, issue #16).
+    #[arg(long, env = "MAX_NETWORK_DEPTH", default_value_t = crate::domain::network::MAX_DEPTH)]
+    pub max_network_depth: i32,
     /// Prometheus /metrics address for the standalone binary.
     #[arg(long, env = "ANALYTICS_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
@@ -72,6 +77,8 @@ pub struct AnalyticsConfig {
 pub struct RuntimeConfig {
     pub currency: String,
     pub live_feed_rate: u32,
+    /// 1 ..= `domain::network::MAX_DEPTH`.
+    pub max_network_depth: i32,
 }
 
 impl AnalyticsConfig {
@@ -102,9 +109,16 @@ impl AnalyticsConfig {
         if self.live_feed_rate == 0 || self.live_feed_rate > 1000 {
             return Err(ConfigError::new("LIVE_FEED_RATE", "must be between 1 and 1000"));
         }
+        if !(1..=crate::domain::network::MAX_DEPTH).contains(&self.max_network_depth) {
+            return Err(ConfigError::new(
+                "MAX_NETWORK_DEPTH",
+                format!("must be between 1 and {}", crate::domain::network::MAX_DEPTH),
+            ));
+        }
         Ok(RuntimeConfig {
             currency,
             live_feed_rate: self.live_feed_rate,
+            max_network_depth: self.max_network_depth,
         })
     }
 }
@@ -138,6 +152,18 @@ mod tests {
         let s = parse(&[]).runtime().unwrap();
         assert_eq!(s.currency, "GBP");
         assert_eq!(s.live_feed_rate, 10);
+        assert_eq!(s.max_network_depth, 3);
+        assert_eq!(
+            parse(&["--max-network-depth", "2"])
+                .runtime()
+                .unwrap()
+                .max_network_depth,
+            2
+        );
+        for bad in ["0", "4"] {
+            let e = parse(&["--max-network-depth", bad]).runtime().unwrap_err();
+            assert!(e.to_string().contains("MAX_NETWORK_DEPTH"), "{e}");
+        }
         let e = parse(&["--currency", "pounds"]).runtime().unwrap_err();
         assert!(e.to_string().contains("ANALYTICS_CURRENCY"), "{e}");
         let e = parse(&["--live-feed-rate", "0"]).runtime().unwrap_err();

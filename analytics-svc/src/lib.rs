@@ -132,7 +132,8 @@ pub async fn serve_with<
         keys.clone(),
     ));
     let sink = Rollups::new(store.clone(), &runtime.currency);
-    let live = LiveFeed::new(runtime.live_feed_rate);
+    let pii = config.pii.keys()?;
+    let live = LiveFeed::new(runtime.live_feed_rate, pii.clone());
     let mut grpc = GrpcServer::new(
         "analytics-svc",
         interceptor,
@@ -189,14 +190,20 @@ pub async fn serve_with<
         webhook_sources,
         shutdown.receiver(),
         &tasks,
+        &pii,
     )?;
     let audit_log = referral_common::audit::AuditLogService::new(store.clone(), "analytics-svc");
     let parked = referral_common::parked::ParkedWorkService::new(parking, "analytics-svc");
-    let api = AnalyticsApi::new(store, runtime, live).with_webhooks(webhook_targets);
+    let privacy = referral_common::privacy::PrivacyServer::new(
+        "analytics-svc",
+        std::sync::Arc::new(app::privacy::PersonRecords::new(store.clone(), pii.clone())),
+    );
+    let api = AnalyticsApi::new(store, runtime, live, pii).with_webhooks(webhook_targets);
 
     grpc.add(AnalyticsServiceServer::new(api))
         .add(audit_log.into_server())
-        .add(parked.into_server());
+        .add(parked.into_server())
+        .add(privacy.into_server());
     grpc.serve(listener, &tls, config.supervision.task_down_threshold, shutdown)
         .await
 }

@@ -48,6 +48,39 @@ pub fn check_subject(subject: Option<&PrivacySubject>) -> Result<&PrivacySubject
     Ok(s)
 }
 
+/// An export document of records by kind (kind -> the records, a JSON array each) with the
+/// count of each kind, as [`PersonData::export`] answers.
+pub fn export_document(kinds: Vec<(&str, Vec<serde_json::Value>)>) -> (Counts, serde_json::Value) {
+    let counts = kinds
+        .iter()
+        .map(|(k, r)| (k.to_string(), r.len() as i64))
+        .collect();
+    let doc = kinds
+        .into_iter()
+        .map(|(k, r)| (k.to_string(), serde_json::Value::Array(r)))
+        .collect::<serde_json::Map<_, _>>();
+    (counts, serde_json::Value::Object(doc))
+}
+
+/// The pseudonym `subject`'s rows are re-keyed under: this service's own
+/// `PiiKeys::pseudonym(person_id)`, which must equal the one the request carries when it
+/// carries one (services whose lookup keys differ would scatter one person over several
+/// pseudonyms: refused, not guessed). A person id that already is a pseudonym names nobody
+/// left to erase.
+pub fn pseudonym_of(pii: &crate::pii::PiiKeys, subject: &PrivacySubject) -> Result<String, ApiError> {
+    if crate::pii::is_pseudonym(&subject.person_id) {
+        return Err(ApiError::invalid("subject.personId", "is already a pseudonym"));
+    }
+    let ours = pii.pseudonym(&subject.person_id);
+    if !subject.pseudonym.is_empty() && subject.pseudonym != ours {
+        return Err(ApiError::FailedPrecondition {
+            message: "the request's pseudonym differs from this service's: PII lookup keys differ".into(),
+            reason: "PSEUDONYM_MISMATCH",
+        });
+    }
+    Ok(ours)
+}
+
 /// Most contact keys or invitation ids one subject may carry (a person invited 1,000 times is
 /// already far outside the seeds' world; a larger list is a bug or an attack).
 pub const MAX_KEYS: usize = 1_000;

@@ -393,6 +393,19 @@ impl TestApp {
         inv
     }
 
+    /// `user` (a member of `kind`) signs up through `invitation`, and is attributed.
+    pub async fn signup_attributed(&self, user: &str, kind: &str, invitation: &str) {
+        let (status, body) = self
+            .post(
+                &self.member(user, kind),
+                "/v1/signups",
+                serde_json::json!({"userId": user, "userKind": kind, "invitationId": invitation}),
+            )
+            .await;
+        assert_eq!(status, 200, "signup -> {body}");
+        assert_eq!(body["attributed"], serde_json::json!(true), "{body}");
+    }
+
     /// Creates a referral code and insists on 200.
     pub async fn code_ok(&self, token: &str, body: Value) -> Value {
         let (status, code) = self.post(token, "/v1/referral-codes", body.clone()).await;

@@ -52,15 +52,7 @@ async fn invite(
 }
 
 async fn sign_up(app: &TestApp, user: &str, kind: &str, invitation: &str) {
-    let (status, body) = app
-        .post(
-            &app.member(user, kind),
-            "/v1/signups",
-            json!({"userId": user, "userKind": kind, "invitationId": invitation}),
-        )
-        .await;
-    assert_eq!(status, 200, "signup -> {body}");
-    assert_eq!(body["attributed"], json!(true), "{body}");
+    app.signup_attributed(user, kind, invitation).await;
 }
 
 /// Billing reports the user's conversion with its API key (members and admins cannot);

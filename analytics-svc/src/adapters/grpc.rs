@@ -10,15 +10,16 @@ use referral_proto::analytics::v1::{
     DeleteWebhookEndpointRequest, ExperimentRequest, ExperimentResults, Funnel, FunnelRequest, FxRate,
     GetWebhookEndpointRequest, LeaderboardRequest, ListFxRatesRequest, ListFxRatesResponse,
     ListWebhookDeliveriesRequest, ListWebhookDeliveriesResponse, LiveEvent, MetricsFilter, PutFxRateRequest,
-    RecordActivityRequest, StreamEventsRequest, SuperConnectors, SuperConnectorsRequest, Timeseries,
-    TimeseriesRequest, ViralMetrics, WebhookEndpoint, analytics_service_server::AnalyticsService,
+    RecordActivityRequest, ReferrerNetwork, ReferrerNetworkRequest, StreamEventsRequest, SuperConnectors,
+    SuperConnectorsRequest, Timeseries, TimeseriesRequest, ViralMetrics, WebhookEndpoint,
+    analytics_service_server::AnalyticsService,
 };
 use tonic::{Request, Response, Status, codegen::BoxStream};
 
 use super::live::LiveFeed;
 use crate::{
     app::{
-        fx_rates, record_activity,
+        fx_rates, network, record_activity,
         reports::{self, MAX_ID_LEN},
         webhook_endpoints,
     },
@@ -32,6 +33,8 @@ const MAX_TYPES: usize = 50;
 
 pub struct AnalyticsApi<S> {
     store: S,
+    /// Pseudonymises the people a network lists.
+    pii: referral_common::pii::PiiKeys,
     config: Arc<RuntimeConfig>,
     live: LiveFeed,
     /// The SSRF guard of outbound webhooks, when they run in this process (absent when the
@@ -40,9 +43,10 @@ pub struct AnalyticsApi<S> {
 }
 
 impl<S: Store> AnalyticsApi<S> {
-    pub fn new(store: S, config: RuntimeConfig, live: LiveFeed) -> Self {
+    pub fn new(store: S, config: RuntimeConfig, live: LiveFeed, pii: referral_common::pii::PiiKeys) -> Self {
         Self {
             store,
+            pii,
             config: Arc::new(config),
             live,
             webhook_targets: None,
@@ -133,6 +137,15 @@ impl<S: Store + WebhookStore> AnalyticsService for AnalyticsApi<S> {
     ) -> Result<Response<SuperConnectors>, Status> {
         let p = Principal::of(&req)?;
         answer(reports::super_connectors::get(&self.store, &p, req.get_ref()).await)
+    }
+
+    async fn get_referrer_network(
+        &self,
+        req: Request<ReferrerNetworkRequest>,
+    ) -> Result<Response<ReferrerNetwork>, Status> {
+        let p = Principal::of(&req)?;
+        let max = self.config.max_network_depth;
+        answer(network::get(&self.store, &self.pii, max, &p, req.get_ref()).await)
     }
 
     async fn get_experiment_results(

@@ -15,7 +15,7 @@ use std::{
 };
 
 use referral_common::{
-    auth::ServiceCredentials, events::event_type, outbox::FROM_HEAD, supervisor::Supervisor,
+    auth::ServiceCredentials, events::event_type, outbox::FROM_HEAD, pii::PiiKeys, supervisor::Supervisor,
 };
 use referral_proto::{
     analytics::v1::LiveEvent,
@@ -32,14 +32,17 @@ const FAN_OUT: usize = 1024;
 pub struct LiveFeed {
     events: broadcast::Sender<Arc<LiveEvent>>,
     rate: u32,
+    /// Pseudonymises the referees an event names (`domain::privacy`).
+    pii: Arc<PiiKeys>,
 }
 
 impl LiveFeed {
-    pub fn new(rate: u32) -> Self {
+    pub fn new(rate: u32, pii: PiiKeys) -> Self {
         let (events, _) = broadcast::channel(FAN_OUT);
         Self {
             events,
             rate: rate.max(1),
+            pii: Arc::new(pii),
         }
     }
 
@@ -53,12 +56,13 @@ impl LiveFeed {
         credentials: ServiceCredentials,
         shutdown: watch::Receiver<bool>,
     ) {
-        let events = self.events.clone();
+        let (events, pii) = (self.events.clone(), self.pii.clone());
         // Outlives a restart, so a tail that panicked resumes where it was.
         let cursor = Arc::new(AtomicI64::new(FROM_HEAD));
         tasks.spawn(format!("analytics-svc.live.{source}"), move || {
-            let (events, channel, credentials, cursor, mut shutdown) = (
+            let (events, pii, channel, credentials, cursor, mut shutdown) = (
                 events.clone(),
+                pii.clone(),
                 channel.clone(),
                 credentials.clone(),
                 cursor.clone(),
@@ -68,7 +72,7 @@ impl LiveFeed {
                 let mut backoff = Duration::from_millis(200);
                 loop {
                     let result = tokio::select! {
-                        r = tail_once(&events, &channel, &credentials, &cursor) => r,
+                        r = tail_once(&events, &pii, &channel, &credentials, &cursor) => r,
                         _ = shutdown.changed() => return Ok::<(), Infallible>(()),
                     };
                     if let Err(e) = result {
@@ -89,7 +93,9 @@ impl LiveFeed {
     /// Publishes an event to every client (tests and the tails).
     pub fn publish(&self, event: &Event) {
         // No client listening is not an error.
-        let _ = self.events.send(Arc::new(live_event(event)));
+        if let Some(e) = live_event(event, &self.pii) {
+            let _ = self.events.send(Arc::new(e));
+        }
     }
 
     /// One client's paced stream; `types` filters by event type (all when empty).
@@ -147,6 +153,7 @@ impl LiveFeed {
 
 async fn tail_once(
     events: &broadcast::Sender<Arc<LiveEvent>>,
+    pii: &PiiKeys,
     channel: &Channel,
     credentials: &ServiceCredentials,
     cursor: &AtomicI64,
@@ -161,7 +168,9 @@ async fn tail_once(
         match item.item {
             Some(Item::Event(e)) => {
                 cursor.store(e.offset, Ordering::SeqCst);
-                let _ = events.send(Arc::new(live_event(&e)));
+                if let Some(e) = live_event(&e, pii) {
+                    let _ = events.send(Arc::new(e));
+                }
             }
             Some(Item::Heartbeat(h)) if cursor.load(Ordering::SeqCst) == FROM_HEAD => {
                 cursor.store(h.head_offset, Ordering::SeqCst)
@@ -172,17 +181,30 @@ async fn tail_once(
     Ok(())
 }
 
-/// An event as the feed shows it: its type, source, time and proto3 JSON.
-pub fn live_event(e: &Event) -> LiveEvent {
-    LiveEvent {
+/// An event as the feed shows it: its type, source, time and proto3 JSON with the people it
+/// names reduced to what may leave analytics (`domain::privacy::scrub`). None for an event
+/// of a type this build does not know (no payload: nothing to judge it by) or one never
+/// forwarded (`privacy.requested`, which carries contact keys).
+pub fn live_event(e: &Event, pii: &PiiKeys) -> Option<LiveEvent> {
+    e.payload.as_ref()?;
+    if !crate::domain::privacy::forwarded(event_type(e)) {
+        return None;
+    }
+    let json = serde_json::to_value(e)
+        .map(|mut v| {
+            crate::domain::privacy::scrub(pii, &mut v);
+            v.to_string()
+        })
+        // A decoded proto message always serialises; an empty body would only thin this feed copy.
+        .unwrap_or_default();
+    Some(LiveEvent {
         id: e.id.clone(),
         r#type: event_type(e).into(),
         source: e.source.clone(),
         occurred_at: e.occurred_at,
-        // A decoded proto message always serialises; an empty body would only thin this feed copy.
-        json: serde_json::to_string(e).unwrap_or_default(),
+        json,
         lagged: 0,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -207,7 +229,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_client_gets_at_most_rate_a_second_and_a_lagged_notice() {
-        let feed = LiveFeed::new(10);
+        let feed = LiveFeed::new(10, PiiKeys::for_tests());
         let mut stream = feed.subscribe(vec![]);
         tokio::task::yield_now().await;
         for n in 0..35 {
@@ -238,7 +260,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn types_filter_the_feed() {
-        let feed = LiveFeed::new(10);
+        let feed = LiveFeed::new(10, PiiKeys::for_tests());
         let mut stream = feed.subscribe(vec!["invitation.created".into()]);
         tokio::task::yield_now().await;
         feed.publish(&click(1));
@@ -251,5 +273,47 @@ mod tests {
         feed.publish(&created);
         let first = stream.next().await.unwrap().unwrap();
         assert_eq!(first.r#type, "invitation.created");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn privacy_requests_stay_in_and_referees_are_pseudonymous() {
+        let pii = PiiKeys::for_tests();
+        let feed = LiveFeed::new(10, pii.clone());
+        let mut stream = feed.subscribe(vec![]);
+        tokio::task::yield_now().await;
+        let now = referral_common::ids::now();
+        feed.publish(&new_event(
+            "invite",
+            "r1",
+            now,
+            Payload::PrivacyRequested(Default::default()),
+        ));
+        feed.publish(&Event {
+            payload: None,
+            ..click(1)
+        });
+        feed.publish(&new_event(
+            "invite",
+            "u1",
+            now,
+            Payload::SignupRecorded(referral_proto::events::v1::SignupRecorded {
+                user_id: "u1".into(),
+                referrer_id: "s1".into(),
+                ip: "203.0.113.7".into(),
+                ..Default::default()
+            }),
+        ));
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(
+            first.r#type, "signup.recorded",
+            "the privacy request and the unknown event never reach the feed"
+        );
+        assert!(first.json.contains(&pii.pseudonym("u1")), "{}", first.json);
+        assert!(
+            !first.json.contains("\"u1\"") && !first.json.contains("203.0.113"),
+            "{}",
+            first.json
+        );
+        assert!(first.json.contains("\"s1\""), "{}", first.json);
     }
 }

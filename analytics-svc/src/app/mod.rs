@@ -7,11 +7,15 @@
 //!   recomputed from the logs.
 //! - [`record_activity`]: the marketplace's ACTIVATED / CHURNED reports.
 //! - [`fx_rates`]: the dated exchange rates revenue is converted with.
+//! - [`network`]: a referrer's own network, depth-bounded and pseudonymous.
+//! - [`privacy`]: a person's part of a privacy request (export; erase under a pseudonym).
 //! - [`webhook_endpoints`]: endpoint management; [`webhook_fan_out`]: a consumed event
 //!   turned into deliveries.
 
 pub mod apply_events;
 pub mod fx_rates;
+pub mod network;
+pub mod privacy;
 pub mod rebuild;
 pub mod record_activity;
 pub mod reports;

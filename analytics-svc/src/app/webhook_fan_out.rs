@@ -5,18 +5,23 @@
 //! own, apart from the rollups'.
 
 use chrono::{DateTime, Utc};
-use referral_common::{events, ids};
+use referral_common::{events, ids, pii::PiiKeys};
 use referral_proto::events::v1::Event;
 use serde_json::json;
 
 use crate::store::webhooks::{Fanout, WebhookStore};
 
 /// Fans one batch of `source`'s events out; the number of deliveries created.
-pub async fn fan_out<S: WebhookStore>(store: &S, source: &str, events: Vec<Event>) -> sqlx::Result<u64> {
+pub async fn fan_out<S: WebhookStore>(
+    store: &S,
+    source: &str,
+    events: Vec<Event>,
+    pii: &PiiKeys,
+) -> sqlx::Result<u64> {
     let Some(last) = events.iter().map(|e| e.offset).max() else {
         return Ok(0);
     };
-    let fanouts = events.iter().filter_map(fanout_of).collect();
+    let fanouts = events.iter().filter_map(|e| fanout_of(e, pii)).collect();
     let created = store.fan_out(source, last, fanouts).await?;
     if created > 0 {
         metrics::counter!("webhook_deliveries_created_total").increment(created);
@@ -30,16 +35,22 @@ pub async fn last_offset<S: WebhookStore>(store: &S, source: &str) -> sqlx::Resu
 }
 
 /// The delivery body of an event (Standard Webhooks' suggested shape): `{type, timestamp,
-/// data}`, `data` being the event envelope as proto3 JSON. None for an empty event.
-pub fn fanout_of(event: &Event) -> Option<Fanout> {
+/// data}`, `data` being the event envelope as proto3 JSON with the people it names reduced
+/// to what may leave analytics (`domain::privacy::scrub`). None for an empty event, one of a
+/// type unknown to this build (no payload) and one never forwarded (`privacy.requested`).
+pub fn fanout_of(event: &Event, pii: &PiiKeys) -> Option<Fanout> {
     event.payload.as_ref()?;
     let event_type = events::event_type(event);
+    if !crate::domain::privacy::forwarded(event_type) {
+        return None;
+    }
     let occurred_at: DateTime<Utc> = event
         .occurred_at
         .as_ref()
         .and_then(ids::from_ts)
         .unwrap_or_else(ids::now);
-    let data = serde_json::to_value(event).ok()?;
+    let mut data = serde_json::to_value(event).ok()?;
+    crate::domain::privacy::scrub(pii, &mut data);
     let body = json!({
         "type": event_type,
         "timestamp": occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -68,7 +79,7 @@ mod tests {
             at,
             Payload::InvitationSent(InvitationTransition::default()),
         );
-        let f = fanout_of(&event).unwrap();
+        let f = fanout_of(&event, &PiiKeys::for_tests()).unwrap();
         assert_eq!(f.event_type, "invitation.sent");
         assert_eq!(f.event_id, event.id);
         let body: serde_json::Value = serde_json::from_str(&f.payload).unwrap();
@@ -85,6 +96,6 @@ mod tests {
 
     #[test]
     fn an_empty_event_is_not_delivered() {
-        assert!(fanout_of(&Event::default()).is_none());
+        assert!(fanout_of(&Event::default(), &PiiKeys::for_tests()).is_none());
     }
 }

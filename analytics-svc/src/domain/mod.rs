@@ -1,11 +1,14 @@
 //! analytics-svc's rules as plain functions over plain data, unit-tested without a database:
 //! what each event changes (`rollup`), which filter scopes a referrer's activity counts in
 //! (`scope`), every metric's formula (`metrics`, `attribution`, `stats`), currency
-//! conversion (`fx`) and the outbound webhooks' rules (`webhooks`).
+//! conversion (`fx`), the outbound webhooks' rules (`webhooks`) and what may leave analytics
+//! about a person (`privacy`).
 
 pub mod attribution;
 pub mod fx;
 pub mod metrics;
+pub mod network;
+pub mod privacy;
 pub mod rollup;
 pub mod scope;
 pub mod webhooks;

@@ -44,6 +44,9 @@ referral_test_support::conformance! {
     fraud_read_first_gives_the_same_numbers: sqlite_fraud_read_first_gives_the_same_numbers, pg_fraud_read_first_gives_the_same_numbers;
     revenue_in_every_currency: sqlite_revenue_in_every_currency, pg_revenue_in_every_currency;
     activity_feeds_the_last_stages: sqlite_activity_feeds_the_last_stages, pg_activity_feeds_the_last_stages;
+    erasure_leaves_every_report_as_it_was: sqlite_erasure_leaves_every_report_as_it_was, pg_erasure_leaves_every_report_as_it_was;
+    networks_are_bounded_and_pseudonymous: sqlite_networks_are_bounded_and_pseudonymous, pg_networks_are_bounded_and_pseudonymous;
+    webhook_bodies_are_pseudonymous_and_erased: sqlite_webhook_bodies_are_pseudonymous_and_erased, pg_webhook_bodies_are_pseudonymous_and_erased;
 }
 
 /// Raw SQL on a backend, for the cases that compare tables with what a migration fills.
@@ -1249,4 +1252,354 @@ async fn activity_feeds_the_last_stages<S: Store>(store: &S) {
 
 fn is_conversion_of(e: &Event, user: &str) -> bool {
     matches!(&e.payload, Some(Payload::ConversionRecorded(c)) if c.user_id == user)
+}
+
+// ---- privacy (issue #16) -------------------------------------------------------------
+
+fn subject(person: &str, invitations: &[&str]) -> referral_proto::common::v1::PrivacySubject {
+    referral_proto::common::v1::PrivacySubject {
+        person_id: person.into(),
+        invitation_ids: invitations.iter().map(|i| i.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Every report over the loop, as text (ids in quotes, so a re-keyed id can be swapped).
+/// `shown` names a leaderboard's referrers (before erasure: as they will be after it).
+async fn every_report<S: Store>(
+    store: &S,
+    referrers: &[&str],
+    shown: &dyn Fn(&str) -> String,
+) -> Vec<String> {
+    let w = window(0, 10);
+    let mut out = vec![
+        format!("{:?}", reports::viral(store, &w).await.unwrap()),
+        format!("{:?}", reports::funnel(store, &w, "").await.unwrap()),
+        format!(
+            "{:?}",
+            reports::cohorts(store, &w, crate::domain::metrics::Granularity::Week)
+                .await
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            reports::timeseries(store, &w, crate::domain::metrics::Granularity::Day, "signups")
+                .await
+                .unwrap()
+        ),
+        format!("{:?}", reports::experiment(store, "t1", &w).await.unwrap()),
+        format!("{:?}", reports::super_connectors(store, D + 1, 10).await.unwrap()),
+    ];
+    for (model, proto) in [
+        (Model::FirstTouch, AttributionModel::FirstTouch),
+        (Model::LastTouch, AttributionModel::LastTouch),
+        (Model::Linear, AttributionModel::Linear),
+        (Model::TimeDecay, AttributionModel::TimeDecay),
+        (Model::PositionBased, AttributionModel::PositionBased),
+    ] {
+        out.push(format!(
+            "{:?}",
+            reports::attribution(store, &w, model, proto).await.unwrap()
+        ));
+    }
+    for ranking in [Ranking::Referrals, Ranking::Revenue, Ranking::ConversionRate] {
+        let mut l = reports::leaderboard(store, board(None, None), ranking, 20)
+            .await
+            .unwrap();
+        // Ties are ranked by id, and a pseudonym sorts elsewhere than the id it replaced:
+        // the same values in the same order, the same entries (ranks aside).
+        let values: Vec<f64> = l.entries.iter().map(|e| e.value).collect();
+        l.entries.iter_mut().for_each(|e| {
+            e.rank = 0;
+            e.referrer_id = shown(&e.referrer_id);
+        });
+        l.entries.sort_by(|a, b| a.referrer_id.cmp(&b.referrer_id));
+        out.push(format!("{values:?} {l:?}"));
+    }
+    for r in referrers {
+        out.push(format!("{:?}", reports::funnel(store, &w, r).await.unwrap()));
+    }
+    out
+}
+
+async fn erasure_leaves_every_report_as_it_was<S: Store>(store: &S) {
+    use referral_common::privacy::PersonData;
+
+    use crate::app::privacy::PersonRecords;
+
+    let pii = referral_common::pii::PiiKeys::for_tests();
+    let records = PersonRecords::new(store.clone(), pii.clone());
+    let mut events = the_loop();
+    // A conversion with touchpoints, so attribution has credits to keep.
+    events.push(conversion(
+        "u2",
+        "s1",
+        7_000,
+        "GBP",
+        true,
+        3.5,
+        &[("s1", 1.0), ("s2", 1.5)],
+    ));
+    apply(store, "invite", &events, 1).await;
+    // A couple: u1 (invited by s1, paid twice, brought in v1) and u2 (invited by s1, paid).
+    let couple = [("u1", "s1a"), ("u2", "s1b")];
+    let referrers = ["s1", "s2", "u1", "u2"];
+    let shown = |id: &str| {
+        if couple.iter().any(|(p, _)| *p == id) {
+            pii.pseudonym(id)
+        } else {
+            id.to_string()
+        }
+    };
+    let before = every_report(store, &referrers, &shown).await;
+
+    let (counts, doc) = records.export(&subject("u1", &["s1a"])).await.expect("export");
+    assert_eq!(
+        (
+            counts["signups"],
+            counts["conversions"],
+            counts["funnelStages"],
+            counts["asReferrer"]
+        ),
+        (1, 2, 1, 1)
+    );
+    assert_eq!(doc["signups"][0]["referrerId"], "s1");
+    assert_eq!(doc["funnelStages"][0]["furthestStage"], "CONVERTED");
+    assert_eq!(doc["asReferrer"][0]["signups"], 1);
+    assert!(counts["cohorts"] >= 1, "{counts:?}");
+
+    for (person, invitation) in couple {
+        let counts = records
+            .erase(&subject(person, &[invitation]))
+            .await
+            .expect("erase");
+        assert!(
+            counts["referredUsers"] >= 1 && counts["referrerRollups"] >= 1,
+            "{person}: {counts:?}"
+        );
+        let again = records
+            .erase(&subject(person, &[invitation]))
+            .await
+            .expect("again");
+        assert!(again.values().all(|n| *n == 0), "idempotent: {again:?}");
+        let (counts, _) = records.export(&subject(person, &[])).await.expect("export after");
+        assert!(
+            counts.values().all(|n| *n == 0),
+            "nothing left under {person}: {counts:?}"
+        );
+    }
+    // Identical, but for the erased people's own ids now being their pseudonyms.
+    let swap = |text: &str| {
+        couple.iter().fold(text.to_string(), |t, (person, _)| {
+            t.replace(
+                &format!("\"{person}\""),
+                &format!("\"{}\"", pii.pseudonym(person)),
+            )
+        })
+    };
+    let pseudonymous: Vec<&str> = referrers
+        .iter()
+        .map(|r| if r.starts_with('u') { "" } else { *r })
+        .collect();
+    let mut after = every_report(store, &pseudonymous, &|id: &str| id.to_string()).await;
+    // Their own funnels, now under their pseudonyms.
+    for (i, (person, _)) in couple.iter().enumerate() {
+        after[before.len() - 2 + i] = format!(
+            "{:?}",
+            reports::funnel(store, &window(0, 10), &pii.pseudonym(person))
+                .await
+                .unwrap()
+        );
+    }
+    let before: Vec<String> = before.iter().map(|r| swap(r)).collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b, a);
+    }
+    // The graph stays whole: s1's network still reaches v1 through the erased u1.
+    let n = store.network("s1", 3, 10).await.expect("network");
+    assert_eq!(n.levels, [(1, 2), (2, 1)]);
+    assert!(n.first_level.contains(&pii.pseudonym("u1")));
+}
+
+async fn networks_are_bounded_and_pseudonymous<S: Store>(store: &S) {
+    // s1 -> u1, u2 (the loop); u1 -> v1; and v1 -> w1 -> x1 -> y1, deeper than anyone sees;
+    // y1 -> s1 closes a cycle that must not count s1 or loop.
+    let mut events = the_loop();
+    for (n, (user, referrer)) in [("w1", "v1"), ("x1", "w1"), ("y1", "x1"), ("s1", "y1")]
+        .iter()
+        .enumerate()
+    {
+        let inv = format!("deep{n}");
+        events.push(created(&Invite {
+            id: &inv,
+            referrer,
+            supplier: false,
+            vendor: None,
+            day: 5.0,
+            template: "",
+            variant: "",
+        }));
+        events.push(signup(user, referrer, &inv, false, 6.0, 5.0));
+    }
+    apply(store, "invite", &events, 1).await;
+    let n = store.network("s1", 3, 10).await.expect("network");
+    assert_eq!(n.levels, [(1, 2), (2, 1), (3, 1)], "u1 u2 | v1 | w1");
+    let mut first = n.first_level.clone();
+    first.sort();
+    assert_eq!(first, ["u1", "u2"]);
+    assert_eq!(store.network("s1", 1, 10).await.unwrap().levels, [(1, 2)]);
+    assert_eq!(
+        store.network("v1", 3, 10).await.unwrap().levels,
+        [(1, 1), (2, 1), (3, 1)]
+    );
+    // The list is bounded.
+    assert_eq!(store.network("s1", 1, 1).await.unwrap().first_level.len(), 1);
+    assert_eq!(store.network("nobody", 3, 10).await.unwrap(), Default::default());
+
+    // What the API answers: members see their own network only, 1 ..= the configured depth,
+    // level 1 by pseudonym.
+    use referral_common::auth::Principal;
+    use referral_proto::analytics::v1::ReferrerNetworkRequest;
+    let pii = referral_common::pii::PiiKeys::for_tests();
+    let ask = |who: &str, depth: i32| {
+        let p = Principal::new(who, referral_common::auth::Role::Member, Some("SUPPLIER".into()));
+        let r = ReferrerNetworkRequest {
+            referrer_id: "s1".into(),
+            depth,
+        };
+        (p, r)
+    };
+    let (p, r) = ask("s1", 0);
+    let got = crate::app::network::get(store, &pii, 3, &p, &r)
+        .await
+        .expect("own network");
+    assert_eq!(got.depth, 3);
+    let people: Vec<i64> = got.levels.iter().map(|l| l.people).collect();
+    assert_eq!(
+        people,
+        [2, 0, 0],
+        "levels past the first under five people are suppressed"
+    );
+    assert!(got.levels[1].suppressed && got.levels[2].suppressed);
+    let mut shown = got.first_level.clone();
+    shown.sort();
+    let mut expected = vec![pii.pseudonym("u1"), pii.pseudonym("u2")];
+    expected.sort();
+    assert_eq!(shown, expected);
+    let (p, r) = ask("s1", 4);
+    let e = crate::app::network::get(store, &pii, 3, &p, &r)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("depth"), "{e}");
+    let (p, r) = ask("s1", 3);
+    let e = crate::app::network::get(store, &pii, 2, &p, &r)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("depth"),
+        "a lower configured maximum holds: {e}"
+    );
+    let (p, r) = ask("s2", 1);
+    let e = crate::app::network::get(store, &pii, 3, &p, &r)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+}
+
+async fn webhook_bodies_are_pseudonymous_and_erased<S: Store + crate::store::webhooks::WebhookStore>(
+    store: &S,
+) {
+    use prost::Message;
+    use referral_common::{
+        audit::{Actor, AuditEntry, action},
+        privacy::PersonData,
+    };
+    use referral_proto::events::v1::PrivacyRequested;
+
+    use crate::{app::privacy::PersonRecords, store::webhooks::NewEndpoint};
+
+    let pii = referral_common::pii::PiiKeys::for_tests();
+    let admin = Actor {
+        subject: "admin-1".into(),
+        role: "admin".into(),
+        request_id: None,
+    };
+    store
+        .create_endpoint(
+            NewEndpoint {
+                id: "ep-1".into(),
+                url: "http://127.0.0.1:9/hook".into(),
+                event_types: vec!["*".into()],
+                description: String::new(),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                created_at: at(-1.0),
+            },
+            &AuditEntry::new(
+                &admin,
+                action::WEBHOOK_ENDPOINT_CREATE,
+                "webhook_endpoint",
+                "ep-1",
+            ),
+        )
+        .await
+        .expect("endpoint");
+    let signed_up = signup("cpl-9", "sup-9", "inv-9", true, 1.0, 0.0);
+    // The privacy request carries contact keys: never delivered.
+    let privacy = new_event(
+        "invite",
+        "req-1",
+        at(1.0),
+        Payload::PrivacyRequested(PrivacyRequested {
+            request_id: "req-1".into(),
+            subject: Some(subject("cpl-9", &[])),
+            ..Default::default()
+        }),
+    );
+    // A type from a later build (an unknown oneof field, e.g. a future consent.*) decodes
+    // with no payload: nothing to judge it by, so it is neither delivered nor counted.
+    let mut bytes = new_event(
+        "invite",
+        "x",
+        at(1.0),
+        Payload::PrivacyRequested(Default::default()),
+    )
+    .encode_to_vec();
+    let plain = Event {
+        payload: None,
+        ..Event::decode(bytes.as_slice()).unwrap()
+    };
+    bytes = plain.encode_to_vec();
+    bytes.extend_from_slice(&[0x9A, 0x06, 0x02, b'h', b'i']);
+    let unknown = Event::decode(bytes.as_slice()).expect("an unknown field decodes");
+    assert!(unknown.payload.is_none());
+    let created = crate::app::webhook_fan_out::fan_out(
+        store,
+        "invite",
+        vec![signed_up.clone(), privacy, unknown.clone()],
+        &pii,
+    )
+    .await
+    .expect("fan out");
+    assert_eq!(created, 1, "only the signup is delivered");
+    // The rollups take the unknown event as nothing (and do not stall on it).
+    apply(store, "invite", &[signed_up, unknown], 1).await;
+    assert_eq!(store.last_offset("invite").await.unwrap(), 2);
+
+    let bodies = store.deliveries_naming("sup-9", "", 10).await.expect("bodies");
+    assert_eq!(bodies.len(), 1);
+    let body = &bodies[0].payload;
+    assert!(body.contains(&pii.pseudonym("cpl-9")), "{body}");
+    assert!(!body.contains("\"cpl-9\""), "the referee is pseudonymous: {body}");
+
+    let records = PersonRecords::new(store.clone(), pii.clone());
+    let counts = records.erase(&subject("sup-9", &[])).await.expect("erase");
+    assert_eq!(counts["webhookDeliveries"], 1);
+    let bodies = store
+        .deliveries_naming(&pii.pseudonym("sup-9"), "", 10)
+        .await
+        .expect("bodies");
+    assert_eq!(bodies.len(), 1);
+    assert!(!bodies[0].payload.contains("\"sup-9\""), "{}", bodies[0].payload);
+    let again = records.erase(&subject("sup-9", &[])).await.expect("again");
+    assert_eq!(again["webhookDeliveries"], 0);
 }

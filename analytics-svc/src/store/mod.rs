@@ -17,6 +17,7 @@
 //! rebuild running beside the live consumer cannot interleave with it.
 
 mod postgres;
+pub mod privacy;
 mod sql;
 mod sqlite;
 pub mod webhooks;
@@ -192,7 +193,7 @@ pub struct CohortRows {
 }
 
 /// Everything analytics-svc keeps.
-pub trait Store: Clone + Send + Sync + 'static {
+pub trait Store: privacy::PersonStore + Clone + Send + Sync + 'static {
     /// Applies consumed events in one transaction with the new offset of `source`,
     /// dropping events already applied (by id). `currency` is the reporting currency.
     fn apply_events(

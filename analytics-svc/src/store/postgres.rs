@@ -70,3 +70,4 @@ impl From<PgStore> for referral_common::parked::ParkedDb {
         store.pool().clone().into()
     }
 }
+super::privacy::privacy_sql!(PgStore);

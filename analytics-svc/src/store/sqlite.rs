@@ -62,3 +62,4 @@ impl From<SqliteStore> for referral_common::parked::ParkedDb {
         store.pool().clone().into()
     }
 }
+super::privacy::privacy_sql!(SqliteStore);

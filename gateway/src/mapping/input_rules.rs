@@ -973,6 +973,9 @@ static RULES: &[(&str, &str, Rule)] = &[
         range(0, 100),
     ),
     ("referral.analytics.v1.ExperimentRequest", "templateId", id()),
+    ("referral.analytics.v1.ReferrerNetworkRequest", "referrerId", id()),
+    // 0 (absent): every level analytics-svc allows; its MAX_NETWORK_DEPTH may lower the 3.
+    ("referral.analytics.v1.ReferrerNetworkRequest", "depth", range(0, 3)),
     (
         "referral.analytics.v1.CreateWebhookEndpointRequest",
         "url",

@@ -59,6 +59,9 @@ pub fn routes() -> Vec<Route> {
             Rpc::new(ANALYTICS, "ListSuperConnectors", NoBody),
             unary!(analytics.list_super_connectors(analytics::SuperConnectorsRequest)))
             .key_scope(Scope::ReportsRead),
+        api(M::GET, "/v1/referrers/{id}/network", "A referrer's own network, at most maxNetworkDepth levels deep: counts per level, level 1 by pseudonym (the referrer or admin)", ANALYTICS_TAG,
+            Rpc::new(ANALYTICS, "GetReferrerNetwork", NoBody).param("id", "referrerId"),
+            unary!(analytics.get_referrer_network(analytics::ReferrerNetworkRequest))),
         api(M::GET, "/v1/experiments/{templateId}/results", "Template variants: rates, lift and p-values", ANALYTICS_TAG,
             Rpc::new(ANALYTICS, "GetExperimentResults", NoBody),
             unary!(analytics.get_experiment_results(analytics::ExperimentRequest)))

@@ -8,12 +8,14 @@
 //! - [`payouts`]: pay out the eligible balance, read a payout.
 //! - [`apply_events`]: consumed conversions booked as rewards, fraud decisions holding,
 //!   releasing, voiding or clawing them back.
+//! - [`privacy`]: a person's part of a privacy request (export; erase under a pseudonym).
 //! - [`advance_rewards`]: the scheduler's pass (PENDING -> ELIGIBLE, unclaimed -> EXPIRED).
 
 pub mod advance_rewards;
 pub mod apply_events;
 pub mod campaigns;
 pub mod payouts;
+pub mod privacy;
 pub mod programs;
 pub mod referrer_rewards;
 pub mod seed_programs;

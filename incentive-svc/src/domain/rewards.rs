@@ -155,6 +155,25 @@ pub fn clawback_key(entry_id: &str) -> String {
     format!("clawback:{entry_id}")
 }
 
+/// A dedupe key with the person it names replaced by their pseudonym (erasure), or `None`
+/// when it does not name `person_id` (exactly: a key of another id that merely starts with
+/// it is left alone). Clawback keys name entries, never people.
+pub fn rekey_dedupe(key: &str, person_id: &str, pseudonym: &str) -> Option<String> {
+    if key == conversion_key(person_id) {
+        return Some(conversion_key(pseudonym));
+    }
+    if key == referee_key(person_id) {
+        return Some(referee_key(pseudonym));
+    }
+    let at = key
+        .strip_prefix("milestone:")?
+        .strip_prefix(person_id)?
+        .strip_prefix(':')?
+        .parse::<i32>()
+        .ok()?;
+    (key == milestone_key(person_id, at)).then(|| milestone_key(pseudonym, at))
+}
+
 /// Everything one conversion earns under `program`: the conversion reward, the milestones
 /// its referrer reaches with it (`successful_before` + 1 referrals), and the referee reward.
 /// Referrer rewards earned inside `campaign` get its multiplier, spending its budget in
@@ -364,6 +383,10 @@ mod tests {
         assert_eq!(fifth[1].milestone, 5);
         assert_eq!(fifth[1].badge, Some(Badge::Bronze));
         assert_eq!(fifth[1].dedupe_key, "milestone:sup:5");
+        assert_eq!(
+            rekey_dedupe(&fifth[1].dedupe_key, "sup", "anon-1").as_deref(),
+            Some("milestone:anon-1:5")
+        );
         assert_eq!(next_milestone(&p, 5).map(|t| t.at), Some(10));
         assert_eq!(tier_of(&[Badge::Bronze, Badge::Silver]), Some(Badge::Silver));
         assert_eq!(tier_of(&[]), None);
@@ -429,5 +452,18 @@ mod tests {
         assert_eq!(sim.referrers["a"], (2, 14_000));
         assert_eq!(sim.referrers["b"], (1, 4_500));
         assert_eq!((sim.total_minor, sim.conversions, sim.skipped), (18_500, 3, 1));
+    }
+
+    #[test]
+    fn erasure_rekeys_only_the_keys_that_name_the_person() {
+        let re = |k: &str| rekey_dedupe(k, "u1", "anon-x");
+        assert_eq!(re("conversion:u1").as_deref(), Some("conversion:anon-x"));
+        assert_eq!(re("referee:u1").as_deref(), Some("referee:anon-x"));
+        assert_eq!(re("milestone:u1:25").as_deref(), Some("milestone:anon-x:25"));
+        // Another person whose id starts with the erased one's, and entry-named keys.
+        assert_eq!(re("conversion:u12"), None);
+        assert_eq!(re("milestone:u12:5"), None);
+        assert_eq!(re("milestone:u1:5x"), None);
+        assert_eq!(re("clawback:u1"), None);
     }
 }

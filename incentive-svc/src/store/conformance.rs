@@ -62,6 +62,7 @@ referral_test_support::conformance! {
     concurrent_payouts_pay_once: sqlite_concurrent_payouts_pay_once, pg_concurrent_payouts_pay_once;
     fraud_holds_voids_releases_and_claws_back_in_either_order: sqlite_fraud_holds_voids_releases_and_claws_back_in_either_order, pg_fraud_holds_voids_releases_and_claws_back_in_either_order;
     past_conversions_feed_simulations: sqlite_past_conversions_feed_simulations, pg_past_conversions_feed_simulations;
+    erasure_keeps_the_books_under_pseudonyms: sqlite_erasure_keeps_the_books_under_pseudonyms, pg_erasure_keeps_the_books_under_pseudonyms;
 }
 
 // ---- fixtures ------------------------------------------------------------------------
@@ -145,6 +146,20 @@ fn count_of(events: &[Event], ty: &str) -> usize {
         .iter()
         .filter(|e| common_events::event_type(e) == ty)
         .count()
+}
+
+/// `n` conversions of 200.00 by referees `{prefix}-1..` for `referrer` under a short hold,
+/// made eligible.
+async fn eligible_conversions<S: Store>(store: &S, referrer: &str, prefix: &str, n: usize) {
+    short_hold(store).await;
+    let batch: Vec<Consumed> = (1..=n)
+        .map(|i| converted(referrer, &format!("{prefix}-{i}"), 20_000))
+        .collect();
+    apply(store, "invite", batch).await.expect("apply");
+    store
+        .advance(ids::now() + Duration::minutes(2), 100)
+        .await
+        .expect("advance");
 }
 
 /// A supplier program with a short hold, replacing the default for suppliers.
@@ -352,15 +367,7 @@ async fn a_campaign_never_pays_past_its_cap_under_concurrency<S: Harness>(store:
 }
 
 async fn concurrent_payouts_pay_once<S: Harness>(store: &S) {
-    short_hold(store).await;
-    let batch: Vec<Consumed> = (1..=3)
-        .map(|i| converted("sup", &format!("p-{i}"), 20_000))
-        .collect();
-    apply(store, "invite", batch).await.expect("apply");
-    store
-        .advance(ids::now() + Duration::minutes(2), 100)
-        .await
-        .expect("advance");
+    eligible_conversions(store, "sup", "p", 3).await;
     let eligible = store.standing("sup").await.unwrap().eligible_minor;
     assert_eq!(eligible, 3 * 3_000 + 2_500);
     let tasks: Vec<_> = (0..8)
@@ -520,4 +527,133 @@ fn audit_by_admin(action: &str) -> AuditEntry {
         request_id: None,
     };
     AuditEntry::new(&actor, action, "", "")
+}
+
+// ---- privacy (issue #16) -------------------------------------------------------------
+
+fn subject(person_id: &str) -> referral_proto::common::v1::PrivacySubject {
+    referral_proto::common::v1::PrivacySubject {
+        person_id: person_id.into(),
+        ..Default::default()
+    }
+}
+
+async fn erasure_keeps_the_books_under_pseudonyms<S: Harness>(store: &S) {
+    use referral_common::privacy::PersonData;
+
+    use crate::app::privacy::PersonRecords;
+
+    let pii = referral_common::pii::PiiKeys::for_tests();
+    let records = PersonRecords::new(store.clone(), pii.clone());
+    // "sup" brings in five couples (conversion rewards and the 1 and 5 milestones); one of them,
+    // "cpl-1", is erased first, then "sup" itself after a payout.
+    eligible_conversions(store, "sup", "cpl", 5).await;
+    let PayoutOutcome::Paid(payout) = store
+        .create_payout("sup", ids::now(), &audit_by_admin(action::PAYOUT_CREATE))
+        .await
+        .expect("payout")
+    else {
+        panic!("something to pay")
+    };
+    // One more conversion after the payout stays PENDING: three states in the books.
+    apply(store, "invite", vec![converted("sup", "cpl-6", 20_000)])
+        .await
+        .expect("apply");
+    let books = store.standing("sup").await.expect("standing");
+    let sup_entries = summary(&entries(store, "sup").await);
+    assert!(books.paid_minor > 0 && books.pending_minor > 0);
+
+    // The couple's export shows the reward earned for them, not who earned it.
+    // (Their conversion's reward and the first milestone it reached.)
+    let for_couple = entries(store, "sup")
+        .await
+        .iter()
+        .filter(|e| e.referee_id == "cpl-1")
+        .count();
+    assert_eq!(for_couple, 2);
+    let (counts, doc) = records.export(&subject("cpl-1")).await.expect("export");
+    assert_eq!(counts["rewardsEarnedForThem"], 2);
+    assert_eq!(counts["rewardsEarned"], 0);
+    assert_eq!(counts["conversions"], 1);
+    assert_eq!(doc["rewardsEarnedForThem"][0]["kind"], "CONVERSION_REWARD");
+    assert_eq!(doc["rewardsEarnedForThem"][0]["amount"]["amountMinor"], "3000");
+    assert_eq!(doc["conversions"][0]["role"], "REFEREE");
+    assert!(
+        !doc.to_string().contains("\"sup\""),
+        "no other person's id: {doc}"
+    );
+
+    let couple = pii.pseudonym("cpl-1");
+    let counts = records.erase(&subject("cpl-1")).await.expect("erase couple");
+    assert_eq!(counts["ledgerEntries"], 2);
+    assert_eq!(counts["conversions"], 1);
+    // The supplier's books are unchanged, amount for amount.
+    assert_eq!(store.standing("sup").await.expect("standing"), books);
+    assert_eq!(summary(&entries(store, "sup").await), sup_entries);
+    let es = entries(store, "sup").await;
+    assert!(
+        es.iter().any(|e| e.referee_id == couple),
+        "the couple's reward re-keyed"
+    );
+    assert!(es.iter().all(|e| e.referee_id != "cpl-1"));
+    let (counts, _) = records.export(&subject("cpl-1")).await.expect("export after");
+    assert!(
+        counts.values().all(|n| *n == 0),
+        "nothing left under the id: {counts:?}"
+    );
+    // A replayed conversion of the erased couple books nothing twice under its re-keyed key.
+    let mut tx = store.begin_ledger().await.expect("tx");
+    assert!(
+        store
+            .entry_by_key(&mut tx, &crate::domain::rewards::conversion_key(&couple))
+            .await
+            .expect("key")
+            .is_some()
+    );
+    drop(tx);
+
+    // Erasing the supplier moves the whole ledger, payouts included, to their pseudonym.
+    let sup = pii.pseudonym("sup");
+    let counts = records.erase(&subject("sup")).await.expect("erase supplier");
+    assert_eq!(counts["ledgerEntries"], sup_entries.len() as i64);
+    assert_eq!(counts["payouts"], 1);
+    assert_eq!(counts["conversions"], 6);
+    assert_eq!(store.standing(&sup).await.expect("standing"), books);
+    assert_eq!(summary(&entries(store, &sup).await), sup_entries);
+    assert!(entries(store, "sup").await.is_empty());
+    assert_eq!(store.standing("sup").await.expect("standing"), Default::default());
+    let got = store
+        .get_payout(&payout.payout.id)
+        .await
+        .unwrap()
+        .expect("payout kept");
+    assert_eq!(
+        (
+            got.payout.referrer_id.as_str(),
+            got.payout.amount_minor,
+            &got.entries
+        ),
+        (sup.as_str(), payout.payout.amount_minor, &payout.entries)
+    );
+    let (counts, doc) = records.export(&subject(&sup)).await.expect("pseudonym's ledger");
+    assert_eq!(counts["payouts"], 1);
+    assert!(!doc.to_string().contains("\"cpl-"), "no referee ids: {doc}");
+
+    // Idempotent: a second erasure finds nothing still personal.
+    for person in ["sup", "cpl-1"] {
+        let again = records.erase(&subject(person)).await.expect("again");
+        assert!(again.values().all(|n| *n == 0), "{person}: {again:?}");
+    }
+    // A request whose pseudonym differs from ours (other lookup keys) is refused.
+    let mut wrong = subject("cpl-2");
+    wrong.pseudonym = "anon-000000000000000000000000".into();
+    assert!(records.erase(&wrong).await.is_err());
+    assert_eq!(
+        entries(store, &sup)
+            .await
+            .iter()
+            .filter(|e| e.referee_id == "cpl-2")
+            .count(),
+        1
+    );
 }

@@ -194,6 +194,49 @@ pub struct Advanced {
 /// referrer had before it.
 pub type PastWindow = (Vec<PastConversion>, Vec<(String, i64)>);
 
+/// A recorded conversion, as a person's export shows it.
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct ConversionRow {
+    pub conversion_id: String,
+    pub referee_id: String,
+    pub referrer_id: String,
+    pub referrer_kind: String,
+    pub referee_kind: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// One state an entry went through.
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct EntryStateRow {
+    pub entry_id: String,
+    pub state: String,
+    pub payout_id: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything the ledger holds about one person (`app::privacy`'s export): the entries
+/// booked to them or for them (as the referee), their states, their payouts and the
+/// conversions they took part in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PersonLedger {
+    pub entries: Vec<EntryRow>,
+    pub states: Vec<EntryStateRow>,
+    pub payouts: Vec<PayoutView>,
+    pub conversions: Vec<ConversionRow>,
+}
+
+/// What re-keying a person under their pseudonym changed, in rows per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rekeyed {
+    pub entries: i64,
+    pub payouts: i64,
+    pub conversions: i64,
+    pub decisions: i64,
+}
+
 #[derive(Debug)]
 pub enum PayoutOutcome {
     Paid(PayoutView),
@@ -400,6 +443,23 @@ pub trait Store: Clone + Send + Sync + 'static {
         after: Option<&str>,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<EntryRow>>> + Send;
+
+    /// Everything the ledger holds about `person_id`, as referrer or as referee (at most
+    /// `limit` rows of each kind).
+    fn person_ledger(
+        &self,
+        person_id: &str,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<PersonLedger>> + Send;
+    /// Replaces `person_id` by `pseudonym` wherever the ledger names them (entries as referrer
+    /// and as referee with their dedupe keys, current states, payouts, conversions, fraud
+    /// decisions), in one ledger write transaction; amounts and states are untouched, so
+    /// every balance still sums the same. A second call finds nothing (all zeros).
+    fn rekey_person(
+        &self,
+        person_id: &str,
+        pseudonym: &str,
+    ) -> impl Future<Output = StoreResult<Rekeyed>> + Send;
 
     /// Conversions of referrers of `kind` in [from, to), oldest first (at most `limit`), and
     /// each of their referrers' successful referrals before `from`.

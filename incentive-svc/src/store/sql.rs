@@ -23,8 +23,9 @@ macro_rules! sql_store {
             },
             store::events,
             store::{
-                Advanced, CampaignRow, Decision, EntryRow, PayoutOutcome, PayoutRow,
-                PastWindow, PayoutView, Standing, Store, StoreError, StoreResult,
+                Advanced, CampaignRow, ConversionRow, Decision, EntryRow, EntryStateRow, PayoutOutcome,
+                PayoutRow, PastWindow, PayoutView, PersonLedger, Rekeyed, Standing, Store, StoreError,
+                StoreResult,
             },
         };
 
@@ -592,6 +593,112 @@ macro_rules! sql_store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn person_ledger(&self, person_id: &str, limit: i64) -> StoreResult<PersonLedger> {
+                let mut conn = self.pool.acquire().await?;
+                let entries: Vec<EntryRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{ENTRY_SELECT} WHERE e.referrer_id = $1 OR e.referee_id = $1 ORDER BY e.id LIMIT $2"
+                )))
+                .bind(person_id)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?;
+                let states: Vec<EntryStateRow> = sqlx::query_as(
+                    "SELECT s.entry_id, s.state, s.payout_id, s.reason, s.at FROM entry_states s
+                     JOIN entries e ON e.id = s.entry_id
+                     WHERE e.referrer_id = $1 OR e.referee_id = $1 ORDER BY s.entry_id, s.seq LIMIT $2",
+                )
+                .bind(person_id)
+                .bind(limit.saturating_mul(4))
+                .fetch_all(&mut *conn)
+                .await?;
+                let payouts: Vec<PayoutRow> = sqlx::query_as(
+                    "SELECT id, referrer_id, amount_minor, currency, status, created_at FROM payouts
+                     WHERE referrer_id = $1 ORDER BY id LIMIT $2",
+                )
+                .bind(person_id)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut views = Vec::with_capacity(payouts.len());
+                for payout in payouts {
+                    let entries: Vec<String> = sqlx::query_scalar(
+                        "SELECT entry_id FROM entry_states WHERE payout_id = $1 AND state = 'PAID' ORDER BY entry_id",
+                    )
+                    .bind(&payout.id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    views.push(PayoutView { payout, entries });
+                }
+                let conversions: Vec<ConversionRow> = sqlx::query_as(
+                    "SELECT conversion_id, referee_id, referrer_id, referrer_kind, referee_kind, amount_minor, currency, occurred_at
+                     FROM conversions WHERE referee_id = $1 OR referrer_id = $1 ORDER BY occurred_at, conversion_id LIMIT $2",
+                )
+                .bind(person_id)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(PersonLedger { entries, states, payouts: views, conversions })
+            }
+
+            async fn rekey_person(&self, person_id: &str, pseudonym: &str) -> StoreResult<Rekeyed> {
+                // The ledger's write lock: no booking interleaves, so a conversion of this
+                // person is either re-keyed here or booked after under the id it arrives with.
+                let mut tx = self.begin_write().await?;
+                let mut done = Rekeyed::default();
+                let named: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, dedupe_key FROM entries WHERE referrer_id = $1 OR referee_id = $1 ORDER BY id",
+                )
+                .bind(person_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (id, key) in &named {
+                    let key = crate::domain::rewards::rekey_dedupe(key, person_id, pseudonym).unwrap_or_else(|| key.clone());
+                    sqlx::query(
+                        "UPDATE entries SET dedupe_key = $2,
+                            referrer_id = CASE WHEN referrer_id = $3 THEN $4 ELSE referrer_id END,
+                            referee_id = CASE WHEN referee_id = $3 THEN $4 ELSE referee_id END
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(&key)
+                    .bind(person_id)
+                    .bind(pseudonym)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                done.entries = named.len() as i64;
+                sqlx::query("UPDATE entry_current SET referrer_id = $2 WHERE referrer_id = $1")
+                    .bind(person_id)
+                    .bind(pseudonym)
+                    .execute(&mut *tx)
+                    .await?;
+                done.payouts = sqlx::query("UPDATE payouts SET referrer_id = $2 WHERE referrer_id = $1")
+                    .bind(person_id)
+                    .bind(pseudonym)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64;
+                done.conversions = sqlx::query(
+                    "UPDATE conversions SET
+                        referrer_id = CASE WHEN referrer_id = $1 THEN $2 ELSE referrer_id END,
+                        referee_id = CASE WHEN referee_id = $1 THEN $2 ELSE referee_id END
+                     WHERE referrer_id = $1 OR referee_id = $1",
+                )
+                .bind(person_id)
+                .bind(pseudonym)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+                done.decisions = sqlx::query("UPDATE decisions SET referee_id = $2 WHERE referee_id = $1")
+                    .bind(person_id)
+                    .bind(pseudonym)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64;
+                tx.commit().await?;
+                Ok(done)
             }
 
             async fn past_conversions(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use referral_common::consumer::EventSink;
+use referral_common::{consumer::EventSink, pii::PiiKeys};
 use referral_proto::events::v1::Event;
 use tokio::sync::Notify;
 
@@ -17,11 +17,13 @@ pub struct WebhookEvents<S> {
     store: S,
     /// Wakes the dispatcher when deliveries were created.
     wake: Arc<Notify>,
+    /// Pseudonymises the referees a body names (`domain::privacy`).
+    pii: PiiKeys,
 }
 
 impl<S: WebhookStore> WebhookEvents<S> {
-    pub fn new(store: S, wake: Arc<Notify>) -> Self {
-        Self { store, wake }
+    pub fn new(store: S, wake: Arc<Notify>, pii: PiiKeys) -> Self {
+        Self { store, wake, pii }
     }
 }
 
@@ -31,7 +33,7 @@ impl<S: WebhookStore> EventSink for WebhookEvents<S> {
     }
 
     async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
-        if webhook_fan_out::fan_out(&self.store, source, events).await? > 0 {
+        if webhook_fan_out::fan_out(&self.store, source, events, &self.pii).await? > 0 {
             self.wake.notify_one();
         }
         Ok(())

@@ -29,13 +29,14 @@ pub fn start<W: WebhookStore>(
     sources: Vec<ConsumerConfig>,
     shutdown: watch::Receiver<bool>,
     tasks: &Supervisor,
+    pii: &referral_common::pii::PiiKeys,
 ) -> anyhow::Result<TargetPolicy> {
     let targets = config.target_policy()?;
     let retry = config.retry_policy()?;
     let wake = Arc::new(Notify::new());
     for source in sources {
         tracing::info!(source = %source.source, "webhooks: consuming the event log");
-        let sink = WebhookEvents::new(store.clone(), wake.clone());
+        let sink = WebhookEvents::new(store.clone(), wake.clone(), pii.clone());
         let name = format!("analytics-svc.webhooks.consumer.{}", source.source);
         supervise(tasks, name, source, sink, shutdown.clone());
     }
