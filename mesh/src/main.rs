@@ -27,6 +27,15 @@ enum Command {
     Token(TokenArgs),
     /// Load a realistic demo data set through the gateway's public API.
     Demo(referral_mesh::demo::DemoArgs),
+    /// Seal every service's personal data under the first PII key (after a rotation:
+    /// put the new key first in the data dir's pii-keys, restart, run this, drop the old).
+    Reencrypt(ReencryptArgs),
+}
+
+#[derive(Args)]
+struct ReencryptArgs {
+    #[arg(long, env = "MESH_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -89,12 +98,21 @@ async fn main() {
             referral_mesh::demo::run(d).await
         }
         Some(Command::Serve(s)) => serve(s).await,
+        Some(Command::Reencrypt(r)) => reencrypt(r).await,
         None => serve(cli.serve).await,
     };
     if let Err(e) = result {
         eprintln!("referral-mesh: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn reencrypt(r: ReencryptArgs) -> anyhow::Result<()> {
+    referral_common::telemetry::init(referral_common::config::LogFormat::Pretty);
+    for report in referral_mesh::reencrypt(&Storage::Sqlite, &r.data_dir).await? {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 fn token(t: TokenArgs) -> anyhow::Result<()> {
