@@ -122,7 +122,8 @@ pub async fn serve_with<
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
     ));
-    let api = FraudApi::new(store.clone(), scoring.clone());
+    let pii = config.pii.keys()?;
+    let api = FraudApi::new(store.clone(), scoring.clone(), pii.clone());
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
     let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "fraud-svc");
@@ -152,7 +153,7 @@ pub async fn serve_with<
             max_backoff: Duration::from_secs(10),
             parking,
         };
-        let sink = InviteEvents::new(store.clone(), scoring);
+        let sink = InviteEvents::new(store.clone(), scoring, pii);
         consumer::supervise(
             grpc.tasks(),
             "fraud-svc.consumer.invite",

@@ -40,6 +40,9 @@ fn fraud_svc(dir: &std::path::Path, grpc: u16, metrics: u16) -> Command {
         )
         .env("JWT_SECRET", SECRET)
         .env("SERVICE_JWT_SECRET", SERVICE_SECRET)
+        // The recipient keys it computes are keyed hashes (PII_LOOKUP_KEY).
+        .env("PII_KEYS", "k1:binary-test-pii-key-0123456789abcdef")
+        .env("PII_LOOKUP_KEY", "binary-test-pii-lookup-key-0123456789")
         .env("FRAUD_LISTEN", format!("127.0.0.1:{grpc}"))
         .env("FRAUD_METRICS_ADDR", format!("127.0.0.1:{metrics}"))
         .env("LOG_FORMAT", "json")

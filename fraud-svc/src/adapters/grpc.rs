@@ -45,13 +45,16 @@ const MAX_NOTE_LEN: usize = 2000;
 pub struct FraudApi<S> {
     store: S,
     scoring: Arc<Scoring>,
+    /// Keys the recipient key is computed with, as invite-svc's events carry it.
+    pii: Arc<referral_common::pii::PiiKeys>,
 }
 
 impl<S: Store> FraudApi<S> {
-    pub fn new(store: S, scoring: Scoring) -> Self {
+    pub fn new(store: S, scoring: Scoring, pii: referral_common::pii::PiiKeys) -> Self {
         Self {
             store,
             scoring: Arc::new(scoring),
+            pii: Arc::new(pii),
         }
     }
 
@@ -76,7 +79,7 @@ impl<S: Store> FraudApi<S> {
         let (ip, device) = client_fields(&mut v, &req.ip, &req.device_id);
         let at = instant(&mut v, req.occurred_at.as_ref(), "occurredAt");
         v.into_result()?;
-        let recipient_key = identity::recipient_key(&email, &req.recipient_phone);
+        let recipient_key = identity::recipient_key(&self.pii, &email, &req.recipient_phone);
         self.assess(invitation_input(InvitationQuestion {
             invitation_id: req.invitation_id,
             referrer_id: req.referrer_id,

@@ -4,7 +4,7 @@
 
 use std::{collections::HashSet, net::IpAddr, sync::OnceLock};
 
-use sha2::{Digest, Sha256};
+use referral_common::pii::PiiKeys;
 
 /// Domains that are one Gmail mailbox whatever dots or `+tag` the local part carries.
 const GMAIL_DOMAINS: [&str; 2] = ["gmail.com", "googlemail.com"];
@@ -51,20 +51,17 @@ pub fn normalize_name(input: &str) -> String {
 }
 
 /// The pseudonymous key of a recipient, computed exactly as invite-svc's events carry it
-/// (`InvitationCreated.recipient_key`): SHA-256 of the normalised e-mail, or of the
-/// normalised phone number when there is no e-mail. Windows counted from a synchronous
+/// (`InvitationCreated.recipient_key`): the keyed hash (`PiiKeys::lookup`, the mesh's one
+/// PII_LOOKUP_KEY) of the normalised e-mail, or of the normalised phone number when there
+/// is no e-mail; nobody without the key can test an address against it. Windows counted from a synchronous
 /// `AssessInvitation` and from the event log therefore meet on the same key, and fraud-svc
 /// never stores a recipient's address.
-pub fn recipient_key(email_normalized: &str, phone: &str) -> String {
-    let key = if email_normalized.is_empty() {
-        phone.trim()
+pub fn recipient_key(pii: &PiiKeys, email_normalized: &str, phone: &str) -> String {
+    if email_normalized.is_empty() {
+        pii.lookup("phone", phone.trim())
     } else {
-        email_normalized
-    };
-    if key.is_empty() {
-        return String::new();
+        pii.lookup("email", email_normalized)
     }
-    hex::encode(Sha256::digest(format!("referral-mesh/recipient/{key}")))
 }
 
 /// The disposable-domain list shipped by the `mailchecker` crate, as a set (the crate's own
@@ -162,12 +159,17 @@ mod tests {
 
     #[test]
     fn recipient_key_matches_invite_svc_events() {
-        // invite-svc: hex(sha256("referral-mesh/recipient/" + normalised recipient)).
-        let expected = hex::encode(Sha256::digest("referral-mesh/recipient/sam@example.com"));
-        assert_eq!(recipient_key("sam@example.com", ""), expected);
-        let by_phone = hex::encode(Sha256::digest("referral-mesh/recipient/+447700900123"));
-        assert_eq!(recipient_key("", "+447700900123"), by_phone);
-        assert_eq!(recipient_key("", ""), "");
+        // invite-svc: PiiKeys::lookup("email" | "phone", normalised recipient).
+        let pii = PiiKeys::for_tests();
+        assert_eq!(
+            recipient_key(&pii, "sam@example.com", ""),
+            pii.lookup("email", "sam@example.com")
+        );
+        assert_eq!(
+            recipient_key(&pii, "", "+447700900123"),
+            pii.lookup("phone", "+447700900123")
+        );
+        assert_eq!(recipient_key(&pii, "", ""), "");
     }
 
     #[test]

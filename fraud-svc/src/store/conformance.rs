@@ -140,7 +140,7 @@ fn invitation(id: &str, referrer: &str, email: &str, device: &str, at: DateTime<
         dedupe_key: id.into(),
         referrer_id: referrer.into(),
         referee_id: String::new(),
-        recipient_key: identity::recipient_key(&email, ""),
+        recipient_key: identity::recipient_key(&referral_common::pii::PiiKeys::for_tests(), &email, ""),
         email,
         name: String::new(),
         ip: String::new(),
@@ -880,7 +880,11 @@ async fn consumed_events_apply_once<S: Harness>(store: &S) {
                 ..Default::default()
             }),
             status: InvitationStatus::PendingReview as i32,
-            recipient_key: identity::recipient_key("someone@example.com", ""),
+            recipient_key: identity::recipient_key(
+                &referral_common::pii::PiiKeys::for_tests(),
+                "someone@example.com",
+                "",
+            ),
             device_id: "dev-away".into(),
             ..Default::default()
         }),
