@@ -81,7 +81,8 @@ pub fn device_invitation_flood(
     Some(RuleHit {
         name: DEVICE_INVITATION_FLOOD,
         detail: format!(
-            "{} invitations from device {device_id} in the last 24 h for {} referrer(s) (at most {limit})",
+            // Never the device id itself: the explanation is stored and shown.
+            "{} invitations from one device in the last 24 h for {} referrer(s) (at most {limit})",
             invitations.shown(),
             referrers.shown()
         ),

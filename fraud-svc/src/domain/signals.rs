@@ -121,7 +121,8 @@ pub fn ip_cluster(ip: &str, same_ip_referees: Count, min: u32, weight: f64) -> S
         weight,
         triggered: same_ip_referees.n >= min,
         detail: format!(
-            "{} of this referrer's referees came from {ip} in the last 7 days; {min} or more fires",
+            // Never the IP itself: the explanation is stored (invite-svc's risk) and shown.
+            "{} of this referrer's referees came from the same IP in the last 7 days; {min} or more fires",
             same_ip_referees.shown()
         ),
     }
