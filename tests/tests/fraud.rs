@@ -393,7 +393,13 @@ async fn while_fraud_svc_is_away_nothing_is_lost_and_everything_moves_on_when_it
     // fraud-svc returns: it reads invite-svc's log and decides; invite-svc reads its log.
     let dir = app.data_dir.join("fraud-returning");
     std::fs::create_dir_all(&dir).expect("dir");
+    // The mesh's PII keys: invite-svc's events carry sealed IPs and keyed recipient hashes.
+    let pii = referral_mesh::secret::pii_keys_load_or_create(&app.data_dir).expect("pii keys");
     let config: fraud_svc::FraudConfig = clap_parse(&[
+        "--pii-keys",
+        &pii.keys,
+        "--pii-lookup-key",
+        &pii.lookup,
         "--database-url",
         &format!("sqlite:{}", dir.join("fraud.db").display()),
         "--jwt-secret",
