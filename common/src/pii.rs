@@ -267,6 +267,33 @@ impl PiiKeys {
     }
 }
 
+/// What one table went through in a service's `reencrypt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableResealed {
+    pub table: &'static str,
+    /// Rows read.
+    pub examined: u64,
+    /// Rows rewritten (sealed under the first key, or a lookup column hashed).
+    pub changed: u64,
+}
+
+/// What a service's `reencrypt` did, printed by the command (counts only, never values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReencryptReport {
+    pub service: &'static str,
+    pub tables: Vec<TableResealed>,
+}
+
+impl std::fmt::Display for ReencryptReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: re-encrypted", self.service)?;
+        for t in &self.tables {
+            write!(f, "; {} {} of {} rows", t.table, t.changed, t.examined)?;
+        }
+        Ok(())
+    }
+}
+
 /// Whether an id is one [`PiiKeys::pseudonym`] made.
 pub fn is_pseudonym(id: &str) -> bool {
     id.strip_prefix("anon-")

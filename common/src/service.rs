@@ -53,6 +53,12 @@ pub trait ServiceConfig: clap::Args + clap::FromArgMatches + Sized + 'static {
     fn migrate(&self) -> impl Future<Output = anyhow::Result<()>>;
     /// `serve`: runs on the bound `listener` until `shutdown`, draining in-flight work.
     fn serve(self, listener: TcpListener, shutdown: Shutdown) -> impl Future<Output = anyhow::Result<()>>;
+    /// `reencrypt`: seals the service's personal data at rest under PII_KEYS' first key
+    /// (after a rotation, or rows from before encryption); `None` for a service that keeps
+    /// none (yet). Idempotent and resumable.
+    fn reencrypt(&self) -> impl Future<Output = anyhow::Result<Option<crate::pii::ReencryptReport>>> {
+        async { Ok(None) }
+    }
 }
 
 /// A subcommand of one service's binary beyond `serve` and `migrate`.
@@ -85,7 +91,11 @@ impl<C: ServiceConfig> Service<C> {
     pub fn main(self) {
         let mut cli = clap::Command::new(C::NAME)
             .subcommand(clap::Command::new("serve").about("Serve until SIGTERM or Ctrl-C (the default)."))
-            .subcommand(clap::Command::new("migrate").about(C::MIGRATE_ABOUT));
+            .subcommand(clap::Command::new("migrate").about(C::MIGRATE_ABOUT))
+            .subcommand(
+                clap::Command::new("reencrypt")
+                    .about("Seal personal data under the first PII_KEYS key (after a rotation) and exit."),
+            );
         for (name, about, _) in &self.commands {
             cli = cli.subcommand(clap::Command::new(*name).about(*about));
         }
@@ -99,6 +109,7 @@ impl<C: ServiceConfig> Service<C> {
         let run = match matches.subcommand_name() {
             None | Some("serve") => None,
             Some("migrate") => Some(Command::Migrate),
+            Some("reencrypt") => Some(Command::Reencrypt),
             Some(name) => self
                 .commands
                 .iter()
@@ -119,6 +130,7 @@ impl<C: ServiceConfig> Service<C> {
 
 enum Command<C> {
     Migrate,
+    Reencrypt,
     Other(Run<C>),
 }
 
@@ -126,6 +138,13 @@ async fn run_command<C: ServiceConfig>(config: C, command: Option<Command<C>>) -
     crate::telemetry::init(config.log_format());
     match command {
         Some(Command::Migrate) => return config.migrate().await,
+        Some(Command::Reencrypt) => {
+            match config.reencrypt().await? {
+                Some(report) => println!("{report}"),
+                None => println!("{}: keeps no personal data to re-encrypt", C::NAME),
+            }
+            return Ok(());
+        }
         Some(Command::Other(run)) => return run(config).await,
         None => {}
     }
@@ -283,7 +302,8 @@ macro_rules! service_config {
         name: $name:literal,
         about: $about:literal,
         settings: $settings:literal,
-        check: $check:expr $(,)?
+        check: $check:expr
+        $(, reencrypt: $reencrypt:path)? $(,)?
     }) => {
         impl $crate::service::ServiceConfig for $config {
             const NAME: &'static str = $name;
@@ -314,6 +334,11 @@ macro_rules! service_config {
             ) -> anyhow::Result<()> {
                 crate::serve(self, listener, shutdown).await
             }
+            $(
+                async fn reencrypt(&self) -> anyhow::Result<Option<$crate::pii::ReencryptReport>> {
+                    Ok(Some($reencrypt(self).await?))
+                }
+            )?
         }
     };
 }

@@ -96,6 +96,7 @@ referral_common::service_config! {
         about: "referral-mesh fraud-svc: risk scores, hard rules, review cases, fraud rings",
         settings: "FRAUD",
         check: check,
+        reencrypt: reencrypt,
     }
 }
 
@@ -122,7 +123,7 @@ pub async fn migrate(config: &FraudConfig) -> anyhow::Result<()> {
 /// sealed under a key other than the first of `PII_KEYS`): idempotent, in batches of one
 /// transaction each; the number of rows converted. Run after an upgrade past migration 0080
 /// and after putting a new key first in `PII_KEYS`.
-pub async fn reencrypt(config: &FraudConfig) -> anyhow::Result<u64> {
+pub async fn reencrypt(config: &FraudConfig) -> anyhow::Result<referral_common::pii::ReencryptReport> {
     let pii = config.pii.keys()?;
     let converted = match common_config::backend_of("FRAUD_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
@@ -136,7 +137,14 @@ pub async fn reencrypt(config: &FraudConfig) -> anyhow::Result<u64> {
             app::reencrypt::reencrypt(&store).await?
         }
     };
-    Ok(converted)
+    Ok(referral_common::pii::ReencryptReport {
+        service: "fraud-svc",
+        tables: vec![referral_common::pii::TableResealed {
+            table: "all",
+            examined: converted,
+            changed: converted,
+        }],
+    })
 }
 
 /// Serves an already migrated store (tests and benchmarks build their own).
@@ -192,7 +200,7 @@ pub async fn serve_with<
             max_backoff: Duration::from_secs(10),
             parking,
         };
-        let sink = InviteEvents::new(store.clone(), scoring);
+        let sink = InviteEvents::new(store.clone(), scoring, store.pii().clone());
         consumer::supervise(
             grpc.tasks(),
             "fraud-svc.consumer.invite",

@@ -127,11 +127,11 @@ pub async fn serve<F>(
                             watcher.watch(conn.into_owned()).await
                         }
                         Ok(Err(e)) => {
-                            tracing::debug!(error = %e, %peer, "TLS handshake refused");
+                            tracing::debug!(error = %e, peer_network = %referral_common::pii::truncate_ip(&peer.ip().to_string()), "TLS handshake refused");
                             return;
                         }
                         Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
+                            tracing::debug!(peer_network = %referral_common::pii::truncate_ip(&peer.ip().to_string()), "TLS handshake timed out");
                             return;
                         }
                     }
@@ -142,7 +142,7 @@ pub async fn serve<F>(
                 }
             };
             if let Err(e) = served {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                tracing::debug!(error = %e, peer_network = %referral_common::pii::truncate_ip(&peer.ip().to_string()), "connection ended with an error");
             }
         });
     }

@@ -255,6 +255,8 @@ pub fn runtime_config(config: &InviteConfig) -> Result<RuntimeConfig, ConfigErro
     config.web_tokens.validate()?;
     config::check_service_jwt_secret(&config.web_tokens.jwt_secret, &config.service_jwt_secret)?;
     config::backend_of("INVITE_DATABASE_URL", &config.database_url)?;
+    // Personal data is sealed at rest: no keys, no start (the error names PII_KEYS).
+    config.pii.keys()?;
     let quotas = QuotaConfig {
         regular: parse_quota("QUOTA_REGULAR", &config.quota_regular)?,
         premium: parse_quota("QUOTA_PREMIUM", &config.quota_premium)?,
@@ -527,7 +529,16 @@ mod tests {
             "--unsubscribe-signing-key",
             "an-unsubscribe-key-of-at-least-32-chars",
         ];
-        Cli::try_parse_from(base.iter().chain(args))
+        let mut pii = vec![];
+        for (flag, value) in [
+            ("--pii-keys", "p1:a-pii-key-of-at-least-32-characters-000"),
+            ("--pii-lookup-key", "a-pii-lookup-key-of-at-least-32-characters"),
+        ] {
+            if !args.contains(&flag) {
+                pii.extend([flag, value]);
+            }
+        }
+        Cli::try_parse_from(base.iter().chain(&pii).chain(args))
             .expect("flags parse")
             .config
     }
@@ -634,6 +645,9 @@ mod tests {
             (&["--landing-hosts", "https://evil.com"][..], "LANDING_HOSTS"),
             (&["--max-amount-minor", "0"][..], "MAX_AMOUNT_MINOR"),
             (&["--send-at-horizon", "4000d"][..], "SEND_AT_HORIZON"),
+            // Personal data is sealed at rest: unusable keys stop start-up.
+            (&["--pii-keys", "p1:short"][..], "PII_KEYS"),
+            (&["--pii-lookup-key", "short"][..], "PII_LOOKUP_KEY"),
         ] {
             let message = failing_setting(args);
             assert!(message.contains(name), "{args:?}: {message}");

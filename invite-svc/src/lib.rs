@@ -58,9 +58,10 @@ use crate::{
 pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let runtime = config::runtime_config(&config)?;
     delivery_from(&config)?;
+    let pii = config.pii.keys()?;
     match common_config::backend_of("INVITE_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
-            let store = PgStore::connect(&config.database_url, &config.db_schema)
+            let store = PgStore::connect(&config.database_url, &config.db_schema, pii)
                 .await?
                 .with_attribution_window(config.attribution_window_days);
             store.migrate().await?;
@@ -68,7 +69,7 @@ pub async fn serve(config: InviteConfig, listener: TcpListener, shutdown: Shutdo
             serve_with(config, runtime, store, log, listener, shutdown).await
         }
         Backend::Sqlite => {
-            let store = SqliteStore::connect(&config.database_url)
+            let store = SqliteStore::connect(&config.database_url, pii)
                 .await?
                 .with_attribution_window(config.attribution_window_days);
             store.migrate().await?;
@@ -85,20 +86,62 @@ referral_common::service_config! {
         about: "referral-mesh invite-svc: codes, invitations, attribution",
         settings: "INVITE",
         check: |config| settings_from(config).map(drop),
+        reencrypt: reencrypt,
     }
 }
 
 /// Runs the migrations only (the k8s migration Job).
 pub async fn migrate(config: &InviteConfig) -> anyhow::Result<()> {
+    let pii = config.pii.keys()?;
     match common_config::backend_of("INVITE_DATABASE_URL", &config.database_url)? {
         Backend::Postgres => {
-            PgStore::connect(&config.database_url, &config.db_schema)
+            PgStore::connect(&config.database_url, &config.db_schema, pii)
                 .await?
                 .migrate()
                 .await
         }
-        Backend::Sqlite => SqliteStore::connect(&config.database_url).await?.migrate().await,
+        Backend::Sqlite => {
+            SqliteStore::connect(&config.database_url, pii)
+                .await?
+                .migrate()
+                .await
+        }
     }
+}
+
+/// Rows `reencrypt` reads and rewrites per transaction.
+const REENCRYPT_BATCH: i64 = 500;
+
+/// `reencrypt`: seals every row of personal data under PII_KEYS' first key (rows from before
+/// encryption, and rows under an older key after a rotation) and replaces stored normalised
+/// addresses by their keyed hashes. Idempotent and resumable; safe while the service runs.
+pub async fn reencrypt(config: &InviteConfig) -> anyhow::Result<referral_common::pii::ReencryptReport> {
+    let pii = config.pii.keys()?;
+    let tables = match common_config::backend_of("INVITE_DATABASE_URL", &config.database_url)? {
+        Backend::Postgres => {
+            let store = PgStore::connect(&config.database_url, &config.db_schema, pii).await?;
+            let out = store.reencrypt(REENCRYPT_BATCH).await;
+            store.pool().close().await;
+            out?
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(&config.database_url, pii).await?;
+            let out = store.reencrypt(REENCRYPT_BATCH).await;
+            store.pool().close().await;
+            out?
+        }
+    };
+    Ok(referral_common::pii::ReencryptReport {
+        service: "invite-svc",
+        tables: tables
+            .into_iter()
+            .map(|(table, n)| referral_common::pii::TableResealed {
+                table,
+                examined: n.examined,
+                changed: n.changed,
+            })
+            .collect(),
+    })
 }
 
 async fn serve_with<

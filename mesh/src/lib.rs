@@ -233,13 +233,55 @@ fn private_sqlite_files(data_dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn database_url(opts: &MeshOptions, service: &str) -> (String, String) {
-    match &opts.storage {
+    storage_url(&opts.storage, &opts.data_dir, service)
+}
+
+fn storage_url(storage: &Storage, data_dir: &std::path::Path, service: &str) -> (String, String) {
+    match storage {
         Storage::Sqlite => (
-            format!("sqlite:{}", opts.data_dir.join(format!("{service}.db")).display()),
+            format!("sqlite:{}", data_dir.join(format!("{service}.db")).display()),
             service.into(),
         ),
         Storage::Postgres { url, schema_suffix } => (url.clone(), format!("{service}{schema_suffix}")),
     }
+}
+
+/// `referral-mesh reencrypt`: every service that keeps personal data seals it under the data
+/// dir's first PII key (`pii-keys`, or PII_KEYS) and hashes lookups still held in plain;
+/// run after putting a new key first (`k2:...,k1:...`) and restarting, then drop the old key.
+/// Safe while the mesh runs (each batch is its own write transaction). Returns each
+/// service's counts.
+pub async fn reencrypt(
+    storage: &Storage,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Vec<referral_common::pii::ReencryptReport>> {
+    if matches!(storage, Storage::Sqlite) && !data_dir.join("invite.db").exists() {
+        anyhow::bail!(
+            "{} holds no mesh databases (is --data-dir the one `serve` used?)",
+            data_dir.display()
+        );
+    }
+    let pii = secret::pii_keys_load_or_create(data_dir)?;
+    let common = |service: &str| -> Vec<String> {
+        let (url, schema) = storage_url(storage, data_dir, service);
+        vec![
+            "--database-url".into(),
+            url,
+            "--db-schema".into(),
+            schema,
+            "--pii-keys".into(),
+            pii.keys.clone(),
+            "--pii-lookup-key".into(),
+            pii.lookup.clone(),
+        ]
+    };
+    let mut reports = Vec::new();
+    let invite: invite_svc::InviteConfig = config(common("invite"))?;
+    reports.push(invite_svc::reencrypt(&invite).await?);
+    let fraud: fraud_svc::FraudConfig = config(common("fraud"))?;
+    reports.push(fraud_svc::reencrypt(&fraud).await?);
+    // incentive-svc and analytics-svc hold ids and pseudonyms, no sealed personal data.
+    Ok(reports)
 }
 
 /// Starts the parts `opts` names (normally every service and the gateway); returns once

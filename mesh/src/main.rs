@@ -32,6 +32,9 @@ enum Command {
     Backup(BackupArgs),
     /// Restore a backup into a data dir no mesh is running on (empty, unless --force).
     Restore(RestoreArgs),
+    /// Seal every service's personal data under the first PII key (after a rotation:
+    /// put the new key first in the data dir's pii-keys, restart, run this, drop the old).
+    Reencrypt(ReencryptArgs),
 }
 
 #[derive(Args)]
@@ -55,6 +58,12 @@ struct RestoreArgs {
     /// Restore into a non-empty data dir, replacing its stores and secrets.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Args)]
+struct ReencryptArgs {
+    #[arg(long, env = "MESH_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -119,12 +128,21 @@ async fn main() {
         Some(Command::Serve(s)) => serve(s).await,
         Some(Command::Backup(b)) => backup(b).await,
         Some(Command::Restore(r)) => restore(r).await,
+        Some(Command::Reencrypt(r)) => reencrypt(r).await,
         None => serve(cli.serve).await,
     };
     if let Err(e) = result {
         eprintln!("referral-mesh: {e:#}");
         std::process::exit(1);
     }
+}
+
+async fn reencrypt(r: ReencryptArgs) -> anyhow::Result<()> {
+    referral_common::telemetry::init(referral_common::config::LogFormat::Pretty);
+    for report in referral_mesh::reencrypt(&Storage::Sqlite, &r.data_dir).await? {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 fn token(t: TokenArgs) -> anyhow::Result<()> {

@@ -223,6 +223,13 @@ impl TestApp {
         )
     }
 
+    /// The keys the mesh seals personal data with (its data dir's), to open what events carry.
+    pub fn pii_keys(&self) -> referral_common::pii::PiiKeys {
+        let s = referral_mesh::secret::pii_keys_load_or_create(&self.data_dir).expect("pii keys");
+        referral_common::pii::PiiKeys::parse(&Secret::new(s.keys), &Secret::new(s.lookup))
+            .expect("pii keys parse")
+    }
+
     /// Stops gracefully (as on SIGTERM) and starts again on the same data, on new ports.
     pub async fn restart(self) -> TestApp {
         let options = self.options.clone();

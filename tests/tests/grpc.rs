@@ -357,11 +357,19 @@ async fn client_ip_and_device_id_travel_with_invitations_and_clicks() {
             _ => None,
         })
         .expect("invitation_created");
+    // Sealed in the event (the outbox is a table of invite.db), opened by consumers.
+    let pii = app.pii_keys();
+    assert!(created.ip.starts_with("pii1."), "{created:?}");
     assert_eq!(
-        created.ip, "127.0.0.1",
+        pii.open(&created.ip).expect("opens"),
+        "127.0.0.1",
         "the socket's address, not X-Forwarded-For: {created:?}"
     );
-    assert_eq!(created.device_id, "device-42", "{created:?}");
+    assert_eq!(
+        pii.open(&created.device_id).expect("opens"),
+        "device-42",
+        "{created:?}"
+    );
     assert!(
         !created.recipient_key.contains('@'),
         "no e-mail addresses in events: {created:?}"
@@ -374,7 +382,8 @@ async fn client_ip_and_device_id_travel_with_invitations_and_clicks() {
         })
         .expect("click_recorded");
     assert_eq!(
-        clicked.ip, "127.0.0.1",
+        pii.open(&clicked.ip).expect("opens"),
+        "127.0.0.1",
         "the caller's ip is replaced: {clicked:?}"
     );
     assert_eq!(clicked.referrer_id, sue);

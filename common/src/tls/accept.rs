@@ -67,8 +67,12 @@ pub fn accept_tls(
                     Ok(Ok(tls)) => {
                         let _ = tx.send((tls, peer)).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake refused"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer_network = %crate::pii::truncate_ip(&peer.ip().to_string()), error = %e, "TLS handshake refused")
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer_network = %crate::pii::truncate_ip(&peer.ip().to_string()), "TLS handshake timed out")
+                    }
                 }
             });
         }

@@ -123,7 +123,9 @@ impl<S: Store> App<S> {
         }
         (candidates.click, candidates.earlier_clicks) = attribution::newest_click(clicks);
         let click_at = candidates.click.as_ref().map(|t| t.at);
-        if let Some(e) = &email
+        // The signup's e-mail as the store finds it: by keyed hash, never the address.
+        let email_key = email.as_deref().map(|e| self.store.pii().lookup("email", e));
+        if let Some(e) = &email_key
             && let Some(inv) = self.store.open_invitation_for(e, now - window).await?
         {
             channels.insert(inv.id.clone(), inv.channel.clone());
@@ -141,7 +143,8 @@ impl<S: Store> App<S> {
         }
         let facts = SignupFacts {
             user_id: req.user_id.clone(),
-            email_normalized: email.clone(),
+            // Compared with the referrers' stored keys (self-referral): both keyed hashes.
+            email_normalized: email_key.clone(),
             at: now,
         };
         let decision = attribution::resolve_with_window(
@@ -212,7 +215,7 @@ impl<S: Store> App<S> {
             vendor_type: vendor,
             email: req.email.trim().to_string(),
             // No e-mail given: "" is how the column says none (never matched by the store).
-            email_norm: email.unwrap_or_default(),
+            email_norm: email_key.unwrap_or_default(),
             name: req.name.trim().to_string(),
             attributed,
             invitation_id: winner

@@ -128,7 +128,12 @@ impl<S: Store> App<S> {
                 recipient_phone: recipient.phone.trim().to_string(),
                 recipient_name: recipient.name.trim().to_string(),
                 recipient_timezone: tz.name().to_string(),
-                recipient_key: valid.recipient_key.clone(),
+                // Duplicates and attribution by e-mail find the recipient by keyed hash.
+                recipient_key: crate::store::sealed::recipient_key(
+                    self.store.pii(),
+                    &valid.email,
+                    &valid.phone,
+                ),
                 status: initial.as_str().into(),
                 status_reason: blocked_reason(initial, &risk),
                 risk_json: serde_json::to_string(&risk).map_err(|e| ApiError::Internal(e.into()))?,
@@ -310,11 +315,6 @@ impl<S: Store> App<S> {
         else {
             return Err(ApiError::invalid("channel", "is required"));
         };
-        let recipient_key = if !email.is_empty() {
-            email.clone()
-        } else {
-            phone.clone()
-        };
         Ok(ValidInvitation {
             referrer_kind,
             referee_kind,
@@ -322,7 +322,6 @@ impl<S: Store> App<S> {
             channel,
             email,
             phone,
-            recipient_key,
             tz,
             wedding,
             send_at,
@@ -338,7 +337,6 @@ struct ValidInvitation {
     channel: Channel,
     email: String,
     phone: String,
-    recipient_key: String,
     tz: chrono_tz::Tz,
     wedding: Option<chrono::NaiveDate>,
     send_at: Option<DateTime<Utc>>,

@@ -23,7 +23,7 @@ use crate::{
     adapters::sender::{OutgoingEmail, OutgoingSms, Receipt, Senders},
     app::{clock::Clock, consent::ConsentSettings},
     domain::{
-        codes,
+        codes, contact,
         delivery::{self, AfterFailure, RetryPolicy, SendFailure},
         party::Flow,
         status::Channel,
@@ -142,7 +142,10 @@ impl<S: Store> Scheduler<S> {
         let sent = match attempt_send {
             Ok(sent) => sent,
             Err(panic) => {
-                let reason = format!("send panicked: {}", panic_message(&*panic));
+                let reason = contact::without_contacts(
+                    &format!("send panicked: {}", panic_message(&*panic)),
+                    &[&row.recipient_email, &row.recipient_phone],
+                );
                 let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
                 let retry_at = now + delivery::backoff(&self.settings.retry, attempts);
                 let parked = self
@@ -172,6 +175,8 @@ impl<S: Store> Scheduler<S> {
                         AfterFailure::RetryAt(at) => (failure_text(&failure), Some(at)),
                         AfterFailure::GiveUp(reason) => (reason, None),
                     };
+                // Logged and stored (send error, bounce reason): never the address itself.
+                let error = contact::without_contacts(&error, &[&row.recipient_email, &row.recipient_phone]);
                 tracing::warn!(invitation_id = %row.id, attempt, error = %error, retry_at = ?retry_at, "invitation not sent");
                 self.store
                     .record_send_failure(&row.id, attempt, &error, retry_at, now)

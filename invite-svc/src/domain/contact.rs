@@ -228,8 +228,40 @@ fn with_country_code(has_plus: bool, digits: &str) -> String {
     }
 }
 
+/// `text` (a provider's error, a panic message) with every occurrence of the recipient's
+/// contacts (compared without ASCII case) replaced by `<recipient>`: such text is logged and
+/// stored as a send error or bounce reason, and a provider's "550 <anna@...> unknown" must
+/// not carry the address there.
+pub fn without_contacts(text: &str, contacts: &[&str]) -> String {
+    let mut out = text.to_string();
+    for contact in contacts.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
+        let needle = contact.to_ascii_lowercase();
+        let mut result = String::with_capacity(out.len());
+        let lower = out.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(at) = lower[from..].find(&needle) {
+            result.push_str(&out[from..from + at]);
+            result.push_str("<recipient>");
+            from += at + needle.len();
+        }
+        result.push_str(&out[from..]);
+        out = result;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn contacts_are_taken_out_of_provider_errors() {
+        let text = "550 5.1.1 <Anna@Example.com>: unknown; anna@example.com; +447700900123 failed";
+        assert_eq!(
+            super::without_contacts(text, &["anna@example.com", "+447700900123", ""]),
+            "550 5.1.1 <<recipient>>: unknown; <recipient>; <recipient> failed"
+        );
+        assert_eq!(super::without_contacts("timeout", &["a@b.c"]), "timeout");
+    }
+
     use super::*;
 
     fn email_err(input: &str) -> String {

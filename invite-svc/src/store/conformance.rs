@@ -30,34 +30,94 @@ use crate::{
         party::PartyKind,
         quota::{self, QuotaConfig, QuotaUsage, ReferrerTier},
     },
-    store::events as invite_events,
+    store::{events as invite_events, sealed},
 };
+use referral_common::pii::PiiKeys;
 
 // ---- harness -------------------------------------------------------------------------
 
-/// A store plus the raw event log behind its outbox.
+/// A store plus the raw event log behind its outbox, and raw SQL for looking at what is
+/// really stored.
 trait Harness: Store {
     type Log: EventLogStore + AuditStore;
     fn log(&self) -> Self::Log;
+    /// Every column of every row `sql` returns, as text ("" for what is not text).
+    fn raw_rows(&self, sql: &str) -> impl Future<Output = Vec<Vec<String>>> + Send;
+    /// Runs `sql` with `args` bound as text.
+    fn raw_exec(&self, sql: &str, args: &[&str]) -> impl Future<Output = ()> + Send;
+    /// The same database, sealing and opening with `pii`.
+    fn with_keys(&self, pii: PiiKeys) -> Self;
 }
 
-impl Harness for SqliteStore {
-    type Log = SqlitePool;
-    fn log(&self) -> SqlitePool {
-        self.pool().clone()
+macro_rules! raw_harness {
+    ($store:ty, $pool:ty) => {
+        impl Harness for $store {
+            type Log = $pool;
+            fn log(&self) -> $pool {
+                self.pool().clone()
+            }
+            async fn raw_rows(&self, sql: &str) -> Vec<Vec<String>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                    .fetch_all(self.pool())
+                    .await
+                    .expect("raw select");
+                rows.iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| {
+                                r.try_get::<Option<String>, _>(i)
+                                    .ok()
+                                    .flatten()
+                                    .unwrap_or_default()
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            async fn raw_exec(&self, sql: &str, args: &[&str]) {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+                for a in args {
+                    q = q.bind(a.to_string());
+                }
+                q.execute(self.pool()).await.expect("raw exec");
+            }
+            fn with_keys(&self, pii: PiiKeys) -> Self {
+                self.clone().with_pii(pii)
+            }
+        }
+    };
+}
+raw_harness!(SqliteStore, SqlitePool);
+raw_harness!(PgStore, PgPool);
+
+// By hand rather than `conformance_stores!`: invite-svc's stores take the PII keys.
+impl ConformanceStore for SqliteStore {
+    const SERVICE: &'static str = "invite";
+    async fn open(db: &TestDb) -> Self {
+        let store = SqliteStore::connect(db.url(), pii())
+            .await
+            .expect("open the SQLite store");
+        store.migrate().await.expect("migrate the store");
+        store
+    }
+    async fn close(&self) {
+        self.pool().close().await;
     }
 }
 
-impl Harness for PgStore {
-    type Log = PgPool;
-    fn log(&self) -> PgPool {
-        self.pool().clone()
+impl ConformanceStore for PgStore {
+    const SERVICE: &'static str = "invite";
+    async fn open(db: &TestDb) -> Self {
+        let store = PgStore::connect(db.url(), db.schema(), pii())
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        store.migrate().await.expect("migrate the store");
+        store
     }
-}
-
-referral_test_support::conformance_stores! {
-    "invite": SqliteStore, PgStore;
-    ready(store) { store.migrate().await.expect("migrate the store") }
+    async fn close(&self) {
+        self.pool().close().await;
+    }
 }
 
 referral_test_support::conformance! {
@@ -88,6 +148,7 @@ referral_test_support::conformance! {
 
 mod api_keys;
 mod consent;
+mod pii;
 
 // ---- fixtures ------------------------------------------------------------------------
 
@@ -141,9 +202,21 @@ async fn insert_code<S: Store>(store: &S, row: &CodeRow) -> bool {
         .expect("insert_code")
 }
 
+/// The keys every store of the suite seals with.
+fn pii() -> PiiKeys {
+    PiiKeys::for_tests()
+}
+
+/// The keyed hash a normalised e-mail is found by.
+fn email_key(email: &str) -> String {
+    pii().lookup("email", email)
+}
+
 /// An invitation as the service would build it: EMAIL/SMS start SCHEDULED (we send them),
-/// LINK/QR/SOCIAL start SENT (the referrer shares them).
-fn invitation(referrer: &str, recipient_key: &str, channel: &str) -> InvitationRow {
+/// LINK/QR/SOCIAL start SENT (the referrer shares them). `recipient` is a normalised e-mail
+/// or phone number; the row is found by its keyed hash.
+fn invitation(referrer: &str, recipient: &str, channel: &str) -> InvitationRow {
+    let recipient_key = recipient;
     let now = ids::now();
     let sent_now = matches!(channel, "LINK" | "QR" | "SOCIAL");
     InvitationRow {
@@ -167,7 +240,11 @@ fn invitation(referrer: &str, recipient_key: &str, channel: &str) -> InvitationR
         },
         recipient_name: "Sam Doe".into(),
         recipient_timezone: "Europe/London".into(),
-        recipient_key: recipient_key.into(),
+        recipient_key: if recipient.contains('@') {
+            sealed::recipient_key(&pii(), recipient, "")
+        } else {
+            sealed::recipient_key(&pii(), "", recipient)
+        },
         status: if sent_now { "SENT" } else { "SCHEDULED" }.into(),
         status_reason: String::new(),
         risk_json: r#"{"score":5,"level":"LOW"}"#.into(),
@@ -294,14 +371,14 @@ fn click(code: &str, click_id: &str) -> ClickRow {
     }
 }
 
-fn unattributed_signup(user_id: &str, email_norm: &str) -> SignupRow {
+fn unattributed_signup(user_id: &str, email: &str) -> SignupRow {
     SignupRow {
         id: ids::new_id(),
         user_id: user_id.into(),
         user_kind: "COUPLE".into(),
         vendor_type: None,
-        email: email_norm.to_uppercase(),
-        email_norm: email_norm.into(),
+        email: email.to_uppercase(),
+        email_norm: email_key(email),
         name: "Alex".into(),
         attributed: false,
         invitation_id: None,
@@ -334,7 +411,7 @@ fn attributed_signup(user_id: &str, inv: &InvitationRow) -> SignupRow {
         risk_json: r#"{"score":12,"level":"LOW"}"#.into(),
         click_at: Some(ids::now() - Duration::hours(1)),
         rejected_click: String::new(),
-        ..unattributed_signup(user_id, &inv.recipient_key)
+        ..unattributed_signup(user_id, &inv.recipient_email)
     }
 }
 
@@ -601,10 +678,7 @@ async fn create_invitation_round_trip<S: Harness>(store: &S) {
     assert_eq!(facts.code, link.code);
     assert_eq!(facts.referrer_id, "ref-rt");
     assert_eq!(c.status, convert::status("SENT") as i32);
-    assert_eq!(
-        c.recipient_key,
-        invite_events::recipient_key_hash("anna@example.com")
-    );
+    assert_eq!(c.recipient_key, email_key("anna@example.com"), "the keyed hash");
     assert_ne!(c.recipient_key, "anna@example.com", "no addresses in events");
     assert_eq!(c.scheduled_for, None);
     assert_eq!(events[0].aggregate_id, link.id);
@@ -1400,8 +1474,9 @@ async fn signups<S: Harness>(store: &S) {
         .await
         .unwrap();
     assert_eq!(
-        store.referrer_email("ref-s").await.unwrap().as_deref(),
-        Some("anna@example.com")
+        store.referrer_email("ref-s").await.unwrap(),
+        Some(email_key("anna@example.com")),
+        "the keyed hash, never the address"
     );
     store
         .insert_signup(&unattributed_signup("ref-no-email", ""))
@@ -1444,15 +1519,16 @@ async fn signups<S: Harness>(store: &S) {
 
 async fn open_invitations<S: Harness>(store: &S) {
     let now = ids::now();
-    let key = "groom@example.com";
-    let sent = |referrer: &str, age: Duration| created_at(invitation(referrer, key, "LINK"), now - age);
+    let groom = "groom@example.com";
+    let key = &email_key(groom);
+    let sent = |referrer: &str, age: Duration| created_at(invitation(referrer, groom, "LINK"), now - age);
     let a = created(store, new_invitation(sent("ref-o1", Duration::hours(3)))).await;
     let b = created(store, new_invitation(sent("ref-o2", Duration::hours(1)))).await;
     // Newer, but no longer open: cancelled, expired, signed up.
     let c = created(
         store,
         new_invitation(created_at(
-            invitation("ref-o3", key, "EMAIL"),
+            invitation("ref-o3", groom, "EMAIL"),
             now - Duration::minutes(30),
         )),
     )
@@ -1482,7 +1558,7 @@ async fn open_invitations<S: Harness>(store: &S) {
     );
     assert_eq!(
         store
-            .open_invitation_for("other@example.com", now - Duration::days(1))
+            .open_invitation_for(&email_key("other@example.com"), now - Duration::days(1))
             .await
             .unwrap()
             .map(|r| r.id),
@@ -1490,7 +1566,7 @@ async fn open_invitations<S: Harness>(store: &S) {
     );
     assert_eq!(
         store
-            .open_invitation_for("nobody@example.com", now - Duration::days(1))
+            .open_invitation_for(&email_key("nobody@example.com"), now - Duration::days(1))
             .await
             .unwrap(),
         None
@@ -2260,7 +2336,9 @@ async fn sqlite_two_schedulers_send_each_invitation_once() {
     let db = TestDb::sqlite(SqliteStore::SERVICE);
     let url = db.url().to_string();
     referral_test_support::run_on(db, async |store: &SqliteStore| {
-        let replica = SqliteStore::connect(&url).await.expect("second connection");
+        let replica = SqliteStore::connect(&url, pii())
+            .await
+            .expect("second connection");
         two_schedulers_send_each_invitation_once(store.clone(), replica).await;
     })
     .await;
@@ -2274,7 +2352,7 @@ async fn pg_two_schedulers_send_each_invitation_once() {
     };
     let (url, schema) = (db.url().to_string(), db.schema().to_string());
     referral_test_support::run_on(db, async |store: &PgStore| {
-        let replica = PgStore::connect(&url, &schema).await.expect("second pool");
+        let replica = PgStore::connect(&url, &schema, pii()).await.expect("second pool");
         two_schedulers_send_each_invitation_once(store.clone(), replica.clone()).await;
         replica.pool().close().await;
     })

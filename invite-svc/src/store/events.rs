@@ -1,10 +1,13 @@
 //! invite-svc's events, built from stored rows (what consumers may know: no names,
-//! e-mails or phone numbers; recipients only as a keyed hash). The store stages them in the
+//! e-mails or phone numbers; recipients only as a keyed hash; IPs, device ids and visitor
+//! ids sealed with `PiiKeys::seal`, since the outbox is a table of invite-svc's database —
+//! consumers `PiiKeys::open` them, which also passes an unsealed value from an older event). The store stages them in the
 //! transaction of the change they report. An absent optional column (no invitation, code or
 //! referrer; no referrer kind) is proto3's empty value (`""`, 0, UNSPECIFIED): these fields
 //! have no null, and consumers read empty as none.
 
 use chrono::{DateTime, Utc};
+use referral_common::pii::PiiKeys;
 use referral_common::{events::new_event, ids::to_ts};
 use referral_proto::{
     common::v1::{FraudAction, Risk, Utm},
@@ -13,7 +16,6 @@ use referral_proto::{
         ReferralCodeCreated, ReferrerTierChanged, SignupRecorded, event::Payload,
     },
 };
-use sha2::{Digest, Sha256};
 
 use crate::{
     domain::status::InvitationStatus,
@@ -24,15 +26,6 @@ use crate::{
 };
 
 pub const SOURCE: &str = "invite";
-
-/// A stable pseudonym for a normalised recipient, so other services can count one
-/// recipient across referrers without holding the address.
-pub fn recipient_key_hash(recipient_key: &str) -> String {
-    if recipient_key.is_empty() {
-        return String::new();
-    }
-    hex::encode(Sha256::digest(format!("referral-mesh/recipient/{recipient_key}")))
-}
 
 pub fn facts(row: &InvitationRow) -> InvitationFacts {
     InvitationFacts {
@@ -52,14 +45,16 @@ pub fn facts(row: &InvitationRow) -> InvitationFacts {
 }
 
 /// Created, and for invitations we do not send (LINK, QR, SOCIAL) sent at once.
-pub fn invitation_created(row: &InvitationRow) -> Vec<Event> {
+pub fn invitation_created(row: &InvitationRow, pii: &PiiKeys) -> Vec<Event> {
     let created = Payload::InvitationCreated(InvitationCreated {
         invitation: Some(facts(row)),
         status: convert::status(&row.status) as i32,
         scheduled_for: row.scheduled_for.map(to_ts),
-        recipient_key: recipient_key_hash(&row.recipient_key),
-        ip: row.ip.clone(),
-        device_id: row.device_id.clone(),
+        // Already the keyed hash (PiiKeys::lookup): other services count one recipient
+        // across referrers without holding the address, and cannot reverse it.
+        recipient_key: row.recipient_key.clone(),
+        ip: pii.seal(&row.ip),
+        device_id: pii.seal(&row.device_id),
     });
     let mut out = vec![new_event(SOURCE, &row.id, row.created_at, created)];
     if row.status == "SENT" {
@@ -123,15 +118,15 @@ pub fn tier_changed(row: &ReferrerRow) -> Event {
     new_event(SOURCE, &row.id, row.updated_at, payload)
 }
 
-pub fn click(row: &ClickRow) -> Event {
+pub fn click(row: &ClickRow, pii: &PiiKeys) -> Event {
     let payload = Payload::ClickRecorded(ClickRecorded {
         click_id: row.click_id.clone(),
         code: row.code.clone(),
         referrer_id: row.referrer_id.clone(),
         invitation_id: row.invitation_id.clone().unwrap_or_default(),
-        ip: row.ip.clone(),
-        device_id: row.device_id.clone(),
-        visitor_id: row.visitor_id.clone(),
+        ip: pii.seal(&row.ip),
+        device_id: pii.seal(&row.device_id),
+        visitor_id: pii.seal(&row.visitor_id),
         utm: Some(Utm {
             source: row.utm_source.clone(),
             medium: row.utm_medium.clone(),
@@ -146,6 +141,7 @@ pub fn signup(
     row: &SignupRow,
     invitation_created_at: Option<DateTime<Utc>>,
     channel: &str,
+    pii: &PiiKeys,
 ) -> StoreResult<Event> {
     let touchpoints = row.touchpoints()?;
     let risk: Option<Risk> = serde_json::from_str(&row.risk_json).ok();
@@ -162,8 +158,8 @@ pub fn signup(
         touchpoints,
         risk,
         at: Some(to_ts(row.created_at)),
-        ip: row.ip.clone(),
-        device_id: row.device_id.clone(),
+        ip: pii.seal(&row.ip),
+        device_id: pii.seal(&row.device_id),
         vendor_type: row.vendor_type.as_deref().map(|v| convert::vendor_type(v) as i32),
         referrer_kind: row
             .referrer_kind

@@ -6,13 +6,14 @@ pub mod consent;
 pub mod events;
 pub mod names;
 mod postgres;
+pub mod sealed;
 mod sql;
 mod sqlite;
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use referral_common::{audit::AuditEntry, outbox::Outbox};
+use referral_common::{audit::AuditEntry, outbox::Outbox, pii::PiiKeys};
 use referral_proto::events::v1::Event;
 use sqlx::FromRow;
 
@@ -34,6 +35,10 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("event encoding: {0}")]
     Encoding(String),
+    /// Sealed personal data that does not open (altered, or under a key not configured):
+    /// names the row and the reason, never the value.
+    #[error("personal data of {0}")]
+    Sealed(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -81,6 +86,8 @@ pub struct InvitationRow {
     pub recipient_phone: String,
     pub recipient_name: String,
     pub recipient_timezone: String,
+    /// The keyed hash the recipient is found by ([`sealed::recipient_key`]), never the
+    /// address or number itself.
     pub recipient_key: String,
     pub status: String,
     pub status_reason: String,
@@ -151,6 +158,7 @@ pub struct SignupRow {
     pub user_kind: String,
     pub vendor_type: Option<String>,
     pub email: String,
+    /// The keyed hash of the normalised e-mail (`PiiKeys::lookup("email", ..)`), "" for none.
     pub email_norm: String,
     pub name: String,
     pub attributed: bool,
@@ -336,6 +344,20 @@ impl FraudRisk {
 pub trait Store: ApiKeyStore + ConsentStore + Clone + Send + Sync + 'static {
     fn outbox(&self) -> &Outbox;
 
+    /// The keys personal data is sealed with (and looked up by): the app computes lookup
+    /// hashes (`recipient_key`, `email_norm`) with them.
+    fn pii(&self) -> &PiiKeys;
+
+    /// `reencrypt`: every row whose personal data is plaintext (written before encryption)
+    /// or sealed under a key other than PII_KEYS' first is sealed under the first, and key
+    /// columns still holding the normalised value get its keyed hash; in batches of
+    /// `batch` rows, each its own transaction (resumable: a second run finds nothing to do).
+    /// Returns per table what it read and changed.
+    fn reencrypt(
+        &self,
+        batch: i64,
+    ) -> impl Future<Output = StoreResult<Vec<(&'static str, sealed::Resealed)>>> + Send;
+
     /// Inserts a referral code; `false` if the code is already taken.
     fn insert_code(&self, row: &CodeRow, event: &Event) -> impl Future<Output = StoreResult<bool>> + Send;
     fn get_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<CodeRow>>> + Send;
@@ -460,13 +482,15 @@ pub trait Store: ApiKeyStore + ConsentStore + Clone + Send + Sync + 'static {
     fn get_click(&self, click_id: &str) -> impl Future<Output = StoreResult<Option<ClickRow>>> + Send;
 
     fn find_signup(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<SignupRow>>> + Send;
-    /// The newest invitation sent to this recipient key since `since` and still open.
+    /// The newest invitation sent to this recipient key (a keyed hash, see
+    /// [`sealed::recipient_key`]) since `since` and still open.
     fn open_invitation_for(
         &self,
         recipient_key: &str,
         since: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Option<InvitationRow>>> + Send;
-    /// The normalised e-mail a referrer signed up with, if they did through us.
+    /// The keyed hash of the normalised e-mail a referrer signed up with (`email_norm`), if
+    /// they did through us.
     fn referrer_email(&self, referrer_id: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
     /// Records a signup once per user; returns the stored one (the first) either way.
     fn insert_signup(&self, row: &SignupRow) -> impl Future<Output = StoreResult<SignupRow>> + Send;

@@ -1,6 +1,9 @@
 //! invite-svc on Postgres (schema `invite` by default, its own search_path).
 
-use referral_common::outbox::{self, Outbox};
+use referral_common::{
+    outbox::{self, Outbox},
+    pii::PiiKeys,
+};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{
@@ -20,17 +23,19 @@ pub struct PgStore {
     outbox: Outbox,
     /// Days an invitation attributes after sending (its expiry).
     window_days: i64,
+    /// Seals personal data on the way in, opens it on the way out (see `sealed`).
+    pii: PiiKeys,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, schema: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, schema: &str, pii: PiiKeys) -> anyhow::Result<Self> {
         let pool = referral_common::db::connect_postgres(url, schema, 16).await?;
         // Migrate before the outbox relay starts reading its table.
         referral_common::db::migrate_postgres(&pool, &MIGRATOR).await?;
-        Ok(Self::from_pool(pool))
+        Ok(Self::from_pool(pool, pii))
     }
 
-    pub fn from_pool(pool: PgPool) -> Self {
+    pub fn from_pool(pool: PgPool, pii: PiiKeys) -> Self {
         let outbox = Outbox::start(
             "invite-svc.outbox-relay",
             pool.clone(),
@@ -40,7 +45,15 @@ impl PgStore {
             pool,
             outbox,
             window_days: crate::domain::attribution::ATTRIBUTION_WINDOW_DAYS,
+            pii,
         }
+    }
+
+    /// The same database and outbox under other keys (tests of key rotation).
+    #[cfg(test)]
+    pub(crate) fn with_pii(mut self, pii: PiiKeys) -> Self {
+        self.pii = pii;
+        self
     }
 
     /// Sets the attribution window that SENT invitations expire after.
@@ -80,6 +93,17 @@ impl PgStore {
 
     async fn first_time(tx: &mut Tx, event_id: &str) -> sqlx::Result<bool> {
         referral_common::consumer::pg::first_time(tx, event_id).await
+    }
+
+    /// After `reencrypt`: dead row versions holding the replaced values are reclaimed by
+    /// VACUUM (the space is reused; a `VACUUM FULL` in a maintenance window rewrites it).
+    async fn after_reencrypt(&self) -> sqlx::Result<()> {
+        for table in ["invitations", "clicks", "signups"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM {table}")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {

@@ -18,7 +18,7 @@ macro_rules! sql_store {
             store::{
                 Claimed, ClickRow, ClicksOutcome, CodeRow, ConversionRow, CreateOutcome, FraudOutcome, InvitationRow, NewConversion,
                 NewInvitation, Placer, ReferrerRow, SignupRow, SlotUsage, Store, StoreResult, TransitionOutcome,
-                WebhookTally, buckets, events,
+                WebhookTally, buckets, events, sealed,
             },
         };
 
@@ -27,6 +27,34 @@ macro_rules! sql_store {
         impl Store for $store {
             fn outbox(&self) -> &Outbox {
                 &self.outbox
+            }
+
+            fn pii(&self) -> &referral_common::pii::PiiKeys {
+                &self.pii
+            }
+
+            async fn reencrypt(&self, batch: i64) -> StoreResult<Vec<(&'static str, sealed::Resealed)>> {
+                let mut out = Vec::new();
+                for (table, pk, cols, key) in [
+                    ("invitations", "id", &sealed::INVITATION_SEALED[..], Some("recipient_key")),
+                    ("clicks", "click_id", &sealed::CLICK_SEALED[..], None),
+                    ("signups", "id", &sealed::SIGNUP_SEALED[..], Some("email_norm")),
+                ] {
+                    let mut total = sealed::Resealed::default();
+                    let mut after = String::new();
+                    loop {
+                        let (counts, last) = self.reencrypt_batch(table, pk, cols, key, &after, batch).await?;
+                        total.examined += counts.examined;
+                        total.changed += counts.changed;
+                        match last {
+                            Some(last) if counts.examined == batch.max(1) as u64 => after = last,
+                            _ => break,
+                        }
+                    }
+                    out.push((table, total));
+                }
+                self.after_reencrypt().await?;
+                Ok(out)
             }
 
             async fn consumer_offset(&self, source: &str) -> StoreResult<i64> {
@@ -225,6 +253,7 @@ macro_rules! sql_store {
                 if code_taken {
                     return Ok(CreateOutcome::CodeTaken);
                 }
+                let stored = sealed::seal(&self.pii, &row);
                 sqlx::query(
                     "INSERT INTO invitations (id, code, referrer_id, referrer_kind, referee_kind, vendor_type, flow, channel, recipient_email, recipient_phone, recipient_name, recipient_timezone, recipient_key, status, status_reason, risk_json, template_id, template_variant, message, campaign_id, utm_source, utm_medium, utm_campaign, wedding_date, scheduled_for, sent_at, expires_at, ip, device_id, created_at, updated_at, referrer_name, business_name)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)",
@@ -237,9 +266,9 @@ macro_rules! sql_store {
                 .bind(&row.vendor_type)
                 .bind(&row.flow)
                 .bind(&row.channel)
-                .bind(&row.recipient_email)
-                .bind(&row.recipient_phone)
-                .bind(&row.recipient_name)
+                .bind(&stored.recipient_email)
+                .bind(&stored.recipient_phone)
+                .bind(&stored.recipient_name)
                 .bind(&row.recipient_timezone)
                 .bind(&row.recipient_key)
                 .bind(&row.status)
@@ -247,20 +276,20 @@ macro_rules! sql_store {
                 .bind(&row.risk_json)
                 .bind(&row.template_id)
                 .bind(&row.template_variant)
-                .bind(&row.message)
+                .bind(&stored.message)
                 .bind(&row.campaign_id)
                 .bind(&row.utm_source)
                 .bind(&row.utm_medium)
                 .bind(&row.utm_campaign)
-                .bind(&row.wedding_date)
+                .bind(&stored.wedding_date)
                 .bind(row.scheduled_for)
                 .bind(row.sent_at)
                 .bind(row.expires_at)
-                .bind(&row.ip)
-                .bind(&row.device_id)
+                .bind(&stored.ip)
+                .bind(&stored.device_id)
                 .bind(row.created_at)
                 .bind(row.updated_at)
-                .bind(&row.referrer_name)
+                .bind(&stored.referrer_name)
                 .bind(&row.business_name)
                 .execute(&mut *tx)
                 .await?;
@@ -271,7 +300,7 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for event in events::invitation_created(&row) {
+                for event in events::invitation_created(&row, &self.pii) {
                     Self::stage(&mut tx, &event).await?;
                 }
                 tx.commit().await?;
@@ -280,10 +309,12 @@ macro_rules! sql_store {
             }
 
             async fn get_invitation(&self, id: &str) -> StoreResult<Option<InvitationRow>> {
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVITATION_COLS} FROM invitations WHERE id = $1")))
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?)
+                let row: Option<InvitationRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {INVITATION_COLS} FROM invitations WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                sealed::open_opt(&self.pii, row)
             }
 
             async fn list_invitations(
@@ -293,7 +324,7 @@ macro_rules! sql_store {
                 after: Option<&str>,
                 limit: i64,
             ) -> StoreResult<Vec<InvitationRow>> {
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let rows: Vec<InvitationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {INVITATION_COLS} FROM invitations WHERE referrer_id = $1 AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4"
                 )))
                 .bind(referrer_id)
@@ -301,7 +332,8 @@ macro_rules! sql_store {
                 .bind(after.unwrap_or(""))
                 .bind(limit)
                 .fetch_all(&self.pool)
-                .await?)
+                .await?;
+                sealed::open_all(&self.pii, rows)
             }
 
             async fn transition(&self, id: &str, to: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<TransitionOutcome> {
@@ -360,7 +392,9 @@ macro_rules! sql_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(claimed)
+                claimed
+                    .map(|c| Ok(Claimed { row: sealed::open(&self.pii, c.row)?, send_attempts: c.send_attempts }))
+                    .transpose()
             }
 
             async fn record_sent(&self, id: &str, attempt: i64, provider_message_id: &str, at: DateTime<Utc>) -> StoreResult<TransitionOutcome> {
@@ -656,10 +690,11 @@ macro_rules! sql_store {
                 // A retried batch repeats click ids: those rows exist and are skipped.
                 let mut inserted: std::collections::HashSet<String> = std::collections::HashSet::new();
                 for chunk in known.chunks(CLICK_CHUNK) {
+                    let chunk: Vec<ClickRow> = chunk.iter().map(|c| sealed::seal(&self.pii, c)).collect();
                     let mut q = sqlx::QueryBuilder::<Db>::new(
                         "INSERT INTO clicks (click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at, previous_click_id) ",
                     );
-                    q.push_values(chunk, |mut row, c| {
+                    q.push_values(&chunk, |mut row, c| {
                         row.push_bind(&c.click_id)
                             .push_bind(&c.code)
                             .push_bind(&c.referrer_id)
@@ -708,7 +743,7 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let staged: Vec<Event> = fresh.iter().map(|c| events::click(c)).collect();
+                let staged: Vec<Event> = fresh.iter().map(|c| events::click(c, &self.pii)).collect();
                 Self::stage_many(&mut tx, &staged).await?;
                 for (inv, at) in first_click {
                     self.transition_in(&mut tx, inv, "CLICKED", "", at).await?;
@@ -719,30 +754,33 @@ macro_rules! sql_store {
             }
 
             async fn get_click(&self, click_id: &str) -> StoreResult<Option<ClickRow>> {
-                Ok(sqlx::query_as(
+                let row: Option<ClickRow> = sqlx::query_as(
                     "SELECT click_id, code, referrer_id, invitation_id, visitor_id, user_agent, ip, device_id, utm_source, utm_medium, utm_campaign, occurred_at, expires_at, previous_click_id FROM clicks WHERE click_id = $1",
                 )
                 .bind(click_id)
                 .fetch_optional(&self.pool)
-                .await?)
+                .await?;
+                sealed::open_opt(&self.pii, row)
             }
 
             async fn find_signup(&self, user_id: &str) -> StoreResult<Option<SignupRow>> {
-                Ok(sqlx::query_as(concat!("SELECT ", signup_cols!(), " FROM signups WHERE user_id = $1"))
+                let row: Option<SignupRow> = sqlx::query_as(concat!("SELECT ", signup_cols!(), " FROM signups WHERE user_id = $1"))
                     .bind(user_id)
                     .fetch_optional(&self.pool)
-                    .await?)
+                    .await?;
+                sealed::open_opt(&self.pii, row)
             }
 
             async fn open_invitation_for(&self, recipient_key: &str, since: DateTime<Utc>) -> StoreResult<Option<InvitationRow>> {
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                let row: Option<InvitationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {INVITATION_COLS} FROM invitations WHERE recipient_key = $1 AND created_at > $2
                      AND status IN ('SCHEDULED', 'SENT', 'DELIVERED', 'OPENED', 'CLICKED') ORDER BY created_at DESC LIMIT 1"
                 )))
                 .bind(recipient_key)
                 .bind(since)
                 .fetch_optional(&self.pool)
-                .await?)
+                .await?;
+                sealed::open_opt(&self.pii, row)
             }
 
             async fn referrer_email(&self, referrer_id: &str) -> StoreResult<Option<String>> {
@@ -753,6 +791,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_signup(&self, row: &SignupRow) -> StoreResult<SignupRow> {
+                let stored = sealed::seal(&self.pii, row);
                 let mut tx = self.begin_write().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO signups (id, user_id, user_kind, vendor_type, email, email_norm, name, attributed, invitation_id, code, referrer_id, referrer_kind, flow, reason, touchpoints_json, risk_json, click_at, ip, device_id, created_at, rejected_click)
@@ -762,9 +801,9 @@ macro_rules! sql_store {
                 .bind(&row.user_id)
                 .bind(&row.user_kind)
                 .bind(&row.vendor_type)
-                .bind(&row.email)
+                .bind(&stored.email)
                 .bind(&row.email_norm)
-                .bind(&row.name)
+                .bind(&stored.name)
                 .bind(row.attributed)
                 .bind(&row.invitation_id)
                 .bind(&row.code)
@@ -775,8 +814,8 @@ macro_rules! sql_store {
                 .bind(&row.touchpoints_json)
                 .bind(&row.risk_json)
                 .bind(row.click_at)
-                .bind(&row.ip)
-                .bind(&row.device_id)
+                .bind(&stored.ip)
+                .bind(&stored.device_id)
                 .bind(row.created_at)
                 .bind(&row.rejected_click)
                 .execute(&mut *tx)
@@ -789,7 +828,7 @@ macro_rules! sql_store {
                         .bind(&row.user_id)
                         .fetch_one(&mut *tx)
                         .await?;
-                    return Ok(first);
+                    return sealed::open(&self.pii, first);
                 }
                 let mut invitation_created_at = None;
                 let mut channel = String::new();
@@ -813,7 +852,7 @@ macro_rules! sql_store {
                         self.transition_in(&mut tx, inv, "SIGNED_UP", "", row.created_at).await?;
                     }
                 }
-                Self::stage(&mut tx, &events::signup(row, invitation_created_at, &channel)?).await?;
+                Self::stage(&mut tx, &events::signup(row, invitation_created_at, &channel, &self.pii)?).await?;
                 tx.commit().await?;
                 self.outbox.wake();
                 Ok(row.clone())
@@ -887,6 +926,75 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// One batch of `reencrypt` on `table`: up to `limit` rows after `after` (by
+            /// primary key), read and rewritten in one write transaction so a concurrent
+            /// change (an erasure) is never overwritten by what was read before it.
+            /// Returns the counts and the last key read.
+            async fn reencrypt_batch(
+                &self,
+                table: &'static str,
+                pk: &'static str,
+                cols: &[&'static str],
+                key: Option<&'static str>,
+                after: &str,
+                limit: i64,
+            ) -> StoreResult<(sealed::Resealed, Option<String>)> {
+                use sqlx::Row as _;
+                let mut names = vec![pk];
+                names.extend_from_slice(cols);
+                names.extend(key);
+                let mut tx = self.begin_write().await?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM {table} WHERE {pk} > $1 ORDER BY {pk} LIMIT $2{}",
+                    names.join(", "),
+                    $for_update
+                )))
+                .bind(after)
+                .bind(limit.max(1))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut counts = sealed::Resealed::default();
+                let mut last = None;
+                for row in &rows {
+                    counts.examined += 1;
+                    let id: String = row.try_get(0)?;
+                    let mut sets: Vec<(&str, String)> = Vec::new();
+                    let mut first_plain = String::new();
+                    for (i, col) in cols.iter().enumerate() {
+                        let stored: String = row.try_get(i + 1)?;
+                        if i == 0 {
+                            first_plain = self.pii.open(&stored).map_err(|e| crate::store::StoreError::Sealed(format!("{table} {id}: {e}")))?;
+                        }
+                        if let Some(new) = sealed::reseal(&self.pii, table, &id, &stored)? {
+                            sets.push((col, new));
+                        }
+                    }
+                    if let Some(key) = key {
+                        let stored: String = row.try_get(cols.len() + 1)?;
+                        // An invitation's key is its recipient's e-mail (the first sealed
+                        // column) when it has one, else the phone number.
+                        let kind = if table == "invitations" && first_plain.is_empty() { "phone" } else { "email" };
+                        if let Some(hash) = sealed::rehash(&self.pii, kind, &stored) {
+                            sets.push((key, hash));
+                        }
+                    }
+                    if !sets.is_empty() {
+                        let assignments: Vec<String> =
+                            sets.iter().enumerate().map(|(i, (col, _))| format!("{col} = ${}", i + 2)).collect();
+                        let sql = format!("UPDATE {table} SET {} WHERE {pk} = $1", assignments.join(", "));
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&id);
+                        for (_, value) in &sets {
+                            q = q.bind(value);
+                        }
+                        q.execute(&mut *tx).await?;
+                        counts.changed += 1;
+                    }
+                    last = Some(id);
+                }
+                tx.commit().await?;
+                Ok((counts, last))
+            }
+
             async fn apply_fraud_outcome(&self, tx: &mut Tx, outcome: FraudOutcome) -> StoreResult<()> {
                 let now = referral_common::ids::now();
                 match outcome {
@@ -919,7 +1027,8 @@ macro_rules! sql_store {
                                 .bind(&signup_id)
                                 .fetch_optional(&mut **tx)
                                 .await?;
-                        let Some(mut row) = row else { return Ok(()) };
+                        let Some(row) = row else { return Ok(()) };
+                        let mut row = sealed::open(&self.pii, row)?;
                         if risk.already_stored(&row.risk_json) {
                             return Ok(());
                         }
@@ -943,7 +1052,7 @@ macro_rules! sql_store {
                             .execute(&mut **tx)
                             .await?;
                         // Consumers key signups by id: the new facts replace the old.
-                        Self::stage(tx, &events::signup(&row, None, "")?).await?;
+                        Self::stage(tx, &events::signup(&row, None, "", &self.pii)?).await?;
                     }
                 }
                 Ok(())
@@ -963,7 +1072,8 @@ macro_rules! sql_store {
                         .bind(id)
                         .fetch_optional(&mut **tx)
                         .await?;
-                let Some(mut row) = row else { return Ok(TransitionOutcome::NotFound) };
+                let Some(row) = row else { return Ok(TransitionOutcome::NotFound) };
+                let mut row = sealed::open(&self.pii, row)?;
                 let (Some(from), Some(target)) = (InvitationStatus::parse(&row.status).ok(), InvitationStatus::parse(to).ok()) else {
                     return Ok(TransitionOutcome::Rejected { row: Box::new(row), reason: format!("unknown status {to}") });
                 };

@@ -1,6 +1,9 @@
 //! invite-svc on SQLite (one file, WAL; writers take BEGIN IMMEDIATE).
 
-use referral_common::outbox::{self, Outbox};
+use referral_common::{
+    outbox::{self, Outbox},
+    pii::PiiKeys,
+};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
@@ -20,17 +23,19 @@ pub struct SqliteStore {
     outbox: Outbox,
     /// Days an invitation attributes after sending (its expiry).
     window_days: i64,
+    /// Seals personal data on the way in, opens it on the way out (see `sealed`).
+    pii: PiiKeys,
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, pii: PiiKeys) -> anyhow::Result<Self> {
         let pool = referral_common::db::connect_sqlite(url).await?;
         // Migrate before the outbox relay starts reading its table.
         referral_common::db::migrate_sqlite(&pool, &MIGRATOR).await?;
-        Ok(Self::from_pool(pool))
+        Ok(Self::from_pool(pool, pii))
     }
 
-    pub fn from_pool(pool: SqlitePool) -> Self {
+    pub fn from_pool(pool: SqlitePool, pii: PiiKeys) -> Self {
         let outbox = Outbox::start(
             "invite-svc.outbox-relay",
             pool.clone(),
@@ -40,7 +45,15 @@ impl SqliteStore {
             pool,
             outbox,
             window_days: crate::domain::attribution::ATTRIBUTION_WINDOW_DAYS,
+            pii,
         }
+    }
+
+    /// The same database and outbox under other keys (tests of key rotation).
+    #[cfg(test)]
+    pub(crate) fn with_pii(mut self, pii: PiiKeys) -> Self {
+        self.pii = pii;
+        self
     }
 
     /// Sets the attribution window that SENT invitations expire after.
@@ -76,6 +89,16 @@ impl SqliteStore {
 
     async fn first_time(tx: &mut Tx, event_id: &str) -> sqlx::Result<bool> {
         referral_common::consumer::sqlite::first_time(tx, event_id).await
+    }
+
+    /// After `reencrypt`: the plaintext it replaced must not linger in free pages or the
+    /// WAL, so the file is rebuilt and the WAL truncated.
+    async fn after_reencrypt(&self) -> sqlx::Result<()> {
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn stage(tx: &mut Tx, event: &Event) -> sqlx::Result<()> {
