@@ -45,16 +45,13 @@ const MAX_NOTE_LEN: usize = 2000;
 pub struct FraudApi<S> {
     store: S,
     scoring: Arc<Scoring>,
-    /// Keys the recipient key is computed with, as invite-svc's events carry it.
-    pii: Arc<referral_common::pii::PiiKeys>,
 }
 
 impl<S: Store> FraudApi<S> {
-    pub fn new(store: S, scoring: Scoring, pii: referral_common::pii::PiiKeys) -> Self {
+    pub fn new(store: S, scoring: Scoring) -> Self {
         Self {
             store,
             scoring: Arc::new(scoring),
-            pii: Arc::new(pii),
         }
     }
 
