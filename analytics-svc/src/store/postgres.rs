@@ -70,3 +70,10 @@ impl From<PgStore> for referral_common::parked::ParkedDb {
         store.pool().clone().into()
     }
 }
+
+/// So do its retention rows (dedupe ids, idempotency records).
+impl From<PgStore> for referral_common::retention::RetentionDb {
+    fn from(store: PgStore) -> Self {
+        store.pool().clone().into()
+    }
+}

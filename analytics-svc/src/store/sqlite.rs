@@ -62,3 +62,10 @@ impl From<SqliteStore> for referral_common::parked::ParkedDb {
         store.pool().clone().into()
     }
 }
+
+/// So do its retention rows (dedupe ids, idempotency records).
+impl From<SqliteStore> for referral_common::retention::RetentionDb {
+    fn from(store: SqliteStore) -> Self {
+        store.pool().clone().into()
+    }
+}

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod events;
 pub mod names;
 mod postgres;
+pub mod retention;
 mod sql;
 mod sqlite;
 
