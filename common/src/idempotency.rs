@@ -332,34 +332,27 @@ async fn db_claim(
     let now = ids::now();
     let expires = now + chrono::Duration::from_std(IN_FLIGHT_TTL).unwrap_or_default();
     let text = seal(keys, claim)?;
-    macro_rules! run {
-        ($pool:expr) => {{
-            let taken = sqlx::query(DB_CLAIM)
-                .bind(slot)
-                .bind(&text)
-                .bind(expires)
-                .bind(now)
-                .execute($pool)
-                .await
-                .map_err(db_unavailable)?
-                .rows_affected()
-                == 1;
-            if taken {
-                return Ok(None);
-            }
-            let existing: Option<String> = sqlx::query_scalar(DB_GET)
-                .bind(slot)
-                .bind(now)
-                .fetch_optional($pool)
-                .await
-                .map_err(db_unavailable)?;
-            existing
-        }};
-    }
-    let existing = match db {
-        RetentionDb::Postgres(pool) => run!(pool),
-        RetentionDb::Sqlite(pool) => run!(pool),
-    };
+    let existing: Option<String> = crate::on_retention_db!(db, pool => {
+        let taken = sqlx::query(DB_CLAIM)
+            .bind(slot)
+            .bind(&text)
+            .bind(expires)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(db_unavailable)?
+            .rows_affected()
+            == 1;
+        if taken {
+            return Ok(None);
+        }
+        sqlx::query_scalar(DB_GET)
+            .bind(slot)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_unavailable)?
+    });
     match existing {
         Some(text) => Ok(Some(unseal(keys, &text)?)),
         None => Err(in_use()),
@@ -368,36 +361,16 @@ async fn db_claim(
 
 async fn db_put(db: &RetentionDb, slot: &str, text: &str, ttl: Duration) -> sqlx::Result<()> {
     let expires = ids::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
-    match db {
-        RetentionDb::Postgres(pool) => {
-            sqlx::query(DB_PUT)
-                .bind(slot)
-                .bind(text)
-                .bind(expires)
-                .execute(pool)
-                .await?;
-        }
-        RetentionDb::Sqlite(pool) => {
-            sqlx::query(DB_PUT)
-                .bind(slot)
-                .bind(text)
-                .bind(expires)
-                .execute(pool)
-                .await?;
-        }
-    }
+    crate::on_retention_db!(db, pool => {
+        sqlx::query(DB_PUT).bind(slot).bind(text).bind(expires).execute(pool).await?;
+    });
     Ok(())
 }
 
 async fn db_release(db: &RetentionDb, slot: &str) -> sqlx::Result<()> {
-    match db {
-        RetentionDb::Postgres(pool) => {
-            sqlx::query(DB_DELETE).bind(slot).execute(pool).await?;
-        }
-        RetentionDb::Sqlite(pool) => {
-            sqlx::query(DB_DELETE).bind(slot).execute(pool).await?;
-        }
-    }
+    crate::on_retention_db!(db, pool => {
+        sqlx::query(DB_DELETE).bind(slot).execute(pool).await?;
+    });
     Ok(())
 }
 

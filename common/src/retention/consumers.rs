@@ -36,32 +36,19 @@ pub async fn record_consumer(
     acked_offset: i64,
     at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    match db {
-        RetentionDb::Postgres(pool) => {
-            sqlx::query(RECORD)
-                .bind(consumer)
-                .bind(acked_offset)
-                .bind(at)
-                .execute(pool)
-                .await?;
-        }
-        RetentionDb::Sqlite(pool) => {
-            sqlx::query(RECORD)
-                .bind(consumer)
-                .bind(acked_offset)
-                .bind(at)
-                .execute(pool)
-                .await?;
-        }
-    }
+    crate::on_retention_db!(db, pool => {
+        sqlx::query(RECORD)
+            .bind(consumer)
+            .bind(acked_offset)
+            .bind(at)
+            .execute(pool)
+            .await?;
+    });
     Ok(())
 }
 
 /// The recorded consumers and positions, by name (tests, diagnostics).
 pub async fn consumers(db: &RetentionDb) -> sqlx::Result<Vec<(String, i64)>> {
     const LIST: &str = "SELECT consumer, acked_offset FROM event_log_consumers ORDER BY consumer";
-    match db {
-        RetentionDb::Postgres(pool) => sqlx::query_as(LIST).fetch_all(pool).await,
-        RetentionDb::Sqlite(pool) => sqlx::query_as(LIST).fetch_all(pool).await,
-    }
+    crate::on_retention_db!(db, pool => sqlx::query_as(LIST).fetch_all(pool).await)
 }

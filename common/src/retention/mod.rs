@@ -103,6 +103,17 @@ impl Default for RetentionArgs {
     }
 }
 
+/// Runs `$body` with `$pool` bound to the pool of either engine (the same SQL text on both).
+#[macro_export]
+macro_rules! on_retention_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::retention::RetentionDb::Postgres($pool) => $body,
+            $crate::retention::RetentionDb::Sqlite($pool) => $body,
+        }
+    };
+}
+
 /// The database a service's retention runs on.
 #[derive(Clone)]
 pub enum RetentionDb {
@@ -342,20 +353,15 @@ impl RetentionJob {
         cutoff: DateTime<Utc>,
         also: Option<DateTime<Utc>>,
     ) -> sqlx::Result<u64> {
-        macro_rules! run {
-            ($pool:expr) => {{
-                let q = sqlx::query_scalar::<_, i64>(rule.count).bind(cutoff);
-                let q = match also {
-                    Some(a) => q.bind(a),
-                    None => q,
-                };
-                q.fetch_one($pool).await?
-            }};
-        }
-        let n = match &self.db {
-            RetentionDb::Postgres(pool) => run!(pool),
-            RetentionDb::Sqlite(pool) => run!(pool),
-        };
+        let n: i64 = crate::on_retention_db!(&self.db, pool => {
+            let q = sqlx::query_scalar(rule.count).bind(cutoff);
+            match also {
+                Some(a) => q.bind(a),
+                None => q,
+            }
+            .fetch_one(pool)
+            .await?
+        });
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -365,20 +371,16 @@ impl RetentionJob {
         cutoff: DateTime<Utc>,
         also: Option<DateTime<Utc>>,
     ) -> sqlx::Result<u64> {
-        macro_rules! run {
-            ($pool:expr) => {{
-                let q = sqlx::query(rule.apply).bind(cutoff).bind(self.batch);
-                let q = match also {
-                    Some(a) => q.bind(a),
-                    None => q,
-                };
-                q.execute($pool).await?.rows_affected()
-            }};
-        }
-        Ok(match &self.db {
-            RetentionDb::Postgres(pool) => run!(pool),
-            RetentionDb::Sqlite(pool) => run!(pool),
-        })
+        Ok(crate::on_retention_db!(&self.db, pool => {
+            let q = sqlx::query(rule.apply).bind(cutoff).bind(self.batch);
+            match also {
+                Some(a) => q.bind(a),
+                None => q,
+            }
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
     }
 
     /// Runs the job every `interval` under `tasks` as `{service}.retention` until shutdown;

@@ -13,6 +13,7 @@
 //!   reports and counts. Purged 3 years after its attribution window closed.
 //! - **signups**: email, name, IP and device anonymised after 365 days (the row and its
 //!   attribution stay: conversions and the ledger refer to it).
+//!
 //! Conversions are kept: they are money facts the ledger and reports need.
 
 use referral_common::retention::{Action, RetentionArgs, Rule};
