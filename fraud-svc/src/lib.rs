@@ -133,7 +133,7 @@ pub async fn serve_with<
         "fraud-svc",
         log.clone(),
         &config.retention,
-        Vec::new(),
+        store::retention::rules(&config.retention),
     );
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 

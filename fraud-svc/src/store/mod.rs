@@ -24,6 +24,7 @@
 pub mod convert;
 pub mod events;
 mod postgres;
+pub mod retention;
 mod sql;
 mod sqlite;
 

@@ -14,6 +14,9 @@
 //! - **signups**: email, name, IP and device anonymised after 365 days (the row and its
 //!   attribution stay: conversions and the ledger refer to it).
 //!
+//! - **send_slots**: the sending pace's hourly and daily buckets, purged a week after they
+//!   ended (only the current hour and day are ever read).
+//!
 //! Conversions are kept: they are money facts the ledger and reports need.
 
 use referral_common::retention::{Action, RetentionArgs, Rule};
@@ -55,6 +58,9 @@ macro_rules! signup_personal {
           OR name NOT IN ('', 'erased') OR ip <> '' OR device_id <> '')"
     };
 }
+
+/// How long a sending-pace bucket is kept after it started (a day bucket is read for a day).
+pub const SEND_SLOT_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 pub fn rules(args: &RetentionArgs) -> Vec<Rule> {
     // The attribution window is part of each click's expires_at; the grace comes after it.
@@ -130,10 +136,19 @@ pub fn rules(args: &RetentionArgs) -> Vec<Rule> {
             kind: "clicks",
             action: Action::Purge,
             age: args.purge_after,
-            // By the end of the attribution window (one index serves both click rules).
+            // By the end of the attribution window; no index (see migration 0083).
             count: "SELECT count(*) FROM clicks WHERE expires_at < $1",
             apply: "DELETE FROM clicks WHERE click_id IN
-                    (SELECT click_id FROM clicks WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)",
+                    (SELECT click_id FROM clicks WHERE expires_at < $1 LIMIT $2)",
+            also: None,
+        },
+        Rule {
+            kind: "send_slots",
+            action: Action::Purge,
+            age: SEND_SLOT_KEEP,
+            count: "SELECT count(*) FROM send_slots WHERE bucket_start < $1",
+            apply: "DELETE FROM send_slots WHERE (referrer_id, bucket_kind, bucket_start) IN
+                    (SELECT referrer_id, bucket_kind, bucket_start FROM send_slots WHERE bucket_start < $1 LIMIT $2)",
             also: None,
         },
         Rule {
@@ -162,16 +177,67 @@ pub fn rules(args: &RetentionArgs) -> Vec<Rule> {
 
 #[cfg(test)]
 mod tests {
+    use referral_common::retention::{RetentionDb, RetentionJob, record_consumer};
+
     use super::*;
+    use crate::store::{PgStore, SqliteStore};
 
     /// The SQL spells the tombstone as a literal; it must be the one `pii` defines.
     #[test]
     fn the_tombstone_is_pii_s() {
         assert_eq!(referral_common::pii::TOMBSTONE, "erased");
-        assert!(
-            rules(&RetentionArgs::default())
-                .iter()
-                .all(|r| !r.apply.is_empty())
-        );
+    }
+
+    /// Every rule (invite-svc's and the shared ones) runs, dry and for real, on the migrated
+    /// schema of both engines; an old outbox row below every consumer goes, the newest stays.
+    async fn rules_run(db: RetentionDb) {
+        let now = referral_common::ids::now();
+        let args = RetentionArgs::default();
+        let dry = RetentionArgs {
+            dry_run: true,
+            ..RetentionArgs::default()
+        };
+        referral_common::on_retention_db!(&db, pool => {
+            for (id, offset) in [("old-1", 1_i64), ("old-2", 2)] {
+                sqlx::query("INSERT INTO outbox (event_id, event_type, log_offset, payload, created_at) VALUES ($1, 't', $2, $3, $4)")
+                    .bind(id)
+                    .bind(offset)
+                    .bind(vec![0u8])
+                    .bind(now - chrono::Duration::days(30))
+                    .execute(pool)
+                    .await
+                    .expect("outbox row");
+            }
+        });
+        record_consumer(&db, "fraud-svc", 2, now).await.expect("consumer");
+        let out = RetentionJob::new("invite-svc", db.clone(), &dry, rules(&dry))
+            .tick(now)
+            .await
+            .expect("dry run");
+        assert_eq!(out.iter().filter(|o| o.rows > 0).count(), 1, "{out:?}");
+        let out = RetentionJob::new("invite-svc", db.clone(), &args, rules(&args))
+            .tick(now)
+            .await
+            .expect("tick");
+        let outbox = out.iter().find(|o| o.kind == "outbox").expect("outbox rule");
+        assert_eq!(outbox.rows, 1, "the newest row stays: {out:?}");
+    }
+
+    #[tokio::test]
+    async fn the_rules_run_on_sqlite_and_postgres() {
+        let dir = std::env::temp_dir().join(format!("invite-retention-{}", uuid::Uuid::now_v7().simple()));
+        let store = SqliteStore::connect(&format!("sqlite://{}/invite.db", dir.display()))
+            .await
+            .expect("sqlite");
+        rules_run(store.pool().clone().into()).await;
+        let _ = std::fs::remove_dir_all(dir);
+
+        let Some(url) = referral_common::db::test_database_url("the_rules_run_on_sqlite_and_postgres") else {
+            return;
+        };
+        let schema = referral_common::db::test_schema("invite_retention");
+        let store = PgStore::connect(&url, &schema).await.expect("postgres");
+        rules_run(store.pool().clone().into()).await;
+        referral_common::db::drop_test_schema(&url, &schema).await;
     }
 }
