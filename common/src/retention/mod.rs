@@ -409,3 +409,27 @@ fn before(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
         .max(DateTime::<Utc>::UNIX_EPOCH)
 }
+
+/// Runs a retention case on a fresh SQLite file and, when TEST_DATABASE_URL is set, on a
+/// fresh Postgres schema (dropped after); `sqlite(url)` and `postgres(url, schema)` open and
+/// migrate the service's own store there. For the services' tests of their rules.
+pub async fn on_both_engines<FS, FP, FC>(
+    test: &str,
+    sqlite: impl FnOnce(String) -> FS,
+    postgres: impl FnOnce(String, String) -> FP,
+    case: impl Fn(RetentionDb) -> FC,
+) where
+    FS: Future<Output = RetentionDb>,
+    FP: Future<Output = RetentionDb>,
+    FC: Future<Output = ()>,
+{
+    let dir = std::env::temp_dir().join(format!("{test}-{}", uuid::Uuid::now_v7().simple()));
+    case(sqlite(format!("sqlite://{}/store.db", dir.display())).await).await;
+    let _ = std::fs::remove_dir_all(dir);
+    let Some(url) = crate::db::test_database_url(test) else {
+        return;
+    };
+    let schema = crate::db::test_schema("retention");
+    case(postgres(url.clone(), schema.clone()).await).await;
+    crate::db::drop_test_schema(&url, &schema).await;
+}

@@ -77,19 +77,26 @@ mod tests {
     /// The rules run on the migrated schema of both engines.
     #[tokio::test]
     async fn the_rules_run_on_sqlite_and_postgres() {
-        let dir = std::env::temp_dir().join(format!("fraud-retention-{}", uuid::Uuid::now_v7().simple()));
-        let store = SqliteStore::connect(&format!("sqlite://{}/fraud.db", dir.display()))
-            .await
-            .expect("sqlite");
-        rules_run(store.pool().clone().into()).await;
-        let _ = std::fs::remove_dir_all(dir);
-
-        let Some(url) = referral_common::db::test_database_url("the_rules_run_on_sqlite_and_postgres") else {
-            return;
-        };
-        let schema = referral_common::db::test_schema("fraud_retention");
-        let store = PgStore::connect(&url, &schema).await.expect("postgres");
-        rules_run(store.pool().clone().into()).await;
-        referral_common::db::drop_test_schema(&url, &schema).await;
+        referral_common::retention::on_both_engines(
+            "fraud_rules_run",
+            |url| async move {
+                SqliteStore::connect(&url)
+                    .await
+                    .expect("sqlite")
+                    .pool()
+                    .clone()
+                    .into()
+            },
+            |url, schema| async move {
+                PgStore::connect(&url, &schema)
+                    .await
+                    .expect("postgres")
+                    .pool()
+                    .clone()
+                    .into()
+            },
+            rules_run,
+        )
+        .await;
     }
 }
