@@ -256,7 +256,11 @@ fn percentiles(label: &str, mut samples: Vec<Duration>) -> Duration {
 
 /// Serves `store` and times both queries; returns their p99s.
 async fn time_queries<
-    S: Store + WebhookStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    S: Store
+        + WebhookStore
+        + referral_common::audit::AuditStore
+        + Into<referral_common::parked::ParkedDb>
+        + Into<referral_common::retention::RetentionDb>,
 >(
     store: S,
     label: &str,

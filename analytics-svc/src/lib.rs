@@ -117,7 +117,11 @@ fn channel_of(name: &'static str, addr: &str, tls: &GrpcTls) -> Result<Channel, 
 
 /// Serves an already migrated store (tests and benchmarks build their own).
 pub async fn serve_with<
-    S: Store + WebhookStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    S: Store
+        + WebhookStore
+        + referral_common::audit::AuditStore
+        + Into<referral_common::parked::ParkedDb>
+        + Into<referral_common::retention::RetentionDb>,
 >(
     config: AnalyticsConfig,
     runtime: RuntimeConfig,
@@ -142,6 +146,14 @@ pub async fn serve_with<
     )
     .await?;
     let tasks = grpc.tasks().clone();
+    // Rollups are aggregates and kept; what analytics-svc bounds is its dedupe ids.
+    referral_common::retention::RetentionJob::new(
+        "analytics-svc",
+        store.clone(),
+        &config.retention,
+        Vec::new(),
+    )
+    .supervise(&tasks, shutdown.clone());
     let parking = referral_common::parked::Parking::new(store.clone(), &config.supervision);
     for (source, name, addr) in sources(&config) {
         live.tail(

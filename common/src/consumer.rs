@@ -10,6 +10,16 @@
 //! time, with backoff, so the events that can be applied are; one that fails
 //! `CONSUMER_PARK_AFTER` times in a row is parked (see [`crate::parked`]) and the consumer
 //! goes on behind it, instead of retrying it for ever while every later event waits.
+//!
+//! Exactly once without keeping every id: a source log is read in offset order and the
+//! offset is committed with the effects, so [`deliver`] drops every event at or below the
+//! committed offset (this consumer's high-water mark for that producer) before the sink
+//! sees it. `processed_events` (pruned after the dedupe window by the retention job) only
+//! has to catch what races past that check: replicas applying the same fresh batch.
+//! Parked events are re-applied through [`crate::parked`], not through [`deliver`].
+//!
+//! The subscription is renewed every [`RESUBSCRIBE_AFTER`] (at a batch boundary) so the
+//! producer learns how far this consumer has committed and can purge its outbox below that.
 
 use std::{sync::Arc, time::Duration};
 
@@ -46,6 +56,10 @@ pub struct ConsumerConfig {
     /// Where events that keep failing are parked, and the sink registered for retries.
     pub parking: Parking,
 }
+
+/// How long one subscription is kept before it is renewed from the stored offset, which
+/// tells the producer this consumer's position (see [`crate::retention::consumers`]).
+pub const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(300);
 
 /// The first wait before an event of a failed batch is applied on its own; doubled after
 /// each failure of that event, up to `max_backoff`.
@@ -141,15 +155,21 @@ async fn consume_once<S: EventSink>(config: &ConsumerConfig, sink: &S) -> anyhow
         config.channel.clone(),
         config.credentials.clone(),
     ));
-    let mut stream = client
-        .subscribe(SubscribeRequest {
-            after_offset: after,
-            consumer: config.consumer.clone(),
-        })
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(SubscribeRequest {
+        after_offset: after,
+        consumer: config.consumer.clone(),
+    });
+    request.metadata_mut().insert(
+        crate::retention::DURABLE_CONSUMER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    let mut stream = client.subscribe(request).await?.into_inner();
     let mut batch = Vec::with_capacity(config.max_batch);
+    let renew_at = tokio::time::Instant::now() + RESUBSCRIBE_AFTER;
     loop {
+        if tokio::time::Instant::now() >= renew_at {
+            return Ok(());
+        }
         // Take what is ready now (up to max_batch) so one transaction covers a burst.
         let first = stream.message().await?;
         let Some(first) = first else { return Ok(()) };
@@ -185,6 +205,18 @@ pub async fn deliver<S: EventSink>(
 ) -> anyhow::Result<()> {
     let parking = &config.parking;
     let (consumer, source) = (config.consumer.as_str(), config.source.as_str());
+    // The high-water mark: what is at or below the committed offset was applied (or
+    // parked) already, whatever the dedupe ids still remember.
+    let committed = sink.last_offset(source).await?;
+    let before = batch.len();
+    let batch: Vec<Event> = batch.into_iter().filter(|e| e.offset > committed).collect();
+    if batch.len() < before {
+        metrics::counter!("consumer_redelivered_dropped_total", "consumer" => consumer.to_string(), "source" => source.to_string())
+            .increment((before - batch.len()) as u64);
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
     let single = batch.len() == 1;
     let first_failed_at = ids::now();
     let Err(reason) = parking.attempt(consumer, source, sink, batch.clone()).await else {

@@ -157,7 +157,7 @@ fn adopted_checksum(migrator: &Migrator, applied: Option<&[u8]>, known: &[&str])
 /// description, Postgres SQL, SQLite SQL). Each service used to carry a byte-for-byte copy
 /// as `{version:04}_{description}.sql`; merged in under the same version and description,
 /// with the same SQL, a migration keeps the checksum databases already recorded for it.
-pub const SHARED: [(i64, &str, &str, &str); 3] = [
+pub const SHARED: [(i64, &str, &str, &str); 4] = [
     (
         0,
         "event tables",
@@ -175,6 +175,12 @@ pub const SHARED: [(i64, &str, &str, &str); 3] = [
         "parked events",
         crate::parked::POSTGRES_SCHEMA,
         crate::parked::SQLITE_SCHEMA,
+    ),
+    (
+        75,
+        "bounded storage",
+        crate::retention::POSTGRES_SCHEMA,
+        crate::retention::SQLITE_SCHEMA,
     ),
 ];
 
@@ -255,8 +261,9 @@ mod tests {
         let sums = |backend| -> Vec<(i64, String, String)> {
             with_shared(&empty, backend)
                 .iter()
-                // Version 0 (the event tables) is new: no database recorded it elsewhere.
-                .filter(|m| m.version != 0)
+                // Versions 0 (the event tables) and 75 (bounded storage) were never a
+                // service's own copy: no database recorded another checksum for them.
+                .filter(|m| !matches!(m.version, 0 | 75))
                 .map(|m| (m.version, m.description.to_string(), hex::encode(&m.checksum)))
                 .collect()
         };

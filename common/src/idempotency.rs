@@ -3,9 +3,14 @@
 //! The same key with the same request within 24 h returns the first response; the same key
 //! with a different request is refused (FAILED_PRECONDITION, reason IDEMPOTENCY_KEY_REUSED,
 //! 422 at the gateway); a retry while the first is still running is ABORTED with reason
-//! IDEMPOTENCY_KEY_IN_USE (409). Records live in process memory, or in Redis when configured
-//! so that every replica sees them. Failures the caller could not have caused (internal,
-//! unavailable) are not remembered, so a retry runs again.
+//! IDEMPOTENCY_KEY_IN_USE (409). Records live in Redis when configured (every replica sees
+//! them), else in the service's own database (table `idempotency_records`, shared migration
+//! 75), so a retry after a restart still gets the first answer; the retention job deletes
+//! expired rows. In Redis and in the database a record is sealed with the service's PII keys
+//! (a stored answer may hold an invitation's email) and named by a SHA-256 of its slot (no
+//! caller id in clear); an unreadable record is an error, never a reason to run the work
+//! again. Process memory serves only tests. Failures the caller could not have caused
+//! (internal, unavailable) are not remembered, so a retry runs again.
 
 use std::{
     collections::HashMap,
@@ -22,6 +27,9 @@ use tonic::{Code, Request, Response, Status, metadata::MetadataMap};
 use crate::{
     ApiError, ApiResult,
     auth::{self, Principal},
+    ids,
+    pii::PiiKeys,
+    retention::RetentionDb,
 };
 
 pub const REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
@@ -55,7 +63,8 @@ impl Record {
 #[derive(Clone)]
 enum Backend {
     Memory(Arc<Mutex<HashMap<String, (Record, Instant)>>>),
-    Redis(redis::aio::ConnectionManager),
+    Redis(redis::aio::ConnectionManager, Arc<PiiKeys>),
+    Database(RetentionDb, Arc<PiiKeys>),
 }
 
 #[derive(Clone)]
@@ -72,9 +81,18 @@ impl Idempotency {
         }
     }
 
-    pub fn redis(conn: redis::aio::ConnectionManager, namespace: &str) -> Self {
+    /// Records in Redis, sealed with `keys`.
+    pub fn redis(conn: redis::aio::ConnectionManager, namespace: &str, keys: PiiKeys) -> Self {
         Self {
-            backend: Backend::Redis(conn),
+            backend: Backend::Redis(conn, Arc::new(keys)),
+            namespace: namespace.into(),
+        }
+    }
+
+    /// Records in the service's database (`idempotency_records`), sealed with `keys`.
+    pub fn database(db: impl Into<RetentionDb>, namespace: &str, keys: PiiKeys) -> Self {
+        Self {
+            backend: Backend::Database(db.into(), Arc::new(keys)),
             namespace: namespace.into(),
         }
     }
@@ -127,6 +145,15 @@ impl Idempotency {
             return Err(ApiError::invalid("Idempotency-Key", "must be at most 255 characters").into());
         }
         let slot = format!("idem:{}:{caller}:{method}:{key}", self.namespace);
+        let slot = match &self.backend {
+            Backend::Memory(_) => slot,
+            // Stored outside the process: named by a hash, no caller id or key in clear.
+            _ => format!(
+                "idem:{}:{}",
+                self.namespace,
+                hex::encode(Sha256::digest(slot.as_bytes()))
+            ),
+        };
         let fingerprint = hex::encode(Sha256::digest(request.encode_to_vec()));
         match self.claim(&slot, &fingerprint).await? {
             Some(Record::Done {
@@ -145,13 +172,7 @@ impl Idempotency {
                 }
                 .into());
             }
-            Some(_) => {
-                return Err(ApiError::Aborted {
-                    message: "a request with this Idempotency-Key is still in progress".into(),
-                    reason: IN_USE,
-                }
-                .into());
-            }
+            Some(_) => return Err(in_use()),
             None => {}
         }
         let result = work.await;
@@ -201,9 +222,9 @@ impl Idempotency {
                     }
                 }
             }
-            Backend::Redis(conn) => {
+            Backend::Redis(conn, keys) => {
                 let mut conn = conn.clone();
-                let text = serde_json::to_string(&claim).map_err(|e| Status::internal(e.to_string()))?;
+                let text = seal(keys, &claim)?;
                 let opts = redis::SetOptions::default()
                     .conditional_set(redis::ExistenceCheck::NX)
                     .with_expiration(redis::SetExpiry::EX(IN_FLIGHT_TTL.as_secs()));
@@ -212,8 +233,13 @@ impl Idempotency {
                     return Ok(None);
                 }
                 let existing: Option<String> = conn.get(slot).await.map_err(unavailable)?;
-                Ok(existing.and_then(|s| serde_json::from_str(&s).ok()))
+                match existing {
+                    Some(text) => Ok(Some(unseal(keys, &text)?)),
+                    // Expired between the two calls: claimed by nobody, so not by us either.
+                    None => Err(in_use()),
+                }
             }
+            Backend::Database(db, keys) => db_claim(db, keys, slot, &claim).await,
         }
     }
 
@@ -224,13 +250,22 @@ impl Idempotency {
                     map.insert(slot.into(), (record, Instant::now() + ttl));
                 }
             }
-            Backend::Redis(conn) => {
+            Backend::Redis(conn, keys) => {
                 let mut conn = conn.clone();
-                if let Ok(text) = serde_json::to_string(&record) {
+                if let Ok(text) = seal(keys, &record) {
                     let r: redis::RedisResult<()> = conn.set_ex(slot, text, ttl.as_secs()).await;
                     if let Err(e) = r {
                         tracing::warn!(error = %e, "could not store idempotency record");
                     }
+                }
+            }
+            Backend::Database(db, keys) => {
+                let stored = match seal(keys, &record) {
+                    Ok(text) => db_put(db, slot, &text, ttl).await,
+                    Err(e) => Err(sqlx::Error::Protocol(e.message().to_string())),
+                };
+                if let Err(e) = stored {
+                    tracing::warn!(error = %e, "could not store idempotency record");
                 }
             }
         }
@@ -243,12 +278,104 @@ impl Idempotency {
                     map.remove(slot);
                 }
             }
-            Backend::Redis(conn) => {
+            Backend::Redis(conn, _) => {
                 let mut conn = conn.clone();
                 let _: redis::RedisResult<()> = conn.del(slot).await;
             }
+            Backend::Database(db, _) => {
+                if let Err(e) = db_release(db, slot).await {
+                    tracing::warn!(error = %e, "could not release idempotency claim");
+                }
+            }
         }
     }
+}
+
+fn in_use() -> Status {
+    ApiError::Aborted {
+        message: "a request with this Idempotency-Key is still in progress".into(),
+        reason: IN_USE,
+    }
+    .into()
+}
+
+/// A record as stored outside the process: JSON sealed with the PII keys.
+fn seal(keys: &PiiKeys, record: &Record) -> Result<String, Status> {
+    let text = serde_json::to_string(record).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(keys.seal(&text))
+}
+
+/// Opens a stored record; unreadable (unknown key, tampered, not a record) is an error: the
+/// work must not run a second time because the first answer cannot be read.
+fn unseal(keys: &PiiKeys, stored: &str) -> Result<Record, Status> {
+    let text = keys
+        .open(stored)
+        .map_err(|_| Status::internal("an idempotency record is unreadable"))?;
+    serde_json::from_str(&text).map_err(|_| Status::internal("an idempotency record is unreadable"))
+}
+
+/// Takes the slot when it is free or expired, in one statement (concurrent claims: one wins).
+const DB_CLAIM: &str = "INSERT INTO idempotency_records (slot, record, expires_at) VALUES ($1, $2, $3)
+ON CONFLICT (slot) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at
+WHERE idempotency_records.expires_at <= $4";
+const DB_GET: &str = "SELECT record FROM idempotency_records WHERE slot = $1 AND expires_at > $2";
+const DB_PUT: &str = "INSERT INTO idempotency_records (slot, record, expires_at) VALUES ($1, $2, $3)
+ON CONFLICT (slot) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at";
+const DB_DELETE: &str = "DELETE FROM idempotency_records WHERE slot = $1";
+
+async fn db_claim(
+    db: &RetentionDb,
+    keys: &PiiKeys,
+    slot: &str,
+    claim: &Record,
+) -> Result<Option<Record>, Status> {
+    let now = ids::now();
+    let expires = now + chrono::Duration::from_std(IN_FLIGHT_TTL).unwrap_or_default();
+    let text = seal(keys, claim)?;
+    let existing: Option<String> = crate::on_retention_db!(db, pool => {
+        let taken = sqlx::query(DB_CLAIM)
+            .bind(slot)
+            .bind(&text)
+            .bind(expires)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(db_unavailable)?
+            .rows_affected()
+            == 1;
+        if taken {
+            return Ok(None);
+        }
+        sqlx::query_scalar(DB_GET)
+            .bind(slot)
+            .bind(now)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_unavailable)?
+    });
+    match existing {
+        Some(text) => Ok(Some(unseal(keys, &text)?)),
+        None => Err(in_use()),
+    }
+}
+
+async fn db_put(db: &RetentionDb, slot: &str, text: &str, ttl: Duration) -> sqlx::Result<()> {
+    let expires = ids::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+    crate::on_retention_db!(db, pool => {
+        sqlx::query(DB_PUT).bind(slot).bind(text).bind(expires).execute(pool).await?;
+    });
+    Ok(())
+}
+
+async fn db_release(db: &RetentionDb, slot: &str) -> sqlx::Result<()> {
+    crate::on_retention_db!(db, pool => {
+        sqlx::query(DB_DELETE).bind(slot).execute(pool).await?;
+    });
+    Ok(())
+}
+
+fn db_unavailable(e: sqlx::Error) -> Status {
+    Status::unavailable(format!("idempotency store unreachable: {e}"))
 }
 
 /// Errors worth replaying: the same request would fail the same way again.

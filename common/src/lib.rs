@@ -23,6 +23,7 @@ pub mod pii;
 pub mod privacy;
 pub mod ratelimit;
 pub mod redis_client;
+pub mod retention;
 pub mod server;
 pub mod service;
 pub mod supervisor;

@@ -119,6 +119,12 @@ pub trait EventLogStore: Clone + Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> impl Future<Output = sqlx::Result<Vec<(i64, Vec<u8>)>>> + Send;
+    /// Stores a durable consumer's position (see [`crate::retention::consumers`]).
+    fn record_consumer(
+        &self,
+        consumer: &str,
+        acked_offset: i64,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
 }
 
 impl EventLogStore for PgPool {
@@ -137,6 +143,11 @@ impl EventLogStore for PgPool {
     async fn read_after(&self, after: i64, limit: i64) -> sqlx::Result<Vec<(i64, Vec<u8>)>> {
         sqlx::query_as(READ).bind(after).bind(limit).fetch_all(self).await
     }
+
+    async fn record_consumer(&self, consumer: &str, acked_offset: i64) -> sqlx::Result<()> {
+        let db = crate::retention::RetentionDb::Postgres(self.clone());
+        crate::retention::record_consumer(&db, consumer, acked_offset, ids::now()).await
+    }
 }
 
 impl EventLogStore for SqlitePool {
@@ -151,6 +162,11 @@ impl EventLogStore for SqlitePool {
 
     async fn read_after(&self, after: i64, limit: i64) -> sqlx::Result<Vec<(i64, Vec<u8>)>> {
         sqlx::query_as(READ).bind(after).bind(limit).fetch_all(self).await
+    }
+
+    async fn record_consumer(&self, consumer: &str, acked_offset: i64) -> sqlx::Result<()> {
+        let db = crate::retention::RetentionDb::Sqlite(self.clone());
+        crate::retention::record_consumer(&db, consumer, acked_offset, ids::now()).await
     }
 }
 
@@ -275,9 +291,28 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Statu
 impl<S: EventLogStore> EventLog for EventLogService<S> {
     async fn subscribe(&self, req: Request<SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         crate::auth::Principal::of(&req)?.require_admin()?;
+        let durable = req
+            .metadata()
+            .get(crate::retention::DURABLE_CONSUMER)
+            .is_some_and(|v| v.as_bytes() == b"1");
         let req = req.into_inner();
         if req.after_offset < FROM_HEAD {
             return Err(crate::ApiError::invalid("afterOffset", "must be -1 (the head) or more").into());
+        }
+        // A durable consumer's position holds back the outbox purge (retention): recorded
+        // before anything is sent, or the subscription fails and the consumer retries.
+        if durable && req.after_offset >= 0 {
+            if !crate::retention::consumers::valid_consumer_name(&req.consumer) {
+                return Err(crate::ApiError::invalid(
+                    "consumer",
+                    "a durable consumer is named by 1 to 64 ASCII letters, digits, '-', '_' or '.'",
+                )
+                .into());
+            }
+            self.store
+                .record_consumer(&req.consumer, req.after_offset)
+                .await
+                .map_err(|e| Status::unavailable(format!("event log unavailable: {e}")))?;
         }
         // Bounded: a slow reader holds back only its own producer task.
         let (tx, rx) = mpsc::channel(PAGE as usize);

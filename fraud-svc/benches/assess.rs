@@ -234,7 +234,10 @@ fn question(
 
 async fn run<
     S: Store,
-    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    L: EventLogStore
+        + referral_common::audit::AuditStore
+        + Into<referral_common::parked::ParkedDb>
+        + Into<referral_common::retention::RetentionDb>,
 >(
     store: S,
     log: L,

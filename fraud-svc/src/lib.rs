@@ -150,7 +150,10 @@ pub async fn reencrypt(config: &FraudConfig) -> anyhow::Result<referral_common::
 /// Serves an already migrated store (tests and benchmarks build their own).
 pub async fn serve_with<
     S: Store,
-    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    L: EventLogStore
+        + referral_common::audit::AuditStore
+        + Into<referral_common::parked::ParkedDb>
+        + Into<referral_common::retention::RetentionDb>,
 >(
     config: FraudConfig,
     scoring: Scoring,
@@ -173,6 +176,12 @@ pub async fn serve_with<
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
     let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "fraud-svc");
+    let retention = referral_common::retention::RetentionJob::new(
+        "fraud-svc",
+        log.clone(),
+        &config.retention,
+        store::retention::rules(&config.retention),
+    );
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
 
     let mut grpc = GrpcServer::new(
@@ -188,6 +197,7 @@ pub async fn serve_with<
         .add(parked.into_server())
         .add(events.into_server())
         .watch(store.outbox().supervisor().clone());
+    retention.supervise(grpc.tasks(), shutdown.clone());
     if let Some(addr) = &config.invite_addr {
         let channel =
             server::channel(addr, &tls).map_err(|e| ConfigError::new("INVITE_ADDR", e.to_string()))?;

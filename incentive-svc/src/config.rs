@@ -60,6 +60,10 @@ pub struct IncentiveConfig {
     /// Keys of personal data at rest (PII_KEYS, PII_LOOKUP_KEY; see `referral_common::pii`).
     #[command(flatten)]
     pub pii: referral_common::pii::PiiArgs,
+    /// The retention job (RETENTION_*, OUTBOX_RETENTION_GRACE, DEDUPE_WINDOW...; see
+    /// `referral_common::retention`).
+    #[command(flatten)]
+    pub retention: referral_common::retention::RetentionArgs,
 }
 
 impl IncentiveConfig {

@@ -95,7 +95,10 @@ pub use app::seed_programs::seed;
 /// Serves an already migrated store (tests build their own).
 pub async fn serve_with<
     S: Store,
-    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    L: EventLogStore
+        + referral_common::audit::AuditStore
+        + Into<referral_common::parked::ParkedDb>
+        + Into<referral_common::retention::RetentionDb>,
 >(
     config: IncentiveConfig,
     store: S,
@@ -107,13 +110,26 @@ pub async fn serve_with<
     seed(&store).await?;
     let keys = ServiceKeys::new(&config.service_jwt_secret);
     let tls = config.grpc_tls.load()?;
+    // Stored answers are sealed, in Redis or in our own database.
+    let pii = config.pii.keys()?;
     let idempotency = match &config.redis_url {
         Some(url) => {
             let client = referral_common::redis_client::client(url, config.redis_ca_file.as_deref())?;
-            Idempotency::redis(redis::aio::ConnectionManager::new(client).await?, "incentive")
+            Idempotency::redis(
+                redis::aio::ConnectionManager::new(client).await?,
+                "incentive",
+                pii,
+            )
         }
-        None => Idempotency::in_memory("incentive"),
+        None => Idempotency::database(log.clone(), "incentive", pii),
     };
+    // The ledger is money and kept; what incentive-svc bounds is what every service shares.
+    let retention = referral_common::retention::RetentionJob::new(
+        "incentive-svc",
+        log.clone(),
+        &config.retention,
+        Vec::new(),
+    );
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
@@ -145,6 +161,7 @@ pub async fn serve_with<
         .add(events.into_server())
         .watch(store.outbox().supervisor().clone());
     let tasks = grpc.tasks();
+    retention.supervise(tasks, shutdown.clone());
     let sources = [
         (consumers::INVITE_SOURCE, "INVITE_ADDR", &config.invite_addr),
         (consumers::FRAUD_SOURCE, "FRAUD_ADDR", &config.fraud_addr),

@@ -218,6 +218,10 @@ pub struct InviteConfig {
     /// Keys of personal data at rest (PII_KEYS, PII_LOOKUP_KEY; see `referral_common::pii`).
     #[command(flatten)]
     pub pii: referral_common::pii::PiiArgs,
+    /// The retention job (RETENTION_*, OUTBOX_RETENTION_GRACE, DEDUPE_WINDOW...; see
+    /// `referral_common::retention`).
+    #[command(flatten)]
+    pub retention: referral_common::retention::RetentionArgs,
 }
 
 /// The runtime configuration the use cases read: `InviteConfig` checked and parsed once at

@@ -146,7 +146,10 @@ pub async fn reencrypt(config: &InviteConfig) -> anyhow::Result<referral_common:
 
 async fn serve_with<
     S: Store,
-    L: EventLogStore + referral_common::audit::AuditStore + Into<referral_common::parked::ParkedDb>,
+    L: EventLogStore
+        + referral_common::audit::AuditStore
+        + Into<referral_common::parked::ParkedDb>
+        + Into<referral_common::retention::RetentionDb>,
 >(
     config: InviteConfig,
     runtime: RuntimeConfig,
@@ -166,13 +169,21 @@ async fn serve_with<
         )?,
         None => FraudGate::Off,
     };
+    // Stored answers hold recipients' emails: sealed, in Redis or in our own database.
+    let pii = config.pii.keys()?;
     let idempotency = match &config.redis_url {
         Some(url) => {
             let client = referral_common::redis_client::client(url, config.redis_ca_file.as_deref())?;
-            Idempotency::redis(redis::aio::ConnectionManager::new(client).await?, "invite")
+            Idempotency::redis(redis::aio::ConnectionManager::new(client).await?, "invite", pii)
         }
-        None => Idempotency::in_memory("invite"),
+        None => Idempotency::database(log.clone(), "invite", pii),
     };
+    let retention = referral_common::retention::RetentionJob::new(
+        "invite-svc",
+        log.clone(),
+        &config.retention,
+        store::retention::rules(&config.retention),
+    );
     let interceptor = AuthInterceptor::new(Verifier::new(
         config.web_tokens.validate()?.keys().await?,
         keys.clone(),
@@ -210,6 +221,7 @@ async fn serve_with<
         .add(events.into_server())
         .watch(store.outbox().supervisor().clone());
     let tasks = grpc.tasks();
+    retention.supervise(tasks, shutdown.clone());
     let (sweep_store, retention, stop) = (store.clone(), config.provider_event_retention, shutdown.clone());
     tasks.spawn("invite-svc.sweeper", move || {
         until_shutdown(sweeper::run(sweep_store.clone(), retention, stop.clone()))

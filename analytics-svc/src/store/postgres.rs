@@ -71,3 +71,10 @@ impl From<PgStore> for referral_common::parked::ParkedDb {
     }
 }
 super::privacy::privacy_sql!(PgStore);
+
+/// So do its retention rows (dedupe ids, idempotency records).
+impl From<PgStore> for referral_common::retention::RetentionDb {
+    fn from(store: PgStore) -> Self {
+        store.pool().clone().into()
+    }
+}

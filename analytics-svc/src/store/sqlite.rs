@@ -63,3 +63,10 @@ impl From<SqliteStore> for referral_common::parked::ParkedDb {
     }
 }
 super::privacy::privacy_sql!(SqliteStore);
+
+/// So do its retention rows (dedupe ids, idempotency records).
+impl From<SqliteStore> for referral_common::retention::RetentionDb {
+    fn from(store: SqliteStore) -> Self {
+        store.pool().clone().into()
+    }
+}

@@ -31,6 +31,7 @@
 pub mod convert;
 pub mod events;
 mod postgres;
+pub mod retention;
 mod sql;
 mod sqlite;
 

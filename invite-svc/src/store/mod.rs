@@ -7,6 +7,7 @@ pub mod events;
 pub mod names;
 mod postgres;
 pub mod sealed;
+pub mod retention;
 mod sql;
 mod sqlite;
 
