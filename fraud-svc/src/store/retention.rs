@@ -80,7 +80,7 @@ mod tests {
         referral_common::retention::on_both_engines(
             "fraud_rules_run",
             |url| async move {
-                SqliteStore::connect(&url)
+                SqliteStore::connect(&url, referral_common::pii::PiiKeys::for_tests())
                     .await
                     .expect("sqlite")
                     .pool()
@@ -88,7 +88,7 @@ mod tests {
                     .into()
             },
             |url, schema| async move {
-                PgStore::connect(&url, &schema)
+                PgStore::connect(&url, &schema, referral_common::pii::PiiKeys::for_tests())
                     .await
                     .expect("postgres")
                     .pool()

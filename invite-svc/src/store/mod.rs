@@ -6,8 +6,8 @@ pub mod consent;
 pub mod events;
 pub mod names;
 mod postgres;
-pub mod sealed;
 pub mod retention;
+pub mod sealed;
 mod sql;
 mod sqlite;
 

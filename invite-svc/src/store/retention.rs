@@ -35,7 +35,7 @@ macro_rules! invitation_personal {
           OR recipient_name NOT IN ('', 'erased') OR recipient_key NOT IN ('', 'erased')
           OR referrer_name NOT IN ('', 'erased') OR business_name NOT IN ('', 'erased')
           OR message NOT IN ('', 'erased') OR wedding_date NOT IN ('', 'erased')
-          OR ip <> '' OR device_id <> '')"
+          OR ip <> '' OR device_id <> '' OR contact_lookup <> '')"
     };
 }
 
@@ -92,7 +92,7 @@ pub fn rules(args: &RetentionArgs) -> Vec<Rule> {
                 tomb!("message"),
                 ", ",
                 tomb!("wedding_date"),
-                ", ip = '', device_id = '' WHERE id IN (SELECT id FROM invitations WHERE ",
+                ", ip = '', device_id = '', contact_lookup = '' WHERE id IN (SELECT id FROM invitations WHERE ",
                 closed!(),
                 " AND updated_at < $1 AND ",
                 invitation_personal!(),
@@ -228,7 +228,7 @@ mod tests {
         referral_common::retention::on_both_engines(
             "invite_rules_run",
             |url| async move {
-                SqliteStore::connect(&url)
+                SqliteStore::connect(&url, referral_common::pii::PiiKeys::for_tests())
                     .await
                     .expect("sqlite")
                     .pool()
@@ -236,7 +236,7 @@ mod tests {
                     .into()
             },
             |url, schema| async move {
-                PgStore::connect(&url, &schema)
+                PgStore::connect(&url, &schema, referral_common::pii::PiiKeys::for_tests())
                     .await
                     .expect("postgres")
                     .pool()
