@@ -194,6 +194,10 @@ pub struct InviteConfig {
     /// table (Postmark's events carry no signed timestamp, hence the generous default).
     #[arg(long, env = "PROVIDER_EVENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub provider_event_retention: Duration,
+    /// How long an export's documents are kept after the privacy request is done (then
+    /// deleted: they are personal data); at least an hour.
+    #[arg(long, env = "PRIVACY_EXPORT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub privacy_export_retention: Duration,
     /// invite-svc's clock (the system clock; tests move it).
     #[arg(skip)]
     pub clock: Clock,

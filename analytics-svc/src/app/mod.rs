@@ -12,6 +12,7 @@
 
 pub mod apply_events;
 pub mod fx_rates;
+pub mod privacy;
 pub mod rebuild;
 pub mod record_activity;
 pub mod reports;

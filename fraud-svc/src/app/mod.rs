@@ -13,5 +13,6 @@ pub mod apply_invite_events;
 pub mod assess_subject;
 pub mod get_assessment;
 pub mod observe_person;
+pub mod privacy;
 pub mod resolve_case;
 pub mod review_cases;

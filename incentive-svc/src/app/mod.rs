@@ -14,6 +14,7 @@ pub mod advance_rewards;
 pub mod apply_events;
 pub mod campaigns;
 pub mod payouts;
+pub mod privacy;
 pub mod programs;
 pub mod referrer_rewards;
 pub mod seed_programs;

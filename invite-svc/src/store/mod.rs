@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod events;
 pub mod names;
 mod postgres;
+pub mod privacy;
 mod sql;
 mod sqlite;
 
@@ -17,6 +18,7 @@ use sqlx::FromRow;
 
 pub use api_keys::ApiKeyStore;
 pub use postgres::PgStore;
+pub use privacy::PrivacyStore;
 pub use sqlite::SqliteStore;
 
 use referral_proto::common::v1::Risk;
@@ -322,7 +324,7 @@ impl FraudRisk {
 
 /// Everything invite-svc keeps. Every method that changes state writes its outbox events in
 /// the same transaction and wakes the relay after commit.
-pub trait Store: ApiKeyStore + Clone + Send + Sync + 'static {
+pub trait Store: ApiKeyStore + PrivacyStore + Clone + Send + Sync + 'static {
     fn outbox(&self) -> &Outbox;
 
     /// Inserts a referral code; `false` if the code is already taken.

@@ -5,6 +5,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{
     api_keys::api_key_store,
+    privacy::privacy_store,
     sql::{signup_cols, sql_store},
 };
 
@@ -92,3 +93,4 @@ impl PgStore {
 
 sql_store!(PgStore, " FOR UPDATE", " FOR UPDATE SKIP LOCKED");
 api_key_store!(PgStore, " FOR UPDATE");
+privacy_store!(PgStore, " FOR UPDATE");

@@ -5,6 +5,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
     api_keys::api_key_store,
+    privacy::privacy_store,
     sql::{signup_cols, sql_store},
 };
 
@@ -88,3 +89,4 @@ impl SqliteStore {
 
 sql_store!(SqliteStore, "", "");
 api_key_store!(SqliteStore, "");
+privacy_store!(SqliteStore, "");

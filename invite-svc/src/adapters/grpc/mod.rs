@@ -8,6 +8,7 @@ mod codes;
 pub mod convert;
 mod invitations;
 pub mod parked;
+pub mod privacy;
 mod referrers;
 mod tracking;
 mod webhooks;
