@@ -474,3 +474,246 @@ async fn remove_messages(dir: &std::path::Path, invitation_ids: &[String]) -> st
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use referral_common::ids;
+
+    use super::*;
+    use crate::store::{NewInvitation, SqliteStore};
+
+    async fn store() -> (SqliteStore, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("privacy-app-{}", uuid::Uuid::now_v7().simple()));
+        let store = SqliteStore::connect(&format!("sqlite://{}/invite.db", dir.display()))
+            .await
+            .expect("sqlite store");
+        (store, dir)
+    }
+
+    /// An invitation as create_invitation stores it: contacts already normalised.
+    fn invitation(referrer: &str, email: &str, phone: &str) -> InvitationRow {
+        let now = ids::now();
+        InvitationRow {
+            id: ids::new_id(),
+            code: format!("LOVE-{}", &uuid::Uuid::now_v7().simple().to_string()[26..]).to_uppercase(),
+            referrer_id: referrer.into(),
+            referrer_kind: "SUPPLIER".into(),
+            referee_kind: "COUPLE".into(),
+            vendor_type: None,
+            flow: "SUPPLIER_TO_COUPLE".into(),
+            channel: "LINK".into(),
+            recipient_email: email.into(),
+            recipient_phone: phone.into(),
+            recipient_name: "Jane Doe".into(),
+            recipient_timezone: "Europe/London".into(),
+            recipient_key: if email.is_empty() {
+                phone.into()
+            } else {
+                email.into()
+            },
+            status: "SENT".into(),
+            status_reason: String::new(),
+            risk_json: String::new(),
+            template_id: String::new(),
+            template_variant: String::new(),
+            message: "Dear Jane".into(),
+            campaign_id: String::new(),
+            utm_source: String::new(),
+            utm_medium: String::new(),
+            utm_campaign: String::new(),
+            wedding_date: "2027-06-12".into(),
+            scheduled_for: None,
+            sent_at: Some(now),
+            expires_at: Some(now + Duration::days(30)),
+            ip: "203.0.113.7".into(),
+            device_id: "dev-1".into(),
+            created_at: now,
+            updated_at: now,
+            referrer_name: "Ana".into(),
+            business_name: "Ana Weddings".into(),
+        }
+    }
+
+    async fn stored(store: &SqliteStore, row: InvitationRow) -> InvitationRow {
+        let new = NewInvitation {
+            row,
+            paced: false,
+            duplicate_since: ids::now() - Duration::days(1),
+            max_queued: 1000,
+            landing_url: "https://example.com".into(),
+        };
+        match store
+            .create_invitation(new, &|_| ids::now())
+            .await
+            .expect("create")
+        {
+            crate::store::CreateOutcome::Created(row) => *row,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn signup(user: &str, email: &str, invitation_id: Option<&str>) -> SignupRow {
+        SignupRow {
+            id: ids::new_id(),
+            user_id: user.into(),
+            user_kind: "COUPLE".into(),
+            vendor_type: None,
+            email: email.into(),
+            email_norm: contact::normalize_email(email).expect("email"),
+            name: "Jane Doe".into(),
+            attributed: invitation_id.is_some(),
+            invitation_id: invitation_id.map(str::to_string),
+            code: None,
+            referrer_id: None,
+            referrer_kind: None,
+            flow: None,
+            reason: String::new(),
+            touchpoints_json: "[]".into(),
+            risk_json: String::new(),
+            click_at: None,
+            ip: "198.51.100.23".into(),
+            device_id: "dev-jane".into(),
+            created_at: ids::now(),
+            rejected_click: String::new(),
+        }
+    }
+
+    #[test]
+    fn gmail_spellings_are_one_address() {
+        for spelling in [
+            "Jane.Doe+wedding@gmail.com",
+            "janedoe@googlemail.com",
+            " JANE.DOE@gmail.com ",
+        ] {
+            assert_eq!(
+                normalised_email(spelling).as_deref(),
+                Some("janedoe@gmail.com"),
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            normalised_email("jane.doe@example.com").as_deref(),
+            Some("jane.doe@example.com")
+        );
+        assert_eq!(normalised_email(TOMBSTONE), None);
+        assert_eq!(normalised_phone("07700 900123").as_deref(), Some("+447700900123"));
+    }
+
+    /// The subject: the signup's address (Gmail-normalised), the attributed invitation's
+    /// phone, and every invitation to either; hashes only, never the address itself.
+    #[tokio::test]
+    async fn the_subject_follows_the_signup_and_every_invitation_to_its_contacts() {
+        let (store, dir) = store().await;
+        let pii = PiiKeys::for_tests();
+        let attributed = stored(&store, invitation("ref-a", "janedoe@gmail.com", "+447700900123")).await;
+        let by_phone = stored(&store, invitation("ref-b", "", "+447700900123")).await;
+        let by_email = stored(&store, invitation("ref-c", "janedoe@gmail.com", "")).await;
+        let other = stored(&store, invitation("ref-a", "someone@gmail.com", "")).await;
+        store
+            .insert_signup(&signup(
+                "jane",
+                "Jane.Doe+Wedding@googlemail.com",
+                Some(&attributed.id),
+            ))
+            .await
+            .expect("signup");
+        let subject = subject_of(&store, &pii, "jane").await.expect("subject");
+        let mut ids = subject.invitation_ids.clone();
+        ids.sort();
+        let mut want = vec![attributed.id.clone(), by_phone.id.clone(), by_email.id.clone()];
+        want.sort();
+        assert_eq!(ids, want);
+        assert!(!subject.invitation_ids.contains(&other.id));
+        assert_eq!(
+            subject.contact_keys,
+            vec![
+                pii.lookup("email", "janedoe@gmail.com"),
+                pii.lookup("phone", "+447700900123")
+            ]
+        );
+        assert_eq!(subject.pseudonym, pii.pseudonym("jane"));
+        let text = serde_json::to_string(&subject).expect("json");
+        assert!(
+            !text.contains("janedoe") && !text.contains("7700900123"),
+            "{text}"
+        );
+        // Someone we never saw sign up: no contacts, nothing addressed to them.
+        let nobody = subject_of(&store, &pii, "nobody").await.expect("subject");
+        assert!(nobody.contact_keys.is_empty() && nobody.invitation_ids.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Erasure tombstones what is personal, keeps what counts, and is idempotent: a second
+    /// run counts zeros; an export after it holds nothing personal.
+    #[tokio::test]
+    async fn erasure_is_complete_and_idempotent() {
+        let (store, dir) = store().await;
+        let pii = PiiKeys::for_tests();
+        let to_her = stored(&store, invitation("ref-a", "janedoe@gmail.com", "+447700900123")).await;
+        // Jane is a referrer too: her own invitation keeps its recipient.
+        let hers = stored(&store, invitation("jane", "friend@example.com", "")).await;
+        store
+            .insert_signup(&signup("jane", "jane.doe@gmail.com", Some(&to_her.id)))
+            .await
+            .expect("signup");
+        let mailbox = dir.join("mailbox");
+        std::fs::create_dir_all(&mailbox).expect("mailbox");
+        std::fs::write(
+            mailbox.join(format!("20270101T000000Z-{}.eml", to_her.id)),
+            "To: jane",
+        )
+        .expect("eml");
+        std::fs::write(mailbox.join("20270101T000000Z-unrelated.eml"), "To: x").expect("eml");
+        let records = PersonRecords::new(store.clone(), pii.clone()).with_mailbox(Some(mailbox.clone()));
+        let subject = subject_of(&store, &pii, "jane").await.expect("subject");
+
+        let counts = records.erase(&subject).await.expect("erase");
+        assert_eq!(counts["invitations_received"], 1, "{counts:?}");
+        assert_eq!(counts["invitations_sent"], 1, "{counts:?}");
+        assert_eq!(counts["signups"], 1, "{counts:?}");
+        assert_eq!(counts["mailbox_messages"], 1, "{counts:?}");
+        assert!(mailbox.join("20270101T000000Z-unrelated.eml").exists());
+        let erased = store.get_invitation(&to_her.id).await.expect("get").expect("row");
+        assert_eq!(
+            (
+                erased.recipient_email.as_str(),
+                erased.recipient_phone.as_str(),
+                erased.recipient_name.as_str()
+            ),
+            (TOMBSTONE, TOMBSTONE, TOMBSTONE)
+        );
+        assert_eq!(
+            (erased.ip.as_str(), erased.device_id.as_str()),
+            ("203.0.113.0", "")
+        );
+        let sent = store.get_invitation(&hers.id).await.expect("get").expect("row");
+        assert_eq!(sent.recipient_email, "friend@example.com");
+        assert_eq!((sent.ip.as_str(), sent.device_id.as_str()), ("", ""));
+        let kept = store
+            .signup_of(&[subject.pseudonym.clone()])
+            .await
+            .expect("signup")
+            .expect("kept");
+        assert_eq!(
+            (kept.email.as_str(), kept.ip.as_str()),
+            (TOMBSTONE, "198.51.100.0")
+        );
+
+        let again = records.erase(&subject).await.expect("erase again");
+        assert!(again.values().all(|n| *n == 0), "{again:?}");
+        let (_, doc) = records.export(&subject).await.expect("export");
+        let text = doc.to_string();
+        for personal in [
+            "janedoe",
+            "jane.doe",
+            "7700900123",
+            "Jane Doe",
+            "198.51.100.23",
+            "dev-jane",
+        ] {
+            assert!(!text.contains(personal), "{personal} in {text}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -87,6 +87,7 @@ referral_test_support::conformance! {
 }
 
 mod api_keys;
+mod privacy;
 
 // ---- fixtures ------------------------------------------------------------------------
 
