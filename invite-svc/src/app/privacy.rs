@@ -481,7 +481,7 @@ mod tests {
     use referral_common::ids;
 
     use super::*;
-    use crate::store::{NewInvitation, SqliteStore};
+    use crate::store::{NewInvitation, PrivacyStore, SqliteStore};
 
     async fn store() -> (SqliteStore, PathBuf) {
         let dir = std::env::temp_dir().join(format!("privacy-app-{}", uuid::Uuid::now_v7().simple()));
@@ -652,7 +652,9 @@ mod tests {
         let pii = PiiKeys::for_tests();
         let to_her = stored(&store, invitation("ref-a", "janedoe@gmail.com", "+447700900123")).await;
         // Jane is a referrer too: her own invitation keeps its recipient.
-        let hers = stored(&store, invitation("jane", "friend@example.com", "")).await;
+        let mut to_friend = invitation("jane", "friend@example.com", "");
+        to_friend.recipient_name = "Fran Friend".into();
+        let hers = stored(&store, to_friend).await;
         store
             .insert_signup(&signup("jane", "jane.doe@gmail.com", Some(&to_her.id)))
             .await
@@ -688,7 +690,10 @@ mod tests {
             ("203.0.113.0", "")
         );
         let sent = store.get_invitation(&hers.id).await.expect("get").expect("row");
-        assert_eq!(sent.recipient_email, "friend@example.com");
+        assert_eq!(
+            (sent.recipient_email.as_str(), sent.recipient_name.as_str()),
+            ("friend@example.com", "Fran Friend")
+        );
         assert_eq!((sent.ip.as_str(), sent.device_id.as_str()), ("", ""));
         let kept = store
             .signup_of(&[subject.pseudonym.clone()])
