@@ -233,7 +233,7 @@ async fn erase_and_export_are_orchestrated_across_the_four_services() {
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.body["kind"], "ERASE", "{}", r.body);
     let erase_id = r.body["id"].as_str().expect("id").to_string();
-    let three = eventually(Duration::from_secs(30), || async {
+    eventually(Duration::from_secs(30), || async {
         let (_, r) = app.get(&admin, &format!("/v1/privacy/requests/{erase_id}")).await;
         let others = ["invite-svc", "incentive-svc", "analytics-svc"];
         others.iter().all(|s| part(&r, s)["state"] == "DONE").then_some(r)

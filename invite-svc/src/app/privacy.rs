@@ -696,7 +696,7 @@ mod tests {
         );
         assert_eq!((sent.ip.as_str(), sent.device_id.as_str()), ("", ""));
         let kept = store
-            .signup_of(&[subject.pseudonym.clone()])
+            .signup_of(std::slice::from_ref(&subject.pseudonym))
             .await
             .expect("signup")
             .expect("kept");

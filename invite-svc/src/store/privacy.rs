@@ -63,7 +63,7 @@ pub enum Opened {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Completed {
     /// The part is DONE now (or was already: a repeated confirmation changes nothing).
-    Done(PrivacyRequestView),
+    Done(Box<PrivacyRequestView>),
     /// No such request, or it has no part for that service.
     NotFound,
 }
@@ -345,7 +345,7 @@ macro_rules! privacy_store {
                     }
                     let view = Self::privacy_view(&mut tx, request_id).await?;
                     tx.commit().await?;
-                    Ok(view.map(Completed::Done).unwrap_or(Completed::NotFound))
+                    Ok(view.map(|v| Completed::Done(Box::new(v))).unwrap_or(Completed::NotFound))
                 }
 
                 async fn pending_privacy_parts(&self, service: &str, limit: i64) -> StoreResult<Vec<PrivacyRequestRow>> {

@@ -225,7 +225,14 @@ async fn person_records_are_found_and_erased<S: Harness>(store: &S) {
         store.signup_of(&["bride-1".into()]).await.unwrap().unwrap().id,
         signup.id
     );
-    assert_eq!(store.clicks_of(&[], &[to_her.id.clone()]).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .clicks_of(&[], std::slice::from_ref(&to_her.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.conversions_of(&["bride-1".into()]).await.unwrap().len(), 1);
     assert_eq!(store.invitations_sent_by("ref-p").await.unwrap().len(), 2);
 
