@@ -50,7 +50,7 @@ use crate::{
         privacy_parts, scheduler as send_loop, sweeper,
     },
     app::deliver_due_invitations::Scheduler,
-    config::check_provider_event_retention,
+    config::{check_privacy_export_retention, check_provider_event_retention},
     store::{PgStore, SqliteStore, Store},
 };
 
@@ -163,6 +163,7 @@ async fn serve_with<
         app::privacy_requests::PrivacyBook::new(store.clone(), pii, config.privacy_export_retention);
 
     check_provider_event_retention(config.provider_event_retention)?;
+    check_privacy_export_retention(config.privacy_export_retention)?;
     let mut grpc = GrpcServer::new(
         "invite-svc",
         interceptor,
