@@ -241,6 +241,38 @@ async fn erase_and_export_are_orchestrated_across_the_four_services() {
         r.body
     );
 
+    // Only a service confirms a part, and only its own: fail closed for anyone else.
+    {
+        use referral_proto::common::v1::{
+            CompletePrivacyPartRequest, PrivacyReceipt, privacy_requests_client::PrivacyRequestsClient,
+        };
+        let mut client = PrivacyRequestsClient::connect(referral_tests::TestApp::grpc_uri(app.mesh.invite))
+            .await
+            .expect("connect to invite-svc");
+        let confirm = || CompletePrivacyPartRequest {
+            request_id: erase_id.clone(),
+            receipt: Some(PrivacyReceipt {
+                service: "fraud-svc".into(),
+                ..Default::default()
+            }),
+            document_json: String::new(),
+        };
+        for token in [app.service_token(), couple_token.clone(), admin.clone()] {
+            let refused = client
+                .complete_privacy_part(referral_tests::authed(confirm(), &token))
+                .await
+                .expect_err("only fraud-svc confirms fraud-svc's part");
+            assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        }
+        let refused = client
+            .complete_privacy_part(tonic::Request::new(confirm()))
+            .await
+            .expect_err("no credentials");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        let (_, still) = app.get(&admin, &format!("/v1/privacy/requests/{erase_id}")).await;
+        assert_eq!(part(&still, "fraud-svc")["state"], "PENDING", "{still}");
+    }
+
     // fraud-svc back: it does its part from invite-svc's log and the request completes.
     let fraud = referral_mesh::start(fraud_only)
         .await
