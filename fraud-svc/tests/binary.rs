@@ -40,6 +40,9 @@ fn fraud_svc(dir: &std::path::Path, grpc: u16, metrics: u16) -> Command {
         )
         .env("JWT_SECRET", SECRET)
         .env("SERVICE_JWT_SECRET", SERVICE_SECRET)
+        // Every service seals and looks up personal data (privacy requests): keys required.
+        .env("PII_KEYS", "t1:fraud-binary-test-pii-key-0123456789abcdef")
+        .env("PII_LOOKUP_KEY", "fraud-binary-test-lookup-key-0123456789abcdef")
         .env("FRAUD_LISTEN", format!("127.0.0.1:{grpc}"))
         .env("FRAUD_METRICS_ADDR", format!("127.0.0.1:{metrics}"))
         .env("LOG_FORMAT", "json")
