@@ -155,6 +155,25 @@ pub async fn serve_with<
     )
     .supervise(&tasks, shutdown.clone());
     let parking = referral_common::parked::Parking::new(store.clone(), &config.supervision);
+    // Privacy requests (issue #16): this service's part, served and followed.
+    let person_records: std::sync::Arc<dyn referral_common::privacy::PersonData> = std::sync::Arc::new(
+        app::privacy::PersonRecords::new(store.clone(), config.pii.keys()?),
+    );
+    if let Some(addr) = &config.invite_addr {
+        referral_common::privacy::follow_requests(
+            &tasks,
+            referral_common::privacy::Follower {
+                service: "analytics-svc",
+                data: person_records.clone(),
+                db: parking.db().clone(),
+                invite: channel_of("INVITE_ADDR", addr, &tls)?,
+                keys: keys.clone(),
+                parking: parking.clone(),
+                max_backoff: Duration::from_secs(10),
+            },
+            shutdown.receiver(),
+        );
+    }
     for (source, name, addr) in sources(&config) {
         live.tail(
             &tasks,

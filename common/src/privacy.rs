@@ -1,13 +1,24 @@
 //! A service's part of a privacy request: [`PersonData`] is what each service implements over
 //! its own store (erase a person, export what it holds about them), and [`PrivacyServer`] serves
 //! it as `referral.common.v1.PrivacyService`. The orchestration (the request, its parts, the
-//! `privacy.requested` event each service follows) is invite-svc's `PrivacyRequests`.
+//! `privacy.requested` event each service follows) is invite-svc's `PrivacyRequests`;
+//! [`follow_requests`] is how a service does its part: a supervised consumer of invite-svc's
+//! log that, for each `privacy.requested`, erases or exports through its [`PersonData`] and
+//! confirms with `PrivacyRequests/CompletePrivacyPart`, retrying until invite-svc takes it.
+//! Its offset moves only after the confirmation, and both steps are idempotent, so a
+//! redelivered event erases nothing more and confirms again harmlessly; a service that was
+//! down does its parts when it is back (the request shows them PENDING meanwhile).
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use referral_proto::common::v1::{
-    ErasePersonRequest, ExportPersonRequest, PersonExport, PrivacyReceipt, PrivacySubject,
-    privacy_service_server::{PrivacyService, PrivacyServiceServer},
+use referral_proto::{
+    common::v1::{
+        CompletePrivacyPartRequest, ErasePersonRequest, ExportPersonRequest, PersonExport, PrivacyReceipt,
+        PrivacyRequestKind, PrivacySubject,
+        privacy_requests_client::PrivacyRequestsClient,
+        privacy_service_server::{PrivacyService, PrivacyServiceServer},
+    },
+    events::v1::{Event, PrivacyRequested, event::Payload},
 };
 use tonic::{Request, Response, Status};
 
@@ -80,6 +91,8 @@ pub fn pseudonym_of(pii: &crate::pii::PiiKeys, subject: &PrivacySubject) -> Resu
     }
     Ok(ours)
 }
+/// The largest part of an export one service may hand in (JSON text): under gRPC's 4 MiB.
+pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
 
 /// Most contact keys or invitation ids one subject may carry (a person invited 1,000 times is
 /// already far outside the seeds' world; a larger list is a bug or an attack).
@@ -133,5 +146,177 @@ impl PrivacyService for PrivacyServer {
             receipt: Some(receipt(self.service, counts)),
             document_json: document.to_string(),
         }))
+    }
+}
+
+/// The key of a follower's stored offset in its service's `consumer_offsets` (apart from the
+/// service's main consumer of the same log, which keeps `invite`).
+pub const FOLLOWER_SOURCE: &str = "invite.privacy";
+
+/// How a service follows invite-svc's privacy requests.
+pub struct Follower {
+    /// The service's name as parts and receipts name it (`fraud-svc`, ...).
+    pub service: &'static str,
+    pub data: Arc<dyn PersonData>,
+    /// The service's database (where the follower's offset is kept).
+    pub db: crate::parked::ParkedDb,
+    /// invite-svc (its event log and `PrivacyRequests`).
+    pub invite: tonic::transport::Channel,
+    pub keys: crate::auth::ServiceKeys,
+    pub parking: crate::parked::Parking,
+    /// Longest wait between two tries of a confirmation (and between reconnections).
+    pub max_backoff: std::time::Duration,
+}
+
+/// Starts `follower` under `tasks` as `{service}.privacy` (restarted from its stored offset
+/// if it panics; reflected in readiness like every supervised task).
+pub fn follow_requests(
+    tasks: &crate::supervisor::Supervisor,
+    follower: Follower,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let consumer = format!("{}.privacy", follower.service);
+    let credentials = crate::auth::ServiceCredentials::new(&follower.keys, &consumer);
+    let config = crate::consumer::ConsumerConfig {
+        source: FOLLOWER_SOURCE.into(),
+        consumer: consumer.clone(),
+        channel: follower.invite.clone(),
+        credentials: credentials.clone(),
+        max_batch: 20,
+        max_backoff: follower.max_backoff,
+        parking: follower.parking.clone(),
+    };
+    let sink = PrivacySink {
+        service: follower.service,
+        data: follower.data,
+        db: follower.db,
+        requests: PrivacyRequestsClient::new(tonic::service::interceptor::InterceptedService::new(
+            follower.invite,
+            credentials,
+        )),
+        max_backoff: follower.max_backoff,
+    };
+    crate::consumer::supervise(tasks, consumer, config, sink, shutdown);
+}
+
+type RequestsClient = PrivacyRequestsClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::auth::ServiceCredentials,
+    >,
+>;
+
+/// The follower's sink: does the part of each `privacy.requested` and confirms it.
+pub struct PrivacySink {
+    service: &'static str,
+    data: Arc<dyn PersonData>,
+    db: crate::parked::ParkedDb,
+    requests: RequestsClient,
+    max_backoff: std::time::Duration,
+}
+
+/// A refusal that trying again cannot change (the consumer retries and then parks it).
+fn permanent(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        InvalidArgument | NotFound | PermissionDenied | FailedPrecondition | OutOfRange | Unimplemented
+    )
+}
+
+impl PrivacySink {
+    /// Does this service's part of one request and returns what to confirm.
+    pub async fn part(&self, request: &PrivacyRequested) -> anyhow::Result<CompletePrivacyPartRequest> {
+        let subject = check_subject(request.subject.as_ref())
+            .map_err(|e| anyhow::anyhow!("privacy request {}: {e}", request.request_id))?;
+        let kind = PrivacyRequestKind::try_from(request.kind).unwrap_or(PrivacyRequestKind::Unspecified);
+        let (counts, document_json) = match kind {
+            PrivacyRequestKind::Erase => (self.data.erase(subject).await?, String::new()),
+            PrivacyRequestKind::Export => {
+                let (counts, doc) = self.data.export(subject).await?;
+                let text = doc.to_string();
+                anyhow::ensure!(
+                    text.len() <= MAX_DOCUMENT_BYTES,
+                    "the export of privacy request {} is {} bytes, over {MAX_DOCUMENT_BYTES}",
+                    request.request_id,
+                    text.len()
+                );
+                (counts, text)
+            }
+            PrivacyRequestKind::Unspecified => {
+                anyhow::bail!("privacy request {} names no kind", request.request_id)
+            }
+        };
+        Ok(CompletePrivacyPartRequest {
+            request_id: request.request_id.clone(),
+            receipt: Some(receipt(self.service, counts)),
+            document_json,
+        })
+    }
+
+    /// Confirms a part, retrying with backoff while invite-svc cannot take it.
+    async fn confirm(&self, done: CompletePrivacyPartRequest) -> anyhow::Result<()> {
+        let mut backoff = std::time::Duration::from_millis(200);
+        loop {
+            let mut client = self.requests.clone();
+            match client.complete_privacy_part(done.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(status) if permanent(status.code()) => {
+                    anyhow::bail!(
+                        "invite-svc refused {}'s part of privacy request {}: {status}",
+                        self.service,
+                        done.request_id
+                    )
+                }
+                Err(status) => {
+                    tracing::warn!(service = self.service, request = %done.request_id, %status, ?backoff, "could not confirm a privacy part yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.max_backoff.max(std::time::Duration::from_millis(200)));
+                }
+            }
+        }
+    }
+
+    async fn save_offset(&self, source: &str, offset: i64) -> anyhow::Result<()> {
+        match &self.db {
+            crate::parked::ParkedDb::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                crate::consumer::pg::save_offset(&mut conn, source, offset).await?;
+            }
+            crate::parked::ParkedDb::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                crate::consumer::sqlite::save_offset(&mut conn, source, offset).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl crate::consumer::EventSink for PrivacySink {
+    async fn last_offset(&self, source: &str) -> anyhow::Result<i64> {
+        Ok(match &self.db {
+            crate::parked::ParkedDb::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                crate::consumer::pg::load_offset(&mut conn, source).await?
+            }
+            crate::parked::ParkedDb::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                crate::consumer::sqlite::load_offset(&mut conn, source).await?
+            }
+        })
+    }
+
+    /// Each event in turn: a privacy request's part done and confirmed, then the offset past
+    /// it (every other event only moves the offset).
+    async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
+        for event in events {
+            if let Some(Payload::PrivacyRequested(request)) = &event.payload {
+                let done = self.part(request).await?;
+                self.confirm(done).await?;
+                tracing::info!(service = self.service, request = %request.request_id, "privacy part done and confirmed");
+            }
+            self.save_offset(source, event.offset).await?;
+        }
+        Ok(())
     }
 }

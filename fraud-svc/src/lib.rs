@@ -183,6 +183,10 @@ pub async fn serve_with<
         store::retention::rules(&config.retention),
     );
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
+    // Privacy requests (issue #16): this service's part, served and followed.
+    let person_records: std::sync::Arc<dyn referral_common::privacy::PersonData> = std::sync::Arc::new(
+        app::privacy::PersonRecords::new(store.clone(), config.pii.keys()?),
+    );
 
     let mut grpc = GrpcServer::new(
         "fraud-svc",
@@ -196,6 +200,7 @@ pub async fn serve_with<
         .add(audit_log.into_server())
         .add(parked.into_server())
         .add(events.into_server())
+        .add(referral_common::privacy::PrivacyServer::new("fraud-svc", person_records.clone()).into_server())
         .watch(store.outbox().supervisor().clone());
     retention.supervise(grpc.tasks(), shutdown.clone());
     if let Some(addr) = &config.invite_addr {
@@ -204,11 +209,11 @@ pub async fn serve_with<
         let consumer_config = ConsumerConfig {
             source: consumers::INVITE_SOURCE.into(),
             consumer: consumers::CONSUMER.into(),
-            channel,
+            channel: channel.clone(),
             credentials: ServiceCredentials::new(&keys, consumers::CONSUMER),
             max_batch: 100,
             max_backoff: Duration::from_secs(10),
-            parking,
+            parking: parking.clone(),
         };
         let sink = InviteEvents::new(store.clone(), scoring, store.pii().clone());
         consumer::supervise(
@@ -216,6 +221,19 @@ pub async fn serve_with<
             "fraud-svc.consumer.invite",
             consumer_config,
             sink,
+            shutdown.receiver(),
+        );
+        referral_common::privacy::follow_requests(
+            grpc.tasks(),
+            referral_common::privacy::Follower {
+                service: "fraud-svc",
+                data: person_records.clone(),
+                db: parking.db().clone(),
+                invite: channel.clone(),
+                keys: keys.clone(),
+                parking: parking.clone(),
+                max_backoff: Duration::from_secs(10),
+            },
             shutdown.receiver(),
         );
         tracing::info!(invite = %addr, "consuming invite-svc's event log");

@@ -10,7 +10,7 @@ use referral_proto::{
     analytics::v1::analytics_service_client::AnalyticsServiceClient,
     common::v1::{
         audit_log_client::AuditLogClient, parked_work_client::ParkedWorkClient,
-        privacy_service_client::PrivacyServiceClient,
+        privacy_requests_client::PrivacyRequestsClient, privacy_service_client::PrivacyServiceClient,
     },
     fraud::v1::fraud_service_client::FraudServiceClient,
     incentive::v1::incentive_service_client::IncentiveServiceClient,
@@ -36,7 +36,10 @@ pub struct Clients {
     pub fraud: FraudServiceClient<Authed>,
     pub incentive: IncentiveServiceClient<Authed>,
     pub analytics: AnalyticsServiceClient<Authed>,
-    /// Every service's PrivacyService, by service name, for erase/export fan-out.
+    /// invite-svc's book of privacy requests (erasure and export of a person).
+    pub privacy_requests: PrivacyRequestsClient<Authed>,
+    /// Every service's PrivacyService, by service name (admin tooling; the person routes
+    /// open privacy requests instead).
     pub privacy: Vec<(&'static str, PrivacyServiceClient<Authed>)>,
     /// Every service's AuditLog, by service name, for `GET /v1/audit`.
     pub audit: Vec<(&'static str, AuditLogClient<Authed>)>,
@@ -69,6 +72,7 @@ impl Clients {
             invite: InviteServiceClient::new(authed(&invite)),
             api_keys: ApiKeyServiceClient::new(authed(&invite)),
             consent: ConsentServiceClient::new(authed(&invite)),
+            privacy_requests: PrivacyRequestsClient::new(authed(&invite)),
             fraud: FraudServiceClient::new(authed(&fraud)),
             incentive: IncentiveServiceClient::new(authed(&incentive)),
             analytics: AnalyticsServiceClient::new(authed(&analytics)),

@@ -156,7 +156,7 @@ async fn schemas_follow_the_proto3_json_mapping() {
         "array"
     );
     assert_eq!(
-        schemas["referral.common.v1.ErasureReport"]["properties"]["erased"]["additionalProperties"]["type"],
+        schemas["referral.common.v1.PrivacyReceipt"]["properties"]["counts"]["additionalProperties"]["type"],
         serde_json::json!(["string", "integer"])
     );
     assert_eq!(schemas["Error"]["required"][0], "code");

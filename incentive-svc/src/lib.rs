@@ -146,6 +146,10 @@ pub async fn serve_with<
     let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "incentive-svc");
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
+    // Privacy requests (issue #16): this service's part, served and followed.
+    let person_records: std::sync::Arc<dyn referral_common::privacy::PersonData> = std::sync::Arc::new(
+        app::privacy::PersonRecords::new(store.clone(), config.pii.keys()?),
+    );
 
     let mut grpc = GrpcServer::new(
         "incentive-svc",
@@ -159,6 +163,10 @@ pub async fn serve_with<
         .add(parked.into_server())
         .add(privacy.into_server())
         .add(events.into_server())
+        .add(
+            referral_common::privacy::PrivacyServer::new("incentive-svc", person_records.clone())
+                .into_server(),
+        )
         .watch(store.outbox().supervisor().clone());
     let tasks = grpc.tasks();
     retention.supervise(tasks, shutdown.clone());
@@ -185,6 +193,22 @@ pub async fn serve_with<
             shutdown.receiver(),
         );
         tracing::info!(source, %addr, "consuming event log");
+    }
+    if let Some(addr) = &config.invite_addr {
+        referral_common::privacy::follow_requests(
+            tasks,
+            referral_common::privacy::Follower {
+                service: "incentive-svc",
+                data: person_records.clone(),
+                db: parking.db().clone(),
+                invite: server::channel(addr, &tls)
+                    .map_err(|e| ConfigError::new("INVITE_ADDR", e.to_string()))?,
+                keys: keys.clone(),
+                parking: parking.clone(),
+                max_backoff: Duration::from_secs(10),
+            },
+            shutdown.receiver(),
+        );
     }
     let (sched_store, stop) = (store.clone(), shutdown.clone());
     tasks.spawn("incentive-svc.scheduler", move || {

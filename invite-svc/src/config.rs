@@ -207,6 +207,10 @@ pub struct InviteConfig {
     /// table (Postmark's events carry no signed timestamp, hence the generous default).
     #[arg(long, env = "PROVIDER_EVENT_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub provider_event_retention: Duration,
+    /// How long an export's documents are kept after the privacy request is done (then
+    /// deleted: they are personal data); at least an hour.
+    #[arg(long, env = "PRIVACY_EXPORT_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub privacy_export_retention: Duration,
     /// invite-svc's clock (the system clock; tests move it).
     #[arg(skip)]
     pub clock: Clock,
@@ -496,6 +500,18 @@ pub fn check_provider_event_retention(retention: Duration) -> Result<(), ConfigE
     Ok(())
 }
 
+/// The shortest PRIVACY_EXPORT_RETENTION: a person must have time to fetch their export.
+const MIN_PRIVACY_EXPORT_RETENTION: Duration = Duration::from_secs(3600);
+pub fn check_privacy_export_retention(retention: Duration) -> Result<(), ConfigError> {
+    if retention < MIN_PRIVACY_EXPORT_RETENTION {
+        return Err(ConfigError::new(
+            "PRIVACY_EXPORT_RETENTION",
+            "must be at least 1h: the person needs time to download their export",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -506,6 +522,15 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: InviteConfig,
+    }
+
+    #[test]
+    fn privacy_export_retention_defaults_to_30_days_and_refuses_less_than_an_hour() {
+        let c = config(&[]);
+        assert_eq!(c.privacy_export_retention, Duration::from_secs(30 * 86_400));
+        assert!(check_privacy_export_retention(c.privacy_export_retention).is_ok());
+        let e = check_privacy_export_retention(Duration::from_secs(60)).unwrap_err();
+        assert!(e.to_string().contains("PRIVACY_EXPORT_RETENTION"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use referral_common::{
     consumer::ConsumerConfig,
     idempotency::Idempotency,
     outbox::{EventLogService, EventLogStore},
+    privacy::PrivacyServer,
     server::{self, Shutdown},
     service::GrpcServer,
     supervisor::until_shutdown,
@@ -46,11 +47,11 @@ use crate::{
     adapters::{
         consumers,
         fraud::FraudGate,
-        grpc::{InviteApi, api_keys::ApiKeysApi, consent::ConsentApi, parked},
-        scheduler as send_loop, sweeper,
+        grpc::{self, InviteApi, api_keys::ApiKeysApi, consent::ConsentApi, parked},
+        privacy_parts, scheduler as send_loop, sweeper,
     },
     app::deliver_due_invitations::Scheduler,
-    config::check_provider_event_retention,
+    config::{check_privacy_export_retention, check_provider_event_retention},
     store::{PgStore, SqliteStore, Store},
 };
 
@@ -204,8 +205,21 @@ async fn serve_with<
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "invite-svc")
         .with_sends(parked::Sends(store.clone()));
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
+    // Privacy requests (issue #16): the book, invite-svc's own part, and PrivacyService.
+    let pii = config.pii.keys()?;
+    let mailbox = config
+        .smtp_host
+        .as_deref()
+        .is_none_or(|h| h.trim().is_empty())
+        .then(|| config.dev_mailbox_dir.clone());
+    let person_records = std::sync::Arc::new(
+        app::privacy::PersonRecords::new(store.clone(), pii.clone()).with_mailbox(mailbox),
+    );
+    let privacy_book =
+        app::privacy_requests::PrivacyBook::new(store.clone(), pii, config.privacy_export_retention);
 
     check_provider_event_retention(config.provider_event_retention)?;
+    check_privacy_export_retention(config.privacy_export_retention)?;
     let mut grpc = GrpcServer::new(
         "invite-svc",
         interceptor,
@@ -219,9 +233,19 @@ async fn serve_with<
         .add(audit_log.into_server())
         .add(parked.into_server())
         .add(events.into_server())
+        .add(grpc::privacy::PrivacyRequestsApi::new(privacy_book.clone()).into_server())
+        .add(PrivacyServer::new("invite-svc", person_records.clone()).into_server())
         .watch(store.outbox().supervisor().clone());
     let tasks = grpc.tasks();
     retention.supervise(tasks, shutdown.clone());
+    let stop = shutdown.clone();
+    tasks.spawn("invite-svc.privacy", move || {
+        until_shutdown(privacy_parts::run(
+            privacy_book.clone(),
+            person_records.clone(),
+            stop.clone(),
+        ))
+    });
     let (sweep_store, retention, stop) = (store.clone(), config.provider_event_retention, shutdown.clone());
     tasks.spawn("invite-svc.sweeper", move || {
         until_shutdown(sweeper::run(sweep_store.clone(), retention, stop.clone()))

@@ -693,3 +693,25 @@ pub fn mail_header(message: &str, name: &str) -> Option<String> {
         k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
     })
 }
+
+/// A base port whose next three are free too (the fixed ports of the four services).
+pub async fn free_port_run() -> u16 {
+    for _ in 0..50 {
+        let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = first.local_addr().expect("addr").port();
+        if base > u16::MAX - 3 {
+            continue;
+        }
+        let mut held = vec![first];
+        for port in base + 1..=base + 3 {
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => held.push(l),
+                Err(_) => break,
+            }
+        }
+        if held.len() == 4 {
+            return base;
+        }
+    }
+    panic!("no run of four free ports");
+}

@@ -5,30 +5,8 @@
 use std::time::Duration;
 
 use referral_mesh::{GrpcPorts, Part};
-use referral_tests::{eventually, held_while_fraud_away, start_with, test_options};
+use referral_tests::{eventually, free_port_run, held_while_fraud_away, start_with, test_options};
 use serde_json::json;
-
-/// A base port whose next three are free too (the fixed ports of the four services).
-async fn free_port_run() -> u16 {
-    for _ in 0..50 {
-        let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = first.local_addr().expect("addr").port();
-        if base > u16::MAX - 3 {
-            continue;
-        }
-        let mut held = vec![first];
-        for port in base + 1..=base + 3 {
-            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
-                Ok(l) => held.push(l),
-                Err(_) => break,
-            }
-        }
-        if held.len() == 4 {
-            return base;
-        }
-    }
-    panic!("no run of four free ports");
-}
 
 #[tokio::test]
 async fn fraud_svc_run_apart_is_stopped_and_started_while_the_rest_keeps_serving() {

@@ -24,3 +24,5 @@ pub const PARKED_RETRY: &str = "parked.retry";
 pub const SEND_PARK: &str = "invitation.send.park";
 /// An exchange rate revenue reports convert with, created or replaced (analytics-svc).
 pub const FX_RATE_PUT: &str = "fx_rate.put";
+/// A person's erasure or export opened as a privacy request (invite-svc).
+pub const PRIVACY_REQUEST_CREATE: &str = "privacy_request.create";

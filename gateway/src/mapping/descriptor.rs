@@ -284,8 +284,8 @@ mod tests {
         let send_at = fields.iter().find(|f| f.name == "send_at").unwrap();
         assert_eq!(send_at.kind, Kind::Message("google.protobuf.Timestamp".into()));
         assert!(send_at.kind.is_scalar_like());
-        let erased = d.fields("referral.common.v1.ErasureReport");
-        let map = erased.iter().find(|f| f.name == "erased").unwrap();
+        let receipt = d.fields("referral.common.v1.PrivacyReceipt");
+        let map = receipt.iter().find(|f| f.name == "counts").unwrap();
         assert_eq!(map.kind, Kind::Map(Box::new(Kind::String), Box::new(Kind::Int64)));
         assert!(!map.repeated);
         assert!(

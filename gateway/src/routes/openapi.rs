@@ -215,6 +215,15 @@ fn operation(route: &Route, wanted: &mut BTreeSet<String>) -> Value {
             Some((_, output, _)) => json_content("OK", reference(output, wanted)),
             None => json!({"description": "OK"}),
         },
+        Answer::Accepted => {
+            if let Some((_, output, _)) = &messages {
+                responses.insert(
+                    "202".into(),
+                    json_content("Accepted: the work completes later", reference(output, wanted)),
+                );
+            }
+            Value::Null
+        }
         Answer::Message(name) => json_content("OK", reference(name, wanted)),
         Answer::Schema(f) => {
             let schema = f();

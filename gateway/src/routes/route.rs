@@ -73,6 +73,9 @@ pub struct Rpc {
     /// (cookie, field): a field the body leaves empty is taken from this cookie, as the
     /// browser posting a signup straight to the gateway carries its click id.
     pub cookie_field: Option<(&'static str, &'static str)>,
+    /// (field, value): fields the route itself sets (`kind` of `DELETE /v1/people/{id}`),
+    /// neither query parameters nor the caller's to choose.
+    pub fixed: Vec<(&'static str, &'static str)>,
 }
 
 impl Rpc {
@@ -84,7 +87,14 @@ impl Rpc {
             params: Vec::new(),
             client_fields: false,
             cookie_field: None,
+            fixed: Vec::new(),
         }
+    }
+
+    /// The route sets `field` to `value` (a string: an enum's name); the caller cannot.
+    pub fn fixed(mut self, field: &'static str, value: &'static str) -> Self {
+        self.fixed.push((field, value));
+        self
     }
 
     pub fn cookie_field(mut self, cookie: &'static str, field: &'static str) -> Self {
@@ -113,6 +123,8 @@ impl Rpc {
 pub enum Answer {
     /// The RPC's output message as JSON.
     Rpc,
+    /// The RPC's output message as JSON, answered 202 Accepted (work that completes later).
+    Accepted,
     /// This message as JSON.
     Message(&'static str),
     /// A JSON schema of its own.
@@ -252,6 +264,7 @@ impl Route {
                 return Vec::new();
             };
             let mut bound: Vec<&str> = self.path_params().into_iter().map(|p| self.field_of(p)).collect();
+            bound.extend(rpc.fixed.iter().map(|(f, _)| *f));
             match rpc.body {
                 Body::None => {}
                 Body::Whole => return Vec::new(),

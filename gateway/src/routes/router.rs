@@ -315,6 +315,9 @@ async fn input(
             .unwrap_or(name.as_str());
         set_field(&mut map, field, Value::String(value.clone()));
     }
+    for (field, value) in &rpc.fixed {
+        set_field(&mut map, field, Value::String((*value).to_string()));
+    }
     if let Some((cookie, field)) = rpc.cookie_field
         && field_is_empty(&map, field)
         && let Some(value) = cookies::get(&parts.headers, cookie)

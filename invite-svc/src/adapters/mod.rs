@@ -6,6 +6,7 @@
 pub mod consumers;
 pub mod fraud;
 pub mod grpc;
+pub mod privacy_parts;
 pub mod scheduler;
 pub mod sender;
 pub mod sweeper;

@@ -17,6 +17,8 @@ pub mod fields;
 pub mod fraud_decisions;
 pub mod invitations;
 pub mod parked_sends;
+pub mod privacy;
+pub mod privacy_requests;
 pub mod provider_webhook_event;
 pub mod record_clicks;
 pub mod referral_codes;

@@ -149,6 +149,7 @@ referral_test_support::conformance! {
 mod api_keys;
 mod consent;
 mod pii;
+mod privacy;
 
 // ---- fixtures ------------------------------------------------------------------------
 

@@ -207,3 +207,20 @@ pub fn conversion(row: &ConversionRow, signup: Option<&SignupRow>) -> StoreResul
     });
     Ok(new_event(SOURCE, &row.id, row.occurred_at, payload))
 }
+
+/// A privacy request every service must do its part of: the subject carries lookup hashes,
+/// a pseudonym and ids, never plaintext.
+pub fn privacy_requested(
+    request_id: &str,
+    kind: referral_proto::common::v1::PrivacyRequestKind,
+    subject: &referral_proto::common::v1::PrivacySubject,
+    at: DateTime<Utc>,
+) -> Event {
+    let payload = Payload::PrivacyRequested(referral_proto::events::v1::PrivacyRequested {
+        request_id: request_id.to_string(),
+        kind: kind as i32,
+        subject: Some(subject.clone()),
+        at: Some(to_ts(at)),
+    });
+    new_event(SOURCE, request_id, at, payload)
+}

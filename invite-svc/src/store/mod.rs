@@ -8,6 +8,7 @@ pub mod names;
 mod postgres;
 pub mod retention;
 pub mod sealed;
+pub mod privacy;
 mod sql;
 mod sqlite;
 
@@ -21,6 +22,7 @@ use sqlx::FromRow;
 pub use api_keys::ApiKeyStore;
 pub use consent::ConsentStore;
 pub use postgres::PgStore;
+pub use privacy::PrivacyStore;
 pub use sqlite::SqliteStore;
 
 use referral_proto::common::v1::Risk;
@@ -342,7 +344,7 @@ impl FraudRisk {
 
 /// Everything invite-svc keeps. Every method that changes state writes its outbox events in
 /// the same transaction and wakes the relay after commit.
-pub trait Store: ApiKeyStore + ConsentStore + Clone + Send + Sync + 'static {
+pub trait Store: ApiKeyStore + ConsentStore + PrivacyStore + Clone + Send + Sync + 'static {
     fn outbox(&self) -> &Outbox;
 
     /// The keys personal data is sealed with (and looked up by): the app computes lookup

@@ -9,6 +9,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::{
     api_keys::api_key_store,
     consent::consent_store,
+    privacy::privacy_store,
     sql::{signup_cols, sql_store},
 };
 
@@ -118,3 +119,4 @@ impl PgStore {
 sql_store!(PgStore, " FOR UPDATE", " FOR UPDATE SKIP LOCKED");
 api_key_store!(PgStore, " FOR UPDATE");
 consent_store!(PgStore, " FOR UPDATE");
+privacy_store!(PgStore, " FOR UPDATE");

@@ -9,6 +9,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::{
     api_keys::api_key_store,
     consent::consent_store,
+    privacy::privacy_store,
     sql::{signup_cols, sql_store},
 };
 
@@ -113,3 +114,4 @@ impl SqliteStore {
 sql_store!(SqliteStore, "", "");
 api_key_store!(SqliteStore, "");
 consent_store!(SqliteStore, "");
+privacy_store!(SqliteStore, "");

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod convert;
 mod invitations;
 pub mod parked;
+pub mod privacy;
 mod referrers;
 mod tracking;
 mod webhooks;
