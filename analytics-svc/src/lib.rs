@@ -225,10 +225,7 @@ pub async fn serve_with<
     )?;
     let audit_log = referral_common::audit::AuditLogService::new(store.clone(), "analytics-svc");
     let parked = referral_common::parked::ParkedWorkService::new(parking, "analytics-svc");
-    let privacy = referral_common::privacy::PrivacyServer::new(
-        "analytics-svc",
-        std::sync::Arc::new(app::privacy::PersonRecords::new(store.clone(), pii.clone())),
-    );
+    let privacy = referral_common::privacy::PrivacyServer::new("analytics-svc", person_records);
     let api = AnalyticsApi::new(store, runtime, live, pii).with_webhooks(webhook_targets);
 
     grpc.add(AnalyticsServiceServer::new(api))

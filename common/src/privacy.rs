@@ -153,6 +153,9 @@ impl PrivacyService for PrivacyServer {
 /// service's main consumer of the same log, which keeps `invite`).
 pub const FOLLOWER_SOURCE: &str = "invite.privacy";
 
+/// The key under which a service's main consumer keeps its offset in invite-svc's log.
+pub const MAIN_SOURCE: &str = "invite";
+
 /// How a service follows invite-svc's privacy requests.
 pub struct Follower {
     /// The service's name as parts and receipts name it (`fraud-svc`, ...).
@@ -277,6 +280,26 @@ impl PrivacySink {
         }
     }
 
+    /// Waits until the service's main consumer of invite-svc's log (offsets under
+    /// [`MAIN_SOURCE`]) has applied everything up to `offset`: the person's earlier events
+    /// must be in this service's rows before they are erased or exported, or they would land
+    /// afterwards under the person's own id.
+    async fn after_main_consumer(&self, offset: i64) -> anyhow::Result<()> {
+        let mut waited = 0u32;
+        while crate::consumer::EventSink::last_offset(self, MAIN_SOURCE).await? < offset {
+            waited += 1;
+            if waited % 100 == 0 {
+                tracing::warn!(
+                    service = self.service,
+                    offset,
+                    "a privacy part waits for the service's own consumer of invite-svc's log to catch up"
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
     async fn save_offset(&self, source: &str, offset: i64) -> anyhow::Result<()> {
         match &self.db {
             crate::parked::ParkedDb::Postgres(pool) => {
@@ -311,6 +334,7 @@ impl crate::consumer::EventSink for PrivacySink {
     async fn apply(&self, source: &str, events: Vec<Event>) -> anyhow::Result<()> {
         for event in events {
             if let Some(Payload::PrivacyRequested(request)) = &event.payload {
+                self.after_main_consumer(event.offset).await?;
                 let done = self.part(request).await?;
                 self.confirm(done).await?;
                 tracing::info!(service = self.service, request = %request.request_id, "privacy part done and confirmed");

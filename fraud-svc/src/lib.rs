@@ -169,10 +169,6 @@ pub async fn serve_with<
         keys.clone(),
     ));
     let api = FraudApi::new(store.clone(), scoring.clone());
-    let privacy = PrivacyServer::new(
-        "fraud-svc",
-        std::sync::Arc::new(PersonRecords::new(store.clone(), store.pii().clone())),
-    );
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "fraud-svc");
     let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "fraud-svc");
@@ -184,9 +180,8 @@ pub async fn serve_with<
     );
     let events = EventLogService::new(log, store.outbox(), Duration::from_secs(5), shutdown.clone());
     // Privacy requests (issue #16): this service's part, served and followed.
-    let person_records: std::sync::Arc<dyn referral_common::privacy::PersonData> = std::sync::Arc::new(
-        app::privacy::PersonRecords::new(store.clone(), config.pii.keys()?),
-    );
+    let person_records: std::sync::Arc<dyn referral_common::privacy::PersonData> =
+        std::sync::Arc::new(PersonRecords::new(store.clone(), store.pii().clone()));
 
     let mut grpc = GrpcServer::new(
         "fraud-svc",
@@ -196,11 +191,10 @@ pub async fn serve_with<
     )
     .await?;
     grpc.add(FraudServiceServer::new(api))
-        .add(privacy.into_server())
         .add(audit_log.into_server())
         .add(parked.into_server())
         .add(events.into_server())
-        .add(referral_common::privacy::PrivacyServer::new("fraud-svc", person_records.clone()).into_server())
+        .add(PrivacyServer::new("fraud-svc", person_records.clone()).into_server())
         .watch(store.outbox().supervisor().clone());
     retention.supervise(grpc.tasks(), shutdown.clone());
     if let Some(addr) = &config.invite_addr {

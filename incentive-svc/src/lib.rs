@@ -135,13 +135,6 @@ pub async fn serve_with<
         keys.clone(),
     ));
     let api = IncentiveApi::new(store.clone(), idempotency);
-    let privacy = referral_common::privacy::PrivacyServer::new(
-        "incentive-svc",
-        std::sync::Arc::new(app::privacy::PersonRecords::new(
-            store.clone(),
-            config.pii.keys()?,
-        )),
-    );
     let audit_log = referral_common::audit::AuditLogService::new(log.clone(), "incentive-svc");
     let parking = referral_common::parked::Parking::new(log.clone(), &config.supervision);
     let parked = referral_common::parked::ParkedWorkService::new(parking.clone(), "incentive-svc");
@@ -161,7 +154,6 @@ pub async fn serve_with<
     grpc.add(IncentiveServiceServer::new(api))
         .add(audit_log.into_server())
         .add(parked.into_server())
-        .add(privacy.into_server())
         .add(events.into_server())
         .add(
             referral_common::privacy::PrivacyServer::new("incentive-svc", person_records.clone())

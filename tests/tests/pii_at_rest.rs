@@ -6,8 +6,7 @@
 //! names, the IP, the user agent and the device id. The dev `mailbox/` directory is the
 //! recipients' inbox stand-in, not storage, and is not searched.
 //!
-//! Which databases are searched is explicit: invite-svc's now; [`PENDING_FILES`] lists the
-//! other services' files, switched on as their branches seal their own data.
+//! Which databases are searched is explicit: every service's, with its WAL and shared memory.
 
 use std::{
     io::Write,
@@ -52,13 +51,10 @@ const NEEDLES: [&str; 14] = [
 ];
 
 /// The database files searched now (in the data dir).
-const CHECKED_FILES: [&str; 3] = ["invite.db", "invite.db-wal", "invite.db-shm"];
-
-/// The other services' files: still holding personal data until their branches seal it
-/// (fraud-svc: e-mails, names, IPs; analytics-svc: IPs). The integrator adds them to
-/// [`CHECKED_FILES`] once merged.
-#[allow(dead_code)]
-const PENDING_FILES: [&str; 9] = [
+const CHECKED_FILES: [&str; 12] = [
+    "invite.db",
+    "invite.db-wal",
+    "invite.db-shm",
     "fraud.db",
     "fraud.db-wal",
     "fraud.db-shm",

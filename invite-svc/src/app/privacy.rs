@@ -485,9 +485,12 @@ mod tests {
 
     async fn store() -> (SqliteStore, PathBuf) {
         let dir = std::env::temp_dir().join(format!("privacy-app-{}", uuid::Uuid::now_v7().simple()));
-        let store = SqliteStore::connect(&format!("sqlite://{}/invite.db", dir.display()))
-            .await
-            .expect("sqlite store");
+        let store = SqliteStore::connect(
+            &format!("sqlite://{}/invite.db", dir.display()),
+            PiiKeys::for_tests(),
+        )
+        .await
+        .expect("sqlite store");
         (store, dir)
     }
 
@@ -507,11 +510,8 @@ mod tests {
             recipient_phone: phone.into(),
             recipient_name: "Jane Doe".into(),
             recipient_timezone: "Europe/London".into(),
-            recipient_key: if email.is_empty() {
-                phone.into()
-            } else {
-                email.into()
-            },
+            // As create_invitation stores it: the keyed hash of the normalised contact.
+            recipient_key: crate::store::sealed::recipient_key(&PiiKeys::for_tests(), email, phone),
             status: "SENT".into(),
             status_reason: String::new(),
             risk_json: String::new(),
@@ -542,6 +542,7 @@ mod tests {
             duplicate_since: ids::now() - Duration::days(1),
             max_queued: 1000,
             landing_url: "https://example.com".into(),
+            contact_lookup: String::new(),
         };
         match store
             .create_invitation(new, &|_| ids::now())

@@ -6,9 +6,9 @@ pub mod consent;
 pub mod events;
 pub mod names;
 mod postgres;
+pub mod privacy;
 pub mod retention;
 pub mod sealed;
-pub mod privacy;
 mod sql;
 mod sqlite;
 

@@ -391,19 +391,24 @@ macro_rules! privacy_store {
                         .rows_in(concat!("SELECT ", signup_cols!(), " FROM signups"), "user_id", user_ids)
                         .await?;
                     // The person's own id first: a pseudonymised row is what is left after.
-                    Ok(user_ids
+                    let row = user_ids
                         .iter()
                         .find_map(|u| rows.iter().find(|r| &r.user_id == u))
-                        .cloned())
+                        .cloned();
+                    $crate::store::sealed::open_opt(&self.pii, row)
                 }
 
                 async fn invitations_by_ids(&self, ids: &[String]) -> StoreResult<Vec<InvitationRow>> {
-                    self.rows_in(&format!("SELECT {INVITATION_COLS} FROM invitations"), "id", ids).await
+                    let rows = self.rows_in(&format!("SELECT {INVITATION_COLS} FROM invitations"), "id", ids).await?;
+                    $crate::store::sealed::open_all(&self.pii, rows)
                 }
 
                 async fn invitations_to(&self, contacts: &[String]) -> StoreResult<Vec<InvitationRow>> {
                     let mut rows: Vec<InvitationRow> = Vec::new();
-                    for column in ["recipient_key", "recipient_email", "recipient_phone"] {
+                    // Both are keyed hashes: recipient_key of the normalised email (else phone),
+                    // contact_lookup of the address the invitation was sent to (the phone of an
+                    // SMS invitation that also names an email).
+                    for column in ["recipient_key", "contact_lookup"] {
                         let found: Vec<InvitationRow> = self
                             .rows_in(&format!("SELECT {INVITATION_COLS} FROM invitations"), column, contacts)
                             .await?;
@@ -414,16 +419,17 @@ macro_rules! privacy_store {
                         }
                     }
                     rows.sort_by(|a, b| a.id.cmp(&b.id));
-                    Ok(rows)
+                    $crate::store::sealed::open_all(&self.pii, rows)
                 }
 
                 async fn invitations_sent_by(&self, referrer_id: &str) -> StoreResult<Vec<InvitationRow>> {
-                    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                         "SELECT {INVITATION_COLS} FROM invitations WHERE referrer_id = $1 ORDER BY id"
                     )))
                     .bind(referrer_id)
                     .fetch_all(&self.pool)
-                    .await?)
+                    .await?;
+                    $crate::store::sealed::open_all(&self.pii, rows)
                 }
 
                 async fn clicks_of(&self, click_ids: &[String], invitation_ids: &[String]) -> StoreResult<Vec<ClickRow>> {
@@ -435,7 +441,7 @@ macro_rules! privacy_store {
                         }
                     }
                     rows.sort_by(|a, b| (a.occurred_at, &a.click_id).cmp(&(b.occurred_at, &b.click_id)));
-                    Ok(rows)
+                    $crate::store::sealed::open_all(&self.pii, rows)
                 }
 
                 async fn conversions_of(&self, user_ids: &[String]) -> StoreResult<Vec<ConversionRow>> {
@@ -452,10 +458,13 @@ macro_rules! privacy_store {
 
                 async fn erase_person(&self, e: &PersonErasure) -> StoreResult<()> {
                     let mut tx = self.begin_write().await?;
+                    // What is left of a person's fields (a truncated IP) is sealed like any other.
                     for r in &e.invitations {
+                        let r = $crate::store::sealed::seal(&self.pii, r);
                         sqlx::query(
                             "UPDATE invitations SET recipient_email = $2, recipient_phone = $3, recipient_name = $4, recipient_key = $5,
-                             message = $6, wedding_date = $7, ip = $8, device_id = $9, referrer_name = $10 WHERE id = $1",
+                             message = $6, wedding_date = $7, ip = $8, device_id = $9, referrer_name = $10,
+                             contact_lookup = CASE WHEN $5 = '' THEN '' ELSE contact_lookup END WHERE id = $1",
                         )
                         .bind(&r.id)
                         .bind(&r.recipient_email)
@@ -471,6 +480,7 @@ macro_rules! privacy_store {
                         .await?;
                     }
                     if let Some(s) = &e.signup {
+                        let s = $crate::store::sealed::seal(&self.pii, s);
                         sqlx::query(
                             "UPDATE signups SET user_id = $2, email = $3, email_norm = $4, name = $5, ip = $6, device_id = $7 WHERE id = $1",
                         )
@@ -485,6 +495,7 @@ macro_rules! privacy_store {
                         .await?;
                     }
                     for c in &e.clicks {
+                        let c = $crate::store::sealed::seal(&self.pii, c);
                         sqlx::query(
                             "UPDATE clicks SET visitor_id = $2, user_agent = $3, ip = $4, device_id = $5 WHERE click_id = $1",
                         )
