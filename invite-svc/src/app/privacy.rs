@@ -434,12 +434,22 @@ impl<S: Store> PersonData for PersonRecords<S> {
         counts.insert("clicks".into(), r.clicks.len() as i64);
         counts.insert("signups".into(), i64::from(r.signup.is_some()));
         counts.insert("conversions".into(), r.conversions.len() as i64);
+        // Unsubscribes, bounces, complaints and lifts of the addresses they were known by.
+        let consent = crate::app::consent::history(&self.store, &subject.contact_keys)
+            .await
+            .map_err(ApiError::from)?["consentHistory"]
+            .take();
+        counts.insert(
+            "consent_events".into(),
+            consent.as_array().map_or(0, |a| a.len() as i64),
+        );
         let doc = json!({
             "invitationsReceived": r.received.iter().map(received_doc).collect::<Vec<_>>(),
             "invitationsSent": sent.into_iter().map(sent_doc).collect::<Vec<_>>(),
             "clicks": r.clicks.iter().map(click_doc).collect::<Vec<_>>(),
             "signup": r.signup.as_ref().map(signup_doc),
             "conversions": r.conversions.iter().map(conversion_doc).collect::<Vec<_>>(),
+            "consentHistory": consent,
         });
         Ok((counts, doc))
     }
