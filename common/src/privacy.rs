@@ -288,7 +288,7 @@ impl PrivacySink {
         let mut waited = 0u32;
         while crate::consumer::EventSink::last_offset(self, MAIN_SOURCE).await? < offset {
             waited += 1;
-            if waited % 100 == 0 {
+            if waited.is_multiple_of(100) {
                 tracing::warn!(
                     service = self.service,
                     offset,
