@@ -415,6 +415,13 @@ async fn invite_log(events: &[Event]) -> (String, ShutdownTrigger) {
     .execute(&pool)
     .await
     .unwrap();
+    // Where a producer records its durable consumers' positions (the shared migration 75).
+    sqlx::query(
+        "CREATE TABLE event_log_consumers (consumer TEXT PRIMARY KEY, acked_offset BIGINT NOT NULL, seen_at TEXT NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     for e in events {
         let mut conn = pool.acquire().await.unwrap();
         outbox::insert_sqlite(&mut conn, e).await.unwrap();

@@ -551,10 +551,6 @@ mod tests {
             "service-secret-for-tests-0123456789abcdef",
             "--click-signing-keys",
             "k1:a-click-key-of-at-least-32-characters",
-            "--pii-keys",
-            "k1:a-pii-key-of-at-least-32-characters-long",
-            "--pii-lookup-key",
-            "a-lookup-key-of-at-least-32-characters",
             "--unsubscribe-signing-key",
             "an-unsubscribe-key-of-at-least-32-chars",
         ];

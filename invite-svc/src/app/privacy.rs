@@ -100,7 +100,14 @@ pub async fn person_of<S: Store>(store: &S, person_id: &str) -> Result<Person, A
         add_recipient(&mut person, &inv);
         push_unique(&mut person.invitation_ids, inv.id);
     }
-    let contacts: Vec<String> = person.emails.iter().chain(&person.phones).cloned().collect();
+    // Invitations are found by the keyed hashes of their addresses, never the addresses.
+    let pii = store.pii();
+    let contacts: Vec<String> = person
+        .emails
+        .iter()
+        .map(|e| pii.lookup("email", e))
+        .chain(person.phones.iter().map(|p| pii.lookup("phone", p)))
+        .collect();
     for inv in store.invitations_to(&contacts).await? {
         push_unique(&mut person.invitation_ids, inv.id);
     }

@@ -203,8 +203,13 @@ async fn person_records_are_found_and_erased<S: Harness>(store: &S) {
         new_invitation(invitation("ref-p", "other@example.com", "LINK")),
     )
     .await;
+    // Found by the keyed hashes of her addresses, as the app asks.
+    let pii = referral_common::pii::PiiKeys::for_tests();
     let hers = store
-        .invitations_to(&["bride@example.com".into(), "+447700900123".into()])
+        .invitations_to(&[
+            pii.lookup("email", "bride@example.com"),
+            pii.lookup("phone", "+447700900123"),
+        ])
         .await
         .unwrap();
     let mut ids_found: Vec<&str> = hers.iter().map(|r| r.id.as_str()).collect();
@@ -281,7 +286,7 @@ async fn person_records_are_found_and_erased<S: Harness>(store: &S) {
     );
     assert_eq!(
         store
-            .invitations_to(&["bride@example.com".into()])
+            .invitations_to(&[pii.lookup("email", "bride@example.com")])
             .await
             .unwrap()
             .len(),
