@@ -163,6 +163,17 @@ def _fx_rate_filter(case):
         case.query["currency"] = "EUR"
 
 
+def _suppression_search(case):
+    # A search names one real address (only a parser knows one): a valid e-mail or an E.164
+    # phone, never both.
+    if isinstance(case.query, dict):
+        if case.query.get("email"):
+            case.query["email"] = "guest@example.com"
+            case.query.pop("phone", None)
+        elif case.query.get("phone"):
+            case.query["phone"] = "+447700900123"
+
+
 @fixes("PUT", "/v1/fx-rates")
 def _fx_rate(case):
     # A real ISO 4217 code other than the reporting currency (GBP), and a real calendar day
@@ -195,6 +206,8 @@ def map_case(context, case):
     _fix_window(case.query, "since", "until")
     if (case.operation.method.upper(), case.operation.path) == ("GET", "/v1/fx-rates"):
         _fx_rate_filter(case)
+    if (case.operation.method.upper(), case.operation.path) == ("GET", "/v1/suppressions"):
+        _suppression_search(case)
     if isinstance(case.query, dict):
         # Page tokens are opaque: only one the server issued (`nextPageToken`) is valid.
         case.query.pop("pageToken", None)

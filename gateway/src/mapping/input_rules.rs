@@ -924,6 +924,9 @@ static RULES: &[(&str, &str, Rule)] = &[
     ("referral.invite.v1.ListSuppressionsRequest", "phone", line(PHONE_MAX)),
     ("referral.invite.v1.ListSuppressionsRequest", "pageSize", PAGE_SIZE),
     ("referral.invite.v1.LiftSuppressionRequest", "id", id()),
+    // invite-svc: privacy requests (the person's user id; the request's id)
+    ("referral.common.v1.CreatePrivacyRequestRequest", "personId", id()),
+    ("referral.common.v1.GetPrivacyRequestRequest", "id", id()),
     // every service: parked work (`common::parked`); the id names its service and kind
     (
         "referral.common.v1.ListParkedRequest",
